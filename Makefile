@@ -1,0 +1,46 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is set up on demand
+# and cached inside the checkout (.venv, .cache/jars, .cache/m2), so second runs are fast.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+MVN    := mvn -q -B -Dmaven.repo.local=$(CURDIR)/.cache/m2
+JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
+
+.PHONY: run test setup venv jars bench kafka-up kafka-down clean
+
+run: setup
+	$(BIN)/zeroscan demo
+
+test: setup
+	$(BIN)/pytest -q
+
+setup: venv jars
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+jars: $(JARS)
+
+.cache/jars/%/.fetched: connectors/maven/%/pom.xml
+	rm -rf .cache/jars/$*
+	$(MVN) -f $< dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.cache/jars/$*
+	touch $@
+
+bench: setup
+	$(BIN)/python -m benchmarks.text_matching
+
+kafka-up: setup
+	$(BIN)/zeroscan kafka up
+
+kafka-down: setup
+	$(BIN)/zeroscan kafka down
+
+clean:
+	-$(BIN)/zeroscan kafka down
+	rm -rf .state

@@ -1,0 +1,143 @@
+"""The typed records that flow through the scanner: listings, brand references, signals,
+decisions and feedback events. Parsing from JSON lives in `brand_signals.contract`; these
+classes hold already-validated values only."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class Op(enum.Enum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class Action(enum.Enum):
+    """What a decision asks the marketplace to do, strongest first."""
+
+    TAKEDOWN = "takedown"
+    REVIEW = "review"
+    NOTIFY = "notify"
+    CLEAR = "clear"
+
+
+class SignalKind(enum.Enum):
+    TRADEMARK_TEXT = "trademark_text"
+    BRAND_FIELD = "brand_field"
+    LOGO = "logo"
+    OCR_TEXT = "ocr_text"
+    IMAGE_COPY = "image_copy"
+    PRICE = "price"
+    SELLER = "seller"
+    BRAND_REMOVAL = "brand_removal"
+    FEEDBACK_NEIGHBOR = "feedback_neighbor"
+    IMAGE_ERROR = "image_error"
+
+
+class FeedbackKind(enum.Enum):
+    BRAND_REMOVAL = "brand_removal"
+    APPEAL_UPHELD = "appeal_upheld"
+    APPEAL_REJECTED = "appeal_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount: float
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    uri: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    listing_id: str
+    seller_id: str
+    event_time_ms: int
+    op: Op = Op.UPSERT
+    title: str = ""
+    brand: str = ""
+    description: str = ""
+    bullet_points: tuple[str, ...] = ()
+    category: str = ""
+    price: Money | None = None
+    images: tuple[ImageRef, ...] = ()
+    marketplace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BrandReference:
+    brand_id: str
+    version: int
+    name: str = ""
+    trademarks: tuple[str, ...] = ()
+    logos: tuple[ImageRef, ...] = ()
+    product_images: tuple[ImageRef, ...] = ()
+    categories: tuple[str, ...] = ()
+    authorized_sellers: frozenset[str] = frozenset()
+    min_price: Money | None = None
+    enforcement: Action = Action.NOTIFY
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One piece of evidence that a listing presents a brand (or a fact that weighs on it)."""
+
+    kind: SignalKind
+    score: float
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "score": round(self.score, 4), "detail": dict(self.detail)}
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Signals that one source found for one brand on one listing."""
+
+    brand_id: str
+    signals: tuple[Signal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    listing_id: str
+    seller_id: str
+    brand_id: str
+    action: Action
+    score: float
+    signals: tuple[Signal, ...]
+    decided_at: int
+    brand_version: int | None = None
+    model_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "listing_id": self.listing_id,
+            "seller_id": self.seller_id,
+            "brand_id": self.brand_id,
+            "action": self.action.value,
+            "score": round(min(1.0, max(0.0, self.score)), 4),
+            "signals": [s.to_json() for s in self.signals],
+            "decided_at": self.decided_at,
+        }
+        if self.brand_version is not None:
+            out["brand_version"] = self.brand_version
+        if self.model_version is not None:
+            out["model_version"] = self.model_version
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    kind: FeedbackKind
+    listing_id: str
+    brand_id: str
+    event_time_ms: int
+    actor: str = ""
+    reason: str = ""

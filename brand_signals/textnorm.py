@@ -1,0 +1,328 @@
+"""Text normalisation for word-mark matching: folds listing text and trademarks into one
+comparable form and records which folds were needed, so evidence can say "matched after
+homoglyph folding". `wordmarks.py` builds its token streams with these functions.
+
+Per character (cached): Unicode confusables (from the `confusable-homoglyphs` package, which
+ships Unicode's confusables.txt as JSON), NFKD compatibility decomposition, diacritics
+stripping, invisible-character removal and case folding. Per token: leetspeak keys,
+joining of letters split by spaces/dots/hyphens, and squeezing of repeated letters.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import gzip
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+
+import orjson
+
+# Hostile-input bound: no field is read past this many characters. Titles are at most 2,000
+# by contract; marks in descriptions and bullets almost always stand early, and the cost of
+# every later step is linear in this bound (a confusable flood of 20,000 characters costs
+# the same as a plain one of 4,096).
+MAX_FIELD_CHARS = 4096
+# Size of the per-character fold cache; a cache miss costs ~3 µs, a hit ~50 ns. 65,536
+# covers the BMP, so a flood of distinct characters costs at most one miss per character.
+FOLD_CACHE_SIZE = 1 << 16
+
+
+class Fold(enum.IntFlag):
+    """Which normalisations a piece of text needed to match; names are used in evidence."""
+
+    NONE = 0
+    HOMOGLYPH = 1      # a confusable look-alike (Cyrillic/Greek/math letters) became ASCII
+    COMPAT = 2         # NFKD compatibility form (fullwidth, ligature, superscript)
+    DIACRITICS = 4     # combining marks dropped ("é" -> "e")
+    INVISIBLE = 8      # zero-width / format characters removed
+    LEET = 16          # digits or symbols read as letters ("T0mT0m")
+    SPACING = 32       # letters split by spaces, dots or hyphens joined ("S.o.n.y")
+    REPEAT = 64        # a letter repeated to pad the mark ("Sonyyyy")
+    TYPO = 128         # one edit away (insertion, deletion, substitution, transposition)
+
+
+# Evidence names, in a stable order.
+FOLD_NAMES: tuple[tuple[int, str], ...] = tuple((int(bit), name) for bit, name in (
+    (Fold.HOMOGLYPH, "homoglyph"), (Fold.COMPAT, "nfkc"), (Fold.DIACRITICS, "diacritics"),
+    (Fold.INVISIBLE, "invisible"), (Fold.LEET, "leet"), (Fold.SPACING, "spacing"),
+    (Fold.REPEAT, "repeat"), (Fold.TYPO, "typo:edit1"),
+))
+
+
+def fold_names(flags: int) -> list[str]:
+    return [name for bit, name in FOLD_NAMES if flags & bit]
+
+
+# Leetspeak readings, as one key per character. "1", "!", "|" and "l" all key to "i" so that
+# either reading of "1" (i or l) meets the mark's own letters; the matcher verifies the
+# alignment afterwards (a plain "l" in the text must still face an "l" or "i" in the mark).
+LEET_TABLE = str.maketrans({
+    "0": "o", "1": "i", "!": "i", "|": "i", "l": "i", "3": "e", "4": "a", "@": "a",
+    "5": "s", "$": "s", "7": "t", "8": "b", "9": "g",
+})
+# Which text character may stand for which mark character in a leet match.
+LEET_READINGS: dict[str, frozenset[str]] = {
+    "0": frozenset("o"), "1": frozenset("il"), "!": frozenset("il"), "|": frozenset("il"),
+    "3": frozenset("e"), "4": frozenset("a"), "@": frozenset("a"), "5": frozenset("s"),
+    "$": frozenset("s"), "7": frozenset("t"), "8": frozenset("b"), "9": frozenset("g"),
+}
+
+TOKEN_RE = re.compile(r"[^\W_]+")
+# Tokens of the leet stream keep the symbols that leetspeak uses inside words.
+LEET_TOKEN_RE = re.compile(r"(?:[^\W_]|[$@!|])+")
+# Symbols that only count as leet inside a token ("Sony!" is not "sonyi").
+LEET_EDGE_STRIP = "!|"
+_HAS_LEET_RE = re.compile(r"[0-9$@!|]")
+_REPEAT_RE = re.compile(r"(.)\1+")
+_TRIPLE_RE = re.compile(r"(.)\1\1")
+# Separators that may split a mark's letters ("S w i n g", "C.a.s.i.o", "L-G", "S_o_n_y").
+SPLIT_SEPARATORS = frozenset(" .-_·•*/~")
+
+
+# Ordinary words are not read as misspelt marks ("Bass" is not a typo of BOSS). Word lists
+# from `pyspellchecker` (frequency lists of subtitles): the most frequent words of English,
+# and of the other languages whose compatibility cues we read. Sizes: English's 25,000th
+# word still occurs ~600 times per 10^8 words (everyday vocabulary, plurals included);
+# beyond that the lists turn into names and rare forms. The other lists are smaller
+# because their counts flatten out (ties at the minimum count) well before 20,000.
+COMMON_WORD_LISTS: tuple[tuple[str, int], ...] = (
+    ("en", 25_000), ("de", 10_000), ("fr", 10_000), ("es", 10_000), ("it", 10_000),
+    ("nl", 10_000), ("pt", 10_000),
+)
+
+
+@functools.lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """Frequent ordinary words of the languages in COMMON_WORD_LISTS, folded. Loaded once per
+    process (~0.4 s), on the first typo lookup."""
+    out: set[str] = set()
+    base = resources.files("spellchecker").joinpath("resources")
+    for lang, top in COMMON_WORD_LISTS:
+        counts: dict[str, int] = orjson.loads(gzip.decompress(base.joinpath(f"{lang}.json.gz").read_bytes()))
+        values = sorted(counts.values(), reverse=True)
+        cut = values[min(top, len(values)) - 1]   # words tied with the last one are kept too
+        for word, n in counts.items():
+            if n >= cut:
+                out.add(word.lower() if word.isascii() else "".join(TOKEN_RE.findall(fold(word).text)))
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=1)
+def confusable_map() -> dict[str, str]:
+    """Non-ASCII character -> the ASCII letter or digit it is confusable with.
+
+    From Unicode's confusables (source -> prototype) as shipped by `confusable-homoglyphs`;
+    only single-character prototypes that are ASCII letters or digits are kept. A capital
+    look-alike of "I" has the prototype "l" in Unicode's skeleton (I and l look alike in
+    sans fonts); since we fold case afterwards, it becomes "i".
+    """
+    raw = resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
+    data: dict[str, list[dict[str, str]]] = json.loads(raw)
+    out: dict[str, str] = {}
+
+    def target(v: str) -> str | None:
+        v = v.strip("\u200e\u200f")
+        return v if len(v) == 1 and v.isascii() and v.isalnum() else None
+
+    for k, entries in data.items():
+        if len(k) != 1 or k.isascii():
+            continue
+        for e in entries:
+            t = target(e["c"])
+            if t is not None:
+                out[k] = t
+                break
+    for k, entries in data.items():  # reverse direction: ASCII key -> its look-alikes
+        if len(k) != 1 or not (k.isascii() and k.isalnum()):
+            continue
+        for e in entries:
+            v = e["c"].strip("\u200e\u200f")
+            if len(v) == 1 and not v.isascii():
+                out.setdefault(v, k)
+    for k, v in list(out.items()):
+        if v == "l" and k.isupper():
+            out[k] = "i"
+    return out
+
+
+@functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
+def fold_char(c: str) -> tuple[str, int]:
+    """One character -> (folded text, Fold bits). The folded text may be empty or longer."""
+    if c.isascii():
+        return c.lower(), 0
+    cat = unicodedata.category(c)
+    if cat == "Cf" or cat == "Mn" or cat == "Me":
+        return "", int(Fold.INVISIBLE if cat == "Cf" else Fold.DIACRITICS)
+    conf = confusable_map()
+    proto = conf.get(c)
+    if proto is not None:
+        return proto.lower(), int(Fold.HOMOGLYPH)
+    flags = 0
+    decomposed = unicodedata.normalize("NFKD", c)
+    kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if len(kept) < len(decomposed):
+        flags |= Fold.DIACRITICS
+    if unicodedata.normalize("NFD", c) != decomposed:
+        flags |= Fold.COMPAT
+    out = []
+    for ch in kept.casefold():
+        p = conf.get(ch)
+        if p is not None:
+            out.append(p.lower())
+            flags |= Fold.HOMOGLYPH
+        else:
+            out.append(ch)
+    return "".join(out), int(flags)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedText:
+    """A field after per-character folding, with a way back to the original characters."""
+
+    original: str                      # the field text, cut at MAX_FIELD_CHARS
+    text: str                          # folded: lower case ASCII wherever a fold exists
+    origin: tuple[int, ...] | None     # folded index -> original index (None: identical)
+    flags: tuple[int, ...] | None      # Fold bits per folded character (None: all zero)
+
+    def span_flags(self, start: int, end: int) -> int:
+        if self.flags is None:
+            return 0
+        f = 0
+        for x in self.flags[start:end]:
+            f |= x
+        return f
+
+    def surface(self, start: int, end: int) -> str:
+        """The original text behind folded[start:end]."""
+        if self.origin is None:
+            return self.original[start:end]
+        if start >= end or start >= len(self.origin):
+            return ""
+        o_start = self.origin[start]
+        o_end = self.origin[end - 1] + 1
+        return self.original[o_start:o_end]
+
+
+def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
+    """Fold a field: confusables, compatibility forms, diacritics, invisibles, case."""
+    if len(text) > max_chars:
+        text = text[:max_chars]
+    if text.isascii():
+        return FoldedText(text, text.lower(), None, None)
+    pieces: list[str] = []
+    origin: list[int] = []
+    flags: list[int] = []
+    pending = 0   # folds of removed characters, credited to the next character kept
+    for i, c in enumerate(text):
+        f, bits = fold_char(c)
+        if f:
+            pieces.append(f)
+            origin.extend([i] * len(f))
+            flags.extend([bits | pending] * len(f))
+            pending = 0
+        else:
+            pending |= bits
+    if pending and flags:
+        flags[-1] |= pending
+    return FoldedText(text, "".join(pieces), tuple(origin), tuple(flags))
+
+
+def normalize(text: str) -> str:
+    """The plain normal form of a mark or phrase: folded tokens joined by single spaces."""
+    return " ".join(TOKEN_RE.findall(fold(text).text))
+
+
+def leet_key(s: str) -> str:
+    """The leet key of folded text (see LEET_TABLE)."""
+    return s.translate(LEET_TABLE)
+
+
+def has_leet(s: str) -> bool:
+    return _HAS_LEET_RE.search(s) is not None
+
+
+def leet_reading_ok(text: str, mark: str) -> bool:
+    """True when folded `text` spells `mark` (same length) reading some characters as leet,
+    and at least one leet character was needed. Letters must face the same letter."""
+    if len(text) != len(mark) or text == mark:
+        return False
+    used = False
+    for t, m in zip(text, mark):
+        if t == m:
+            continue
+        readings = LEET_READINGS.get(t)
+        if readings is None or m not in readings:
+            return False
+        used = True
+    return used
+
+
+def squeeze(s: str) -> str:
+    """Collapse runs of one repeated character to one ("sonyyyy" -> "sony", "accell" -> "acel")."""
+    return _REPEAT_RE.sub(r"\1", s)
+
+
+def has_padding(s: str) -> bool:
+    """A run of three or more of one character: the shape of "Sonyyy" padding."""
+    return _TRIPLE_RE.search(s) is not None
+
+
+def padded_from(text: str, mark: str) -> bool:
+    """True when `text` is `mark` with some of its letters repeated more often."""
+    if text == mark or squeeze(text) != squeeze(mark):
+        return False
+    runs_t = _runs(text)
+    runs_m = _runs(mark)
+    return len(runs_t) == len(runs_m) and all(a >= b for a, b in zip(runs_t, runs_m))
+
+
+def _runs(s: str) -> list[int]:
+    out: list[int] = []
+    prev = None
+    for c in s:
+        if c == prev:
+            out[-1] += 1
+        else:
+            out.append(1)
+            prev = c
+    return out
+
+
+def osa_distance(a: str, b: str, limit: int = 2) -> int:
+    """Optimal-string-alignment distance (Levenshtein plus adjacent transposition), cut off
+    at limit + 1 as soon as it is sure to exceed `limit`."""
+    if a == b:
+        return 0
+    la, lb = len(a), len(b)
+    if abs(la - lb) > limit:
+        return limit + 1
+    prev2: list[int] | None = None
+    prev = list(range(lb + 1))
+    for i in range(1, la + 1):
+        cur = [i] + [0] * lb
+        ca = a[i - 1]
+        best = cur[0]
+        for j in range(1, lb + 1):
+            cb = b[j - 1]
+            cost = 0 if ca == cb else 1
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if prev2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                v = min(v, prev2[j - 2] + 1)
+            cur[j] = v
+            if v < best:
+                best = v
+        if best > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[lb], limit + 1)
+
+
+def deletes1(s: str) -> set[str]:
+    """The string and every string one deletion away (the symmetric-deletion neighbourhood)."""
+    out = {s}
+    for i in range(len(s)):
+        out.add(s[:i] + s[i + 1:])
+    return out

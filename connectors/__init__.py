@@ -1,0 +1,1 @@
+"""Kafka and file sources/sinks, serialisation, the image store, and the dev Kafka broker."""

@@ -1,0 +1,75 @@
+"""Kafka administration through confluent-kafka: readiness, topics, end and committed offsets."""
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from zeroscan.settings import Topics
+
+
+def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
+    """The topics of the data contract plus the dead-letter topic, with their configs."""
+    return {
+        t.listings: {"partitions": partitions},
+        # Compacted: the latest version of every brand is kept forever and replayed by each
+        # scanner instance at start; tombstone records are kept a day so replays see them.
+        t.brands: {"partitions": 1, "config": {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}},
+        t.feedback: {"partitions": partitions},
+        t.decisions: {"partitions": partitions},
+        t.dead_letter: {"partitions": 1},
+    }
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                return
+        except KafkaException as e:
+            last = e
+        time.sleep(0.3)
+    raise RuntimeError(f"Kafka at {bootstrap} did not answer within {timeout_s}s ({last})")
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, dict]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [NewTopic(name, num_partitions=spec.get("partitions", 1), replication_factor=1,
+                    config=spec.get("config", {}))
+           for name, spec in topics.items() if name not in existing]
+    created = []
+    for name, fut in (admin.create_topics(new) if new else {}).items():
+        try:
+            fut.result(timeout=30)
+            created.append(name)
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
+    return created
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "zeroscan-offsets-probe",
+                  "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
+    finally:
+        c.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        tps = c.committed([TopicPartition(topic, p) for p in md.partitions], timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in tps}
+    finally:
+        c.close()

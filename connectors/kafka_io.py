@@ -1,0 +1,78 @@
+"""Plain Kafka producers and consumers for the command line, the demo and the tests (the job
+itself reads and writes through Flink's connector)."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Iterable, Iterator
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+
+def key_of(raw: bytes, field: str) -> bytes | None:
+    """The record's key field, when the record is JSON with that string field (else no key)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    v = obj.get(field) if isinstance(obj, dict) else None
+    return v.encode() if isinstance(v, str) else None
+
+
+def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
+    """Send each non-empty line as one message, keyed by `key_field` when present."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                  "message.max.bytes": 2 << 20})
+    n = 0
+    errors: list[str] = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(str(err))
+
+    for line in lines:
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        key = key_of(line, key_field) if key_field else None
+        while True:
+            try:
+                p.produce(topic, value=line, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.1)
+        n += 1
+        p.poll(0)
+    p.flush(30)
+    if errors:
+        raise RuntimeError(f"{len(errors)} messages to {topic} failed, first: {errors[0]}")
+    return n
+
+
+def consume(bootstrap: str, topic: str, *, idle_timeout_s: float = 5.0, max_messages: int | None = None,
+            read_committed: bool = True) -> Iterator[tuple[bytes | None, bytes | None, int, int]]:
+    """Read a topic from the beginning: yields (key, value, partition, offset) until nothing new
+    arrived for `idle_timeout_s` (or `max_messages` were read)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"zeroscan-reader-{uuid.uuid4()}",
+                  "enable.auto.commit": False,
+                  "isolation.level": "read_committed" if read_committed else "read_uncommitted"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        n, last = 0, time.monotonic()
+        while time.monotonic() - last < idle_timeout_s:
+            msg = c.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(f"consuming {topic}: {msg.error()}")
+            last = time.monotonic()
+            yield msg.key(), msg.value(), msg.partition(), msg.offset()
+            n += 1
+            if max_messages is not None and n >= max_messages:
+                return
+    finally:
+        c.close()

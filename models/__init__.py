@@ -1,0 +1,1 @@
+"""ONNX models, their wrappers and the scripts that export them (image signals)."""

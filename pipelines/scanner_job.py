@@ -1,0 +1,223 @@
+"""The scanner job graph, the same in both modes:
+
+    source(listings) -> scan (vectorised Python: parse, validate, match, decide)
+        -> dead letters                                  -> sink(dead-letter)
+        -> per-listing transition (Java: LAG over listing_id, RocksDB state)
+             flagged / changed brand or action  -> decision
+             flagged before, not now (or delete) -> clear
+                                                 -> sink(decisions)
+
+Kafka mode reads `listings` and writes `decisions` and `dead-letter` exactly once
+(checkpoints + transactional sinks + read_committed). File mode reads JSON Lines files on the
+local mini-cluster and collects the results to files. `main()` only wires configuration.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
+
+from brand_signals.scanner import MODEL_VERSION
+from pipelines.operators import scan_udf
+from zeroscan.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def load_flink_conf(conf_dir: Path) -> dict[str, str]:
+    """Flink's config.yaml as flat `key: value` strings (nested YAML is flattened with dots)."""
+    data = yaml.safe_load((conf_dir / "config.yaml").read_text()) or {}
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, node) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = str(node).lower() if isinstance(node, bool) else str(node)
+
+    walk("", data)
+    return flat
+
+
+def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
+                   overrides: dict[str, str | None] | None = None) -> TableEnvironment:
+    """A streaming TableEnvironment with flink-conf/config.yaml applied; an override of None
+    removes a key."""
+    os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
+    Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    conf = t_env.get_config()
+    values = load_flink_conf(settings.flink_conf_dir)
+    values.update({
+        "parallelism.default": str(parallelism),
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "execution.checkpointing.dir": (settings.state_dir / "checkpoints").as_uri(),
+        "execution.checkpointing.savepoint-dir": (settings.state_dir / "savepoints").as_uri(),
+    })
+    if kafka:
+        jars = settings.connector_jars
+        if not jars:
+            raise RuntimeError(f"Flink Kafka connector jar missing in {settings.jar_dir}: run `make jars`")
+        values["pipeline.jars"] = ";".join(j.as_uri() for j in jars)
+    for k, v in (overrides or {}).items():
+        if v is None:
+            values.pop(k, None)
+        else:
+            values[k] = v
+    for k, v in values.items():
+        conf.set(k, v)
+    return t_env
+
+
+def _kafka_table(name: str, topic: str, settings: Settings, columns: str, options: dict[str, str]) -> str:
+    opts = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.bootstrap, **options}
+    with_ = ",\n  ".join(f"'{k}' = '{v}'" for k, v in opts.items())
+    return f"CREATE TEMPORARY TABLE {name} (\n  {columns}\n) WITH (\n  {with_}\n)"
+
+
+def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
+    t = settings.topics
+    t_env.execute_sql(_kafka_table(
+        "listings_kafka", t.listings, settings,
+        "`value` BYTES, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
+        "`offset` BIGINT METADATA VIRTUAL",
+        {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
+         "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
+         "value.format": "raw"}))
+    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, `topic` AS src, `partition` AS part, "
+                      "`offset` AS pos FROM listings_kafka")
+    sink_opts = {
+        "key.format": "raw", "key.fields": "k", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": "exactly-once",
+        # Must stay below the broker's transaction.max.timeout.ms (15 min by default).
+        "properties.transaction.timeout.ms": "900000",
+    }
+    for name, topic in (("decisions_kafka", t.decisions), ("dead_letter_kafka", t.dead_letter)):
+        t_env.execute_sql(_kafka_table(
+            name, topic, settings, "`k` STRING, `v` STRING",
+            {**sink_opts, "sink.transactional-id-prefix": f"{settings.transactional_id_prefix}-{topic}"}))
+
+
+def register_file_io(t_env: TableEnvironment, listings: Path) -> None:
+    t_env.execute_sql(
+        "CREATE TEMPORARY TABLE listings_file (`value` BYTES, "
+        "`path` STRING NOT NULL METADATA FROM 'file.path' VIRTUAL) "
+        f"WITH ('connector' = 'filesystem', 'path' = '{listings.resolve().as_uri()}', 'format' = 'raw')")
+    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, `path` AS src, "
+                      "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos FROM listings_file")
+
+
+def define_scan(t_env: TableEnvironment, feed_config: dict[str, str]) -> None:
+    """Views `decisions_out(k, v)` and `dead_out(k, v)` over `raw_in`."""
+    t_env.create_temporary_function("scan", scan_udf(feed_config, MODEL_VERSION))
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW scanned AS
+        SELECT r.kind AS kind, r.listing_id AS listing_id, r.brand_id AS brand_id, r.action AS action,
+               r.payload AS payload, PROCTIME() AS pt
+        FROM (SELECT scan(`value`, src, part, pos) AS r FROM raw_in) AS s""")
+    # Per listing, what the previous scan said: a decision is emitted when the listing becomes
+    # flagged or its brand/action changes, and a `clear` when a flagged listing stops being one.
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW transitions AS
+        SELECT kind, listing_id, brand_id, action, payload,
+               LAG(kind) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_kind,
+               LAG(brand_id) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_brand,
+               LAG(action) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_action
+        FROM scanned WHERE kind <> 'dead'""")
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW decisions_out AS
+        SELECT listing_id AS k,
+               CASE WHEN kind = 'decision' THEN payload ELSE CONCAT(payload, '"', prev_brand, '"}') END AS v
+        FROM transitions
+        WHERE (kind = 'decision' AND (prev_kind IS NULL OR prev_kind <> 'decision'
+                                      OR prev_brand <> brand_id OR prev_action <> action))
+           OR (kind = 'pass' AND prev_kind = 'decision')""")
+    t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS "
+                      "SELECT COALESCE(listing_id, '') AS k, payload AS v FROM scanned WHERE kind = 'dead'")
+
+
+@dataclass(frozen=True, slots=True)
+class FileScanResult:
+    decisions: int
+    dead_letters: int
+
+
+def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, dead_out: Path,
+                  parallelism: int = 1) -> FileScanResult:
+    """File mode: the same graph on the local mini-cluster, results collected in stream order."""
+    t_env = make_table_env(settings, parallelism, kafka=False, overrides={
+        "state.backend.type": "hashmap", "execution.checkpointing.interval": None})
+    register_file_io(t_env, listings)
+    define_scan(t_env, {"kind": "file", "path": str(brands.resolve())})
+    results = t_env.sql_query(
+        "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out")
+    n_dec = n_dead = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fd, open(dead_out, "w", encoding="utf-8") as fdl, \
+            results.execute().collect() as rows:
+        for row in rows:
+            if row[0] == "decision":
+                fd.write(row[1] + "\n")
+                n_dec += 1
+            else:
+                fdl.write(row[1] + "\n")
+                n_dead += 1
+    return FileScanResult(n_dec, n_dead)
+
+
+def build_kafka_statements(settings: Settings, parallelism: int) -> tuple[TableEnvironment, StatementSet]:
+    t_env = make_table_env(settings, parallelism, kafka=True)
+    register_kafka_io(t_env, settings)
+    define_scan(t_env, {"kind": "kafka", "bootstrap": settings.bootstrap, "topic": settings.topics.brands})
+    stmts = t_env.create_statement_set()
+    stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
+    stmts.add_insert_sql("INSERT INTO dead_letter_kafka SELECT k, v FROM dead_out")
+    return t_env, stmts
+
+
+def latest_restore_point(settings: Settings) -> str | None:
+    """The newest completed savepoint or retained checkpoint (one with `_metadata`), so a job
+    that was stopped, cancelled or killed resumes with its state and offsets."""
+    candidates = list((settings.state_dir / "savepoints").glob("savepoint-*/_metadata"))
+    candidates += list((settings.state_dir / "checkpoints").glob("*/chk-*/_metadata"))
+    if not candidates:
+        return None
+    return str(max(candidates, key=lambda p: p.stat().st_mtime).parent)
+
+
+def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Event | None = None) -> str | None:
+    """Run until `stop` is set (or SIGTERM/SIGINT), then stop with a savepoint so the final
+    transactions commit; the next run resumes from it. Returns the savepoint path."""
+    t_env, stmts = build_kafka_statements(settings, parallelism)
+    resume = latest_restore_point(settings)
+    if resume:
+        t_env.get_config().set("execution.state-recovery.path", resume)
+        log.info("resuming from savepoint %s", resume)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    result = stmts.execute()
+    client = result.get_job_client()
+    while not stop.wait(0.5):
+        state = str(client.get_job_status().result())
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            raise RuntimeError(f"scanner job ended: {state}")
+    return _stop_with_savepoint(client, settings)
+
+
+def _stop_with_savepoint(client, settings: Settings) -> str:
+    from pyflink.java_gateway import get_gateway
+
+    fmt = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    target = (settings.state_dir / "savepoints").as_uri()
+    return str(client._j_job_client.stopWithSavepoint(False, target, fmt).get())

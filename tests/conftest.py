@@ -1,0 +1,90 @@
+"""Shared fixtures. The integration tier starts one real Kafka broker (KRaft, from the Maven
+jars) for the whole session on a free port, in a temporary state folder."""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+# PyFlink and Apache Beam (its Python runtime) warn about their own internals at import; import
+# them once here with those warnings silenced so `filterwarnings = error` applies to our code.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import pyflink.table  # noqa: F401
+    import pyflink.fn_execution.beam.beam_worker_pool_service  # noqa: F401
+    import pyflink.java_gateway
+
+# PyFlink's gateway launcher drops the JVM's Popen object while the JVM runs on; Python then
+# reports a ResourceWarning from Popen.__del__. Keep the object alive for the session.
+_GATEWAY_PROCESSES = []
+_launch = pyflink.java_gateway.launch_gateway_server_process
+
+
+def _launch_and_keep(*args, **kwargs):
+    proc = _launch(*args, **kwargs)
+    _GATEWAY_PROCESSES.append(proc)
+    return proc
+
+
+pyflink.java_gateway.launch_gateway_server_process = _launch_and_keep
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    from connectors.kafka_broker import KafkaBroker
+    from zeroscan.settings import Settings
+
+    settings = Settings.from_env()
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-state"), settings.jar_dir / "kafka-broker",
+                         port=_free_port_pair())
+    broker.up()
+    yield broker
+    broker.down()
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker, tmp_path):
+    """Settings pointing at the session broker, with topics, group and state unique to the test."""
+    from connectors.kafka_admin import contract_topics, ensure_topics
+    from zeroscan.settings import Settings, Topics
+
+    tag = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        Settings.from_env(), bootstrap=kafka_broker.bootstrap, state_dir=tmp_path / "state",
+        consumer_group=f"scanner-{tag}", transactional_id_prefix=f"scanner-{tag}",
+        topics=Topics.prefixed(f"t{tag}-"))
+    ensure_topics(settings.bootstrap, contract_topics(settings.topics, partitions=2))
+    return settings
+
+
+def settings_env(settings) -> dict[str, str]:
+    """Environment variables that make a `zeroscan` subprocess use these settings."""
+    prefix = settings.topics.listings[: -len("listings")]
+    return {
+        "ZEROSCAN_BOOTSTRAP": settings.bootstrap,
+        "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+        "ZEROSCAN_GROUP": settings.consumer_group,
+        "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
+        "ZEROSCAN_TOPIC_PREFIX": prefix,
+    }

@@ -1,0 +1,110 @@
+"""The streaming job on a real Kafka broker: listings in, decisions and dead letters out,
+exactly once, also across a hard kill of the job and a restart from its checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from connectors.kafka_admin import committed_offsets, end_offsets
+from connectors.kafka_io import consume, produce_lines
+from tests.conftest import ROOT, settings_env
+
+pytestmark = pytest.mark.integration
+
+BRANDS = [
+    {"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"], "authorized_sellers": ["vx-store"],
+     "enforcement": "takedown", "version": 1},
+    {"brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"], "enforcement": "review", "version": 1},
+]
+JOB_START_TIMEOUT_S = 240
+
+
+def listing(i: int, title: str, seller: str = "s-1", **kw) -> bytes:
+    return json.dumps({"listing_id": f"l{i}", "seller_id": seller, "event_time": 1_700_000_000_000 + i,
+                       "title": title, **kw}).encode()
+
+
+def start_job(settings, log_name: str) -> subprocess.Popen:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.state_dir / log_name, "wb")
+    return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, **settings_env(settings)},
+                            start_new_session=True)
+
+
+def wait_committed(settings, job: subprocess.Popen, timeout_s: float = JOB_START_TIMEOUT_S) -> None:
+    target = end_offsets(settings.bootstrap, settings.topics.listings)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert job.poll() is None, (settings.state_dir / "job.log").read_text()[-3000:]
+        done = committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings)
+        if all(done.get(p, 0) >= o for p, o in target.items()):
+            return
+        time.sleep(1)
+    raise AssertionError(f"job did not commit {target} within {timeout_s}s")
+
+
+def read(settings, topic: str) -> list[dict]:
+    return [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, topic, idle_timeout_s=3)]
+
+
+def stop(job: subprocess.Popen) -> None:
+    job.send_signal(signal.SIGTERM)
+    job.wait(timeout=120)
+
+
+def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafka_settings):
+    s = kafka_settings
+    produce_lines(s.bootstrap, s.topics.brands, [json.dumps(b).encode() for b in BRANDS], "brand_id")
+    first = [
+        listing(1, "Veltrix cordless drill 18V"),                  # flagged: takedown
+        listing(2, "Veltrix cordless drill 18V", seller="vx-store"),  # authorized
+        listing(3, "Lumora night cream 50ml"),                     # flagged: review
+        listing(4, "Plain steel hammer"),                          # clean
+        b"not json at all",
+        json.dumps({"listing_id": "l6", "seller_id": "s", "event_time": 1, "title": "x",
+                    "price": {"amount": -1, "currency": "USD"}}).encode(),
+    ]
+    produce_lines(s.bootstrap, s.topics.listings, first, "listing_id")
+    job = start_job(s, "job.log")
+    try:
+        wait_committed(s, job)
+        decisions = read(s, s.topics.decisions)
+        assert sorted((d["listing_id"], d["brand_id"], d["action"]) for d in decisions) == [
+            ("l1", "veltrix", "takedown"), ("l3", "lumora", "review")]
+        dead = read(s, s.topics.dead_letter)
+        assert len(dead) == 2
+        assert {d["origin"]["topic"] for d in dead} == {s.topics.listings}
+        assert all(isinstance(d["origin"]["offset"], int) for d in dead)
+        assert any("price.amount" in d["reason"] for d in dead)
+
+        # A second wave while the job runs, then a hard crash (no savepoint) before or after
+        # it is committed: the restarted job must neither lose nor repeat output.
+        second = [listing(100 + i, f"Veltrix drill bits set {i}") for i in range(200)]
+        second += [listing(3, "Lumora night cream 50ml")]            # unchanged repost: no new decision
+        second += [json.dumps({"listing_id": "l1", "seller_id": "s-1", "event_time": 9,
+                               "op": "delete"}).encode()]            # retracts l1
+        produce_lines(s.bootstrap, s.topics.listings, second, "listing_id")
+        time.sleep(3)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+    job = start_job(s, "job-restarted.log")
+    try:
+        wait_committed(s, job)
+    finally:
+        stop(job)
+    decisions = read(s, s.topics.decisions)
+    per_listing = Counter((d["listing_id"], d["action"]) for d in decisions)
+    assert max(per_listing.values()) == 1, [k for k, n in per_listing.items() if n > 1]
+    assert {f"l{100 + i}" for i in range(200)} <= {d["listing_id"] for d in decisions}
+    assert per_listing[("l1", "clear")] == 1 and per_listing[("l3", "review")] == 1
+    assert len(read(s, s.topics.dead_letter)) == 2

@@ -1,0 +1,75 @@
+"""The job graph on the local PyFlink mini-cluster with file sources and sinks (`zeroscan scan`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jsonschema
+import pytest
+
+from pipelines.scanner_job import run_file_scan
+from tests.conftest import SAMPLES
+from tests.unit.test_contract import SCHEMAS
+from zeroscan.settings import Settings
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture(scope="module")
+def sample_scan(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scan")
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp / "state")
+    out, dead = tmp / "decisions.jsonl", tmp / "dead.jsonl"
+    res = run_file_scan(settings, SAMPLES / "brands.jsonl", SAMPLES / "listings.jsonl", out, dead)
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    dead_letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    return res, decisions, dead_letters
+
+
+def test_decisions_are_contract_valid(sample_scan):
+    res, decisions, _ = sample_scan
+    schema = json.loads((SCHEMAS / "decision.schema.json").read_text())
+    assert res.decisions == len(decisions) > 0
+    for d in decisions:
+        jsonschema.validate(d, schema)
+
+
+def test_what_the_sample_presents_is_flagged_for_the_right_brand(sample_scan):
+    _, decisions, _ = sample_scan
+    first = {}
+    for d in decisions:
+        first.setdefault(d["listing_id"], d)
+    expected = {
+        "demo-001": ("acme-audio", "takedown"),   # exact mark, unauthorized seller, below the price floor
+        "demo-003": ("lumora", "review"),         # homoglyph; the brand asks for review
+        "demo-004": ("veltrix", "notify"),        # spaced letters; the brand asks for notify
+        "demo-005": ("kestrel", "review"),        # misspelt mark: weaker evidence, so review
+        "demo-006": ("kestrel", "takedown"),      # mark only in the brand field
+        "demo-010": ("lumora", "review"),         # spaced leetspeak
+        "demo-012": ("acme-audio", "takedown"),   # second word mark of the brand
+    }
+    got = {lid: (d["brand_id"], d["action"]) for lid, d in first.items() if lid in expected}
+    assert got == expected
+
+
+def test_clean_compatible_and_authorized_listings_are_not_flagged(sample_scan):
+    _, decisions, _ = sample_scan
+    flagged = {d["listing_id"] for d in decisions}
+    assert flagged.isdisjoint({"demo-002", "demo-007", "demo-008", "demo-009", "demo-011"})
+
+
+def test_delete_of_a_flagged_listing_is_retracted(sample_scan):
+    _, decisions, _ = sample_scan
+    mine = [d for d in decisions if d["listing_id"] == "demo-001"]
+    assert [d["action"] for d in mine] == ["takedown", "clear"]
+    assert mine[-1]["brand_id"] == "acme-audio"
+
+
+def test_broken_records_go_to_the_dead_letter_output_with_reasons(sample_scan):
+    _, _, dead = sample_scan
+    reasons = sorted(d["reason"] for d in dead)
+    assert len(dead) == 4
+    assert any("seller_id" in r for r in reasons)
+    assert any("price.amount" in r for r in reasons)
+    assert sum("not valid UTF-8 JSON" in r for r in reasons) == 2
+    assert all(d["origin"]["file"].endswith("listings.jsonl") for d in dead)

@@ -1,0 +1,114 @@
+"""The scan operator's batch step without Flink: raw records in, decision/pass/dead rows out."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import orjson
+import pytest
+
+from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
+from brand_signals.contract import parse_brand
+from brand_signals.scanner import Scanner
+from connectors.serde import DEAD_LETTER_RECORD_BYTES, Origin, dead_letter
+from pipelines.steps import RowKind, scan_records
+from tests.unit.test_contract import SCHEMAS
+
+pytestmark = pytest.mark.unit
+
+DECISION_SCHEMA = json.loads((SCHEMAS / "decision.schema.json").read_text())
+BRAND = {"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"], "authorized_sellers": ["vx-store"],
+         "enforcement": "takedown", "version": 3}
+
+
+def catalog(*brands) -> Catalog:
+    return Catalog.build([parse_brand(json.dumps(b)) for b in brands], version=1)
+
+
+def rec(i, seller="s-1", title="Veltrix cordless drill 18V", **kw) -> bytes:
+    return json.dumps({"listing_id": f"l{i}", "seller_id": seller, "event_time": 1000 + i, "title": title,
+                       **kw}).encode()
+
+
+def run(raws, cat=None, scanner=None):
+    origins = [Origin("listings", 0, i) for i in range(len(raws))]
+    return scan_records(raws, origins, cat or catalog(BRAND), scanner or Scanner("test"), now_ms=42)
+
+
+def test_flagged_listing_becomes_a_contract_valid_decision():
+    [row] = run([rec(1)])
+    assert row.kind is RowKind.DECISION and row.brand_id == "veltrix" and row.action == "takedown"
+    d = orjson.loads(row.payload)
+    jsonschema.validate(d, DECISION_SCHEMA)
+    assert d["listing_id"] == "l1" and d["brand_version"] == 3 and d["decided_at"] == 42
+    assert d["signals"][0]["kind"] in ("trademark_text", "brand_field")
+
+
+def test_authorized_and_clean_listings_pass():
+    rows = run([rec(1, seller="vx-store"), rec(2, title="Plain steel hammer")])
+    assert [r.kind for r in rows] == [RowKind.PASS, RowKind.PASS]
+
+
+def test_pass_payload_completes_to_a_valid_clear_decision():
+    [row] = run([json.dumps({"listing_id": "l9", "seller_id": "s", "event_time": 1, "op": "delete"}).encode()])
+    assert row.kind is RowKind.PASS
+    d = orjson.loads(row.payload + '"veltrix"}')
+    jsonschema.validate(d, DECISION_SCHEMA)
+    assert d["action"] == "clear" and d["brand_id"] == "veltrix"
+    assert d["signals"][0]["detail"]["reason"] == "listing deleted"
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"{oops", "not valid UTF-8 JSON"),
+    (b'{"listing_id":"x","event_time":1,"title":"t"}', "seller_id"),
+    (b'{"listing_id":"x","seller_id":"s","event_time":1,"title":"\xff"}', "UTF-8"),
+    (None, "empty record"),
+])
+def test_bad_records_become_dead_letters_and_the_batch_goes_on(raw, reason):
+    rows = run([rec(1), raw, rec(2, title="Plain steel hammer")])
+    assert [r.kind for r in rows] == [RowKind.DECISION, RowKind.DEAD, RowKind.PASS]
+    dl = orjson.loads(rows[1].payload)
+    assert reason in dl["reason"]
+    assert dl["origin"] == {"topic": "listings", "partition": 0, "offset": 1}
+
+
+def test_dead_letter_keeps_id_when_known():
+    [row] = run([b'{"listing_id":"x9","seller_id":"s","event_time":-4,"title":"t"}'])
+    assert row.listing_id == "x9" and orjson.loads(row.payload)["listing_id"] == "x9"
+
+
+def test_dead_letter_bounds_huge_and_binary_records():
+    huge = b"x" * (DEAD_LETTER_RECORD_BYTES * 3)
+    d = orjson.loads(dead_letter("too big", huge, Origin("f.jsonl"), 1))
+    assert d["record_truncated"] and d["record_bytes"] == len(huge) and len(d["record"]) == DEAD_LETTER_RECORD_BYTES
+    assert d["origin"] == {"file": "f.jsonl"}
+    b = orjson.loads(dead_letter("bad", b"\xff\xfe", Origin("t", 1, 2), 1))
+    assert b["record_base64"] == "//4="
+
+
+def test_unchanged_repost_is_served_from_the_memo():
+    scanner = Scanner("test")
+    cat = catalog(BRAND)
+    run([rec(1)], cat, scanner)
+    rows = run([rec(1, seller="s-2", price={"amount": 3, "currency": "USD"})], cat, scanner)
+    assert scanner.memo_hits == 1 and scanner.memo_misses == 1
+    assert rows[0].kind is RowKind.DECISION
+
+
+def test_memo_is_dropped_when_the_catalogue_changes():
+    scanner = Scanner("test")
+    run([rec(1)], catalog(BRAND), scanner)
+    withdrawn = Catalog.build([], version=2)
+    [row] = run([rec(1)], withdrawn, scanner)
+    assert row.kind is RowKind.PASS and scanner.memo_misses == 2
+
+
+def test_brand_table_refuses_old_versions_and_honours_tombstones():
+    t = BrandTable()
+    t.apply(parse_brand(json.dumps(BRAND)))
+    with pytest.raises(StaleVersionError):
+        t.apply(parse_brand(json.dumps({**BRAND, "version": 2})))
+    t.apply(parse_brand(json.dumps({"brand_id": "veltrix", "deleted": True, "version": 4})))
+    assert t.live() == []
+    with pytest.raises(StaleVersionError):
+        t.apply(parse_brand(json.dumps({**BRAND, "version": 4})))

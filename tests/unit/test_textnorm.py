@@ -1,0 +1,133 @@
+"""Normalisation rules of brand_signals.textnorm, one table per rule, a reason per row."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from brand_signals import textnorm as tn
+from brand_signals.textnorm import Fold
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("text, folded, fold", [
+    ("Sony", "sony", Fold.NONE),                       # plain ASCII: case only
+    ("D\u0435ll", "dell", Fold.HOMOGLYPH),             # Cyrillic ie for e
+    ("\u03a1\u039d\u03a5", "pny", Fold.HOMOGLYPH),     # Greek capitals Rho, Nu, Upsilon
+    ("\u0421i\u0455\u0441o", "cisco", Fold.HOMOGLYPH),  # Cyrillic es, dze, es
+    ("\u0406ogear", "iogear", Fold.HOMOGLYPH),         # Cyrillic capital I: prototype "l", folded as a capital I
+    ("\u0399ntel", "intel", Fold.HOMOGLYPH),           # Greek capital Iota, same rule
+    ("\U0001d412\U0001d428\U0001d427\U0001d432", "sony", Fold.HOMOGLYPH),  # mathematical bold letters
+    ("\uff33\uff4f\uff4e\uff59", "sony", Fold.HOMOGLYPH | Fold.COMPAT),  # fullwidth: most are listed confusables, n is an NFKD form
+    ("Caf\u00e9", "cafe", Fold.DIACRITICS),            # precomposed e-acute
+    ("Cafe\u0301", "cafe", Fold.DIACRITICS),           # combining acute accent
+    ("So\u200bny", "sony", Fold.INVISIBLE),            # zero-width space inside the mark
+    ("Son\u00adY", "sony", Fold.INVISIBLE),            # soft hyphen
+    ("\u2460", "1", Fold.COMPAT),                      # circled digit one: NFKD compatibility form
+    ("f\u00fcr", "fur", Fold.DIACRITICS),              # German cue "für"
+    ("\u65e5\u672c", "\u65e5\u672c", Fold.NONE),      # CJK text is left alone
+])
+def test_fold_table(text, folded, fold):
+    f = tn.fold(text)
+    assert f.text == folded
+    assert f.span_flags(0, len(f.text)) == fold
+
+
+@pytest.mark.parametrize("text, start, end, surface", [
+    ("Wilson J\u043e\u0440es binder", 7, 12, "J\u043e\u0440es"),   # folded span maps back to Cyrillic
+    ("So\u200bny TV", 0, 4, "So\u200bny"),                           # removed invisible stays in the surface
+    ("ACME pro", 5, 8, "pro"),                                       # ASCII: identity mapping
+])
+def test_surface_maps_back_to_original(text, start, end, surface):
+    assert tn.fold(text).surface(start, end) == surface
+
+
+@pytest.mark.parametrize("text, mark, ok", [
+    ("t0mt0m", "tomtom", True),        # 0 for o
+    ("m1dl4nd", "midland", True),      # 1 for i, 4 for a
+    ("l0w3pr0", "lowepro", True),      # 0, 3 for o, e
+    ("5ony", "sony", True),            # 5 for s
+    ("$ony", "sony", True),            # $ for s
+    ("@cer", "acer", True),            # @ for a
+    ("de11", "dell", True),            # 1 may read as l as well as i
+    ("ti7an", "titan", True),          # 7 for t
+    ("deii", "dell", False),           # a plain i does not stand for l: not leet, a different word
+    ("sony", "sony", False),           # nothing to read: not a leet match
+    ("s0nyy", "sony", False),          # lengths differ
+    ("b0ss", "bass", False),           # 0 reads o, not a
+])
+def test_leet_reading(text, mark, ok):
+    assert tn.leet_reading_ok(text, mark) is ok
+    if ok:
+        assert tn.leet_key(text) == tn.leet_key(mark)   # the automaton key meets the mark's
+
+
+@pytest.mark.parametrize("text, mark, ok", [
+    ("sonyyyy", "sony", True),         # last letter repeated
+    ("ssssony", "sony", True),         # first letter repeated
+    ("acccell", "accell", True),       # a doubled letter padded further
+    ("acel", "accell", False),         # letters missing, not padded
+    ("sony", "sony", False),           # identical: no padding
+    ("sonny", "sony", True),           # one letter doubled
+    ("sonya", "sony", False),          # another letter added
+])
+def test_padding(text, mark, ok):
+    assert tn.padded_from(text, mark) is ok
+
+
+@pytest.mark.parametrize("a, b, d", [
+    ("garmin", "garmin", 0),           # identical
+    ("gramin", "garmin", 1),           # adjacent transposition counts one (OSA)
+    ("garmijn", "garmin", 1),          # insertion
+    ("smed", "smead", 1),              # deletion
+    ("pokaroid", "polaroid", 1),       # substitution
+    ("kodajk", "kodak", 1),            # insertion near the end
+    ("sunyo", "sony", 2),              # two edits
+    ("abcdef", "uvwxyz", 3),           # far apart: cut off at limit + 1
+])
+def test_osa_distance(a, b, d):
+    assert tn.osa_distance(a, b, limit=2) == d
+
+
+def test_deletion_neighbourhood_meets_for_one_edit():
+    # the symmetric single-deletion neighbourhoods intersect for every OSA-1 pair
+    for a, b in [("gramin", "garmin"), ("garmijn", "garmin"), ("smed", "smead"), ("pokaroid", "polaroid")]:
+        assert tn.deletes1(a) & tn.deletes1(b), (a, b)
+
+
+@pytest.mark.parametrize("text, normal", [
+    ("Wilson Jones", "wilson jones"),          # words kept apart by one space
+    ("D-Link", "d link"),                      # hyphen splits tokens
+    ("StarTech.com", "startech com"),          # dot splits tokens
+    ("  Hewlett   Packard ", "hewlett packard"),   # runs of spaces collapse
+    ("3M", "3m"),                              # digits are token characters
+])
+def test_normalize(text, normal):
+    assert tn.normalize(text) == normal
+
+
+def test_common_words_hold_ordinary_words_not_misspellings():
+    words = tn.common_words()
+    for w in ("bass", "share", "quarter", "alert", "drink", "tips"):   # ordinary words near marks
+        assert w in words, w
+    for w in ("gramin", "pokaroid", "wintce"):                         # typical brand misspellings
+        assert w not in words, w
+
+
+def test_hostile_input_is_bounded():
+    flood = "\u0435\u0455\u0440\u0430" * 50_000            # 200,000 confusables
+    t0 = time.perf_counter()
+    f = tn.fold(flood)
+    elapsed = time.perf_counter() - t0
+    assert len(f.original) == tn.MAX_FIELD_CHARS
+    assert f.text == "espa" * (tn.MAX_FIELD_CHARS // 4)
+    assert elapsed < 0.5
+
+
+def test_distinct_character_flood_is_bounded():
+    flood = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 30_000))   # 30,000 distinct CJK characters
+    t0 = time.perf_counter()
+    f = tn.fold(flood)
+    assert len(f.original) == tn.MAX_FIELD_CHARS
+    assert time.perf_counter() - t0 < 0.5

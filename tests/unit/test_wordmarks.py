@@ -1,0 +1,268 @@
+"""WordMarkIndex: disguises, compatibility mentions, brand field, short marks, generic
+words, longer-mark preference, and the typo index against an exact oracle."""
+from __future__ import annotations
+
+import pickle
+import random
+import string
+import time
+
+import pytest
+
+from brand_signals import textnorm as tn
+from brand_signals.records import Action, BrandReference, Listing, SignalKind
+from brand_signals.wordmarks import FUZZY_MIN_LEN, WordMarkIndex
+
+pytestmark = pytest.mark.unit
+
+
+def brand(bid: str, *marks: str, categories: tuple[str, ...] = (), deleted: bool = False) -> BrandReference:
+    return BrandReference(brand_id=bid, version=1, name=marks[0] if marks else bid, trademarks=marks,
+                          categories=categories, authorized_sellers=frozenset({f"auth-{bid}"}),
+                          enforcement=Action.TAKEDOWN, deleted=deleted)
+
+
+BRANDS = (
+    brand("sony", "Sony"),
+    brand("dell", "Dell"),
+    brand("hp", "HP", "Hewlett Packard"),
+    brand("lg", "LG"),
+    brand("acp", "ACP"),
+    brand("wilson", "Wilson"),
+    brand("wilson-jones", "Wilson Jones"),
+    brand("d-link", "D-Link", "Dlink"),
+    brand("casio", "Casio"),
+    brand("swingline", "Swingline"),
+    brand("tomtom", "TomTom"),
+    brand("boss", "BOSS"),
+    brand("garmin", "Garmin"),
+    brand("polaroid", "Polaroid"),
+    brand("tripp-lite", "Tripp Lite"),
+    brand("apple", "Apple", categories=("electronics",)),
+    brand("gone", "Gonebrand", deleted=True),
+)
+
+
+@pytest.fixture(scope="module")
+def index() -> WordMarkIndex:
+    tn.common_words()   # loaded once per process (~0.5 s); keep it out of the first test's time
+    return WordMarkIndex.build(BRANDS)
+
+
+def listing(title: str, brand_field: str = "", category: str = "", description: str = "") -> Listing:
+    return Listing(listing_id="l1", seller_id="s-1", event_time_ms=0, title=title, brand=brand_field,
+                   category=category, description=description)
+
+
+def presented(index: WordMarkIndex, x: Listing, min_score: float = 0.5) -> dict[str, set[str]]:
+    """brand_id -> normalisations of its signals scoring at least min_score."""
+    out: dict[str, set[str]] = {}
+    for ev in index.match(x):
+        for s in ev.signals:
+            if s.score >= min_score:
+                out.setdefault(ev.brand_id, set()).update(s.detail["normalisations"] or ["exact"])
+    return out
+
+
+@pytest.mark.parametrize("title, brand_id, how", [
+    ("Sony WH-1000XM4 Headphones", "sony", "exact"),                       # mark as written
+    ("SONY headphones black", "sony", "exact"),                            # case folded
+    ("D\u0435ll Inspiron 15 laptop", "dell", "homoglyph"),                 # Cyrillic e
+    ("\u0421asio G-Shock watch", "casio", "homoglyph"),                    # Cyrillic capital Es
+    ("T0mT0m GO 520 GPS", "tomtom", "leet"),                               # zeros for o
+    ("$ony earbuds", "sony", "leet"),                                      # dollar for s
+    ("Hewl3tt P4ck4rd 61 ink", "hp", "leet"),                              # leet across a two-word mark
+    ("S w i n g l i n e stapler", "swingline", "spacing"),                 # letters split by spaces
+    ("C.a.s.i.o calculator", "casio", "spacing"),                          # letters split by dots
+    ("W.i.l.s.o.n J.o.n.e.s binder", "wilson-jones", "spacing"),           # dots inside words, space between
+    ("D L-i-n-k router", "d-link", "spacing"),                             # a single letter then a split word
+    ("Gramin GPSMAP 541s", "garmin", "typo:edit1"),                        # transposition
+    ("New-Pokaroid tripod", "polaroid", "typo:edit1"),                     # substitution after a leading "New"
+    ("Trip Lite surge protector", "tripp-lite", "typo:edit1"),             # ordinary word, but the rest of the mark follows
+    ("Sonyyyy speaker", "sony", "repeat"),                                 # padded letters
+    ("Wilson Jones binder", "wilson-jones", "exact"),                      # longer mark wins over "Wilson"
+    ("Dlink switch", "d-link", "exact"),                                   # joined spelling enrolled as a mark
+])
+def test_disguises_present_the_brand(index, title, brand_id, how):
+    found = presented(index, listing(title))
+    assert set(found) == {brand_id}
+    assert how in found[brand_id]
+
+
+@pytest.mark.parametrize("title", [
+    "Leather case for Apple iPhone 4",                      # "for" right before the mark
+    "Replacement battery for 15 inch Dell Inspiron",        # cue, then a size, then the mark
+    "Toner cartridge for use with HP LaserJet 4730",        # "for use with"
+    "Charger compatible with Sony Xperia",                  # "compatible with"
+    "Screen protector fits Garmin Nuvi 2x",                 # "fits"
+    "Ink designed for the HP Officejet",                    # "designed for" + article
+    "Works with Dell and HP printers",                      # "works with", a second mark in a list
+    "HP 61 compatible ink cartridge",                       # cue right after the mark and a model number
+    "H\u00fclle f\u00fcr Sony Xperia",                      # German "für"
+    "Coque pour Apple iPhone",                              # French "pour"
+    "Funda para Sony Xperia",                               # Spanish "para"
+    "Ladekabel kompatibel mit Dell Latitude",               # German "kompatibel mit"
+])
+def test_compatibility_mentions_do_not_present(index, title):
+    assert presented(index, listing(title)) == {}
+
+
+@pytest.mark.parametrize("title, brand_id", [
+    ("Sony Xperia case for travel", "sony"),                # cue after the mark but not a compatibility word
+    ("Dell monitor stand for desks", "dell"),               # "for" after the mark
+    ("Garmin Forerunner with charger for Garmin watches", "garmin"),  # one presenting mention is enough
+])
+def test_presenting_mentions_with_cue_words_elsewhere(index, title, brand_id):
+    assert set(presented(index, listing(title))) == {brand_id}
+
+
+@pytest.mark.parametrize("title, brand_field, brand_id, reason", [
+    ("Wireless earbuds", "Sony", "sony", "plain brand field, title silent"),
+    ("Wireless earbuds", "S0ny", "sony", "leet brand field"),
+    ("Wireless earbuds", "\u0405ony", "sony", "homoglyph brand field"),
+    ("Wireless earbuds", "Gramin", "garmin", "typo in the brand field"),
+    ("Wireless earbuds", "for Sony", None, "brand field that is only compatibility text"),
+    ("Wireless earbuds", "Sony compatible", None, "compatibility cue after the mark"),
+    ("Wireless earbuds", "Acme", None, "another brand"),
+])
+def test_brand_field(index, title, brand_field, brand_id, reason):
+    evs = index.match(listing(title, brand_field))
+    got = {e.brand_id for e in evs if any(s.score >= 0.5 for s in e.signals)}
+    assert got == ({brand_id} if brand_id else set()), reason
+    if brand_id:
+        kinds = {s.kind for e in evs for s in e.signals}
+        assert kinds == {SignalKind.BRAND_FIELD}, reason
+
+
+@pytest.mark.parametrize("title, brand_id, reason", [
+    ("LG 27UL500 monitor", "lg", "exact short mark token"),
+    ("L-G 27 inch monitor", "lg", "split short mark joining into one isolated token"),
+    ("ACP 8GB USB drive", "acp", "three-letter mark"),
+    ("4CP 8GB USB drive", "acp", "one leet character in a three-letter mark"),
+    ("Algorithm book", None, "short mark inside a word"),
+    ("5 HP air compressor", None, "a unit after a number: horsepower"),
+    ("LGA1151 motherboard", None, "short mark as a token prefix"),
+    ("1G ethernet adapter", None, "two-letter marks never read through leet"),
+    ("Samsung G3 drive", None, "no leet for two-letter marks"),
+    ("ACE hardware hammer", None, "no typo matching for short marks"),
+    ("A L G E B R A workbook", None, "split letters that join into a longer word"),
+])
+def test_short_marks(index, title, brand_id, reason):
+    assert set(presented(index, listing(title))) == ({brand_id} if brand_id else set()), reason
+
+
+@pytest.mark.parametrize("title, category, presents, reason", [
+    ("Apple iPhone 12 case", "electronics/phones", True, "brand category and listing category agree"),
+    ("Apple slicer and corer", "home/kitchen", False, "ordinary meaning outside the brand's goods"),
+    ("Apple iPhone 12 case", "", True, "no listing category: no evidence either way"),
+])
+def test_generic_words_with_categories(index, title, category, presents, reason):
+    assert ("apple" in presented(index, listing(title, category=category))) is presents, reason
+
+
+@pytest.mark.parametrize("title, reason", [
+    ("Mega Bass earphones", "ordinary word one edit from BOSS"),
+    ("Powerline share hub", "ordinary word"),
+    ("Portable Dyno speaker mid Garmn title", "typos away from the brand position stay under review"),
+    ("Sony Garmim adapter", "a typo next to another brand's plain mark is that brand's product name"),
+])
+def test_ordinary_words_are_not_typos(index, title, reason):
+    found = presented(index, listing(title))
+    assert "boss" not in found and "garmin" not in found, reason
+
+
+def test_longer_mark_preferred(index):
+    found = presented(index, listing("Wilson Jones visitor register"))
+    assert set(found) == {"wilson-jones"}
+    found = presented(index, listing("Wilson tennis balls"))
+    assert set(found) == {"wilson"}
+
+
+def test_evidence_detail(index):
+    [ev] = index.match(listing("T0mT0m GO 520"))
+    [sig] = ev.signals
+    assert sig.kind is SignalKind.TRADEMARK_TEXT
+    assert sig.detail == {"mark": "TomTom", "field": "title", "matched": "T0mT0m", "normalisations": ["leet"]}
+    assert sig.score >= 0.9
+
+
+def test_description_counts_less_than_title(index):
+    [ev] = index.match(listing("Wireless headphones", description="Genuine Sony product."))
+    [sig] = ev.signals
+    assert sig.detail["field"] == "description" and 0.5 <= sig.score < 0.8
+
+
+def test_match_text_is_ocr(index):
+    [ev] = index.match_text("SONY")
+    assert ev.brand_id == "sony" and ev.signals[0].kind is SignalKind.OCR_TEXT
+
+
+def test_deleted_brands_are_skipped_and_match_many_agrees(index):
+    xs = [listing("Gonebrand toaster"), listing("Sony TV"), listing("")]
+    assert index.match_many(xs) == [index.match(x) for x in xs]
+    assert index.match_many(xs)[0] == []
+
+
+def test_index_pickles_and_builds_fast():
+    t0 = time.perf_counter()
+    idx = WordMarkIndex.build(BRANDS * 9)   # duplicates collapse; build cost stays tiny
+    assert time.perf_counter() - t0 < 0.5
+    copy = pickle.loads(pickle.dumps(idx))
+    x = listing("T0mT0m GO 520")
+    assert copy.match(x) == idx.match(x)
+
+
+def test_hostile_fields_stay_fast(index):
+    x = listing("S o n y " * 200, brand_field="\u0405" * 200,
+                description=("Gramin Garmn Sonyy Dlel " * 2000))
+    t0 = time.perf_counter()
+    index.match(x)
+    assert time.perf_counter() - t0 < 0.5
+
+
+# --- the typo index against an exact oracle ---------------------------------------------
+
+def _oracle(token: str, by_first: dict[str, list[str]]) -> set[str]:
+    """Every mark word one OSA edit away with the same first letter (the index's contract),
+    by brute force over all words with that first letter."""
+    if len(token) < FUZZY_MIN_LEN - 1 or any(c.isdigit() for c in token):
+        return set()
+    return {w for w in by_first.get(token[0], ()) if tn.osa_distance(token, w, 1) == 1}
+
+
+def _mutate(rng: random.Random, w: str) -> str:
+    i = rng.randrange(1, len(w))
+    op = rng.randrange(4)
+    c = rng.choice(string.ascii_lowercase)
+    if op == 0:
+        return w[:i] + c + w[i:]                     # insertion
+    if op == 1:
+        return w[:i] + w[i + 1:]                     # deletion
+    if op == 2:
+        return w[:i] + c + w[i + 1:]                 # substitution
+    if i + 1 < len(w):
+        return w[:i] + w[i + 1] + w[i] + w[i + 2:]   # transposition
+    return w[:i] + c
+
+
+def test_typo_index_matches_exact_oracle(index):
+    rng = random.Random(20240611)
+    letters = "abcdefgklmnoprstu"   # a small alphabet, so that neighbours are frequent
+    words = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(1500)})
+    by_first: dict[str, list[str]] = {}
+    for w in words:
+        by_first.setdefault(w[0], []).append(w)
+    idx = WordMarkIndex.build(brand(f"b{i}", w) for i, w in enumerate(words))
+    queries = [_mutate(rng, rng.choice(words)) for _ in range(1500)]
+    queries += ["".join(rng.choice(letters) for _ in range(rng.randint(3, 6))) for _ in range(1000)]
+    tp = fp = fn = 0
+    for q in queries:
+        if q in words or tn.has_padding(q):
+            continue   # exact words are matched exactly; padded ones are read as padding
+        want = _oracle(q, by_first)
+        got = {w for w, _ in idx.readings(q) if not _ & tn.Fold.REPEAT}
+        tp += len(want & got)
+        fp += len(got - want)
+        fn += len(want - got)
+    assert tp > 1000   # the seeded set exercises the index
+    assert fp == 0 and fn == 0, f"recall {tp / (tp + fn):.4f}, extra {fp}"

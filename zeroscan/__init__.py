@@ -1,0 +1,1 @@
+"""zeroscan: the command-line shell and settings around the scanner library."""

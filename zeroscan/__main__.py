@@ -1,0 +1,5 @@
+import sys
+
+from zeroscan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""The `zeroscan` command: Kafka broker, the scanner job, file-mode scans, topic tools and the
+end-to-end demo behind `make run`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from zeroscan.settings import Settings
+
+
+def _broker(settings: Settings):
+    from connectors.kafka_broker import KafkaBroker
+
+    port = int(settings.bootstrap.rsplit(":", 1)[1])
+    return KafkaBroker(settings.state_dir, settings.jar_dir / "kafka-broker", port=port)
+
+
+def cmd_kafka(args, settings: Settings) -> int:
+    from connectors.kafka_admin import contract_topics
+
+    broker = _broker(settings)
+    if args.action == "up":
+        print(broker.up(contract_topics(settings.topics)).describe())
+    elif args.action == "down":
+        print("kafka stopped" if broker.down() else "kafka was not running")
+    else:
+        st = broker.status()
+        print(st.describe())
+        return 0 if st.running else 3
+    return 0
+
+
+def cmd_job(args, settings: Settings) -> int:
+    from pipelines.scanner_job import run_kafka_job
+
+    print(f"scanner job: {settings.topics.listings} -> {settings.topics.decisions} on {settings.bootstrap}, "
+          f"parallelism {args.parallelism}; Ctrl-C stops it with a savepoint", flush=True)
+    path = run_kafka_job(settings, args.parallelism)
+    print(f"scanner job stopped; savepoint {path}", flush=True)
+    return 0
+
+
+def cmd_scan(args, settings: Settings) -> int:
+    import time
+
+    from brand_signals.records import Action
+    from pipelines.scanner_job import run_file_scan
+
+    for p in (args.brands, args.listings):
+        if not p.is_file():
+            print(f"error: {p} is not a file", file=sys.stderr)
+            return 2
+    dead = args.dead_letter or args.out.with_name(args.out.stem + ".dead-letter.jsonl")
+    t0 = time.monotonic()
+    res = run_file_scan(settings, args.brands, args.listings, args.out, dead, args.parallelism)
+    took = time.monotonic() - t0
+    counts = _action_counts(args.out)
+    flagged = ", ".join(f"{a.value} {counts.get(a.value, 0)}" for a in Action)
+    print(f"scanned {args.listings} in {took:.1f}s: {res.decisions} decisions ({flagged}), "
+          f"{res.dead_letters} dead letters")
+    print(f"decisions: {args.out}\ndead letters: {dead}")
+    return 0
+
+
+def _action_counts(path: Path) -> dict[str, int]:
+    import orjson
+
+    last: dict[str, str] = {}
+    with open(path, "rb") as f:
+        for line in f:
+            d = orjson.loads(line)
+            last[d["listing_id"]] = d["action"]
+    counts: dict[str, int] = {}
+    for a in last.values():
+        counts[a] = counts.get(a, 0) + 1
+    return counts
+
+
+def cmd_produce(args, settings: Settings) -> int:
+    from connectors.kafka_io import produce_lines
+
+    with open(args.file, "rb") as f:
+        n = produce_lines(settings.bootstrap, args.topic, f, args.key_field)
+    print(f"sent {n} records to {args.topic}")
+    return 0
+
+
+def cmd_consume(args, settings: Settings) -> int:
+    from connectors.kafka_io import consume
+
+    for _key, value, _p, _o in consume(settings.bootstrap, args.topic, idle_timeout_s=args.idle,
+                                        max_messages=args.max):
+        sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from zeroscan.demo import run_demo
+
+    return run_demo(settings, keep_running=args.keep_running)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="zeroscan", description=__doc__)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("kafka", help="the development Kafka broker (KRaft, single node)")
+    k.add_argument("action", choices=["up", "down", "status"])
+    k.set_defaults(fn=cmd_kafka)
+
+    j = sub.add_parser("job", help="the streaming scanner job on Kafka")
+    j.add_argument("action", choices=["run"])
+    j.add_argument("--parallelism", type=int, default=1)
+    j.set_defaults(fn=cmd_job)
+
+    s = sub.add_parser("scan", help="scan JSON Lines files on the local mini-cluster (no Kafka)")
+    s.add_argument("--brands", type=Path, required=True)
+    s.add_argument("--listings", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--feedback", type=Path, help="feedback events (brand removals, appeals)")
+    s.add_argument("--dead-letter", type=Path, help="default: OUT's name + .dead-letter.jsonl")
+    s.add_argument("--parallelism", type=int, default=1)
+    s.set_defaults(fn=cmd_scan)
+
+    p = sub.add_parser("produce", help="send a JSON Lines file to a topic, one record per line")
+    p.add_argument("topic")
+    p.add_argument("file", type=Path)
+    p.add_argument("--key-field", default="listing_id", help="JSON field used as the message key")
+    p.set_defaults(fn=cmd_produce)
+
+    c = sub.add_parser("consume", help="print a topic's committed records from the beginning")
+    c.add_argument("topic")
+    c.add_argument("--max", type=int)
+    c.add_argument("--idle", type=float, default=3.0, help="stop after this many idle seconds")
+    c.set_defaults(fn=cmd_consume)
+
+    d = sub.add_parser("demo", help="what `make run` does: broker, sample data, job, summary")
+    d.add_argument("--keep-running", action="store_true", help="leave the broker up afterwards")
+    d.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.fn(args, Settings.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

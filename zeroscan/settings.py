@@ -1,0 +1,60 @@
+"""One typed settings object for every command: where Kafka is, where state and caches live,
+and the job's knobs. Read from the environment (`ZEROSCAN_*`); nothing else hard-codes an
+address or a path."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"ZEROSCAN_{name}", default)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    listings: str = "listings"
+    brands: str = "brands"
+    feedback: str = "feedback"
+    decisions: str = "decisions"
+    dead_letter: str = "dead-letter"
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> "Topics":
+        base = cls()
+        return cls(**{f: prefix + getattr(base, f) for f in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap: str
+    state_dir: Path
+    cache_dir: Path
+    flink_conf_dir: Path
+    consumer_group: str
+    transactional_id_prefix: str
+    topics: Topics = field(default_factory=Topics)
+
+    @property
+    def jar_dir(self) -> Path:
+        return self.cache_dir / "jars"
+
+    @property
+    def connector_jars(self) -> list[Path]:
+        return sorted((self.jar_dir / "flink-connector").glob("*.jar"))
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        state = Path(_env("STATE_DIR", str(ROOT / ".state"))).resolve()
+        return cls(
+            bootstrap=_env("BOOTSTRAP", "127.0.0.1:9092"),
+            state_dir=state,
+            cache_dir=Path(_env("CACHE_DIR", str(ROOT / ".cache"))).resolve(),
+            flink_conf_dir=Path(_env("FLINK_CONF_DIR", str(ROOT / "flink-conf"))).resolve(),
+            consumer_group=_env("GROUP", "zeroscan-scanner"),
+            transactional_id_prefix=_env("TXN_PREFIX", "zeroscan-scanner"),
+            topics=Topics.prefixed(_env("TOPIC_PREFIX", "")),
+        )
