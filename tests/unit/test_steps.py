@@ -98,9 +98,15 @@ def test_unchanged_repost_is_served_from_the_memo():
 def test_memo_is_dropped_when_the_catalogue_changes():
     scanner = Scanner("test")
     run([rec(1)], catalog(BRAND), scanner)
-    withdrawn = Catalog.build([], version=2)
+    other = {**BRAND, "brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"]}
+    withdrawn = Catalog.build([parse_brand(json.dumps(other))], version=2)
     [row] = run([rec(1)], withdrawn, scanner)
     assert row.kind is RowKind.PASS and scanner.memo_misses == 2
+
+
+def test_empty_catalogue_flags_nothing():
+    [row] = run([rec(1)], Catalog.build([], version=1))
+    assert row.kind is RowKind.PASS
 
 
 def test_brand_table_refuses_old_versions_and_honours_tombstones():
