@@ -320,6 +320,29 @@ def osa_distance(a: str, b: str, limit: int = 2) -> int:
     return min(prev[lb], limit + 1)
 
 
+def within_one_edit(a: str, b: str) -> bool:
+    """OSA distance exactly 1 (one insertion, deletion, substitution or adjacent
+    transposition), in one linear pass; osa_distance(a, b, 1) == 1 without the table."""
+    la, lb = len(a), len(b)
+    if la == lb:
+        if a == b:
+            return False
+        i = 0
+        while a[i] == b[i]:
+            i += 1
+        if a[i + 1:] == b[i + 1:]:
+            return True                       # substitution
+        return i + 1 < la and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2:] == b[i + 2:]
+    if la == lb + 1:
+        a, b, la, lb = b, a, lb, la
+    if lb != la + 1:
+        return False
+    i = 0
+    while i < la and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1:]                 # b has one extra character at i
+
+
 def deletes1(s: str) -> set[str]:
     """The string and every string one deletion away (the symmetric-deletion neighbourhood)."""
     out = {s}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import ahocorasick
 
@@ -180,6 +180,19 @@ class Occurrence:
     flags: int
     compat: bool
     lead: bool        # in the brand position (first words of the field, or after "by")
+
+
+class _Hit(NamedTuple):
+    """A key found in a stream, before the compatibility check."""
+
+    mark_id: int
+    stream: "_Stream"
+    first: int          # token range in the stream, inclusive
+    last: int
+    start: int          # folded-text character span
+    end: int
+    flags: int
+    lead: bool
 
 
 class _Stream:
@@ -389,7 +402,7 @@ class WordMarkIndex:
         if not tokens:
             return []
         plain = _Stream(tokens, 0, text)
-        found: list[Occurrence] = []
+        found: list[_Hit] = []
         self._search(plain, folded, found, leet=False)
         if _MAYBE_SPLIT_RE.search(text) is not None:
             for spaced in _despaced_streams(text, plain):
@@ -398,9 +411,14 @@ class WordMarkIndex:
             self._search(_leet_stream(text, plain), folded, found, leet=True)
         for corrected in self._corrected_streams(plain):
             self._search(corrected, folded, found, leet=False)
-        return _prefer_longer(found, self._marks) if len(found) > 1 else found
+        if not found:
+            return []
+        spans = [(h.start, h.end) for h in found]
+        occurrences = [Occurrence(h.mark_id, h.start, h.end, h.flags, _is_compat(h, spans), h.lead)
+                       for h in found]
+        return _prefer_longer(occurrences, self._marks) if len(occurrences) > 1 else occurrences
 
-    def _search(self, stream: _Stream, folded: tn.FoldedText, found: list[Occurrence],
+    def _search(self, stream: _Stream, folded: tn.FoldedText, found: list[_Hit],
                 leet: bool) -> None:
         tokens = stream.tokens
         hay = stream.hay
@@ -434,8 +452,7 @@ class WordMarkIndex:
                 spans = stream.spans()
                 start, end_c = spans[first][0], spans[last][1]
                 flags = (tflags & _FOLD_MASK) | folded.span_flags(start, end_c)
-                found.append(Occurrence(mid, start, end_c, flags,
-                                        _is_compat(tokens, first, last, self._exact_words), lead))
+                found.append(_Hit(mid, stream, first, last, start, end_c, flags, lead))
 
     def _corrected_streams(self, plain: _Stream) -> list[_Stream]:
         """Streams with misspelt or padded tokens replaced by the mark words they evoke: one
@@ -493,7 +510,7 @@ class WordMarkIndex:
         for d in tn.deletes1(token):
             candidates.update(_multi_get(self._deletes, d))
         words = sorted((w for w in candidates
-                        if len(w) >= FUZZY_MIN_LEN and w[0] == token[0] and tn.osa_distance(token, w, 1) == 1),
+                        if len(w) >= FUZZY_MIN_LEN and w[0] == token[0] and tn.within_one_edit(token, w)),
                        key=lambda w: (-len(w), w))
         if not words:
             return ()
@@ -653,16 +670,18 @@ def _at_brand_position(tokens: Sequence[str], first: int) -> bool:
     return first > 0 and tokens[first - 1] in MAKER_WORDS
 
 
-def _is_compat(toks: Sequence[str], first: int, last: int, mark_words: frozenset[str]) -> bool:
+def _is_compat(hit: _Hit, mark_spans: Sequence[tuple[int, int]]) -> bool:
     """A compatibility mention: a cue a few tokens before the mark with only filler, model
-    numbers or other marks between, or a cue right after the mark."""
+    numbers or other found marks between ("for Canon and HP"), or a cue right after it."""
+    toks = hit.stream.tokens
+    first, last = hit.first, hit.last
     k = first - 1
     lo = max(0, first - CUE_BEFORE_WINDOW)
     while k >= lo:
         t = toks[k]
         if t in CUES_BEFORE:
             return True
-        if t in FILLER_WORDS or t in mark_words or any(c.isdigit() for c in t):
+        if t in FILLER_WORDS or any(c.isdigit() for c in t) or _inside(hit.stream.spans()[k], mark_spans):
             k -= 1
             continue
         break
@@ -670,6 +689,10 @@ def _is_compat(toks: Sequence[str], first: int, last: int, mark_words: frozenset
         if toks[k] in CUES_AFTER:
             return True
     return False
+
+
+def _inside(span: tuple[int, int], spans: Sequence[tuple[int, int]]) -> bool:
+    return any(s <= span[0] and span[1] <= e for s, e in spans)
 
 
 def _prefer_longer(found: list[Occurrence], marks: tuple[Mark, ...]) -> list[Occurrence]:

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from zeroscan.settings import Topics
+
+_COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                 KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
@@ -65,11 +68,21 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+def committed_offsets(bootstrap: str, group: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """The group's committed offset per partition (0 where none), retrying while the group
+    coordinator moves or loads (normal for a few seconds after a broker starts)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout_s
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
-        tps = c.committed([TopicPartition(topic, p) for p in md.partitions], timeout=10)
-        return {tp.partition: max(tp.offset, 0) for tp in tps}
+        while True:
+            try:
+                tps = c.committed([TopicPartition(topic, p) for p in md.partitions], timeout=10)
+                return {tp.partition: max(tp.offset, 0) for tp in tps}
+            except KafkaException as e:
+                err = e.args[0]
+                if not (err.retriable() or err.code() in _COORDINATOR_MOVING) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         c.close()

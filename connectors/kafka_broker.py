@@ -48,6 +48,7 @@ class KafkaBroker:
         self.pid_file = self.home / "broker.pid"
         self.log_file = self.home / "logs" / "server.log"
         self.props_file = self.home / "server.properties"
+        self._proc: subprocess.Popen | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -135,9 +136,10 @@ class KafkaBroker:
                                    "or stop that process")
             self._write_config()
             self._format_storage()
-            log = open(self.home / "logs" / "stdout.log", "ab")
-            proc = self._java("kafka.Kafka", str(self.props_file), stdout=log, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
+            with open(self.home / "logs" / "stdout.log", "ab") as log:
+                proc = self._java("kafka.Kafka", str(self.props_file), stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+            self._proc = proc
             self.pid_file.write_text(str(proc.pid))
             deadline = time.monotonic() + START_TIMEOUT_S
             while not _port_open(self.port):
@@ -167,6 +169,9 @@ class KafkaBroker:
             time.sleep(0.2)
         else:
             os.kill(pid, signal.SIGKILL)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait(timeout=STOP_TIMEOUT_S)
+            self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -2,12 +2,18 @@
 itself reads and writes through Flink's connector)."""
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Iterable, Iterator
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+
+# librdkafka's own log lines (e.g. "coordinator load in progress: retrying" while a fresh broker
+# settles) go through Python logging instead of straight to stderr.
+RDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def key_of(raw: bytes, field: str) -> bytes | None:
@@ -23,7 +29,7 @@ def key_of(raw: bytes, field: str) -> bytes | None:
 def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
     """Send each non-empty line as one message, keyed by `key_field` when present."""
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
-                  "message.max.bytes": 2 << 20})
+                  "message.max.bytes": 2 << 20}, logger=RDKAFKA_LOG)
     n = 0
     errors: list[str] = []
 
@@ -56,7 +62,8 @@ def consume(bootstrap: str, topic: str, *, idle_timeout_s: float = 5.0, max_mess
     arrived for `idle_timeout_s` (or `max_messages` were read)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"zeroscan-reader-{uuid.uuid4()}",
                   "enable.auto.commit": False,
-                  "isolation.level": "read_committed" if read_committed else "read_uncommitted"})
+                  "isolation.level": "read_committed" if read_committed else "read_uncommitted"},
+                 logger=RDKAFKA_LOG)
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])

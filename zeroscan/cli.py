@@ -33,10 +33,12 @@ def cmd_kafka(args, settings: Settings) -> int:
 
 
 def cmd_job(args, settings: Settings) -> int:
-    from pipelines.scanner_job import run_kafka_job
+    from pipelines.scanner_job import latest_restore_point, run_kafka_job
 
     print(f"scanner job: {settings.topics.listings} -> {settings.topics.decisions} on {settings.bootstrap}, "
           f"parallelism {args.parallelism}; Ctrl-C stops it with a savepoint", flush=True)
+    resume = latest_restore_point(settings)
+    print(f"resuming from {resume}" if resume else "no savepoint or checkpoint yet: starting fresh", flush=True)
     path = run_kafka_job(settings, args.parallelism)
     print(f"scanner job stopped; savepoint {path}", flush=True)
     return 0

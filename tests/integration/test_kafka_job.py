@@ -33,10 +33,10 @@ def listing(i: int, title: str, seller: str = "s-1", **kw) -> bytes:
 
 def start_job(settings, log_name: str) -> subprocess.Popen:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(settings.state_dir / log_name, "wb")
-    return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, **settings_env(settings)},
-                            start_new_session=True)
+    with open(settings.state_dir / log_name, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, **settings_env(settings)},
+                                start_new_session=True)
 
 
 def wait_committed(settings, job: subprocess.Popen, timeout_s: float = JOB_START_TIMEOUT_S) -> None:

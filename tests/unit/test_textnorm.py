@@ -88,6 +88,17 @@ def test_padding(text, mark, ok):
 ])
 def test_osa_distance(a, b, d):
     assert tn.osa_distance(a, b, limit=2) == d
+    assert tn.within_one_edit(a, b) is (d == 1)
+    assert tn.within_one_edit(b, a) is (d == 1)
+
+
+def test_within_one_edit_agrees_with_osa_on_seeded_pairs():
+    import random
+    rng = random.Random(7)
+    for _ in range(3000):
+        a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 6)))
+        b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 6)))
+        assert tn.within_one_edit(a, b) is (tn.osa_distance(a, b, 1) == 1), (a, b)
 
 
 def test_deletion_neighbourhood_meets_for_one_edit():
