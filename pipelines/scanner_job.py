@@ -58,7 +58,9 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
     values = load_flink_conf(settings.flink_conf_dir)
     values.update({
         "parallelism.default": str(parallelism),
-        "python.executable": sys.executable,
+        # Workers' Python: this virtualenv on the embedded mini-cluster; on a cluster, the
+        # interpreter installed on the TaskManagers.
+        "python.executable": os.environ.get("ZEROSCAN_WORKER_PYTHON", sys.executable),
         "python.client.executable": sys.executable,
         "execution.checkpointing.dir": (settings.state_dir / "checkpoints").as_uri(),
         "execution.checkpointing.savepoint-dir": (settings.state_dir / "savepoints").as_uri(),
@@ -221,3 +223,19 @@ def _stop_with_savepoint(client, settings: Settings) -> str:
     fmt = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
     target = (settings.state_dir / "savepoints").as_uri()
     return str(client._j_job_client.stopWithSavepoint(False, target, fmt).get())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for a real cluster: `flink run -py pipelines/scanner_job.py` submits the
+    Kafka job; the cluster (not this process) owns checkpoints, savepoints and restarts."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="zeroscan scanner job (Kafka in, decisions out)")
+    ap.add_argument("--parallelism", type=int, default=int(os.environ.get("ZEROSCAN_PARALLELISM", "1")))
+    args = ap.parse_args(argv)
+    _t_env, stmts = build_kafka_statements(Settings.from_env(), args.parallelism)
+    stmts.execute()
+
+
+if __name__ == "__main__":
+    main()
