@@ -7,8 +7,9 @@ Marks are brand-like pseudo-words from a seeded syllable vocabulary (1-2 words, 
 brand). Listings are real product titles (shared/eval/dev/text, or generated ones when that
 file is absent); 40% get a generated mark at the front (a quarter of them disguised: leet,
 homoglyph, split letters or a one-edit typo) and 10% a compatibility mention ("for <mark>").
-Each mark count runs in its own process, so "index MiB" is the resident-memory growth of
-building that index alone. Throughput is one cold pass of match_many (batches of 256) over
+Each mark count runs in its own process: "index MiB" is the resident-memory growth while
+building that index (a lower bound: memory freed by the data generation is reused), "peak
+RSS" the whole process's (data generation, listings and index). Throughput is one cold pass of match_many (batches of 256) over
 all listings: the per-token typo memo starts empty.
 
 The naive baseline folds each title the same way, then tests every mark's token key against
@@ -154,11 +155,14 @@ def faiss_compare(words: list[str], rng: random.Random, n_queries: int = 500) ->
     index.add(xb)
     t_build = time.perf_counter() - t0
     long_words = [w for w in words if len(w) >= 5]
+    known = set(words) | tn.common_words()   # ordinary words are not looked up (see wordmarks)
     queries = []
-    for _ in range(n_queries):
+    while len(queries) < n_queries:
         w = rng.choice(long_words)
         i = rng.randrange(1, len(w))
-        queries.append(w[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + w[i + 1:])
+        q = w[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz") + w[i + 1:]
+        if q not in known:
+            queries.append(q)
     by_first: dict[str, list[str]] = {}
     for w in words:
         by_first.setdefault(w[0], []).append(w)
@@ -205,11 +209,12 @@ def run_single(n_marks: int, n_listings: int, naive_max: int, faiss_max: int) ->
             flagged += bool(ev)
     rate = len(listings) / (time.perf_counter() - t0)
     row = {"marks": n_marks, "build_s": round(build_s, 2), "index_mib": round(rss1 - rss0, 1),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
            "listings": len(listings), "listings_per_s": round(rate), "with_evidence": flagged}
     if n_marks <= naive_max:
         row["naive_per_s"] = round(naive_rate(marks, listings[:NAIVE_LISTINGS]), 1)
     if n_marks <= faiss_max:
-        words = sorted(index._fuzzy_words)
+        words = list(index.mark_words)
         row["typo_lookup"] = faiss_compare(words, random.Random(SEED + 2))
     return row
 
@@ -233,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
                "--naive-max", str(a.naive_max), "--faiss-max", str(a.faiss_max)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["peak_rss_mib"] = None
         rows.append(row)
         print(f"  {n:>9,} marks: {row['listings_per_s']:>8,} listings/s, build {row['build_s']} s, "
               f"index {row['index_mib']} MiB", file=sys.stderr)
@@ -248,14 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"ratio_last_to_first": round(last["listings_per_s"] / first["listings_per_s"], 3),
                "first_marks": first["marks"], "last_marks": last["marks"]}
 
-    print("| marks | listings/s (index) | naive listings/s | speed-up | build s | index MiB |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| marks | listings/s (index) | naive listings/s | speed-up | build s | index MiB (RSS growth) | process peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        naive = r.get("naive_per_s")
-        label = f"{naive:,.1f}" if naive is not None else f"{r['naive_per_s_extrapolated']:,.2f} (extrapolated)"
-        base = naive if naive is not None else r["naive_per_s_extrapolated"]
-        print(f"| {r['marks']:,} | {r['listings_per_s']:,} | {label} | {r['listings_per_s'] / base:,.0f}x | "
-              f"{r['build_s']} | {r['index_mib']} |")
+        naive = r.get("naive_per_s", r.get("naive_per_s_extrapolated"))
+        if naive is None:
+            label, speedup = "not run", "n/a"
+        else:
+            label = f"{naive:,.1f}" + ("" if "naive_per_s" in r else " (extrapolated)")
+            speedup = f"{r['listings_per_s'] / naive:,.0f}x"
+        print(f"| {r['marks']:,} | {r['listings_per_s']:,} | {label} | {speedup} | "
+              f"{r['build_s']} | {r['index_mib']} | {r['peak_rss_mib']} |")
     print(f"\nthroughput ratio {last['marks']:,} / {first['marks']:,} marks: {summary['ratio_last_to_first']}")
     faiss_rows = [r["typo_lookup"] for r in rows if "typo_lookup" in r]
     if faiss_rows:

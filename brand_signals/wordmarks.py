@@ -6,19 +6,24 @@ whose mark the title, brand field, description or bullets show, plain or disguis
 (homoglyphs, leetspeak, split letters, padding, one-edit typos), and not only as a
 compatibility mention ("case for iPhone"). `decide.py` turns the evidence into a decision.
 
-Candidates come from an Aho-Corasick automaton over token-bounded keys (exact and leet
-forms) and, for misspellings, from a symmetric single-deletion neighbourhood of the mark
-words (SymSpell style: cost per token independent of the number of marks), verified with
-an exact OSA distance.
+Candidates come from one Aho-Corasick automaton over token-bounded, leet-keyed mark keys
+(one pass finds plain and leet spellings; each hit is then verified), and for misspellings
+from a symmetric single-deletion neighbourhood of the mark words (SymSpell style: a handful
+of hash lookups per token whatever the number of marks), verified with an exact one-edit
+check. Large tables are sorted numpy arrays of string hashes, not dicts, to keep 1 M marks
+within ~1-2 GiB.
 """
 from __future__ import annotations
 
+import bisect
 import enum
 import re
+from array import array
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import ahocorasick
+import numpy as np
 
 from brand_signals import textnorm as tn
 from brand_signals.records import BrandReference, Evidence, Listing, Signal, SignalKind
@@ -32,11 +37,6 @@ MARK_SCORE = 0.95
 # should look, so the score sits between decide.REVIEW_SCORE and ENFORCE_SCORE. Two hits
 # (title and brand field) combine to >= ENFORCE_SCORE.
 TYPO_SCORE = 0.7
-# The same misspelling away from where titles put the brand (first words, or after "by"):
-# weak alone (under decide.REVIEW_SCORE), it only adds to other evidence. On the dev set
-# 154 of 156 disguised typos stand first (after "New"); ordinary look-alike words
-# ("Dyno", "Share") stand anywhere.
-TYPO_OFF_POSITION_SCORE = 0.35
 # Short marks (2-3 characters: HP, GE, LG, OKI) read through leetspeak collide with model
 # numbers ("RC4", "M51"): reviewable, not enforceable, on their own.
 SHORT_LEET_SCORE = 0.6
@@ -59,7 +59,10 @@ SHORT_MARK_MAX = 3
 # stands (see BRAND_POSITION_MAX).
 FUZZY_MIN_LEN = 4
 # Titles put the brand first ("Brand Model Product"); tokens at index <= this (after
-# LEADING_WORDS such as "New") are in the brand position.
+# LEADING_WORDS such as "New") are in the brand position. Misspellings only count there
+# (or after "by", or anywhere in the brand field and OCR text): on the dev set 154 of 156
+# disguised typos stand first, while ordinary look-alike words ("Dyno", "Share") stand
+# anywhere; it also spares the typo lookup for most tokens of a title.
 BRAND_POSITION_MAX = 1
 # Marketing words that may precede the brand in a title.
 LEADING_WORDS = frozenset({"new", "brand", "genuine", "original", "authentic", "official", "oem",
@@ -77,6 +80,9 @@ SHORT_LEET_MAX_CHARS = 1
 # A token with several readings ("lin": line or link) gets a stream per extra reading, up
 # to this many streams per field (bounds the cost of hostile text full of near-marks).
 MAX_CORRECTED_STREAMS = 8
+# Hostile-input bound: a field stops collecting hits after this many (a listing naming 500
+# marks is spam whichever it presents; the first hits still decide).
+MAX_HITS_PER_FIELD = 512
 # Token fuzzy-lookup memo (text tokens are Zipf-distributed: a few thousand cover most
 # titles). Cleared when full, so memory stays bounded on hostile input.
 TOKEN_CACHE_MAX = 1 << 17
@@ -126,16 +132,19 @@ FIELD_KIND = {
     Field.BULLETS: SignalKind.TRADEMARK_TEXT, Field.BRAND: SignalKind.BRAND_FIELD,
     Field.OCR: SignalKind.OCR_TEXT,
 }
+# Fields where a misspelling counts wherever it stands (short texts that name a maker).
+TYPO_ANYWHERE = frozenset({Field.BRAND, Field.OCR})
 FIELD_FACTOR = {
     Field.TITLE: 1.0, Field.BRAND: 1.0, Field.DESCRIPTION: BODY_FACTOR, Field.BULLETS: BODY_FACTOR,
     Field.OCR: OCR_FACTOR,
 }
 
 
-# Stream-token bit (beyond textnorm.Fold) for a 3-letter token read as a 4-letter mark word.
+
+# Stream-token bits (beyond textnorm.Fold): a 3-letter token read as a 4-letter mark word,
+# and an ordinary word (textnorm.common_words) read as a mark word; the latter only counts
+# inside a multi-word mark whose other words stand as written ("Trip Lite").
 _SHORT_TYPO = 1 << 16
-# ... and for an ordinary word (COMMON_WORDS) read as a mark word: only counts inside a
-# multi-word mark whose other words stand as written ("Trip Lite", "Bufalo Technology").
 _COMMON_TYPO = 1 << 17
 _FOLD_MASK = _SHORT_TYPO - 1
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
@@ -144,16 +153,10 @@ _LEET, _SPACING, _TYPO, _REPEAT = (int(tn.Fold.LEET), int(tn.Fold.SPACING), int(
 _LEET_SYMBOL_RE = re.compile(r"[$@!|]")
 # Two single characters split by one separator: the only texts worth a despaced stream.
 _MAYBE_SPLIT_RE = re.compile(r"(?<![^\W_])[^\W_][ .\-_·•*/~][^\W_](?![^\W_])")
-
-
-class _Key(enum.IntEnum):
-    """How an automaton key spells a mark."""
-    PLAIN = 0      # the mark's tokens: " wilson jones "
-    JOINED = 1     # a multi-token mark written as one token: " wilsonjones "
-    LEET = 2       # leet key of either form (only differs from the above where "l" occurs)
-
-
-_LEET_KEY = int(_Key.LEET)
+# Automaton values (pyahocorasick STORE_INTS keeps 32-bit ints): mark id * 2 + (1 if the
+# key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
+# index into a side table. Room for 500 M marks.
+_COLLISION_BASE = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +164,20 @@ class Mark:
     """One enrolled word mark in normal form."""
 
     brand_id: str
-    text: str                     # as enrolled: "Wilson Jones"
-    tokens: tuple[str, ...]       # ("wilson", "jones")
-    joined: str                   # "wilsonjones"
+    text: str          # as enrolled: "Wilson Jones"
+    norm: str          # folded tokens joined by single spaces: "wilson jones"
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(self.norm.split(" "))
+
+    @property
+    def joined(self) -> str:
+        return self.norm.replace(" ", "")
 
     @property
     def short(self) -> bool:
-        return len(self.joined) <= SHORT_MARK_MAX
+        return len(self.norm) <= SHORT_MARK_MAX   # short marks are single tokens of <= 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +192,42 @@ class Occurrence:
     lead: bool        # in the brand position (first words of the field, or after "by")
 
 
+class _HashTable:
+    """Sorted int64 hashes of strings -> int32 ids: a compact multi-map for millions of keys
+    (a dict of 10 M short strings costs ~1.5 GiB, this ~120 MiB). Uses the process's own
+    str hash, so it is rebuilt, never pickled; false hits are possible and callers verify."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, hashes: array, values: array) -> None:
+        keys = np.frombuffer(hashes, dtype=np.int64) if len(hashes) else np.zeros(0, np.int64)
+        vals = np.frombuffer(values, dtype=np.int32) if len(values) else np.zeros(0, np.int32)
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._values = vals[order]
+
+    def lookup(self, strings: Iterable[str]) -> list[int]:
+        hs = np.fromiter((hash(s) for s in strings), dtype=np.int64)
+        lo = np.searchsorted(self._keys, hs, "left").tolist()
+        hi = np.searchsorted(self._keys, hs, "right").tolist()
+        out: list[int] = []
+        for a, b in zip(lo, hi):
+            if a < b:
+                out.extend(self._values[a:b].tolist())
+        return out
+
+    def __contains__(self, s: str) -> bool:
+        h = hash(s)
+        i = int(np.searchsorted(self._keys, h))
+        return i < len(self._keys) and int(self._keys[i]) == h
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._values.nbytes)
+
+
 class _Hit(NamedTuple):
-    """A key found in a stream, before the compatibility check."""
+    """A verified key in a stream, before the compatibility check."""
 
     mark_id: int
     stream: "_Stream"
@@ -196,23 +240,26 @@ class _Hit(NamedTuple):
 
 
 class _Stream:
-    """A token sequence over a folded field, searched as one string ("hay").
+    """A token sequence over a folded field, searched as one leet-keyed string ("hay"),
+    optionally only over a window of its tokens. Token spans (in the folded text) and per
+    token folds are only worked out when a key matches, which is rare."""
 
-    Token spans (in the folded text) and per-token folds (spacing, leet, typo, padding) are
-    only worked out when a key matches, which is rare: most fields match nothing."""
+    __slots__ = ("tokens", "hay", "offset", "needs", "anywhere", "_text", "_spans", "_tflags")
 
-    __slots__ = ("tokens", "hay", "needs", "_text", "_spans", "_tflags", "_leet")
-
-    def __init__(self, tokens: Sequence[str], needs: int, text: str, *, hay: str | None = None,
+    def __init__(self, tokens: Sequence[str], needs: int, text: str, *,
+                 window: tuple[int, int] | None = None, hay_tokens: Sequence[str] | None = None,
                  spans: Sequence[tuple[int, int]] | None = None, tflags: Sequence[int] | None = None,
-                 leet: bool = False) -> None:
+                 anywhere: bool = False) -> None:
         self.tokens = tokens
-        self.hay = hay if hay is not None else " " + " ".join(tokens) + " "
-        self.needs = needs           # an occurrence counts only if its tokens carry one of these
+        self.anywhere = anywhere     # misspellings count anywhere, not only in the brand position
+        a, b = window if window is not None else (0, len(tokens))
+        self.offset = a
+        self.hay = (" " + " ".join(hay_tokens if hay_tokens is not None else tokens[a:b]) + " ").translate(
+            tn.LEET_TABLE)
+        self.needs = needs           # a hit counts only if its folds include one of these (0: any)
         self._text = text
         self._spans = spans
         self._tflags = tflags
-        self._leet = leet
 
     def spans(self) -> Sequence[tuple[int, int]]:
         if self._spans is None:
@@ -224,10 +271,6 @@ class _Stream:
         if self._tflags is not None:
             for k in range(first, last + 1):
                 f |= self._tflags[k]
-        elif self._leet:
-            for k in range(first, last + 1):
-                if tn.has_leet(self.tokens[k]):
-                    f |= _LEET
         return f
 
 
@@ -243,47 +286,63 @@ def _category_related(listing_category: str, brand_categories: Sequence[str]) ->
 class WordMarkIndex:
     """Immutable index of the word marks of the enrolled (not deleted) brands."""
 
-    __slots__ = ("_brands", "_marks", "_automaton", "_exact_words", "_fuzzy_words",
-                 "_not_corrected", "_deletes", "_squeezed", "_cache")
+    __slots__ = ("_brands", "_marks", "_automaton", "_collisions", "_max_tokens", "_exact",
+                 "_words", "_in_multi", "_deletes", "_squeezed", "_cache")
 
     def __init__(self, brands: Mapping[str, BrandReference], marks: tuple[Mark, ...]) -> None:
+        if 2 * len(marks) >= _COLLISION_BASE:
+            raise ValueError(f"{len(marks)} marks: at most {_COLLISION_BASE // 2 - 1} fit one index")
         self._brands = dict(brands)
         self._marks = marks
-        automaton = ahocorasick.Automaton()
-        keys: dict[str, list[tuple[int, int]]] = {}
-        exact_words: set[str] = set()
-        fuzzy_words: set[str] = set()
+        keys: dict[str, object] = {}
+        exact_h, exact_v = array("q"), array("i")
+        words: dict[str, bool] = {}    # mark word -> is a word of a multi-word mark
+        max_tokens = 1
         for mid, m in enumerate(marks):
-            plain = " " + " ".join(m.tokens) + " "
-            keys.setdefault(plain, []).append((mid, int(_Key.PLAIN)))
-            forms = [plain]
-            if len(m.tokens) > 1:
-                joined = " " + m.joined + " "
-                keys.setdefault(joined, []).append((mid, int(_Key.JOINED)))
-                forms.append(joined)
-            for f in forms:
-                keys.setdefault(tn.leet_key(f), []).append((mid, _LEET_KEY))
-            exact_words.update(m.tokens)
+            tokens = m.norm.split(" ")
+            _multi_add(keys, tn.leet_key(" " + m.norm + " "), mid * 2)
+            for t in tokens:
+                exact_h.append(hash(t))
+                exact_v.append(0)
+            if len(tokens) > 1:
+                joined = m.joined
+                _multi_add(keys, tn.leet_key(" " + joined + " "), mid * 2 + 1)
+                exact_h.append(hash(joined))
+                exact_v.append(0)
+                max_tokens = max(max_tokens, len(tokens))
             if not m.short:
-                fuzzy_words.update(t for t in m.tokens if len(t) >= FUZZY_MIN_LEN)
-                if len(m.tokens) > 1:
-                    fuzzy_words.add(m.joined)
+                for t in tokens:
+                    if len(t) >= FUZZY_MIN_LEN:
+                        words[t] = words.get(t, False) or len(tokens) > 1
+                if len(tokens) > 1:
+                    words.setdefault(m.joined, False)
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        collisions: list[tuple[int, ...]] = []
         for k, v in keys.items():
-            automaton.add_word(k, (len(k), tuple(v)))
-        if keys:
+            if isinstance(v, tuple):
+                collisions.append(v)
+                automaton.add_word(k, _COLLISION_BASE + len(collisions) - 1)
+            else:
+                automaton.add_word(k, v)
+        del keys
+        if len(automaton):
             automaton.make_automaton()
         self._automaton = automaton
-        self._exact_words = frozenset(exact_words | {m.joined for m in marks})
-        deletes: dict[str, object] = {}
-        squeezed: dict[str, object] = {}
-        for w in sorted(fuzzy_words):
+        self._collisions = tuple(collisions)
+        self._max_tokens = max_tokens
+        self._exact = _HashTable(exact_h, exact_v)
+        word_list = sorted(words)
+        self._words = tuple(word_list)
+        self._in_multi = bytes(words[w] for w in word_list)
+        del_h, del_v, sq_h, sq_v = array("q"), array("i"), array("q"), array("i")
+        for wid, w in enumerate(word_list):
             for d in tn.deletes1(w):
-                _multi_add(deletes, d, w)
-            _multi_add(squeezed, tn.squeeze(w), w)
-        self._fuzzy_words = frozenset(fuzzy_words)
-        self._not_corrected = self._exact_words | NEVER_CORRECTED
-        self._deletes = deletes
-        self._squeezed = squeezed
+                del_h.append(hash(d))
+                del_v.append(wid)
+            sq_h.append(hash(tn.squeeze(w)))
+            sq_v.append(wid)
+        self._deletes = _HashTable(del_h, del_v)
+        self._squeezed = _HashTable(sq_h, sq_v)
         self._cache: dict[str, tuple[tuple[str, int], ...]] = {}
 
     # --- construction --------------------------------------------------------------------
@@ -296,17 +355,18 @@ class WordMarkIndex:
                 live[b.brand_id] = b
         live = {k: b for k, b in live.items() if not b.deleted}
         marks: list[Mark] = []
-        seen: set[tuple[str, tuple[str, ...]]] = set()
+        seen: set[tuple[str, str]] = set()
         for bid in sorted(live):
             for text in live[bid].trademarks:
-                tokens = tuple(tn.normalize(text).split())
-                if not tokens or (bid, tokens) in seen:
+                norm = tn.normalize(text)
+                if not norm or (bid, norm) in seen:
                     continue
-                seen.add((bid, tokens))
-                marks.append(Mark(bid, text, tokens, "".join(tokens)))
+                seen.add((bid, norm))
+                marks.append(Mark(bid, text, norm))
         return cls(live, tuple(marks))
 
     def __reduce__(self):
+        # Rebuilt on unpickling: the hash tables use the process's own str hash.
         return (_rebuild, (tuple(self._brands.values()), self._marks))
 
     @property
@@ -326,7 +386,7 @@ class WordMarkIndex:
         return self._evidence(fields, listing.category)
 
     def match_many(self, listings: Sequence[Listing]) -> list[list[Evidence]]:
-        # Fuzzy lookups are memoised per token, so a batch pays once per distinct token.
+        # Typo lookups are memoised per token, so a batch pays once per distinct token.
         return [self.match(x) for x in listings]
 
     def match_text(self, text: str, field: str = "ocr_text") -> list[Evidence]:
@@ -336,12 +396,17 @@ class WordMarkIndex:
         """All occurrences in one text (for tests and debugging): (mark, occurrence, surface)."""
         folded = tn.fold(text)
         return [(self._marks[o.mark_id], o, folded.surface(o.start, o.end))
-                for o in self._occurrences(folded)]
+                for o in self._occurrences(folded, field in TYPO_ANYWHERE)]
 
     def readings(self, token: str) -> tuple[tuple[str, int], ...]:
         """The mark words a folded text token may misspell or pad, best first, each with its
         folds (for tests and debugging; matching uses the same memoised lookup)."""
         return self._correct(token)
+
+    @property
+    def mark_words(self) -> tuple[str, ...]:
+        """The words that typo and padding lookups can return (mark words of 4+ letters)."""
+        return self._words
 
     # --- internals -----------------------------------------------------------------------
     def _evidence(self, fields: Sequence[tuple[Field, str]], category: str) -> list[Evidence]:
@@ -350,7 +415,9 @@ class WordMarkIndex:
             if not text:
                 continue
             folded = tn.fold(text)
-            occurrences = [o for o in self._occurrences(folded) if not o.compat]
+            occurrences = [o for o in self._occurrences(folded, field in TYPO_ANYWHERE) if not o.compat]
+            if not occurrences:
+                continue
             # A misspelling or short leet code next to another brand's plain mark is that
             # brand's product name or model ("Microsoft Visio" is no Vizio, "Samsung G3" no GE).
             plain_brands = {self._marks[o.mark_id].brand_id for o in occurrences if not self._weak(o)}
@@ -385,8 +452,7 @@ class WordMarkIndex:
 
     def _score(self, mark: Mark, occ: Occurrence, field: Field, category: str) -> float:
         if occ.flags & _TYPO:
-            lead = occ.lead or field is Field.BRAND or field is Field.OCR
-            score = TYPO_SCORE if lead else TYPO_OFF_POSITION_SCORE
+            score = TYPO_SCORE
         elif mark.short and occ.flags & _LEET:
             score = SHORT_LEET_SCORE
         else:
@@ -396,100 +462,121 @@ class WordMarkIndex:
             score *= CATEGORY_MISMATCH_FACTOR
         return score
 
-    def _occurrences(self, folded: tn.FoldedText) -> list[Occurrence]:
+    def _occurrences(self, folded: tn.FoldedText, typo_anywhere: bool) -> list[Occurrence]:
         text = folded.text
         tokens = tn.TOKEN_RE.findall(text)
         if not tokens:
             return []
         plain = _Stream(tokens, 0, text)
         found: list[_Hit] = []
-        self._search(plain, folded, found, leet=False)
+        self._search(plain, folded, found)
         if _MAYBE_SPLIT_RE.search(text) is not None:
             for spaced in _despaced_streams(text, plain):
-                self._search(spaced, folded, found, leet=False)
-        if tn.has_leet(text):
-            self._search(_leet_stream(text, plain), folded, found, leet=True)
-        for corrected in self._corrected_streams(plain):
-            self._search(corrected, folded, found, leet=False)
+                self._search(spaced, folded, found)
+        if _LEET_SYMBOL_RE.search(text) is not None:
+            symbols = _symbol_stream(text)
+            if symbols is not None:
+                self._search(symbols, folded, found)
+        for corrected in self._corrected_streams(plain, typo_anywhere):
+            self._search(corrected, folded, found)
         if not found:
             return []
-        spans = [(h.start, h.end) for h in found]
-        occurrences = [Occurrence(h.mark_id, h.start, h.end, h.flags, _is_compat(h, spans), h.lead)
-                       for h in found]
+        unique: dict[tuple[int, int, int], _Hit] = {}
+        for h in found:   # one hit per mark and span: the one that needed the fewest folds
+            key = (h.mark_id, h.start, h.end)
+            prev = unique.get(key)
+            if prev is None or bin(h.flags).count("1") < bin(prev.flags).count("1"):
+                unique[key] = h
+        covered = bytearray(len(folded.text))
+        for h in unique.values():
+            covered[h.start:h.end] = b"\x01" * (h.end - h.start)
+        occurrences = [Occurrence(h.mark_id, h.start, h.end, h.flags, _is_compat(h, covered), h.lead)
+                       for h in unique.values()]
         return _prefer_longer(occurrences, self._marks) if len(occurrences) > 1 else occurrences
 
-    def _search(self, stream: _Stream, folded: tn.FoldedText, found: list[_Hit],
-                leet: bool) -> None:
-        tokens = stream.tokens
+    def _search(self, stream: _Stream, folded: tn.FoldedText, found: list[_Hit]) -> None:
         hay = stream.hay
-        starts: dict[int, int] | None = None
-        for end, (klen, entries) in self._automaton.iter(hay):
-            if starts is None:
-                starts = {}
-                pos = 1
-                for k, t in enumerate(tokens):
-                    starts[pos] = k
-                    pos += len(t) + 1
-            first = starts[end - klen + 2]
-            last = first + hay.count(" ", end - klen + 2, end)      # inclusive
+        tokens = stream.tokens
+        for end, value in self._automaton.iter(hay):
+            if len(found) >= MAX_HITS_PER_FIELD:
+                return
+            codes = (value,) if value < _COLLISION_BASE else self._collisions[value - _COLLISION_BASE]
+            m0 = self._marks[codes[0] >> 1]
+            klen = (len(m0.norm) if not codes[0] & 1 else len(m0.norm) - m0.norm.count(" ")) + 2
+            kstart = end - klen + 2                      # first character of the first token
+            first = stream.offset + hay.count(" ", 0, kstart) - 1
+            last = first + hay.count(" ", kstart, end)   # inclusive
+            written = " ".join(tokens[first:last + 1])
             tflags = stream.flags(first, last)
-            if stream.needs and not tflags & stream.needs:
-                continue
             lead = _at_brand_position(tokens, first)
-            if tflags & _SHORT_TYPO and not lead:
+            if tflags & _TYPO and not (lead or stream.anywhere) or tflags & _SHORT_TYPO and not lead:
                 continue
-            common_typo = tflags & _COMMON_TYPO
-            for mid, key in entries:
-                if (key == _LEET_KEY) != leet:
+            for code in codes:
+                mark = self._marks[code >> 1]
+                form = mark.joined if code & 1 else mark.norm
+                flags = tflags
+                if written != form:
+                    if not _leet_ok(written.replace(" ", ""), mark, lead):
+                        continue
+                    flags |= _LEET
+                if stream.needs and not flags & stream.needs:
                     continue
-                mark = self._marks[mid]
-                if common_typo and first == last:
+                if flags & _COMMON_TYPO and first == last:
                     continue   # an ordinary word read as a one-word mark ("Bass" as BOSS)
-                if leet and not _leet_ok(tokens, first, last, mark, lead):
-                    continue
                 if mark.short and not _short_ok(tokens, first, last):
                     continue
                 spans = stream.spans()
                 start, end_c = spans[first][0], spans[last][1]
-                flags = (tflags & _FOLD_MASK) | folded.span_flags(start, end_c)
-                found.append(_Hit(mid, stream, first, last, start, end_c, flags, lead))
+                flags = (flags & _FOLD_MASK) | folded.span_flags(start, end_c)
+                found.append(_Hit(code >> 1, stream, first, last, start, end_c, flags, lead))
 
-    def _corrected_streams(self, plain: _Stream) -> list[_Stream]:
-        """Streams with misspelt or padded tokens replaced by the mark words they evoke: one
-        with every token's best reading, plus one per alternative reading of one token
-        ("lin" may be "line" or "link"), at most MAX_CORRECTED_STREAMS in all."""
-        if not self._fuzzy_words:
+    def _corrected_streams(self, plain: _Stream, anywhere: bool) -> list[_Stream]:
+        """Streams with misspelt or padded tokens replaced by the mark words they evoke, each
+        searched only in a window around one replaced token: one per replaced token with
+        every token's best reading, plus one per alternative reading of a token ("lin" may
+        be "line" or "link"), at most MAX_CORRECTED_STREAMS in all."""
+        if not self._words:
             return []
+        base = plain.tokens
         tokens: list[str] | None = None
         tflags: list[int] = []
+        changed: list[int] = []
         alternatives: list[tuple[int, str, int]] = []
-        skip = self._not_corrected
-        for k, t in enumerate(plain.tokens):
-            if len(t) < FUZZY_MIN_LEN - 1 or t in skip:
+        for k in (range(len(base)) if anywhere else _brand_position_tokens(base, self._max_tokens)):
+            t = base[k]
+            if len(t) < FUZZY_MIN_LEN - 1:
                 continue
             hits = self._correct(t)
             if hits:
                 if tokens is None:
-                    tokens = list(plain.tokens)
+                    tokens = list(base)
                     tflags = [0] * len(tokens)
                 tokens[k], tflags[k] = hits[0]
+                changed.append(k)
                 alternatives.extend((k, w, f) for w, f in hits[1:])
         if tokens is None:
             return []
         needs = _TYPO | _REPEAT
         spans = plain.spans()
-        out = [_Stream(tokens, needs, plain._text, spans=spans, tflags=tflags)]
-        for k, w, f in alternatives[:MAX_CORRECTED_STREAMS - 1]:
+        text = plain._text
+        span = self._max_tokens - 1
+        out = []
+        for k in changed[:MAX_CORRECTED_STREAMS]:
+            out.append(_Stream(tokens, needs, text, window=(max(0, k - span), k + span + 1),
+                               spans=spans, tflags=tflags, anywhere=anywhere))
+        for k, w, f in alternatives[:max(0, MAX_CORRECTED_STREAMS - len(out))]:
             alt_t, alt_f = list(tokens), list(tflags)
             alt_t[k], alt_f[k] = w, f
-            out.append(_Stream(alt_t, needs, plain._text, spans=spans, tflags=alt_f))
+            out.append(_Stream(alt_t, needs, text, window=(max(0, k - span), k + span + 1),
+                               spans=spans, tflags=alt_f, anywhere=anywhere))
         return out
 
     def _correct(self, token: str) -> tuple[tuple[str, int], ...]:
         """The mark words a text token misspells or pads, best first, each with its folds."""
         cache = self._cache
-        if token in cache:
-            return cache[token]
+        hit = cache.get(token)
+        if hit is not None:
+            return hit
         result = self._correct_uncached(token)
         if len(cache) >= TOKEN_CACHE_MAX:
             cache.clear()
@@ -497,58 +584,51 @@ class WordMarkIndex:
         return result
 
     def _correct_uncached(self, token: str) -> tuple[tuple[str, int], ...]:
-        if token.isdigit() or not any(c.isalpha() for c in token):
+        if token in NEVER_CORRECTED or token.isdigit() or not any(c.isalpha() for c in token):
             return ()
+        if token in self._exact:
+            return ()   # a mark word itself is matched as written
         if tn.has_padding(token):
-            padded = tuple((w, _REPEAT) for w in sorted(_multi_get(self._squeezed, tn.squeeze(token)))
-                           if tn.padded_from(token, w))
+            squeezed = tn.squeeze(token)
+            padded = sorted({self._words[i] for i in self._squeezed.lookup((squeezed,))
+                             if tn.padded_from(token, self._words[i])})
             if padded:
-                return padded
+                return tuple((w, _REPEAT) for w in padded)
         if any(c.isdigit() for c in token):
             return ()   # model codes; digits standing for letters are leet's business
-        candidates: set[str] = set()
-        for d in tn.deletes1(token):
-            candidates.update(_multi_get(self._deletes, d))
-        words = sorted((w for w in candidates
-                        if len(w) >= FUZZY_MIN_LEN and w[0] == token[0] and tn.within_one_edit(token, w)),
-                       key=lambda w: (-len(w), w))
-        if not words:
+        common = token in tn.common_words()
+        words = self._words
+        found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
+        ok = sorted((w for w in found
+                     if len(w) >= FUZZY_MIN_LEN and w[0] == token[0] and tn.within_one_edit(token, w)),
+                    key=lambda w: (-len(w), w))
+        if common:
+            in_multi = self._in_multi
+            ok = [w for w in ok if in_multi[_index(words, w)]]
+        if not ok:
             return ()
-        flag = _TYPO | (_SHORT_TYPO if len(token) < FUZZY_MIN_LEN else 0)
-        if token in tn.common_words():
-            flag |= _COMMON_TYPO
-        return tuple((w, int(flag)) for w in words)
+        flag = _TYPO | (_SHORT_TYPO if len(token) < FUZZY_MIN_LEN else 0) | (_COMMON_TYPO if common else 0)
+        return tuple((w, flag) for w in ok)
+
+
+def _index(words: tuple[str, ...], w: str) -> int:
+    """Position of w in the sorted word tuple."""
+    return bisect.bisect_left(words, w)
 
 
 def _rebuild(brands: tuple[BrandReference, ...], marks: tuple[Mark, ...]) -> WordMarkIndex:
     return WordMarkIndex({b.brand_id: b for b in brands}, marks)
 
 
-def _multi_add(d: dict[str, object], key: str, value: str) -> None:
+def _multi_add(d: dict[str, object], key: str, value: int) -> None:
     cur = d.get(key)
     if cur is None:
         d[key] = value
-    elif isinstance(cur, str):
+    elif isinstance(cur, int):
         if cur != value:
             d[key] = (cur, value)
     elif value not in cur:  # tuple
-        d[key] = cur + (value,)
-
-
-def _multi_get(d: dict[str, object], key: str) -> tuple[str, ...]:
-    v = d.get(key)
-    if v is None:
-        return ()
-    return (v,) if isinstance(v, str) else v  # type: ignore[return-value]
-
-
-def _plain_stream(text: str) -> _Stream:
-    tokens: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for m in tn.TOKEN_RE.finditer(text):
-        tokens.append(m.group())
-        spans.append(m.span())
-    return _Stream(tuple(tokens), tuple(spans), (0,) * len(tokens), 0)
+        d[key] = cur + (value,)  # type: ignore[operator]
 
 
 def _despaced_streams(text: str, plain: _Stream) -> list[_Stream]:
@@ -562,6 +642,16 @@ def _despaced_streams(text: str, plain: _Stream) -> list[_Stream]:
         if not ambiguous:
             break
     return out
+
+
+# Digits that leetspeak uses for letters; one of them inside a run of split letters is a letter.
+_LEET_DIGITS = frozenset("013457")
+
+
+def _leet_digit_between_letters(toks: list[str], text: str, spans, i: int) -> bool:
+    """toks[i] is a leet digit standing alone between single letters split by spaces."""
+    return (toks[i] in _LEET_DIGITS and i + 1 < len(toks) and len(toks[i + 1]) == 1
+            and toks[i + 1].isalpha() and text[spans[i][1]:spans[i + 1][0]] == " ")
 
 
 def _despaced_stream(text: str, plain: _Stream, detach_last: bool) -> tuple[_Stream | None, bool]:
@@ -590,8 +680,9 @@ def _despaced_stream(text: str, plain: _Stream, detach_last: bool) -> tuple[_Str
             gap = text[spans[j][1]:spans[j + 1][0]]
             if len(gap) != 1 or gap not in tn.SPLIT_SEPARATORS:
                 break
-            if gap == " " and toks[j].isdigit() != toks[j + 1].isdigit():
-                break  # "3 M", "2 x": a quantity and its unit, not split letters
+            if gap == " " and toks[j].isdigit() != toks[j + 1].isdigit() and not (
+                    (toks[j].isdigit() and j > k) or _leet_digit_between_letters(toks, text, spans, j + 1)):
+                break  # "3 M", "2 x": a quantity and its unit; but "L u m 0 r a" is split letters
             gaps.append(gap)
             j += 1
         if gaps:
@@ -620,11 +711,8 @@ def _despaced_stream(text: str, plain: _Stream, detach_last: bool) -> tuple[_Str
     return _Stream(out_t, _SPACING, text, spans=out_s, tflags=out_f), ambiguous
 
 
-def _leet_stream(text: str, plain: _Stream) -> _Stream:
-    """Tokens keyed for leet lookup. Without "$@!|" in the text the tokens are the plain
-    ones; otherwise those symbols stay inside tokens ("Sam$ung")."""
-    if _LEET_SYMBOL_RE.search(text) is None:
-        return _Stream(plain.tokens, _LEET, text, hay=plain.hay.translate(tn.LEET_TABLE), leet=True)
+def _symbol_stream(text: str) -> _Stream | None:
+    """Tokens that keep the symbols leetspeak uses inside words ("Sam$ung", "@cer")."""
     tokens: list[str] = []
     spans: list[tuple[int, int]] = []
     for m in tn.LEET_TOKEN_RE.finditer(text):
@@ -635,8 +723,9 @@ def _leet_stream(text: str, plain: _Stream) -> _Stream:
         s = m.start() + len(t) - len(t.lstrip(tn.LEET_EDGE_STRIP))
         tokens.append(stripped)
         spans.append((s, s + len(stripped)))
-    hay = (" " + " ".join(tokens) + " ").translate(tn.LEET_TABLE)
-    return _Stream(tokens, _LEET, text, hay=hay, spans=spans, leet=True)
+    if not tokens:
+        return None
+    return _Stream(tokens, _LEET, text, spans=spans)
 
 
 def _short_ok(tokens: Sequence[str], first: int, last: int) -> bool:
@@ -648,17 +737,28 @@ def _short_ok(tokens: Sequence[str], first: int, last: int) -> bool:
     return True
 
 
-def _leet_ok(tokens: Sequence[str], first: int, last: int, mark: Mark, lead: bool) -> bool:
-    """The written tokens spell the mark through leet readings, with at least one letter.
-    Short marks: never two-letter ones ("G3", "1G" are model codes, not GE or LG); more
-    than SHORT_LEET_MAX_CHARS leet characters only in the brand position ("M51 GeForce")."""
-    written = "".join(tokens[first:last + 1])
+def _leet_ok(written: str, mark: Mark, lead: bool) -> bool:
+    """The written tokens (joined) spell the mark through leet readings, with at least one
+    letter. Short marks: never two-letter ones ("G3", "1G" are model codes, not GE or LG);
+    more than SHORT_LEET_MAX_CHARS leet characters only in the brand position ("M51")."""
     if not any(c.isalpha() for c in written) or not tn.leet_reading_ok(written, mark.joined):
         return False
     if mark.short:
         n_leet = sum(1 for a, b in zip(written, mark.joined) if a != b)
         return len(mark.joined) > 2 and (n_leet <= SHORT_LEET_MAX_CHARS or lead)
     return True
+
+
+def _brand_position_tokens(tokens: Sequence[str], max_tokens: int) -> list[int]:
+    """Indices of the tokens a mark starting in the brand position can cover."""
+    k0 = 0
+    while k0 < len(tokens) and tokens[k0] in LEADING_WORDS:
+        k0 += 1
+    out = list(range(k0, min(len(tokens), k0 + BRAND_POSITION_MAX + max_tokens)))
+    for k, t in enumerate(tokens):
+        if t in MAKER_WORDS:
+            out.extend(j for j in range(k + 1, min(len(tokens), k + 1 + max_tokens)) if j not in out)
+    return out
 
 
 def _at_brand_position(tokens: Sequence[str], first: int) -> bool:
@@ -670,9 +770,10 @@ def _at_brand_position(tokens: Sequence[str], first: int) -> bool:
     return first > 0 and tokens[first - 1] in MAKER_WORDS
 
 
-def _is_compat(hit: _Hit, mark_spans: Sequence[tuple[int, int]]) -> bool:
+def _is_compat(hit: _Hit, covered: bytearray) -> bool:
     """A compatibility mention: a cue a few tokens before the mark with only filler, model
-    numbers or other found marks between ("for Canon and HP"), or a cue right after it."""
+    numbers or other found marks between ("for Canon and HP"), or a cue right after it.
+    `covered` marks the folded characters that some found mark covers."""
     toks = hit.stream.tokens
     first, last = hit.first, hit.last
     k = first - 1
@@ -681,7 +782,11 @@ def _is_compat(hit: _Hit, mark_spans: Sequence[tuple[int, int]]) -> bool:
         t = toks[k]
         if t in CUES_BEFORE:
             return True
-        if t in FILLER_WORDS or any(c.isdigit() for c in t) or _inside(hit.stream.spans()[k], mark_spans):
+        if t in FILLER_WORDS or any(c.isdigit() for c in t):
+            k -= 1
+            continue
+        s, e = hit.stream.spans()[k]
+        if covered.find(0, s, e) < 0:
             k -= 1
             continue
         break
@@ -691,26 +796,17 @@ def _is_compat(hit: _Hit, mark_spans: Sequence[tuple[int, int]]) -> bool:
     return False
 
 
-def _inside(span: tuple[int, int], spans: Sequence[tuple[int, int]]) -> bool:
-    return any(s <= span[0] and span[1] <= e for s, e in spans)
-
-
 def _prefer_longer(found: list[Occurrence], marks: tuple[Mark, ...]) -> list[Occurrence]:
     """Drop an occurrence lying inside a longer one of another brand ("Wilson" in "Wilson
-    Jones"); also drop exact duplicates found by several streams (keep fewest folds)."""
-    if len(found) <= 1:
-        return found
+    Jones"). One sweep in start order against the longest-reaching occurrence so far."""
+    ordered = sorted(found, key=lambda o: (o.start, -o.end))
     out: list[Occurrence] = []
-    for o in found:
-        bid = marks[o.mark_id].brand_id
-        dominated = False
-        for p in found:
-            if p is o:
-                continue
-            if p.start <= o.start and o.end <= p.end and (p.end - p.start) > (o.end - o.start) \
-                    and marks[p.mark_id].brand_id != bid:
-                dominated = True
-                break
-        if not dominated:
-            out.append(o)
+    reach: Occurrence | None = None
+    for o in ordered:
+        if reach is not None and o.end <= reach.end and (reach.end - reach.start) > (o.end - o.start) \
+                and marks[reach.mark_id].brand_id != marks[o.mark_id].brand_id:
+            continue
+        out.append(o)
+        if reach is None or o.end > reach.end:
+            reach = o
     return out

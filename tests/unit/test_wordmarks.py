@@ -76,6 +76,7 @@ def presented(index: WordMarkIndex, x: Listing, min_score: float = 0.5) -> dict[
     ("C.a.s.i.o calculator", "casio", "spacing"),                          # letters split by dots
     ("W.i.l.s.o.n J.o.n.e.s binder", "wilson-jones", "spacing"),           # dots inside words, space between
     ("D L-i-n-k router", "d-link", "spacing"),                             # a single letter then a split word
+    ("T 0 m T 0 m GPS", "tomtom", "spacing"),                              # a leet digit inside split letters
     ("Gramin GPSMAP 541s", "garmin", "typo:edit1"),                        # transposition
     ("New-Pokaroid tripod", "polaroid", "typo:edit1"),                     # substitution after a leading "New"
     ("Trip Lite surge protector", "tripp-lite", "typo:edit1"),             # ordinary word, but the rest of the mark follows
@@ -212,12 +213,16 @@ def test_index_pickles_and_builds_fast():
     assert copy.match(x) == idx.match(x)
 
 
-def test_hostile_fields_stay_fast(index):
-    x = listing("S o n y " * 200, brand_field="\u0405" * 200,
-                description=("Gramin Garmn Sonyy Dlel " * 2000))
+@pytest.mark.parametrize("x, reason", [
+    (listing("S o n y " * 200, brand_field="\u0405" * 200, description="Gramin Garmn Sonyy Dlel " * 2000),
+     "split letters, a confusable flood, misspellings"),
+    (listing("Sony Dell " * 200, description="for Wilson Jones HP " * 1000), "hundreds of marks in every field"),
+    (listing("S.o.n.y " * 250, description="T0mT0m $ony " * 2000), "disguised marks repeated"),
+])
+def test_hostile_fields_stay_fast(index, x, reason):
     t0 = time.perf_counter()
     index.match(x)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 0.5, reason
 
 
 # --- the typo index against an exact oracle ---------------------------------------------
@@ -227,6 +232,8 @@ def _oracle(token: str, by_first: dict[str, list[str]]) -> set[str]:
     by brute force over all words with that first letter."""
     if len(token) < FUZZY_MIN_LEN - 1 or any(c.isdigit() for c in token):
         return set()
+    if token in tn.common_words():
+        return set()   # ordinary words are only read as words of multi-word marks (none here)
     return {w for w in by_first.get(token[0], ()) if tn.osa_distance(token, w, 1) == 1}
 
 
@@ -248,21 +255,21 @@ def _mutate(rng: random.Random, w: str) -> str:
 def test_typo_index_matches_exact_oracle(index):
     rng = random.Random(20240611)
     letters = "abcdefgklmnoprstu"   # a small alphabet, so that neighbours are frequent
-    words = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(1500)})
+    words = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(1200)})
     by_first: dict[str, list[str]] = {}
     for w in words:
         by_first.setdefault(w[0], []).append(w)
     idx = WordMarkIndex.build(brand(f"b{i}", w) for i, w in enumerate(words))
-    queries = [_mutate(rng, rng.choice(words)) for _ in range(1500)]
-    queries += ["".join(rng.choice(letters) for _ in range(rng.randint(3, 6))) for _ in range(1000)]
+    queries = [_mutate(rng, rng.choice(words)) for _ in range(1200)]
+    queries += ["".join(rng.choice(letters) for _ in range(rng.randint(3, 6))) for _ in range(800)]
     tp = fp = fn = 0
     for q in queries:
         if q in words or tn.has_padding(q):
             continue   # exact words are matched exactly; padded ones are read as padding
         want = _oracle(q, by_first)
-        got = {w for w, _ in idx.readings(q) if not _ & tn.Fold.REPEAT}
+        got = {w for w, f in idx.readings(q) if not f & tn.Fold.REPEAT}
         tp += len(want & got)
         fp += len(got - want)
         fn += len(want - got)
-    assert tp > 1000   # the seeded set exercises the index
+    assert tp > 800   # the seeded set exercises the index
     assert fp == 0 and fn == 0, f"recall {tp / (tp + fn):.4f}, extra {fp}"
