@@ -11,6 +11,7 @@ from typing import Sequence
 
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide
+from brand_signals.feedback import ContextStore, FeedbackState, Fingerprint, ListingContext, fingerprint
 from brand_signals.records import Decision, Evidence, Listing, Op
 
 # Memo entries kept per scanner instance. An entry is ~200 bytes with its key; 200 k entries
@@ -41,6 +42,7 @@ class Scanner:
         self._memo: OrderedDict[bytes, list[Evidence]] = OrderedDict()
         self._memo_version = -1
         self._memo_entries = memo_entries
+        self._fingerprints: OrderedDict[bytes, Fingerprint] = OrderedDict()
         self.memo_hits = 0
         self.memo_misses = 0
 
@@ -76,7 +78,30 @@ class Scanner:
                 memo.popitem(last=False)
         return out  # type: ignore[return-value]
 
-    def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int) -> list[Decision | None]:
+    def _fingerprint(self, listing: Listing) -> Fingerprint:
+        k = content_key(listing)
+        fp = self._fingerprints.get(k)
+        if fp is None:
+            fp = self._fingerprints[k] = fingerprint(listing)
+            while len(self._fingerprints) > self._memo_entries:
+                self._fingerprints.popitem(last=False)
+        return fp
+
+    def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
+             feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:
+        """Decisions for a batch. With `feedback`, evidence learned from removals is added and
+        reinstated listings are exempt; with `contexts`, what each listing presented is kept."""
         evidence = self.evidence(catalog, listings)
-        return [decide(listing, ev, catalog.brands, now_ms, self.model_version)
-                for listing, ev in zip(listings, evidence)]
+        out: list[Decision | None] = []
+        learned = feedback is not None and feedback.has_confirmed()
+        for listing, ev in zip(listings, evidence):
+            if listing.op is not Op.DELETE and (ev or learned):
+                presented = frozenset(e.brand_id for e in ev)
+                fp = self._fingerprint(listing)
+                if feedback is not None:
+                    ev = [e for e in ev + feedback.evidence(listing, fp, presented)
+                          if not feedback.is_exempt(listing.listing_id, e.brand_id)]
+                if contexts is not None and presented:
+                    contexts.remember(ListingContext(listing.listing_id, listing.seller_id, presented, fp))
+            out.append(decide(listing, ev, catalog.brands, now_ms, self.model_version))
+        return out

@@ -1,22 +1,28 @@
-"""Brand references into a running scanner: every scan operator keeps a full replica of the
-(small, slowly changing) brand catalogue, fed from the compacted `brands` topic or from a file.
+"""Slowly changing, globally shared data into a running scanner: every scan operator keeps a
+full replica of the brand catalogue (from the compacted `brands` topic) and of the feedback
+state (from the `feedback-ledger` topic), or loads them from files in file mode.
 
-The Kafka feed replays the topic from the beginning at start (the compacted topic is the
-durable source of truth, so no Flink state is needed to recover it), then follows it: each
-accepted change rebuilds the catalogue off to the side and swaps it in whole.
+A `TopicFollower` replays its topic from the beginning at start (the topic is the durable
+source of truth, so no Flink state is needed to recover it), waits until it has caught up,
+then follows it in a background thread. Brand changes arriving together are applied in one
+rebuild of the catalogue, built off to the side and swapped in whole.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
+from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent
 from brand_signals.records import BrandReference
 
 log = logging.getLogger(__name__)
@@ -24,6 +30,70 @@ log = logging.getLogger(__name__)
 # Changes arriving within this window are applied in one rebuild (a bulk `brands put` of
 # hundreds of brands costs one index build, not hundreds); well inside the 10 s target.
 REBUILD_DEBOUNCE_S = 0.25
+CATCH_UP_TIMEOUT_S = 120.0
+
+
+class TopicFollower:
+    """Reads every partition of a topic from the beginning and hands each record to `apply`;
+    `on_idle` runs when records stopped arriving for `debounce_s` (and once caught up)."""
+
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes | None], None],
+                 on_idle: Callable[[], None] | None = None, debounce_s: float = REBUILD_DEBOUNCE_S,
+                 catch_up_timeout_s: float = CATCH_UP_TIMEOUT_S):
+        self.topic = topic
+        self._apply, self._on_idle, self._debounce_s = apply, on_idle, debounce_s
+        self._stop = threading.Event()
+        self._caught_up = threading.Event()
+        self._lock = threading.RLock()
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"zeroscan-follower-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        })
+        parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self._targets = {p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                         for p in parts}
+        self.positions = {p: 0 for p in parts}
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
+        self._thread.start()
+        if not self._caught_up.wait(catch_up_timeout_s):
+            raise RuntimeError(f"did not catch up with topic {topic} within {catch_up_timeout_s}s")
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a record is applied; take it to read state consistently."""
+        return self._lock
+
+    def _is_caught_up(self) -> bool:
+        return all(self.positions[p] >= t for p, t in self._targets.items())
+
+    def _run(self) -> None:
+        dirty = True
+        last_change = 0.0
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.1)
+            if msg is not None:
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("%s follower: %s", self.topic, msg.error())
+                else:
+                    with self._lock:
+                        self._apply(msg.key(), msg.value())
+                    self.positions[msg.partition()] = msg.offset() + 1
+                    dirty, last_change = True, time.monotonic()
+            caught_up = self._caught_up.is_set() or self._is_caught_up()
+            if dirty and caught_up and time.monotonic() - last_change >= self._debounce_s:
+                if self._on_idle is not None:
+                    self._on_idle()
+                dirty = False
+                self._caught_up.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
 
 
 def load_brands_file(path: Path) -> list[BrandReference]:
@@ -49,51 +119,11 @@ class FileBrandFeed:
 
 
 class KafkaBrandFeed:
-    def __init__(self, bootstrap: str, topic: str, catch_up_timeout_s: float = 120.0):
+    def __init__(self, bootstrap: str, topic: str):
         self.catalog = Catalog.empty()
         self.rejected = 0
-        self.applied = 0
         self._table = BrandTable()
-        self._stop = threading.Event()
-        self._caught_up = threading.Event()
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"zeroscan-brand-feed-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        })
-        parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        tps = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
-        self._targets = {p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                         for p in parts}
-        self._positions = {p: 0 for p in parts}
-        self._consumer.assign(tps)
-        self._thread = threading.Thread(target=self._run, name="brand-feed", daemon=True)
-        self._thread.start()
-        if not self._caught_up.wait(catch_up_timeout_s):
-            raise RuntimeError(f"brand feed did not catch up with {topic} within {catch_up_timeout_s}s")
-
-    def _is_caught_up(self) -> bool:
-        return all(self._positions[p] >= t for p, t in self._targets.items())
-
-    def _run(self) -> None:
-        dirty = self._is_caught_up()
-        last_change = 0.0
-        while not self._stop.is_set():
-            msg = self._consumer.poll(0.1)
-            if msg is not None:
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("brand feed: %s", msg.error())
-                else:
-                    self._positions[msg.partition()] = msg.offset() + 1
-                    self._apply(msg.key(), msg.value())
-                    dirty, last_change = True, time.monotonic()
-            caught_up = self._caught_up.is_set() or self._is_caught_up()
-            if dirty and caught_up and time.monotonic() - last_change >= REBUILD_DEBOUNCE_S:
-                self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1)
-                dirty = False
-                self._caught_up.set()
+        self._follower = TopicFollower(bootstrap, topic, self._apply, on_idle=self._rebuild)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:  # compaction tombstone: the brand is gone for good
@@ -102,15 +132,15 @@ class KafkaBrandFeed:
             return
         try:
             self._table.apply(parse_brand(value))
-            self.applied += 1
         except (ContractError, StaleVersionError) as e:
             self.rejected += 1
             log.warning("brand feed: refused record for key %r: %s", key, e)
 
+    def _rebuild(self) -> None:
+        self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1)
+
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
+        self._follower.close()
 
 
 def open_brand_feed(config: dict[str, str]):
@@ -119,3 +149,37 @@ def open_brand_feed(config: dict[str, str]):
     if config["kind"] == "kafka":
         return KafkaBrandFeed(config["bootstrap"], config["topic"])
     raise ValueError(f"unknown brand feed kind {config['kind']!r}")
+
+
+class LedgerFeed:
+    """The feedback state, rebuilt from the ledger topic and kept current. The operator that
+    writes a ledger event also applies it at once (`apply_local`); the copy that comes back
+    through the topic is then a no-op."""
+
+    def __init__(self, bootstrap: str | None, topic: str | None, policy: FeedbackPolicy | None = None):
+        self.state = FeedbackState(policy or FeedbackPolicy())
+        self._follower = (TopicFollower(bootstrap, topic, self._apply, debounce_s=0.0)
+                          if bootstrap and topic else None)
+
+    def _apply(self, _key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            self.state.apply(LedgerEvent.from_json(orjson.loads(value)))
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ledger feed: skipped a record it cannot read: %s", e)
+
+    def reading(self):
+        """A context in which the state does not change under the reader."""
+        return self._follower.lock if self._follower is not None else contextlib.nullcontext()
+
+    def apply_local(self, ev: LedgerEvent) -> None:
+        if self._follower is None:
+            self.state.apply(ev)
+        else:
+            with self._follower.lock:
+                self.state.apply(ev)
+
+    def close(self) -> None:
+        if self._follower is not None:
+            self._follower.close()

@@ -22,6 +22,9 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
         t.feedback: {"partitions": partitions},
         t.decisions: {"partitions": partitions},
         t.dead_letter: {"partitions": 1},
+        # One partition: a single order of removals and appeals for every replica of the state;
+        # kept forever (it is the memory of the feedback loop, thousands of events a day).
+        t.ledger: {"partitions": 1, "config": {"retention.ms": "-1"}},
     }
 
 

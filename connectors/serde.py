@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from brand_signals.records import Decision, Listing
+from brand_signals.records import Decision
 
 # The original record is kept inline up to this size; beyond it the dead letter keeps the
 # head, the full size and the sha256, and the source coordinates point at the original.
@@ -20,15 +20,16 @@ DEAD_LETTER_RECORD_BYTES = 64 << 10
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a record came from: Kafka topic/partition/offset, or a file (offset unknown)."""
+    """Where a record came from: Kafka topic/partition/offset, or a file and line."""
 
     source: str
     partition: int | None = None
     offset: int | None = None
+    line: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.partition is None and self.offset is None:
-            return {"file": self.source}
+            return {"file": self.source, **({"line": self.line} if self.line else {})}
         return {"topic": self.source, "partition": self.partition, "offset": self.offset}
 
 
@@ -56,11 +57,11 @@ def decision_json(d: Decision) -> str:
     return orjson.dumps(d.to_json()).decode()
 
 
-def clear_prefix(listing: Listing, now_ms: int, reason: str) -> str:
+def clear_prefix(listing_id: str, seller_id: str, now_ms: int, reason: str) -> str:
     """A `clear` decision for a listing whose previous brand is only known downstream: the JSON
     up to `"brand_id":`, which the job completes with the previously flagged brand."""
     head = orjson.dumps({
-        "listing_id": listing.listing_id, "seller_id": listing.seller_id, "action": "clear", "score": 0.0,
+        "listing_id": listing_id, "seller_id": seller_id, "action": "clear", "score": 0.0,
         "signals": [{"kind": "rescan", "score": 0.0, "detail": {"reason": reason}}], "decided_at": now_ms,
     }).decode()
     return head[:-1] + ',"brand_id":'

@@ -4,15 +4,19 @@ per batch of up to `python.fn-execution.arrow.batch.size` rows, not once per rec
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
+from brand_signals.feedback import ContextStore
 from brand_signals.scanner import Scanner
-from connectors.brand_feed import open_brand_feed
+from connectors.brand_feed import LedgerFeed, open_brand_feed
+from connectors.context_store import RocksContextStore
+from connectors.file_input import split_tag
 from connectors.serde import Origin
-from pipelines.steps import scan_records
+from pipelines.steps import ScanContext, scan_records
 
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
@@ -20,38 +24,65 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("brand_id", DataTypes.STRING()),
     DataTypes.FIELD("action", DataTypes.STRING()),
     DataTypes.FIELD("payload", DataTypes.STRING()),
+    DataTypes.FIELD("ledger", DataTypes.STRING()),
 ])
+TAGGED = "tagged"
 
 
 class ScanFunction(ScalarFunction):
-    """raw record + origin -> (kind, listing_id, brand_id, action, payload)."""
+    """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger).
 
-    def __init__(self, feed_config: dict[str, str], model_version: str):
-        self.feed_config = feed_config
-        self.model_version = model_version
-        self.feed = None
-        self.scanner = None
+    `config`: brands (feed config), ledger ({bootstrap, topic} or absent in file mode),
+    contexts_dir (embedded store folder, or absent for memory), files ({listing, feedback}
+    paths for tagged file input), model_version."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.feed = self.ledger = self.contexts = self.scanner = None
 
     def open(self, function_context: FunctionContext):
-        self.feed = open_brand_feed(self.feed_config)
-        self.scanner = Scanner(self.model_version)
+        cfg = self.config
+        self.feed = open_brand_feed(cfg["brands"])
+        led = cfg.get("ledger") or {}
+        self.ledger = LedgerFeed(led.get("bootstrap"), led.get("topic"))
+        if cfg.get("contexts_dir"):
+            sub = function_context.get_index_of_this_subtask()
+            self.contexts = RocksContextStore(Path(cfg["contexts_dir"]) / f"subtask-{sub}")
+        else:
+            self.contexts = ContextStore()
+        self.scanner = Scanner(cfg["model_version"])
 
-    def eval(self, value: pd.Series, source: pd.Series, part: pd.Series, pos: pd.Series) -> pd.DataFrame:
+    def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
+        # `seen` (updates of this listing so far) comes from the keyed step before this one;
+        # taking it keeps that step, which routes every listing to the same subtask, in the plan.
         n = len(value)
-        origins = [Origin(s, None if pd.isna(p) else int(p), None if pd.isna(o) else int(o))
-                   for s, p, o in zip(_column(source, n), _column(part, n), _column(pos, n))]
-        rows = scan_records(list(value), origins, self.feed.catalog, self.scanner, int(time.time() * 1000))
+        raws, origins, streams = [], [], []
+        files = self.config.get("files") or {}
+        for v, s, p, o, st in zip(value, _column(source, n), _column(part, n), _column(pos, n),
+                                  _column(stream, n)):
+            if st == TAGGED and v is not None:
+                st, line, v = split_tag(v)
+                origins.append(Origin(files.get(st, s), line=line))
+            else:
+                origins.append(Origin(s, None if pd.isna(p) else int(p), None if pd.isna(o) else int(o)))
+            raws.append(v)
+            streams.append(st)
+        ctx = ScanContext(self.feed.catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
+        with self.ledger.reading():
+            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
         return pd.DataFrame({
             "kind": [r.kind.value for r in rows],
             "listing_id": [r.listing_id for r in rows],
             "brand_id": [r.brand_id for r in rows],
             "action": [r.action for r in rows],
             "payload": [r.payload for r in rows],
+            "ledger": [r.ledger for r in rows],
         })
 
     def close(self):
-        if self.feed is not None:
-            self.feed.close()
+        for part in (self.feed, self.ledger, self.contexts):
+            if part is not None:
+                part.close()
 
 
 def _column(x, n: int):
@@ -59,5 +90,5 @@ def _column(x, n: int):
     return x if isinstance(x, pd.Series) else [x] * n
 
 
-def scan_udf(feed_config: dict[str, str], model_version: str):
-    return udf(ScanFunction(feed_config, model_version), result_type=SCAN_RESULT, func_type="pandas")
+def scan_udf(config: dict):
+    return udf(ScanFunction(config), result_type=SCAN_RESULT, func_type="pandas")

@@ -25,6 +25,7 @@ import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
 
 from brand_signals.scanner import MODEL_VERSION
+from connectors.file_input import merge_tagged
 from pipelines.operators import scan_udf
 from zeroscan.settings import Settings
 
@@ -88,44 +89,59 @@ def _kafka_table(name: str, topic: str, settings: Settings, columns: str, option
 
 def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     t = settings.topics
+    # One source over both keyed inputs: listing updates and feedback events.
     t_env.execute_sql(_kafka_table(
-        "listings_kafka", t.listings, settings,
+        "inputs_kafka", f"{t.listings};{t.feedback}", settings,
         "`value` BYTES, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
         "`offset` BIGINT METADATA VIRTUAL",
         {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
          "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
          "value.format": "raw"}))
-    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, `topic` AS src, `partition` AS part, "
-                      "`offset` AS pos FROM listings_kafka")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW raw_in AS
+        SELECT `value`, `topic` AS src, `partition` AS part, `offset` AS pos,
+               CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' ELSE 'listing' END AS input_kind
+        FROM inputs_kafka""")
     sink_opts = {
         "key.format": "raw", "key.fields": "k", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
         "sink.delivery-guarantee": "exactly-once",
         # Must stay below the broker's transaction.max.timeout.ms (15 min by default).
         "properties.transaction.timeout.ms": "900000",
     }
-    for name, topic in (("decisions_kafka", t.decisions), ("dead_letter_kafka", t.dead_letter)):
+    for name, topic in (("decisions_kafka", t.decisions), ("dead_letter_kafka", t.dead_letter),
+                        ("ledger_kafka", t.ledger)):
         t_env.execute_sql(_kafka_table(
             name, topic, settings, "`k` STRING, `v` STRING",
             {**sink_opts, "sink.transactional-id-prefix": f"{settings.transactional_id_prefix}-{topic}"}))
 
 
-def register_file_io(t_env: TableEnvironment, listings: Path) -> None:
+def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
+    """File mode reads one tagged file (see connectors.file_input)."""
     t_env.execute_sql(
-        "CREATE TEMPORARY TABLE listings_file (`value` BYTES, "
+        "CREATE TEMPORARY TABLE inputs_file (`value` BYTES, "
         "`path` STRING NOT NULL METADATA FROM 'file.path' VIRTUAL) "
-        f"WITH ('connector' = 'filesystem', 'path' = '{listings.resolve().as_uri()}', 'format' = 'raw')")
+        f"WITH ('connector' = 'filesystem', 'path' = '{tagged.resolve().as_uri()}', 'format' = 'raw')")
     t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, `path` AS src, "
-                      "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos FROM listings_file")
+                      "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos, 'tagged' AS input_kind FROM inputs_file")
 
 
-def define_scan(t_env: TableEnvironment, feed_config: dict[str, str]) -> None:
-    """Views `decisions_out(k, v)` and `dead_out(k, v)` over `raw_in`."""
-    t_env.create_temporary_function("scan", scan_udf(feed_config, MODEL_VERSION))
+def define_scan(t_env: TableEnvironment, config: dict) -> None:
+    """Views `decisions_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)` over `raw_in`."""
+    t_env.create_temporary_function("scan", scan_udf({**config, "model_version": MODEL_VERSION}))
+    # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
+    # listing), so a listing's updates and the feedback about it always reach the same scan
+    # subtask, where what it presented is remembered.
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW keyed_in AS
+        SELECT `value`, src, part, pos, input_kind,
+               COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen
+        FROM (SELECT *, JSON_VALUE(CAST(`value` AS STRING), '$.listing_id') AS lid, PROCTIME() AS pt
+              FROM raw_in)""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW scanned AS
         SELECT r.kind AS kind, r.listing_id AS listing_id, r.brand_id AS brand_id, r.action AS action,
-               r.payload AS payload, PROCTIME() AS pt
-        FROM (SELECT scan(`value`, src, part, pos) AS r FROM raw_in) AS s""")
+               r.payload AS payload, r.ledger AS ledger, PROCTIME() AS pt
+        FROM (SELECT scan(`value`, src, part, pos, input_kind, seen) AS r FROM keyed_in) AS s""")
     # Per listing, what the previous scan said: a decision is emitted when the listing becomes
     # flagged or its brand/action changes, and a `clear` when a flagged listing stops being one.
     t_env.execute_sql("""
@@ -134,7 +150,7 @@ def define_scan(t_env: TableEnvironment, feed_config: dict[str, str]) -> None:
                LAG(kind) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_kind,
                LAG(brand_id) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_brand,
                LAG(action) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_action
-        FROM scanned WHERE kind <> 'dead'""")
+        FROM scanned WHERE kind IN ('decision', 'pass')""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW decisions_out AS
         SELECT listing_id AS k,
@@ -145,44 +161,61 @@ def define_scan(t_env: TableEnvironment, feed_config: dict[str, str]) -> None:
            OR (kind = 'pass' AND prev_kind = 'decision')""")
     t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS "
                       "SELECT COALESCE(listing_id, '') AS k, payload AS v FROM scanned WHERE kind = 'dead'")
+    t_env.execute_sql("CREATE TEMPORARY VIEW ledger_out AS "
+                      "SELECT listing_id AS k, ledger AS v FROM scanned WHERE ledger IS NOT NULL")
 
 
 @dataclass(frozen=True, slots=True)
 class FileScanResult:
+    records: int
     decisions: int
     dead_letters: int
+    ledger_events: int
 
 
 def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, dead_out: Path,
-                  parallelism: int = 1) -> FileScanResult:
+                  parallelism: int = 1, feedback: Path | None = None, ledger_out: Path | None = None) -> FileScanResult:
     """File mode: the same graph on the local mini-cluster, results collected in stream order."""
-    t_env = make_table_env(settings, parallelism, kafka=False, overrides={
-        "state.backend.type": "hashmap", "execution.checkpointing.interval": None})
-    register_file_io(t_env, listings)
-    define_scan(t_env, {"kind": "file", "path": str(brands.resolve())})
-    results = t_env.sql_query(
-        "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out")
-    n_dec = n_dead = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fd, open(dead_out, "w", encoding="utf-8") as fdl, \
-            results.execute().collect() as rows:
-        for row in rows:
-            if row[0] == "decision":
-                fd.write(row[1] + "\n")
-                n_dec += 1
-            else:
-                fdl.write(row[1] + "\n")
-                n_dead += 1
-    return FileScanResult(n_dec, n_dead)
+    work = settings.state_dir / "file-scan"
+    work.mkdir(parents=True, exist_ok=True)
+    tagged = work / f"input-{os.getpid()}.tagged"
+    n = merge_tagged(listings, feedback, tagged)
+    try:
+        t_env = make_table_env(settings, parallelism, kafka=False, overrides={
+            "state.backend.type": "hashmap", "execution.checkpointing.interval": None})
+        register_file_io(t_env, tagged)
+        define_scan(t_env, {"brands": {"kind": "file", "path": str(brands.resolve())},
+                            "files": {"listing": str(listings.resolve()),
+                                      "feedback": str(feedback.resolve()) if feedback else ""}})
+        results = t_env.sql_query(
+            "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out "
+            "UNION ALL SELECT 'ledger' AS output, v FROM ledger_out")
+        counts = {"decision": 0, "dead": 0, "ledger": 0}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ledger_path = ledger_out or out.with_name(out.stem + ".ledger.jsonl")
+        with open(out, "w", encoding="utf-8") as fd, open(dead_out, "w", encoding="utf-8") as fdl, \
+                open(ledger_path, "w", encoding="utf-8") as fl, results.execute().collect() as rows:
+            files = {"decision": fd, "dead": fdl, "ledger": fl}
+            for row in rows:
+                files[row[0]].write(row[1] + "\n")
+                counts[row[0]] += 1
+    finally:
+        tagged.unlink(missing_ok=True)
+    return FileScanResult(n, counts["decision"], counts["dead"], counts["ledger"])
 
 
 def build_kafka_statements(settings: Settings, parallelism: int) -> tuple[TableEnvironment, StatementSet]:
     t_env = make_table_env(settings, parallelism, kafka=True)
     register_kafka_io(t_env, settings)
-    define_scan(t_env, {"kind": "kafka", "bootstrap": settings.bootstrap, "topic": settings.topics.brands})
+    define_scan(t_env, {
+        "brands": {"kind": "kafka", "bootstrap": settings.bootstrap, "topic": settings.topics.brands},
+        "ledger": {"bootstrap": settings.bootstrap, "topic": settings.topics.ledger},
+        "contexts_dir": str(settings.state_dir / "contexts"),
+    })
     stmts = t_env.create_statement_set()
     stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
     stmts.add_insert_sql("INSERT INTO dead_letter_kafka SELECT k, v FROM dead_out")
+    stmts.add_insert_sql("INSERT INTO ledger_kafka SELECT k, v FROM ledger_out")
     return t_env, stmts
 
 

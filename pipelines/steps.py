@@ -1,22 +1,28 @@
 """The per-batch work of the scan operator as plain Python (no pyflink import), so it is tested
-without a JVM: raw records in, one output row per record out (a decision, a pass, or a dead
-letter with its reason)."""
+without a JVM: raw records in (listing updates and feedback events), one output row per record
+out: a decision, a pass, nothing, or a dead letter with its reason; feedback also yields a
+ledger event."""
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from brand_signals.catalog import Catalog
-from brand_signals.contract import ContractError, listing_from_obj, loads
-from brand_signals.records import Listing, Op
+from brand_signals.contract import ContractError, feedback_from_obj, listing_from_obj, loads
+from brand_signals.feedback import ContextStore, FeedbackState, LedgerEvent, handle_feedback, ledger_json
+from brand_signals.records import Action, Decision, Listing, Op, SignalKind
 from brand_signals.scanner import Scanner
 from connectors.serde import Origin, clear_prefix, dead_letter, decision_json
+
+LISTING = "listing"
+FEEDBACK = "feedback"
 
 
 class RowKind(enum.Enum):
     DECISION = "decision"   # flagged: payload is the decision JSON
     PASS = "pass"           # not flagged: payload is a `clear` prefix, used if it was flagged before
+    NONE = "none"           # nothing to decide (a refused removal, a rejected appeal)
     DEAD = "dead"           # broke the contract: payload is the dead-letter JSON
 
 
@@ -25,37 +31,81 @@ class OutRow:
     kind: RowKind
     listing_id: str | None
     brand_id: str | None
+    # What the per-listing transition compares: the action, marked when the brand removed it,
+    # so a removal after an automatic takedown is still reported once.
     action: str | None
     payload: str
+    ledger: str | None = None
 
 
-def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], catalog: Catalog,
-                 scanner: Scanner, now_ms: int) -> list[OutRow]:
+@dataclass(frozen=True, slots=True)
+class ScanContext:
+    catalog: Catalog
+    scanner: Scanner
+    feedback: FeedbackState | None = None
+    contexts: ContextStore | None = None
+    # Applies a ledger event to the replicated feedback state (under its feed's lock).
+    apply_ledger: Callable[[LedgerEvent], None] | None = None
+
+
+def _transition_key(d: Decision) -> str:
+    removed = any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals)
+    return d.action.value + ("+removal" if removed else "")
+
+
+def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse) -> tuple[object | None, OutRow | None]:
+    if raw is None:
+        return None, OutRow(RowKind.DEAD, None, None, None, dead_letter("empty record (null value)", None, origin,
+                                                                         now_ms))
+    obj = None
+    try:
+        obj = loads(raw)
+        return parse(obj), None
+    except ContractError as e:
+        lid = obj.get("listing_id") if isinstance(obj, dict) else None
+        lid = lid if isinstance(lid, str) else None
+        return None, OutRow(RowKind.DEAD, lid, None, None, dead_letter(str(e), raw, origin, now_ms, lid))
+
+
+def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: ScanContext, now_ms: int,
+                 streams: Sequence[str] | None = None) -> list[OutRow]:
     rows: list[OutRow | None] = [None] * len(raws)
     ok_idx: list[int] = []
     listings: list[Listing] = []
     for i, raw in enumerate(raws):
-        if raw is None:
-            rows[i] = OutRow(RowKind.DEAD, None, None, None,
-                             dead_letter("empty record (null value)", None, origins[i], now_ms))
+        stream = streams[i] if streams is not None else LISTING
+        if stream == FEEDBACK:
+            ev, dead = _parse(raw, origins[i], now_ms, feedback_from_obj)
+            rows[i] = dead or _feedback_row(ev, ctx, now_ms)
             continue
-        obj = None
-        try:
-            obj = loads(raw)
-            listing = listing_from_obj(obj)
-        except ContractError as e:
-            lid = obj.get("listing_id") if isinstance(obj, dict) else None
-            rows[i] = OutRow(RowKind.DEAD, lid if isinstance(lid, str) else None, None, None,
-                             dead_letter(str(e), raw, origins[i], now_ms,
-                                         lid if isinstance(lid, str) else None))
+        listing, dead = _parse(raw, origins[i], now_ms, listing_from_obj)
+        if dead is not None:
+            rows[i] = dead
             continue
         ok_idx.append(i)
         listings.append(listing)
-    decisions = scanner.scan(catalog, listings, now_ms)
+    decisions = ctx.scanner.scan(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
     for i, listing, d in zip(ok_idx, listings, decisions):
         if d is not None:
-            rows[i] = OutRow(RowKind.DECISION, listing.listing_id, d.brand_id, d.action.value, decision_json(d))
+            rows[i] = OutRow(RowKind.DECISION, listing.listing_id, d.brand_id, _transition_key(d), decision_json(d))
         else:
             reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
-            rows[i] = OutRow(RowKind.PASS, listing.listing_id, None, None, clear_prefix(listing, now_ms, reason))
+            rows[i] = OutRow(RowKind.PASS, listing.listing_id, None, None,
+                             clear_prefix(listing.listing_id, listing.seller_id, now_ms, reason))
     return rows  # type: ignore[return-value]
+
+
+def _feedback_row(ev, ctx: ScanContext, now_ms: int) -> OutRow:
+    if ctx.feedback is None:
+        raise RuntimeError("feedback events need a feedback state")
+    context = ctx.contexts.get(ev.listing_id) if ctx.contexts is not None else None
+    decision, led = handle_feedback(ev, context, ctx.feedback, ctx.catalog.brands, now_ms, ctx.scanner.model_version)
+    (ctx.apply_ledger or ctx.feedback.apply)(led)
+    ledger = ledger_json(led)
+    if decision is None:
+        return OutRow(RowKind.NONE, ev.listing_id, None, None, "", ledger)
+    if decision.action is Action.CLEAR:
+        prefix = clear_prefix(ev.listing_id, decision.seller_id, now_ms, f"appeal upheld: reinstated ({ev.actor})")
+        return OutRow(RowKind.PASS, ev.listing_id, None, None, prefix, ledger)
+    return OutRow(RowKind.DECISION, ev.listing_id, decision.brand_id, _transition_key(decision),
+                  decision_json(decision), ledger)

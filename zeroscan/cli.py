@@ -56,12 +56,15 @@ def cmd_scan(args, settings: Settings) -> int:
             return 2
     dead = args.dead_letter or args.out.with_name(args.out.stem + ".dead-letter.jsonl")
     t0 = time.monotonic()
-    res = run_file_scan(settings, args.brands, args.listings, args.out, dead, args.parallelism)
+    if args.feedback is not None and not args.feedback.is_file():
+        print(f"error: {args.feedback} is not a file", file=sys.stderr)
+        return 2
+    res = run_file_scan(settings, args.brands, args.listings, args.out, dead, args.parallelism, args.feedback)
     took = time.monotonic() - t0
     counts = _action_counts(args.out)
     flagged = ", ".join(f"{a.value} {counts.get(a.value, 0)}" for a in Action)
-    print(f"scanned {args.listings} in {took:.1f}s: {res.decisions} decisions ({flagged}), "
-          f"{res.dead_letters} dead letters")
+    print(f"scanned {res.records} records in {took:.1f}s: {res.decisions} decisions ({flagged}), "
+          f"{res.dead_letters} dead letters, {res.ledger_events} feedback ledger events")
     print(f"decisions: {args.out}\ndead letters: {dead}")
     return 0
 

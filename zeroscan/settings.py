@@ -21,6 +21,9 @@ class Topics:
     feedback: str = "feedback"
     decisions: str = "decisions"
     dead_letter: str = "dead-letter"
+    # Internal: what the job learned from feedback (accepted/refused removals, appeal outcomes),
+    # replayed by every scan operator.
+    ledger: str = "feedback-ledger"
 
     @classmethod
     def prefixed(cls, prefix: str) -> "Topics":

@@ -11,7 +11,7 @@ from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import parse_brand
 from brand_signals.scanner import Scanner
 from connectors.serde import DEAD_LETTER_RECORD_BYTES, Origin, dead_letter
-from pipelines.steps import RowKind, scan_records
+from pipelines.steps import RowKind, ScanContext, scan_records
 from tests.unit.test_contract import SCHEMAS
 
 pytestmark = pytest.mark.unit
@@ -32,7 +32,7 @@ def rec(i, seller="s-1", title="Veltrix cordless drill 18V", **kw) -> bytes:
 
 def run(raws, cat=None, scanner=None):
     origins = [Origin("listings", 0, i) for i in range(len(raws))]
-    return scan_records(raws, origins, cat or catalog(BRAND), scanner or Scanner("test"), now_ms=42)
+    return scan_records(raws, origins, ScanContext(cat or catalog(BRAND), scanner or Scanner("test")), now_ms=42)
 
 
 def test_flagged_listing_becomes_a_contract_valid_decision():
