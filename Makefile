@@ -3,10 +3,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-MVN    := mvn -q -B -Dmaven.repo.local=$(CURDIR)/.cache/m2
+MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test setup venv jars bench kafka-up kafka-down clean
+.PHONY: run test setup venv jars bench bench-text kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -33,6 +33,9 @@ jars: $(JARS)
 	touch $@
 
 bench: setup
+	$(BIN)/zeroscan bench
+
+bench-text: setup
 	$(BIN)/python -m benchmarks.text_matching
 
 kafka-up: setup

@@ -1,0 +1,76 @@
+"""Accepted registry changes onto the compacted `brands` topic, keyed by brand_id, where every
+running scanner instance picks them up (`connectors.brand_feed`). One idempotent producer; each
+publish waits for the broker's acknowledgement and raises when there is none."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import orjson
+from confluent_kafka import KafkaException, Producer
+
+from brand_signals.contract import brand_to_obj
+from brand_signals.records import BrandReference
+from zeroscan.settings import Settings
+
+RDKAFKA_LOG = logging.getLogger("librdkafka")
+
+# librdkafka gives up on a message after this long (retries included); the flush waits a little
+# longer so the delivery report, not the flush timeout, says what went wrong.
+DELIVERY_TIMEOUT_MS = 30_000
+FLUSH_TIMEOUT_S = DELIVERY_TIMEOUT_MS / 1000 + 5
+# The broker's default message.max.bytes (~1 MiB) bounds one record; a bigger brand would be
+# refused by the broker, so it is refused here first with a clear message.
+MAX_PUBLISHED_BYTES = 1_000_000
+
+
+class PublishError(RuntimeError):
+    """The record was not acknowledged by the broker."""
+
+
+class KafkaBrandPublisher:
+    """`publisher(brand)` sends the brand's contract JSON (a tombstone record when withdrawn)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> None:
+        self.topic = topic
+        self._flush_timeout_s = delivery_timeout_ms / 1000 + 5
+        self._lock = threading.Lock()
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 0,
+            "delivery.timeout.ms": delivery_timeout_ms,
+            "message.max.bytes": MAX_PUBLISHED_BYTES + (64 << 10),
+        }, logger=RDKAFKA_LOG)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "KafkaBrandPublisher":
+        return cls(settings.bootstrap, settings.topics.brands)
+
+    def __call__(self, brand: BrandReference) -> None:
+        value = orjson.dumps(brand_to_obj(brand))
+        if len(value) > MAX_PUBLISHED_BYTES:
+            raise PublishError(f"brand {brand.brand_id}: record is {len(value)} bytes, above the "
+                               f"{MAX_PUBLISHED_BYTES}-byte message limit")
+        errors: list[str] = []
+
+        def on_delivery(err, _msg) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        with self._lock:  # one message in flight at a time, so the flush reports on this one
+            try:
+                self._producer.produce(self.topic, key=brand.brand_id.encode(), value=value,
+                                       on_delivery=on_delivery)
+            except (KafkaException, BufferError) as e:
+                raise PublishError(f"brand {brand.brand_id}: not sent to {self.topic}: {e}") from None
+            remaining = self._producer.flush(self._flush_timeout_s)
+        if errors:
+            raise PublishError(f"brand {brand.brand_id}: {self.topic} refused it: {errors[0]}")
+        if remaining:
+            raise PublishError(f"brand {brand.brand_id}: no acknowledgement from {self.topic} "
+                               f"within {self._flush_timeout_s:.0f}s")
+
+    def close(self) -> None:
+        self._producer.flush(self._flush_timeout_s)

@@ -1,0 +1,211 @@
+"""Brand registry: contract validation with clear errors, version ordering, ownership, tombstones,
+publish-then-persist, and persistence across reopen (rocksdict in a temp folder)."""
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+
+from brand_signals.catalog import StaleVersionError
+from brand_signals.contract import ContractError
+from brand_signals.records import Action, BrandReference
+from brand_signals.registry import (
+    ADMIN_OWNER,
+    Actor,
+    AlreadyWithdrawnError,
+    BrandNotFoundError,
+    BrandRegistry,
+    ChangeKind,
+    NotOwnerError,
+    PublishFailedError,
+    RegistryLockedError,
+)
+
+pytestmark = pytest.mark.unit
+
+ALICE = Actor.account("alice")
+BOB = Actor.account("bob")
+ADMIN = Actor.admin()
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.sent: list[BrandReference] = []
+        self.fail: Exception | None = None
+
+    def __call__(self, brand: BrandReference) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append(brand)
+
+
+def B(**kw):
+    d = {"brand_id": "acme", "version": 1, "name": "Acme", "trademarks": ["ACME"]}
+    for k, v in kw.items():
+        if v is ...:
+            d.pop(k, None)
+        else:
+            d[k] = v
+    return d
+
+
+@pytest.fixture
+def pub():
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def reg(tmp_path, pub):
+    r = BrandRegistry(tmp_path / "registry", pub, now_ms=lambda: 1_700_000_000_000)
+    yield r
+    r.close()
+
+
+VALIDATION = [
+    # (record, error fragment or None, reason)
+    (B(), None, "minimal brand: id, version, name, one mark"),
+    (B(logos=[{"uri": "file:///x/logo.png", "sha256": "a" * 64}], enforcement="takedown",
+       authorized_sellers=["s1"], categories=["electronics"], min_price={"amount": 10, "currency": "USD"}),
+     None, "every optional field"),
+    (B(brand_id="a" * 64), None, "64-character id is the cap"),
+    (B(brand_id=...), "brand_id", "missing id"),
+    (B(brand_id="Acme"), "brand_id", "upper case id"),
+    (B(brand_id="-acme"), "brand_id", "id starts with a dash"),
+    (B(brand_id="a" * 65), "brand_id", "65-character id"),
+    (B(version=0), "version", "version starts at 1"),
+    (B(version="2"), "version", "version as a string"),
+    (B(version=True), "version", "boolean is not a version"),
+    (B(name=...), "name", "name required for a live brand"),
+    (B(name=""), "name", "empty name"),
+    (B(trademarks=[]), "trademarks", "at least one mark"),
+    (B(trademarks=...), "trademarks", "marks required for a live brand"),
+    (B(trademarks=["x" * 201]), "trademarks", "mark longer than 200"),
+    (B(enforcement="delete"), "enforcement", "unknown enforcement"),
+    (B(logos=[{"uri": ""}]), "logos", "empty logo uri"),
+    (B(logos=[{"uri": "a.png", "sha256": "XYZ"}]), "sha256", "malformed logo sha256"),
+    (B(min_price={"amount": -1, "currency": "USD"}), "min_price", "negative minimum price"),
+    (B(deleted="yes"), "deleted", "deleted must be a boolean"),
+]
+
+
+@pytest.mark.parametrize("obj,fragment,reason", VALIDATION, ids=[r for *_, r in VALIDATION])
+def test_validation(reg, pub, obj, fragment, reason):
+    if fragment is None:
+        change = reg.put_obj(obj, ALICE)
+        assert change.kind is ChangeKind.REGISTERED and pub.sent == [change.entry.brand]
+    else:
+        with pytest.raises(ContractError, match=fragment):
+            reg.put_obj(obj, ALICE)
+        assert pub.sent == [] and list(reg.entries(include_withdrawn=True)) == []
+
+
+def test_versions_must_increase(reg, pub):
+    assert reg.put_obj(B(version=2), ALICE).kind is ChangeKind.REGISTERED
+    for v in (1, 2):
+        with pytest.raises(StaleVersionError,
+                           match=f"version {v} is not newer than the registered version 2; send version 3"):
+            reg.put_obj(B(version=v, name="Old"), ALICE)
+    change = reg.put_obj(B(version=5, enforcement="review"), ALICE)
+    assert change.kind is ChangeKind.UPDATED
+    assert reg.get("acme").brand.version == 5 and reg.get("acme").brand.enforcement is Action.REVIEW
+    assert [b.version for b in pub.sent] == [2, 5]
+
+
+def test_withdraw_and_reregister(reg, pub):
+    reg.put_obj(B(version=3), ALICE)
+    change = reg.withdraw("acme", ALICE)
+    assert change.kind is ChangeKind.WITHDRAWN
+    assert change.entry.brand == BrandReference(brand_id="acme", version=4, deleted=True)
+    assert pub.sent[-1].deleted and list(reg.entries()) == []
+    assert [e.brand.version for e in reg.entries(include_withdrawn=True)] == [4]
+    with pytest.raises(AlreadyWithdrawnError, match="already withdrawn at version 4"):
+        reg.withdraw("acme", ALICE)
+    with pytest.raises(StaleVersionError, match="not newer than the withdrawn version 4"):
+        reg.put_obj(B(version=4), ALICE)
+    with pytest.raises(NotOwnerError):
+        reg.put_obj(B(version=9), BOB)  # the claim survives the withdrawal
+    assert reg.put_obj(B(version=5), ALICE).kind is ChangeKind.REGISTERED
+    assert reg.get("acme").owner == "alice"
+
+
+def test_withdraw_needs_a_newer_version_and_a_known_brand(reg):
+    reg.put_obj(B(version=3), ALICE)
+    with pytest.raises(StaleVersionError, match="version 3 is not newer"):
+        reg.withdraw("acme", ALICE, version=3)
+    with pytest.raises(BrandNotFoundError, match="nothing to withdraw"):
+        reg.withdraw("nope", ALICE)
+    with pytest.raises(BrandNotFoundError, match="nothing to withdraw"):
+        reg.put_obj({"brand_id": "ghost", "version": 1, "deleted": True}, ALICE)
+
+
+def test_ownership(reg):
+    reg.put_obj(B(), ALICE)
+    with pytest.raises(NotOwnerError, match="owned by another account"):
+        reg.put_obj(B(version=2), BOB)
+    with pytest.raises(NotOwnerError):
+        reg.withdraw("acme", BOB)
+    assert reg.put_obj(B(version=2), ADMIN).entry.owner == "alice"  # the operator keeps the owner
+    assert reg.put_obj(B(brand_id="bulk"), ADMIN).entry.owner == ADMIN_OWNER
+    with pytest.raises(NotOwnerError):
+        reg.put_obj(B(brand_id="bulk", version=2), ALICE)  # operator's brands are not claimable
+    assert [e.brand.brand_id for e in reg.entries(owner="alice")] == ["acme"]
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("", "empty"), ("Alice", "upper case"), ("@admin", "the operator's marker"), ("a" * 65, "too long"),
+])
+def test_account_names(name, reason):
+    with pytest.raises(ValueError, match="account name"):
+        Actor.account(name)
+
+
+def test_publish_failure_leaves_registry_unchanged(reg, pub):
+    reg.put_obj(B(), ALICE)
+    pub.fail = RuntimeError("broker unreachable")
+    with pytest.raises(PublishFailedError, match="acme v2 was not published, registry unchanged: broker unreachable"):
+        reg.put_obj(B(version=2), ALICE)
+    assert reg.get("acme").brand.version == 1
+    pub.fail = None
+    assert reg.put_obj(B(version=2), ALICE).kind is ChangeKind.UPDATED
+
+
+def test_persists_across_reopen_and_read_only(tmp_path, pub):
+    path = tmp_path / "registry"
+    with BrandRegistry(path, pub) as r:
+        r.put_obj(B(version=2, logos=[{"uri": "file:///img/x", "sha256": "b" * 64}]), ALICE)
+        r.put_obj(B(brand_id="zeta", name="Zeta", trademarks=["ZETA"]), BOB)
+        r.withdraw("zeta", BOB)
+        with pytest.raises(RegistryLockedError, match="open for writing in another process"):
+            BrandRegistry(path)
+        with BrandRegistry(path, read_only=True) as ro:  # works while the writer is open
+            assert ro.get("acme").brand.version == 2
+            with pytest.raises(ValueError, match="read-only"):
+                ro.put_obj(B(version=3), ADMIN)
+        before = list(r.entries(include_withdrawn=True))
+    with BrandRegistry(path, pub) as r:
+        assert list(r.entries(include_withdrawn=True)) == before
+        assert r.get("acme").brand.logos[0].sha256 == "b" * 64
+        with pytest.raises(StaleVersionError):
+            r.put_obj(B(version=2), ALICE)
+        with pytest.raises(NotOwnerError):
+            r.put_obj(B(brand_id="zeta", version=9, name="Z", trademarks=["Z"]), ALICE)
+
+
+def test_republish_sends_current_records(reg, pub):
+    reg.put_obj(B(), ALICE)
+    reg.put_obj(B(brand_id="zeta", name="Zeta", trademarks=["ZETA"]), ALICE)
+    reg.withdraw("zeta", ALICE)
+    pub.sent.clear()
+    assert reg.republish() == 2
+    assert [(b.brand_id, b.version, b.deleted) for b in pub.sent] == [("acme", 1, False), ("zeta", 2, True)]
+
+
+def test_metrics(reg):
+    reg.put_obj(B(), ALICE)
+    reg.withdraw("acme", ALICE)
+    with pytest.raises(StaleVersionError):
+        reg.put_obj(B(), ALICE)
+    text = generate_latest(reg.collector).decode()
+    assert 'zeroscan_registry_changes_total{kind="registered"} 1.0' in text
+    assert 'zeroscan_registry_changes_total{kind="withdrawn"} 1.0' in text
+    assert 'zeroscan_registry_refused_total{reason="stale"} 1.0' in text
+    assert "zeroscan_registry_publish_seconds_count 2.0" in text

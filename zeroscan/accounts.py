@@ -1,0 +1,112 @@
+"""Brand-owner accounts for the HTTP API: a name and the sha256 of its API token (the token itself
+is shown once, at creation, and never stored). Kept in one small JSON file that the command line
+writes (under a file lock, replaced atomically) and the API server re-reads when it changes."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import os
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from brand_signals.registry import check_account_name
+
+# 32 random bytes = 256 bits: guessing is hopeless, so a fast unsalted sha256 is a safe verifier.
+TOKEN_BYTES = 32
+# A recognisable prefix lets secret scanners find leaked tokens.
+TOKEN_PREFIX = "zs_"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    token_sha256: str
+    created_at_ms: int
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class AccountStore:
+    def __init__(self, path: Path, *, now_ms: Callable[[], int] = _now_ms) -> None:
+        self.path = Path(path)
+        self._now_ms = now_ms
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int, int], dict[str, Account]] | None = None
+
+    @classmethod
+    def at_state_dir(cls, state_dir: Path) -> "AccountStore":
+        return cls(Path(state_dir) / "accounts.json")
+
+    def _load(self) -> dict[str, Account]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._cache is not None and self._cache[0] == stamp:
+                return self._cache[1]
+            raw = orjson.loads(self.path.read_bytes())
+            accounts = {a["name"]: Account(a["name"], a["token_sha256"], a["created_at_ms"]) for a in raw["accounts"]}
+            self._cache = (stamp, accounts)
+            return accounts
+
+    def list(self) -> list[Account]:
+        return sorted(self._load().values(), key=lambda a: a.name)
+
+    def get(self, name: str) -> Account | None:
+        return self._load().get(name)
+
+    def create(self, name: str) -> tuple[Account, str]:
+        """A new account and its token; the token is returned once and only its hash is kept."""
+        check_account_name(name)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        account = Account(name, hash_token(token), self._now_ms())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            accounts = dict(self._load())
+            if name in accounts:
+                raise ValueError(f"account {name!r} already exists")
+            accounts[name] = account
+            self._write(accounts)
+        return account, token
+
+    def _write(self, accounts: dict[str, Account]) -> None:
+        body = orjson.dumps({"accounts": [
+            {"name": a.name, "token_sha256": a.token_sha256, "created_at_ms": a.created_at_ms}
+            for a in sorted(accounts.values(), key=lambda a: a.name)]}, option=orjson.OPT_INDENT_2)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accounts-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def authenticate(self, token: str) -> Account | None:
+        """The account whose token this is; every stored hash is compared in constant time."""
+        digest = hash_token(token)
+        found = None
+        for a in self._load().values():
+            if hmac.compare_digest(digest, a.token_sha256):
+                found = a
+        return found

@@ -1,0 +1,370 @@
+"""The brand owners' HTTP API: register, update, withdraw and read their own brands (with logos and
+product images) over the brand registry, which publishes every accepted change to the `brands`
+topic. Bearer tokens per account (stored hashed), per-token rate limits, request size limits,
+Prometheus metrics. `create_app` builds it from its parts; `zeroscan api serve` runs it.
+
+No `from __future__ import annotations` here: FastAPI reads the route signatures, whose
+dependency aliases are local to `create_app`."""
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.routing import Match
+
+from brand_signals.catalog import StaleVersionError
+from brand_signals.contract import MAX_RECORD_BYTES, ContractError, brand_from_obj, brand_to_obj, loads
+from brand_signals.records import FeedbackEvent, FeedbackKind, ImageRef
+from brand_signals.registry import (
+    Actor,
+    AlreadyWithdrawnError,
+    BrandEntry,
+    BrandNotFoundError,
+    BrandRegistry,
+    ChangeKind,
+    NotOwnerError,
+    PublishFailedError,
+)
+from connectors.image_store import ImageRejected, ImageStore
+from zeroscan.accounts import Account, AccountStore, hash_token
+
+log = logging.getLogger(__name__)
+
+# A brand's JSON part: the contract allows 8 MiB (1,000 product images), but through the API a
+# brand is sent with its files, so 1 MiB of JSON (thousands of image refs) is plenty.
+MAX_BRAND_JSON_BYTES = MAX_RECORD_BYTES
+# One request: a brand with its logos and a batch of product images (10 MiB each at most).
+MAX_REQUEST_BYTES = 64 << 20
+MAX_FILES_PER_REQUEST = 100
+# 60 changes in a burst, then one a second: far above an owner's editing pace, far below what
+# would let one token flood the topic or the image store.
+RATE_BURST = 60
+RATE_PER_S = 1.0
+# Request latency buckets, from a cached read (~1 ms) to a 64 MiB upload with a broker round trip.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RemovalRequest(BaseModel):
+    listing_id: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=2000)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLimits:
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_brand_json_bytes: int = MAX_BRAND_JSON_BYTES
+    max_files: int = MAX_FILES_PER_REQUEST
+    rate_burst: int = RATE_BURST
+    rate_per_s: float = RATE_PER_S
+
+
+class TokenBucket:
+    """Per-key token buckets; `take(key)` returns 0 when allowed, else seconds until a token."""
+
+    def __init__(self, burst: int, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if burst < 1 or per_s <= 0:
+            raise ValueError(f"rate limit needs burst >= 1 and rate > 0, got {burst} and {per_s}")
+        self.burst, self.per_s, self._clock = burst, per_s, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.per_s)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.per_s
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body above the {limit}-byte limit")
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a declared or streamed body above the limit, before it is read."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            detail = f"request body above the {self.max_bytes}-byte limit" if declared.isdigit() else \
+                "bad Content-Length"
+            resp = JSONResponse({"detail": detail}, status_code=413 if declared.isdigit() else 400,
+                                headers={"Connection": "close"})
+            await resp(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge(self.max_bytes)
+            return msg
+
+        await self.app(scope, limited, send)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiMetrics:
+    requests: Counter
+    latency: Histogram
+    auth_failures: Counter
+    rate_limited: Counter
+
+
+class RequestMetrics:
+    """ASGI middleware: requests by route template, method and status, and their latency."""
+
+    def __init__(self, app, metrics: ApiMetrics, routes: list) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    def _route(self, scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
+        return getattr(route, "path", "unmatched")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def tracking(msg):
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracking)
+        finally:
+            route, method = self._route(scope), scope["method"]
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.latency.labels(route, method).observe(time.perf_counter() - t0)
+
+
+def _entry_json(e: BrandEntry) -> dict[str, Any]:
+    return {"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms}
+
+
+_MULTIPART_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["brand"],
+                "properties": {
+                    "brand": {"type": "string", "description":
+                              "The brand reference as contract JSON (brand.schema.json). Each logos/product_images "
+                              "uri names an uploaded file part (its filename), or the entry carries the sha256 of "
+                              "an image already stored. The API never fetches urls or paths."},
+                    "images": {"type": "array", "items": {"type": "string", "format": "binary"},
+                               "description": "PNG, JPEG or WebP files referenced by the brand JSON"},
+                },
+            },
+        },
+        "application/json": {"schema": {"type": "object", "description": "brand JSON without new images"}},
+    },
+}
+
+
+def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: AccountStore, *,
+               limits: ApiLimits = ApiLimits(), clock: Callable[[], float] = time.monotonic,
+               feedback: Any = None, signals: Any = None) -> FastAPI:
+    """The API over a registry (which holds the publisher), an image store and the account store.
+    With `feedback` (a FeedbackPublisher) owners can remove listings; with `signals` (a
+    SignalIndex) they can list their brand's open signals. API metrics go into
+    `registry.collector`, next to the registry's own."""
+    collector = registry.collector
+    metrics = ApiMetrics(
+        requests=Counter("zeroscan_api_requests", "API requests", ["route", "method", "status"], registry=collector),
+        latency=Histogram("zeroscan_api_request_seconds", "API request latency", ["route", "method"],
+                          buckets=_LATENCY_BUCKETS, registry=collector),
+        auth_failures=Counter("zeroscan_api_auth_failures", "Requests refused for a missing or bad token",
+                              registry=collector),
+        rate_limited=Counter("zeroscan_api_rate_limited", "Requests refused by the rate limit", registry=collector),
+    )
+    bucket = TokenBucket(limits.rate_burst, limits.rate_per_s, clock)
+    bearer = HTTPBearer(auto_error=False, description="API token from `zeroscan accounts create`")
+    app = FastAPI(title="zeroscan brand owners' API", version="1",
+                  description="Brand owners register, update and withdraw their brand references. "
+                              "Each accepted change reaches the running scanners within seconds.")
+
+    def account(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Account:
+        found = accounts.authenticate(creds.credentials) if creds is not None else None
+        if found is None:
+            metrics.auth_failures.inc()
+            raise HTTPException(401, "missing or invalid API token" if creds is None else "invalid API token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        wait = bucket.take(hash_token(creds.credentials))
+        if wait > 0:
+            metrics.rate_limited.inc()
+            raise HTTPException(429, "rate limit exceeded for this token",
+                                headers={"Retry-After": str(math.ceil(wait))})
+        return found
+
+    Owner = Annotated[Account, Depends(account)]
+
+    def owned(brand_id: str, who: Account) -> BrandEntry:
+        e = registry.get(brand_id)
+        if e is None:
+            raise HTTPException(404, f"brand {brand_id}: not registered")
+        if e.owner != who.name:
+            raise HTTPException(403, f"brand {brand_id}: owned by another account")
+        return e
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus() -> Response:
+        return Response(generate_latest(collector), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/brands", tags=["brands"])
+    def list_brands(who: Owner, include_withdrawn: bool = False) -> dict[str, list]:
+        return {"brands": [_entry_json(e) for e in registry.entries(owner=who.name,
+                                                                      include_withdrawn=include_withdrawn)]}
+
+    @app.get("/v1/brands/{brand_id}", tags=["brands"])
+    def get_brand(brand_id: str, who: Owner) -> dict[str, Any]:
+        return _entry_json(owned(brand_id, who))
+
+    @app.put("/v1/brands/{brand_id}", tags=["brands"], status_code=200, openapi_extra={"requestBody": _MULTIPART_BODY},
+             responses={201: {"description": "registered"}, 200: {"description": "updated"},
+                        409: {"description": "version not newer"}, 413: {"description": "request too large"}})
+    async def put_brand(brand_id: str, request: Request, who: Owner) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        uploads: dict[str, bytes] = {}
+        if ctype == "multipart/form-data":
+            async with request.form(max_files=limits.max_files, max_fields=limits.max_files + 1,
+                                    max_part_size=limits.max_brand_json_bytes) as form:
+                raw = form.get("brand")
+                if raw is None:
+                    raise HTTPException(422, "multipart body needs a 'brand' part with the brand JSON")
+                if isinstance(raw, UploadFile):
+                    raw = await raw.read(limits.max_brand_json_bytes + 1)
+                for _field, part in form.multi_items():
+                    if isinstance(part, UploadFile) and _field != "brand":
+                        if not part.filename:
+                            raise HTTPException(422, "every uploaded image needs a filename")
+                        if part.filename in uploads:
+                            raise HTTPException(422, f"file {part.filename!r} uploaded twice")
+                        uploads[part.filename] = await part.read(image_store.limits.max_bytes + 1)
+        elif ctype == "application/json":
+            raw = await request.body()
+        else:
+            raise HTTPException(415, "send multipart/form-data (brand JSON + images) or application/json")
+        if isinstance(raw, str):
+            raw = raw.encode()
+        change = await run_in_threadpool(_put, brand_id, raw, uploads, who)
+        status = 201 if change.kind is ChangeKind.REGISTERED else 200
+        return JSONResponse(_entry_json(change.entry), status_code=status)
+
+    def _put(brand_id: str, raw: bytes, uploads: dict[str, bytes], who: Account):
+        brand = brand_from_obj(loads(raw, limits.max_brand_json_bytes))
+        if brand.brand_id != brand_id:
+            raise ContractError(f"brand_id: {brand.brand_id!r} in the body, {brand_id!r} in the path")
+        actor = Actor.account(who.name)
+        registry.check_put(brand, actor)
+        used: set[str] = set()
+        brand = dataclasses.replace(
+            brand, logos=_store_refs(brand.logos, "logos", uploads, used),
+            product_images=_store_refs(brand.product_images, "product_images", uploads, used))
+        unused = sorted(set(uploads) - used)
+        if unused:
+            raise ContractError(f"uploaded file(s) {', '.join(map(repr, unused))} not referenced by "
+                                f"logos or product_images")
+        return registry.put(brand, actor)
+
+    def _store_refs(refs: tuple[ImageRef, ...], name: str, uploads: dict[str, bytes], used: set[str]):
+        out = []
+        for i, ref in enumerate(refs):
+            try:
+                if ref.uri in uploads:
+                    used.add(ref.uri)
+                    out.append(image_store.put(uploads[ref.uri], ref.sha256).ref())
+                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                    out.append(image_store.get(ref.sha256).ref())
+                else:
+                    raise ImageRejected(f"uri {ref.uri[:200]!r} is neither an uploaded file nor a stored image "
+                                        f"(sha256); the API does not fetch urls or paths")
+            except ImageRejected as e:
+                raise ImageRejected(f"{name}[{i}]: {e}") from None
+        return tuple(out)
+
+    @app.delete("/v1/brands/{brand_id}", tags=["brands"])
+    def withdraw_brand(brand_id: str, who: Owner,
+                       version: Annotated[int | None, Query(ge=1, description="default: the next version")] = None
+                       ) -> dict[str, Any]:
+        owned(brand_id, who)
+        return _entry_json(registry.withdraw(brand_id, Actor.account(who.name), version).entry)
+
+    if feedback is not None:
+        @app.post("/v1/brands/{brand_id}/removals", tags=["feedback"], status_code=202,
+                  responses={202: {"description": "removal submitted; the scanner decides within seconds"}})
+        def remove_listing(brand_id: str, body: RemovalRequest, who: Owner) -> dict[str, Any]:
+            """Self-service removal of a listing that presents your brand. The scanner takes it
+            down if it has seen the listing present the brand; a removal of a listing it never
+            saw is held for review; one of a listing that presents other brands only is refused."""
+            owned(brand_id, who)
+            ev = FeedbackEvent(FeedbackKind.BRAND_REMOVAL, body.listing_id, brand_id, int(time.time() * 1000),
+                               who.name, body.reason)
+            return {"submitted": feedback.submit(ev)}
+
+    if signals is not None:
+        @app.get("/v1/brands/{brand_id}/signals", tags=["feedback"])
+        def brand_signals(brand_id: str, who: Owner) -> dict[str, Any]:
+            """Your brand's open signals: listings whose latest decision flags them for it, with the
+            evidence (what matched, where) to act on each in one step."""
+            owned(brand_id, who)
+            return {"brand_id": brand_id, "signals": signals.signals(brand_id)}
+
+    def _error(status: int):
+        async def handler(_request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+        return handler
+
+    for exc, status in ((ContractError, 422), (ImageRejected, 422), (NotOwnerError, 403),
+                        (BrandNotFoundError, 404), (StaleVersionError, 409), (AlreadyWithdrawnError, 409),
+                        (PublishFailedError, 503)):
+        app.add_exception_handler(exc, _error(status))
+
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, proxy_headers=False,
+                ws="none", lifespan="off")
+

@@ -1,0 +1,326 @@
+"""`zeroscan brands|accounts|api ...`: the operator's side of the brand registry. `register` adds
+the subcommands to the main parser; each handler takes `(args, settings)` and returns an exit code.
+
+`brands put` and `brands delete` act as the operator (any brand) unless `--account NAME` is given,
+and publish every accepted change to the `brands` topic unless `--no-publish`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from brand_signals.contract import MAX_BRAND_RECORD_BYTES, ContractError, brand_from_obj, brand_to_obj, loads
+from brand_signals.registry import Actor, BrandEntry, BrandRegistry, PublishFailedError, RegistryLockedError
+from zeroscan.settings import Settings
+
+BRAND_FILE_SUFFIXES = (".json", ".jsonl")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `brands`, `accounts` and `api` to the `zeroscan` command's subparsers."""
+    b = subparsers.add_parser("brands", help="the brand registry: put, list, get, delete, export")
+    bs = b.add_subparsers(dest="brands_command", required=True)
+
+    p = bs.add_parser("put", help="register or update brands from JSON / JSON Lines files or folders")
+    p.add_argument("paths", nargs="+", type=Path, help="a .json (object or array) or .jsonl file, or a folder of them")
+    p.add_argument("--account", help="act as this owner account instead of the operator")
+    p.add_argument("--no-publish", action="store_true", help="change the registry only, not the brands topic")
+    p.set_defaults(fn=cmd_brands_put)
+
+    ls = bs.add_parser("list", help="registered brands, one a line")
+    ls.add_argument("--all", action="store_true", help="include withdrawn brands")
+    ls.add_argument("--owner", help="only this account's brands")
+    ls.set_defaults(fn=cmd_brands_list)
+
+    g = bs.add_parser("get", help="one brand's record, owner and update time as JSON")
+    g.add_argument("brand_id")
+    g.set_defaults(fn=cmd_brands_get)
+
+    d = bs.add_parser("delete", help="withdraw a brand (tombstone with the next version)")
+    d.add_argument("brand_id")
+    d.add_argument("--version", type=int, help="the tombstone's version (default: the next one)")
+    d.add_argument("--account", help="act as this owner account instead of the operator")
+    d.add_argument("--no-publish", action="store_true")
+    d.set_defaults(fn=cmd_brands_delete)
+
+    e = bs.add_parser("export", help="every brand as contract JSON Lines on stdout")
+    e.add_argument("--all", action="store_true", help="include tombstones of withdrawn brands")
+    e.set_defaults(fn=cmd_brands_export)
+
+    r = bs.add_parser("republish", help="send the registry's current records to the brands topic again")
+    r.add_argument("brand_ids", nargs="*", help="default: every brand, tombstones included")
+    r.set_defaults(fn=cmd_brands_republish)
+
+    a = subparsers.add_parser("accounts", help="brand-owner accounts of the HTTP API")
+    acs = a.add_subparsers(dest="accounts_command", required=True)
+    ac = acs.add_parser("create", help="create an account and print its API token (shown once)")
+    ac.add_argument("name")
+    ac.set_defaults(fn=cmd_accounts_create)
+    al = acs.add_parser("list", help="account names and creation times")
+    al.set_defaults(fn=cmd_accounts_list)
+
+    api = subparsers.add_parser("api", help="the brand owners' HTTP API")
+    aps = api.add_subparsers(dest="api_command", required=True)
+    sv = aps.add_parser("serve", help="serve the API (holds the registry open for writing)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--no-publish", action="store_true", help="do not publish changes to Kafka")
+    sv.set_defaults(fn=cmd_api_serve)
+
+
+# -- reading brand files ---------------------------------------------------------------------
+
+def brand_files(paths: list[Path]) -> list[Path]:
+    """The files named, and every .json/.jsonl file directly in the folders named, in name order."""
+    out = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in BRAND_FILE_SUFFIXES and f.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ValueError(f"{p}: no such file or folder")
+    return out
+
+
+def read_brand_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, object) per record: `file:line` for JSON Lines, `file[i]` for a JSON array."""
+    if path.suffix.lower() == ".jsonl":
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    yield f"{path}:{n}", _loads(line, f"{path}:{n}")
+        return
+    raw = path.read_bytes()
+    if raw.lstrip().startswith(b"["):
+        try:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise ContractError(f"{path}: not valid UTF-8 JSON: {e}") from None
+        for i, obj in enumerate(items):
+            if not isinstance(obj, dict):
+                raise ContractError(f"{path}[{i}]: expected a JSON object")
+            yield f"{path}[{i}]", obj
+    else:
+        yield str(path), _loads(raw, str(path))
+
+
+def _loads(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        return loads(raw, MAX_BRAND_RECORD_BYTES)
+    except ContractError as e:
+        raise ContractError(f"{where}: {e}") from None
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+def _publisher(settings: Settings, no_publish: bool):
+    """The Kafka publisher for the `brands` topic (close it when done), or None."""
+    if no_publish:
+        return None
+    from connectors.brand_publisher import KafkaBrandPublisher
+
+    return KafkaBrandPublisher.from_settings(settings)
+
+
+def _actor(settings: Settings, account: str | None) -> Actor:
+    if account is None:
+        return Actor.admin()
+    from zeroscan.accounts import AccountStore
+
+    if AccountStore.at_state_dir(settings.state_dir).get(account) is None:
+        raise ValueError(f"account {account!r} does not exist (zeroscan accounts create {account})")
+    return Actor.account(account)
+
+
+def cmd_brands_put(args, settings: Settings) -> int:
+    from connectors.image_store import ImageRejected, ImageStore
+
+    try:
+        actor = _actor(settings, args.account)
+        files = brand_files(args.paths)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    store = ImageStore.at_state_dir(settings.state_dir)
+    publish = _publisher(settings, args.no_publish)
+    ok = failed = 0
+    last_error: Exception | None = None
+    try:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+            for path in files:
+                if isinstance(last_error, PublishFailedError):
+                    break
+                try:
+                    records = list(read_brand_objects(path))
+                except (ContractError, OSError) as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed += 1
+                    continue
+                for where, obj in records:
+                    try:
+                        brand = brand_from_obj(obj)
+                        reg.check_put(brand, actor)
+                        brand = dataclasses.replace(
+                            brand,
+                            logos=tuple(store.ingest(r, path.parent) for r in brand.logos),
+                            product_images=tuple(store.ingest(r, path.parent) for r in brand.product_images))
+                        change = reg.put(brand, actor)
+                    except PublishFailedError as e:  # the broker is unreachable: stop, change nothing more
+                        print(f"error: {where}: {e}; stopping", file=sys.stderr)
+                        failed, last_error = failed + 1, e
+                        break
+                    except (ValueError, ImageRejected) as e:  # contract, version, owner and image errors
+                        print(f"error: {where}: {e}", file=sys.stderr)
+                        failed += 1
+                        continue
+                    ok += 1
+                    print(f"{brand.brand_id} v{brand.version} {change.kind.value} (owner {change.entry.owner})")
+    except RegistryLockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if publish is not None:
+            publish.close()
+    print(f"{ok} accepted, {failed} refused{'' if publish else ' (not published)'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _open_read_only(settings: Settings) -> BrandRegistry | None:
+    try:
+        return BrandRegistry.at_state_dir(settings.state_dir, read_only=True)
+    except FileNotFoundError:
+        return None
+
+
+def cmd_brands_list(args, settings: Settings) -> int:
+    reg = _open_read_only(settings)
+    if reg is None:
+        return 0
+    with reg:
+        for e in reg.entries(owner=args.owner, include_withdrawn=args.all):
+            state = "withdrawn" if e.brand.deleted else e.brand.enforcement.value
+            print(f"{e.brand.brand_id}\tv{e.brand.version}\t{state}\t{e.owner}\t{e.brand.name}")
+    return 0
+
+
+def _entry_json(e: BrandEntry) -> bytes:
+    return orjson.dumps({"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms},
+                        option=orjson.OPT_INDENT_2)
+
+
+def cmd_brands_get(args, settings: Settings) -> int:
+    reg = _open_read_only(settings)
+    entry = None
+    if reg is not None:
+        with reg:
+            entry = reg.get(args.brand_id)
+    if entry is None:
+        print(f"error: brand {args.brand_id} is not registered", file=sys.stderr)
+        return 1
+    sys.stdout.write(_entry_json(entry).decode() + "\n")
+    return 0
+
+
+def cmd_brands_delete(args, settings: Settings) -> int:
+    try:
+        actor = _actor(settings, args.account)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    publish = _publisher(settings, args.no_publish)
+    try:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+            change = reg.withdraw(args.brand_id, actor, args.version)
+    except (ValueError, RegistryLockedError, PublishFailedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if publish is not None:
+            publish.close()
+    print(f"{args.brand_id} v{change.entry.brand.version} withdrawn")
+    return 0
+
+
+def cmd_brands_export(args, settings: Settings) -> int:
+    reg = _open_read_only(settings)
+    if reg is None:
+        return 0
+    with reg:
+        out = sys.stdout.buffer
+        for e in reg.entries(include_withdrawn=args.all):
+            out.write(orjson.dumps(brand_to_obj(e.brand)) + b"\n")
+        out.flush()
+    return 0
+
+
+def cmd_brands_republish(args, settings: Settings) -> int:
+    publish = _publisher(settings, False)
+    try:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+            n = reg.republish(args.brand_ids or None)
+    except (ValueError, RegistryLockedError, PublishFailedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        publish.close()
+    print(f"republished {n} brand records to {settings.topics.brands}")
+    return 0
+
+
+def cmd_accounts_create(args, settings: Settings) -> int:
+    from zeroscan.accounts import AccountStore
+
+    try:
+        account, token = AccountStore.at_state_dir(settings.state_dir).create(args.name)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"account {account.name} created; its API token (shown only this once):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_accounts_list(args, settings: Settings) -> int:
+    from datetime import datetime, timezone
+
+    from zeroscan.accounts import AccountStore
+
+    for a in AccountStore.at_state_dir(settings.state_dir).list():
+        created = datetime.fromtimestamp(a.created_at_ms / 1000, timezone.utc).isoformat(timespec="seconds")
+        print(f"{a.name}\t{created}")
+    return 0
+
+
+def cmd_api_serve(args, settings: Settings) -> int:
+    from connectors.image_store import ImageStore
+    from zeroscan.accounts import AccountStore
+    from zeroscan.api import create_app, serve
+
+    publish = _publisher(settings, args.no_publish)
+    feedback = signals = None
+    if publish is not None:
+        from connectors.feedback_io import FeedbackPublisher, SignalIndex
+
+        feedback = FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
+        signals = SignalIndex(settings.bootstrap, settings.topics.decisions)
+    try:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+            app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
+                             AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals)
+            print(f"brand API on http://{args.host}:{args.port} (OpenAPI at /docs); "
+                  f"{'publishing to ' + settings.topics.brands if publish else 'not publishing'}", file=sys.stderr)
+            serve(app, args.host, args.port)
+    except (ValueError, RegistryLockedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for part in (publish, feedback, signals):
+            if part is not None:
+                part.close()
+    return 0
