@@ -25,8 +25,8 @@ from brand_signals.decide import decide  # noqa: E402
 from brand_signals.textnorm import common_words  # noqa: E402
 from brand_signals.wordmarks import WordMarkIndex  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/eval/dev/text")
-DEFAULT_SCORER = Path("/work/shared/eval/score.py")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "text"
+DEFAULT_SCORER = Path(__file__).resolve().parents[2] / "shared" / "eval" / "score.py"
 BATCH = 256
 
 

@@ -41,7 +41,7 @@ from brand_signals.records import Action, BrandReference, Listing  # noqa: E402
 from brand_signals.wordmarks import WordMarkIndex  # noqa: E402
 
 SEED = 20240611
-DEV_LISTINGS = Path("/work/shared/eval/dev/text/listings.jsonl")
+DEV_LISTINGS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "text" / "listings.jsonl"
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 MARKS_PER_BRAND = 4
 BATCH = 256

@@ -81,7 +81,14 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
                 "amount": listing.price.amount, "currency": listing.price.currency,
                 "min_price": floor.amount}))
             score = combine([score, PRICE_BOOST])
-        extra.append(Signal(SignalKind.SELLER, 0.0, {"seller_id": listing.seller_id, "authorized": False}))
+        # Raised suspicion on a seller (confirmed removals for this brand) strengthens a
+        # presentation already found, like the price floor; it never presents a brand alone.
+        suspicion = [s for s in signals if s.kind is SignalKind.SELLER and s.score > 0]
+        if suspicion:
+            extra.extend(suspicion)
+            score = combine([score] + [s.score for s in suspicion])
+        else:
+            extra.append(Signal(SignalKind.SELLER, 0.0, {"seller_id": listing.seller_id, "authorized": False}))
         action = action_for(score, brand.enforcement)
         if action is None:
             continue

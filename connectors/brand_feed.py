@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
@@ -52,8 +52,7 @@ class TopicFollower:
             "isolation.level": "read_committed",
         })
         parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._targets = {p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                         for p in parts}
+        self._targets = {p: _high_watermark(self._consumer, TopicPartition(topic, p)) for p in parts}
         self.positions = {p: 0 for p in parts}
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
@@ -94,6 +93,20 @@ class TopicFollower:
         self._stop.set()
         self._thread.join(timeout=5)
         self._consumer.close()
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
+    """The partition's end offset, retrying while a just-created topic elects its leader."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)[1]
+        except KafkaException as e:
+            if time.monotonic() > deadline or not (e.args[0].retriable() or e.args[0].code() in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART)):
+                raise
+            time.sleep(0.2)
 
 
 def load_brands_file(path: Path) -> list[BrandReference]:

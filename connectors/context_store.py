@@ -1,10 +1,16 @@
 """Per-listing scan context ("what the scanner has seen") in an embedded RocksDB store, one per
-scan subtask. Listings reach the same subtask every time (the job hashes them by listing_id
-before the scan operator), so the store is local. It is a monotone cache: replaying records
-after a restart re-applies the same facts; on rescaling, contexts of moved listings are rebuilt
-as those listings are re-posted (until then their removals are held for review)."""
+scan worker. Listings reach the same subtask every time (the job hashes them by listing_id
+before the scan operator), so the store is local. Table functions are not told their subtask
+index, so each worker claims the first free numbered slot folder with an exclusive lock.
+
+It is a monotone cache: replaying records after a restart re-applies the same facts. With one
+worker (the embedded default) it is exact. With several, a restart may hand a worker another
+slot than before (or a rescale may move listings); contexts of those listings are rebuilt as
+the listings are re-posted, and until then removals of them are held for review, not lost."""
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import orjson
@@ -13,8 +19,27 @@ from rocksdict import Options, Rdict
 from brand_signals.feedback import ListingContext, merge_context
 
 
+# More slots than any worker count on one machine; a worker that finds all taken fails loudly.
+MAX_SLOTS = 1024
+
+
+def claim_slot(root: Path) -> tuple[Path, int]:
+    """The first numbered slot folder under `root` that no other live process holds."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(MAX_SLOTS):
+        fd = os.open(root / f"slot-{i}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return root / f"slot-{i}", fd
+    raise RuntimeError(f"all {MAX_SLOTS} context store slots under {root} are taken")
+
+
 class RocksContextStore:
-    def __init__(self, path: Path):
+    def __init__(self, root: Path):
+        path, self._lock_fd = claim_slot(root)
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
@@ -32,3 +57,4 @@ class RocksContextStore:
 
     def close(self) -> None:
         self._db.close()
+        os.close(self._lock_fd)

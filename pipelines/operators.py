@@ -11,12 +11,13 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from brand_signals.feedback import ContextStore
+from brand_signals.records import Action
 from brand_signals.scanner import Scanner
 from connectors.brand_feed import LedgerFeed, open_brand_feed
 from connectors.context_store import RocksContextStore
 from connectors.file_input import split_tag
 from connectors.serde import Origin
-from pipelines.steps import ScanContext, scan_records
+from pipelines.steps import RowKind, ScanContext, scan_records
 
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
@@ -46,11 +47,11 @@ class ScanFunction(ScalarFunction):
         led = cfg.get("ledger") or {}
         self.ledger = LedgerFeed(led.get("bootstrap"), led.get("topic"))
         if cfg.get("contexts_dir"):
-            sub = function_context.get_index_of_this_subtask()
-            self.contexts = RocksContextStore(Path(cfg["contexts_dir"]) / f"subtask-{sub}")
+            self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
         else:
             self.contexts = ContextStore()
         self.scanner = Scanner(cfg["model_version"])
+        self.metrics = _Metrics(function_context.get_metric_group())
 
     def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
         # `seen` (updates of this listing so far) comes from the keyed step before this one;
@@ -68,8 +69,11 @@ class ScanFunction(ScalarFunction):
             raws.append(v)
             streams.append(st)
         ctx = ScanContext(self.feed.catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
+        started = time.perf_counter()
+        hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
             rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
+        self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
         return pd.DataFrame({
             "kind": [r.kind.value for r in rows],
             "listing_id": [r.listing_id for r in rows],
@@ -83,6 +87,36 @@ class ScanFunction(ScalarFunction):
         for part in (self.feed, self.ledger, self.contexts):
             if part is not None:
                 part.close()
+
+
+class _Metrics:
+    """The scan operator's metrics, reported through Flink's metric system (its Prometheus
+    reporter is configured in flink-conf/config.yaml), next to Flink's own operator metrics."""
+
+    def __init__(self, group):
+        g = group.add_group("zeroscan")
+        self.records = g.counter("records")
+        self.feedback = g.counter("feedback_events")
+        self.dead = g.counter("dead_letters")
+        self.memo_hits = g.counter("memo_hits")
+        self.memo_misses = g.counter("memo_misses")
+        self.flagged = {a.value: g.add_group("action", a.value).counter("flagged") for a in Action}
+        self.batch_ms = g.distribution("batch_ms")
+        self.batch_rows = g.distribution("batch_rows")
+
+    def batch(self, rows, started: float, hits: int, misses: int) -> None:
+        self.records.inc(len(rows))
+        self.memo_hits.inc(hits)
+        self.memo_misses.inc(misses)
+        for r in rows:
+            if r.kind is RowKind.DEAD:
+                self.dead.inc()
+            elif r.ledger is not None:
+                self.feedback.inc()
+            if r.kind is RowKind.DECISION:
+                self.flagged[r.action.split("+", 1)[0]].inc()
+        self.batch_ms.update(int((time.perf_counter() - started) * 1000))
+        self.batch_rows.update(len(rows))
 
 
 def _column(x, n: int):

@@ -101,6 +101,12 @@ def cmd_consume(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args, settings: Settings) -> int:
+    from benchmarks.pipeline_bench import main as bench_main
+
+    return bench_main(args.rest)
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from zeroscan.demo import run_demo
 
@@ -141,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max", type=int)
     c.add_argument("--idle", type=float, default=3.0, help="stop after this many idle seconds")
     c.set_defaults(fn=cmd_consume)
+
+    from zeroscan import brands_cli, feedback_cli
+
+    brands_cli.register(sub)
+    feedback_cli.register(sub)
+
+    bn = sub.add_parser("bench", help="throughput benchmark through the real broker and job (see benchmarks/)",
+                        add_help=False)
+    bn.add_argument("rest", nargs=argparse.REMAINDER)
+    bn.set_defaults(fn=cmd_bench)
 
     d = sub.add_parser("demo", help="what `make run` does: broker, sample data, job, summary")
     d.add_argument("--keep-running", action="store_true", help="leave the broker up afterwards")

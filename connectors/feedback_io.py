@@ -1,0 +1,105 @@
+"""Feedback into the loop and brand signals out of it: brand owners' removals and reviewers'
+appeal answers become events on the `feedback` topic; a brand's open signals are its listings
+whose latest decision flags them, read from `decisions`; its standing (accuracy, suspension)
+is rebuilt from the feedback ledger the job writes."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from brand_signals.feedback import FeedbackState, LedgerEvent, LedgerKind
+from brand_signals.records import FeedbackEvent
+from connectors.brand_feed import TopicFollower
+from connectors.kafka_io import RDKAFKA_LOG, consume
+
+
+def feedback_obj(ev: FeedbackEvent) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": ev.kind.value, "listing_id": ev.listing_id, "brand_id": ev.brand_id,
+                         "event_time": ev.event_time_ms}
+    if ev.actor:
+        d["actor"] = ev.actor
+    if ev.reason:
+        d["reason"] = ev.reason
+    return d
+
+
+class FeedbackPublisher:
+    """Sends feedback events keyed by listing_id; `submit` returns once the broker has them."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True},
+                                  logger=RDKAFKA_LOG)
+
+    def submit(self, ev: FeedbackEvent) -> dict[str, Any]:
+        obj = feedback_obj(ev)
+        errors: list[str] = []
+        self._producer.produce(self.topic, key=ev.listing_id.encode(), value=orjson.dumps(obj),
+                               on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
+        if self._producer.flush(10) or errors:
+            raise RuntimeError(f"feedback event not delivered to {self.topic}: {errors or 'timeout'}")
+        return obj
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+def _apply_decision(open_by_brand: dict[str, dict[str, dict]], value: bytes | None) -> None:
+    if value is None:
+        return
+    d = orjson.loads(value)
+    lid, brand = d.get("listing_id"), d.get("brand_id")
+    for listings in open_by_brand.values():  # a listing is open for at most one brand
+        if lid in listings and (d.get("action") == "clear" or listings[lid].get("brand_id") != brand):
+            del listings[lid]
+    if d.get("action") != "clear" and brand:
+        open_by_brand.setdefault(brand, {})[lid] = d
+
+
+def open_signals(bootstrap: str, decisions_topic: str, brand_id: str) -> list[dict]:
+    """One pass over `decisions`: the brand's listings whose latest decision flags them."""
+    open_by_brand: dict[str, dict[str, dict]] = {}
+    for _k, v, _p, _o in consume(bootstrap, decisions_topic, idle_timeout_s=2):
+        _apply_decision(open_by_brand, v)
+    return list(open_by_brand.get(brand_id, {}).values())
+
+
+class SignalIndex:
+    """Open signals per brand, kept current by following `decisions` (for the API server)."""
+
+    def __init__(self, bootstrap: str, decisions_topic: str):
+        self._open: dict[str, dict[str, dict]] = {}
+        self._follower = TopicFollower(bootstrap, decisions_topic, lambda _k, v: _apply_decision(self._open, v),
+                                       debounce_s=0.0)
+
+    def signals(self, brand_id: str) -> list[dict]:
+        with self._follower.lock:
+            return list(self._open.get(brand_id, {}).values())
+
+    def close(self) -> None:
+        self._follower.close()
+
+
+def brand_standing(bootstrap: str, ledger_topic: str, brand_id: str, now_ms: int,
+                   state: FeedbackState | None = None) -> dict[str, Any]:
+    """Accuracy, suspension and removal counts of a brand, from the feedback ledger."""
+    state = state or FeedbackState()
+    for _k, v, _p, _o in consume(bootstrap, ledger_topic, idle_timeout_s=2):
+        if v is not None:
+            state.apply(LedgerEvent.from_json(orjson.loads(v)))
+    return standing_of(state, brand_id, now_ms)
+
+
+def standing_of(state: FeedbackState, brand_id: str, now_ms: int) -> dict[str, Any]:
+    acc, decided = state.accuracy(brand_id, now_ms)
+    return {
+        "brand_id": brand_id,
+        "accuracy": acc,
+        "decided_removals": decided,
+        "accuracy_bar": state.policy.accuracy_bar,
+        "window_days": state.policy.window_ms // 86_400_000,
+        "self_service_suspended": state.suspended(brand_id, now_ms),
+        "removals": {k.value: state.count(brand_id, k) for k in LedgerKind},
+    }

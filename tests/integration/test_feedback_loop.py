@@ -1,0 +1,98 @@
+"""The feedback loop end to end on the real broker and the streaming job: a brand's removal
+becomes a takedown, teaches the scanner a near-duplicate, appeals suspend the brand, and a
+brand cannot remove another brand's listing."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from connectors.kafka_io import consume, produce_lines
+from tests.integration.test_kafka_job import listing, read, start_job, stop, wait_committed
+
+pytestmark = pytest.mark.integration
+
+BRANDS = [
+    {"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"], "enforcement": "takedown", "version": 1},
+    {"brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"], "enforcement": "review", "version": 1},
+]
+T = 1_700_000_100_000
+
+
+def feedback(kind: str, lid: str, brand: str, t: int, actor: str) -> bytes:
+    return json.dumps({"kind": kind, "listing_id": lid, "brand_id": brand, "event_time": t, "actor": actor}).encode()
+
+
+def wait_for(settings, job, predicate, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        wait_committed(settings, job)
+        got = read(settings, settings.topics.decisions)
+        if predicate(got):
+            return got
+        time.sleep(1)
+    raise AssertionError(f"condition not met; decisions: {got}")
+
+
+def latest(decisions: list[dict], lid: str) -> dict | None:
+    mine = [d for d in decisions if d["listing_id"] == lid]
+    return mine[-1] if mine else None
+
+
+def test_removal_neighbour_suspension_and_refusal(kafka_settings):
+    s = kafka_settings
+    produce_lines(s.bootstrap, s.topics.brands, [json.dumps(b).encode() for b in BRANDS], "brand_id")
+    # A misspells the mark (a weak signal: review), so the brand's own removal is what takes it down.
+    produce_lines(s.bootstrap, s.topics.listings, [
+        listing(1, "Veltrex cordless drill 18V with two batteries and case", seller="s-7",
+                images=[{"uri": "a.jpg", "sha256": "a" * 64}]),
+        listing(2, "Lumora night cream 50ml", seller="s-8"),
+    ] + [listing(10 + i, f"Veltrix angle grinder model {i} heavy duty kit", seller="s-9") for i in range(6)],
+        "listing_id")
+    job = start_job(s, "job.log")
+    try:
+        wait_committed(s, job)
+        produce_lines(s.bootstrap, s.topics.feedback, [
+            feedback("brand_removal", "l1", "veltrix", T, "veltrix-owner"),
+            feedback("brand_removal", "l2", "veltrix", T, "veltrix-owner"),   # another brand's listing
+        ], "listing_id")
+        got = wait_for(s, job, lambda d: (latest(d, "l1") or {}).get("action") == "takedown")
+        a = latest(got, "l1")
+        assert a["brand_id"] == "veltrix" and a["signals"][0]["kind"] == "brand_removal"
+        assert latest(got, "l2") is None or latest(got, "l2")["brand_id"] != "veltrix"
+
+        # B: the same item re-listed by another seller, title lightly edited, no mark in it at all
+        produce_lines(s.bootstrap, s.topics.listings, [
+            listing(3, "cordless drill 18V with two batteries and case NEW", seller="s-70",
+                    images=[{"uri": "b.jpg", "sha256": "b" * 64}])], "listing_id")
+        got = wait_for(s, job, lambda d: latest(d, "l3") is not None)
+        b = latest(got, "l3")
+        assert b["action"] == "takedown" and b["brand_id"] == "veltrix"
+        kinds = {sig["kind"] for sig in b["signals"]}
+        assert "feedback_neighbor" in kinds and "brand_removal" not in kinds
+
+        # The brand removes six listings; reviewers uphold the appeals of all six: accuracy 0 < 0.9
+        produce_lines(s.bootstrap, s.topics.feedback,
+                      [feedback("brand_removal", f"l{10 + i}", "veltrix", T + 10 + i, "veltrix-owner")
+                       for i in range(6)]
+                      + [feedback("appeal_upheld", f"l{10 + i}", "veltrix", T + 20 + i, "reviewer-1")
+                         for i in range(6)], "listing_id")
+        got = wait_for(s, job, lambda d: all((latest(d, f"l{10 + i}") or {}).get("action") == "clear"
+                                             for i in range(6)))
+        # the next removal becomes a review
+        produce_lines(s.bootstrap, s.topics.listings, [listing(30, "Veltrix drill press bench", seller="s-9")],
+                      "listing_id")
+        wait_for(s, job, lambda d: latest(d, "l30") is not None)
+        produce_lines(s.bootstrap, s.topics.feedback,
+                      [feedback("brand_removal", "l30", "veltrix", T + 40, "veltrix-owner")], "listing_id")
+        got = wait_for(s, job, lambda d: any(x["listing_id"] == "l30" and x["signals"][0]["kind"] == "brand_removal"
+                                             for x in d))
+        r = [x for x in got if x["listing_id"] == "l30" and x["signals"][0]["kind"] == "brand_removal"][-1]
+        assert r["action"] == "review" and r["signals"][0]["detail"]["suspended"] is True
+    finally:
+        stop(job)
+    ledger = [json.loads(v) for _k, v, _p, _o in consume(s.bootstrap, s.topics.ledger, idle_timeout_s=2)]
+    kinds = [(e["listing_id"], e["kind"]) for e in ledger]
+    assert ("l2", "removal_refused") in kinds and ("l1", "removal_accepted") in kinds
+    assert ("l30", "removal_demoted") in kinds

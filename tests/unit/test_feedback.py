@@ -1,0 +1,181 @@
+"""The feedback loop as plain Python with an injected clock: removals, near-duplicates, seller
+suspicion, appeals, the rolling accuracy window, suspension and recovery."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from brand_signals.catalog import Catalog
+from brand_signals.contract import parse_brand, parse_listing
+from brand_signals.feedback import (
+    DAY_MS,
+    ContextStore,
+    FeedbackPolicy,
+    FeedbackState,
+    LedgerEvent,
+    LedgerKind,
+    ListingContext,
+    fingerprint,
+    handle_feedback,
+)
+from brand_signals.records import Action, FeedbackEvent, FeedbackKind, SignalKind
+from brand_signals.scanner import Scanner
+
+pytestmark = pytest.mark.unit
+
+BRANDS = {b["brand_id"]: parse_brand(json.dumps(b)) for b in [
+    {"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"], "enforcement": "takedown", "version": 1},
+    {"brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"], "enforcement": "review", "version": 1},
+]}
+T0 = 1_750_000_000_000
+
+
+def listing(lid: str, title: str, seller: str = "s-1", **kw):
+    return parse_listing(json.dumps({"listing_id": lid, "seller_id": seller, "event_time": T0, "title": title, **kw}))
+
+
+def ctx(lid: str, title: str, presented=("veltrix",), seller: str = "s-1") -> ListingContext:
+    return ListingContext(lid, seller, frozenset(presented), fingerprint(listing(lid, title, seller)))
+
+
+def fb(kind: FeedbackKind, lid: str, brand: str = "veltrix", t: int = T0, actor: str = "owner") -> FeedbackEvent:
+    return FeedbackEvent(kind, lid, brand, t, actor)
+
+
+def remove(state: FeedbackState, lid: str, title: str, brand="veltrix", t=T0, presented=("veltrix",)):
+    d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, lid, brand, t), ctx(lid, title, presented), state,
+                             BRANDS, now_ms=t)
+    state.apply(led)
+    return d, led
+
+
+def test_accepted_removal_is_a_takedown_with_brand_removal_evidence():
+    state = FeedbackState()
+    d, led = remove(state, "a", "Veltrix cordless drill 18V two batteries")
+    assert d.action is Action.TAKEDOWN and d.brand_id == "veltrix"
+    assert d.signals[0].kind is SignalKind.BRAND_REMOVAL
+    assert led.kind is LedgerKind.REMOVAL_ACCEPTED
+
+
+@pytest.mark.parametrize("context, brand, expected, reason", [
+    (None, "veltrix", LedgerKind.REMOVAL_HELD, "listing never seen: a human decides"),
+    ("other", "veltrix", LedgerKind.REMOVAL_REFUSED, "listing presents only another brand"),
+    ("own", "nobody", LedgerKind.REMOVAL_REFUSED, "brand not registered"),
+])
+def test_removals_that_are_not_accepted(context, brand, expected, reason):
+    state = FeedbackState()
+    c = {None: None, "other": ctx("a", "Lumora cream", ("lumora",)), "own": ctx("a", "Veltrix drill")}[context]
+    d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a", brand), c, state, BRANDS, now_ms=T0)
+    assert led.kind is expected, reason
+    if expected is LedgerKind.REMOVAL_HELD:
+        assert d.action is Action.REVIEW
+    else:
+        assert d is None
+
+
+@pytest.mark.parametrize("title, found, reason", [
+    ("Veltrix cordless drill 18V two batteries", True, "identical title"),
+    ("Veltrix cordless drill 18V two batteries NEW", True, "one word added"),
+    ("Veltrix cordless drill 18V 2 batteries", True, "one word changed"),
+    ("Garden hose 30m green", False, "unrelated listing"),
+])
+def test_near_duplicates_of_a_removed_listing(title, found, reason):
+    state = FeedbackState()
+    remove(state, "a", "Veltrix cordless drill 18V two batteries")
+    b = listing("b", title, seller="s-9")
+    ev = state.evidence(b, fingerprint(b), presented=())
+    got = [e for e in ev if any(s.kind is SignalKind.FEEDBACK_NEIGHBOR for s in e.signals)]
+    assert bool(got) == found, reason
+    if found:
+        assert got[0].brand_id == "veltrix" and got[0].signals[0].detail["removed_listing_id"] == "a"
+
+
+def test_same_image_is_a_neighbour_even_with_another_title():
+    state = FeedbackState()
+    sha = "ab" * 32
+    d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a"), ListingContext(
+        "a", "s-1", frozenset({"veltrix"}), fingerprint(listing("a", "x", images=[{"uri": "i.jpg", "sha256": sha}]))),
+        state, BRANDS, now_ms=T0)
+    state.apply(led)
+    b = listing("b", "Completely different words", images=[{"uri": "j.jpg", "sha256": sha}])
+    [e] = state.evidence(b, fingerprint(b), presented=())
+    assert e.signals[0].detail["via"] == "image"
+
+
+def test_scanner_flags_neighbour_and_raises_suspicion_on_the_seller():
+    cat = Catalog.build(BRANDS.values(), version=1)
+    state, contexts, scanner = FeedbackState(), ContextStore(), Scanner("t")
+    first = listing("a", "Veltrix cordless drill 18V two batteries", seller="bad-seller")
+    scanner.scan(cat, [first], T0, state, contexts)
+    d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a"), contexts.get("a"), state, cat.brands, T0)
+    state.apply(led)
+    # a lightly edited copy by another seller, with no mark at all in it
+    copy = listing("b", "cordless drill 18V two batteries original", seller="s-2")
+    [dec] = scanner.scan(cat, [copy], T0, state, contexts)
+    assert dec is not None and dec.brand_id == "veltrix"
+    assert SignalKind.FEEDBACK_NEIGHBOR in {s.kind for s in dec.signals}
+    # the same seller's weak (misspelt) mention of the brand gets raised suspicion
+    weak = listing("c", "Veltrex impact driver", seller="bad-seller")
+    [dec] = scanner.scan(cat, [weak], T0, state, contexts)
+    assert dec.action is Action.TAKEDOWN and SignalKind.SELLER in {s.kind for s in dec.signals if s.score > 0}
+
+
+def test_appeal_upheld_reinstates_withdraws_evidence_and_exempts():
+    state = FeedbackState()
+    remove(state, "a", "Veltrix cordless drill 18V two batteries")
+    d, led = handle_feedback(fb(FeedbackKind.APPEAL_UPHELD, "a", actor="reviewer"), None, state, BRANDS, T0 + 1)
+    state.apply(led)
+    assert d.action is Action.CLEAR
+    b = listing("b", "Veltrix cordless drill 18V two batteries")
+    assert not any(s.kind is SignalKind.FEEDBACK_NEIGHBOR for e in state.evidence(b, fingerprint(b), ())
+                   for s in e.signals)
+    assert state.is_exempt("a", "veltrix")
+
+
+def test_ledger_replay_is_idempotent():
+    state = FeedbackState()
+    _, led = remove(state, "a", "Veltrix drill")
+    assert state.apply(led) is False
+    assert state.count("veltrix", LedgerKind.REMOVAL_ACCEPTED) == 1
+    again = LedgerEvent.from_json(json.loads(json.dumps(led.to_json())))
+    assert again == led and state.apply(again) is False
+
+
+def _appeal(state, lid, upheld: bool, t):
+    kind = FeedbackKind.APPEAL_UPHELD if upheld else FeedbackKind.APPEAL_REJECTED
+    _, led = handle_feedback(fb(kind, lid, t=t, actor="reviewer"), None, state, BRANDS, t)
+    state.apply(led)
+
+
+def test_accuracy_window_suspension_and_recovery():
+    policy = FeedbackPolicy(accuracy_bar=0.9, window_ms=90 * DAY_MS, min_decided=5)
+    state = FeedbackState(policy)
+    for i in range(6):
+        remove(state, f"r{i}", f"Veltrix drill {i}", t=T0 + i)
+    for i in range(3):
+        _appeal(state, f"r{i}", upheld=True, t=T0 + 10 + i)
+    for i in range(3, 6):
+        _appeal(state, f"r{i}", upheld=False, t=T0 + 10 + i)
+    assert state.accuracy("veltrix", T0 + 100) == (0.5, 6)
+    assert state.suspended("veltrix", T0 + 100)
+    # while suspended, a removal becomes a review and is recorded as demoted
+    d, led = remove(state, "n1", "Veltrix drill new", t=T0 + 200)
+    assert d.action is Action.REVIEW and led.kind is LedgerKind.REMOVAL_DEMOTED
+    assert d.signals[0].detail["suspended"] is True
+    # the overturned appeals age out of the 90-day window; newer confirmations restore it
+    later = T0 + 91 * DAY_MS
+    for i in range(5):
+        remove(state, f"m{i}", f"Veltrix drill later {i}", t=later + i)
+        _appeal(state, f"m{i}", upheld=False, t=later + 10 + i)
+    assert state.accuracy("veltrix", later + 100) == (1.0, 5)
+    assert not state.suspended("veltrix", later + 100)
+    d, _ = remove(state, "n2", "Veltrix drill newest", t=later + 200)
+    assert d.action is Action.TAKEDOWN
+
+
+def test_a_few_decided_removals_do_not_suspend():
+    state = FeedbackState(FeedbackPolicy(min_decided=5))
+    remove(state, "r0", "Veltrix drill")
+    _appeal(state, "r0", upheld=True, t=T0 + 1)
+    assert state.accuracy("veltrix", T0 + 2) == (0.0, 1) and not state.suspended("veltrix", T0 + 2)
