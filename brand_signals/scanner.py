@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Sequence
+from typing import Callable, Protocol, Sequence
 
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide
@@ -34,11 +34,26 @@ def content_key(listing: Listing) -> bytes:
     return h.digest()
 
 
+class ImageSource(Protocol):
+    """Evidence from listing images (logos, text read from images, copies of product photos)."""
+
+    def find(self, listings: Sequence[Listing], base_dir: str | None = None) -> list[list[Evidence]]: ...
+
+    def close(self) -> None: ...
+
+
 class Scanner:
     """Stateless apart from its memo; one per worker."""
 
-    def __init__(self, model_version: str, memo_entries: int = MEMO_ENTRIES):
+    def __init__(self, model_version: str, memo_entries: int = MEMO_ENTRIES,
+                 images: Callable[[Catalog], ImageSource] | None = None, image_base_dir: str | None = None):
+        """`images` builds the image signal source for a catalogue (None: text only);
+        `image_base_dir` resolves relative image uris of listings."""
         self.model_version = model_version
+        self._images_factory = images
+        self._images: ImageSource | None = None
+        self._images_version = -1
+        self.image_base_dir = image_base_dir
         self._memo: OrderedDict[bytes, list[Evidence]] = OrderedDict()
         self._memo_version = -1
         self._memo_entries = memo_entries
@@ -70,13 +85,30 @@ class Scanner:
                 todo_keys.append(k)
         if todo:
             self.memo_misses += len(todo)
-            found = catalog.wordmarks.match_many([listings[i] for i in todo])
+            batch = [listings[i] for i in todo]
+            found = catalog.wordmarks.match_many(batch)
+            if self._images_factory is not None and any(x.images for x in batch):
+                images = self._image_source(catalog)
+                found = [ev + iev for ev, iev in zip(found, images.find(batch, self.image_base_dir))]
             for i, k, ev in zip(todo, todo_keys, found):
                 out[i] = ev
                 memo[k] = ev
             while len(memo) > self._memo_entries:
                 memo.popitem(last=False)
         return out  # type: ignore[return-value]
+
+    def _image_source(self, catalog: Catalog) -> "ImageSource":
+        """Built on first use and again whenever the catalogue changes (logos, product images)."""
+        if self._images is None or self._images_version != catalog.version:
+            if self._images is not None:
+                self._images.close()
+            self._images = self._images_factory(catalog)
+            self._images_version = catalog.version
+        return self._images
+
+    def close(self) -> None:
+        if self._images is not None:
+            self._images.close()
 
     def _fingerprint(self, listing: Listing) -> Fingerprint:
         k = content_key(listing)
@@ -96,7 +128,7 @@ class Scanner:
         learned = feedback is not None and feedback.has_confirmed()
         for listing, ev in zip(listings, evidence):
             if listing.op is not Op.DELETE and (ev or learned):
-                presented = frozenset(e.brand_id for e in ev)
+                presented = frozenset(e.brand_id for e in ev if e.brand_id)
                 fp = self._fingerprint(listing)
                 if feedback is not None:
                     ev = [e for e in ev + feedback.evidence(listing, fp, presented)

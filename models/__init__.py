@@ -1,1 +1,7 @@
-"""ONNX models, their wrappers and the scripts that export them (image signals)."""
+"""ONNX models, their wrappers and the scripts that export them (image signals).
+
+`embedder.FeatureExtractor` (EfficientNet-Lite0 feature maps), `ocr.TextReader` (RapidOCR),
+`logo_head.LogoHead` (the learned logo-region head). `export_efficientnet.py` and
+`train_logo_head.py` are offline scripts; their extra packages are in requirements-export.txt,
+the files' licences in LICENSES.md.
+"""

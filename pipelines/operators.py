@@ -14,7 +14,7 @@ from brand_signals.feedback import ContextStore
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
 from connectors.brand_feed import LedgerFeed, open_brand_feed
-from connectors.context_store import RocksContextStore
+from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
 from pipelines.steps import RowKind, ScanContext, scan_records
@@ -50,7 +50,8 @@ class ScanFunction(ScalarFunction):
             self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
         else:
             self.contexts = ContextStore()
-        self.scanner = Scanner(cfg["model_version"])
+        self.scanner = Scanner(cfg["model_version"], images=_image_factory(cfg.get("images")),
+                               image_base_dir=(cfg.get("images") or {}).get("listing_base_dir"))
         self.metrics = _Metrics(function_context.get_metric_group())
 
     def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
@@ -84,7 +85,7 @@ class ScanFunction(ScalarFunction):
         })
 
     def close(self):
-        for part in (self.feed, self.ledger, self.contexts):
+        for part in (self.feed, self.ledger, self.contexts, self.scanner):
             if part is not None:
                 part.close()
 
@@ -117,6 +118,25 @@ class _Metrics:
                 self.flagged[r.action.split("+", 1)[0]].inc()
         self.batch_ms.update(int((time.perf_counter() - started) * 1000))
         self.batch_rows.update(len(rows))
+
+
+def _image_factory(cfg: dict | None):
+    """Builds the image signal source for a catalogue (logo, OCR and product-photo indexes, the
+    ONNX models, the sha256 result cache), or None when image scanning is off."""
+    if not cfg or not cfg.get("enabled"):
+        return None
+    slot: list[Path] = []
+
+    def build(catalog):
+        from brand_signals.image_signals import ImageSignals
+        from connectors.image_store import fetch
+
+        if not slot:  # one embedded cache per worker process, held for its lifetime
+            slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+        return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
+                                  cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True))
+
+    return build
 
 
 def _column(x, n: int):

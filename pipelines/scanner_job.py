@@ -165,6 +165,14 @@ def define_scan(t_env: TableEnvironment, config: dict) -> None:
                       "SELECT listing_id AS k, ledger AS v FROM scanned WHERE ledger IS NOT NULL")
 
 
+def image_config(settings: Settings) -> dict:
+    """Image scanning: on unless ZEROSCAN_IMAGES=off; OCR unless ZEROSCAN_IMAGE_OCR=off. Results
+    are cached by image sha256 under the state folder."""
+    return {"enabled": os.environ.get("ZEROSCAN_IMAGES", "on") != "off",
+            "ocr": os.environ.get("ZEROSCAN_IMAGE_OCR", "on") != "off",
+            "cache_dir": str(settings.state_dir / "image-cache")}
+
+
 @dataclass(frozen=True, slots=True)
 class FileScanResult:
     records: int
@@ -186,7 +194,9 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
         register_file_io(t_env, tagged)
         define_scan(t_env, {"brands": {"kind": "file", "path": str(brands.resolve())},
                             "files": {"listing": str(listings.resolve()),
-                                      "feedback": str(feedback.resolve()) if feedback else ""}})
+                                      "feedback": str(feedback.resolve()) if feedback else ""},
+                            "images": {**image_config(settings), "listing_base_dir": str(listings.resolve().parent),
+                                       "brands_base_dir": str(brands.resolve().parent)}})
         results = t_env.sql_query(
             "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out "
             "UNION ALL SELECT 'ledger' AS output, v FROM ledger_out")
@@ -211,6 +221,7 @@ def build_kafka_statements(settings: Settings, parallelism: int) -> tuple[TableE
         "brands": {"kind": "kafka", "bootstrap": settings.bootstrap, "topic": settings.topics.brands},
         "ledger": {"bootstrap": settings.bootstrap, "topic": settings.topics.ledger},
         "contexts_dir": str(settings.state_dir / "contexts"),
+        "images": image_config(settings),
     })
     stmts = t_env.create_statement_set()
     stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")

@@ -1,0 +1,309 @@
+"""The image signal source the Scanner calls: for each listing, evidence that its photos show an
+enrolled brand's logo (`logo`), its word mark as text (`ocr_text`, through the WordMarkIndex)
+or a copy of its official product photos (`image_copy`).
+
+`ImageSignals.build(brands, fetch, base_dir)` fetches and indexes every logo and product image
+once; `find(listings, base_dir)` looks each listing image up by sha256 first (the listing's
+own digest when given, so a known image is neither fetched nor embedded again), then decodes
+all new images with caps, runs them through the backbone in one batched call, matches logos
+and copies, reads text, and caches the per-image outcome in rocksdict. A broken or hostile
+image becomes an `image_error` signal (score 0, brand_id "") and never an exception.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import faiss
+import numpy as np
+import orjson
+
+from brand_signals.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, global_embedding, pdq
+from brand_signals.image_decode import ImageDecodeError, decode_rgb
+from brand_signals.logos import LogoIndex
+from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
+from brand_signals.wordmarks import WordMarkIndex
+from models.embedder import DEFAULT_MODEL, FeatureExtractor, letterbox
+from models.logo_head import DEFAULT_HEAD, QUERY_SIDE, LogoHead, valid_cells
+
+Fetch = Callable[[str, "str | None", "str | None"], bytes]
+
+# --- logo scores (decide.py: >= 0.8 enforce, >= 0.5 review) -----------------------------
+# The head's window probability p (softmax over nearest renderings + background) becomes the
+# signal score through these points. Measured on the dev logo set with brands held out of the
+# head's training (benchmarks/eval_logos_offline.py --head models/logo_head_fold0of2.npz):
+# p >= 0.97 flagged 17 % of the no_logo photos and was right on 6 % of held-out brands' photos,
+# so a logo hit alone must not flag: both scores stay under decide.REVIEW_SCORE and only add
+# to other evidence (OCR text, title). Raise them when a head generalises to unseen brands.
+LOGO_ENFORCE_PROB = 0.97
+LOGO_REVIEW_PROB = 0.9
+LOGO_ENFORCE_SCORE = 0.45
+LOGO_REVIEW_SCORE = 0.3
+# Bump when anything that changes per-image results changes (models, scores, matching).
+RESULT_VERSION = 1
+# Per-image outcomes kept in process in front of rocksdict.
+MEMO_ENTRIES = 50_000
+_ERROR_BRAND = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOutcome:
+    """What one image showed, independent of listing; what the cache stores."""
+
+    logos: tuple[tuple[str, str, float, float, tuple[int, int, int, int]], ...] = ()
+    copies: tuple[tuple[str, str, int | None, float], ...] = ()
+    text: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"l": self.logos, "c": self.copies, "t": self.text, "e": self.error})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ImageOutcome":
+        d = orjson.loads(data)
+        return cls(tuple((a, b, p, s, tuple(box)) for a, b, p, s, box in d["l"]),
+                   tuple(tuple(c) for c in d["c"]), tuple(d["t"]), d["e"])
+
+
+@dataclass
+class ImageStats:
+    fetched: int = 0
+    cache_hits: int = 0
+    embedded: int = 0
+    ocr_read: int = 0
+    failures: int = 0
+
+
+def logo_score(p: float) -> float:
+    if p >= LOGO_ENFORCE_PROB:
+        return LOGO_ENFORCE_SCORE
+    if p >= LOGO_REVIEW_PROB:
+        return LOGO_REVIEW_SCORE
+    return 0.0
+
+
+class ImageSignals:
+    def __init__(self, *, logos: LogoIndex, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
+                 extractor: FeatureExtractor, reader, fetch: Fetch, fingerprint: bytes,
+                 cache_path: str | Path | None = None, build_errors: Sequence[str] = ()):
+        self.logos, self.copies, self.wordmarks = logos, copies, wordmarks
+        self.extractor, self.reader, self._fetch = extractor, reader, fetch
+        self._fingerprint = fingerprint
+        self._memo: OrderedDict[bytes, ImageOutcome] = OrderedDict()
+        self._db = None
+        if cache_path is not None:
+            from rocksdict import Rdict
+            self._db = Rdict(str(cache_path))
+        self.build_errors = tuple(build_errors)
+        self.stats = ImageStats()
+
+    @classmethod
+    def build(cls, brands: Iterable[BrandReference], fetch: Fetch, base_dir: str | None = None, *,
+              cache_path: str | Path | None = None, threads: int = 1, batch_size: int = 8,
+              model_path: Path = DEFAULT_MODEL, head_path: Path = DEFAULT_HEAD, ocr: bool = True,
+              extractor: FeatureExtractor | None = None, reader=None) -> "ImageSignals":
+        """Index every live brand's logos and product images. Logo uris are resolved by
+        `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
+        listed in `build_errors` (the brand still matches on its other logos and its marks)."""
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        cv2.setNumThreads(threads)
+        faiss.omp_set_num_threads(threads)
+        live = [b for b in brands if not b.deleted]
+        extractor = extractor or FeatureExtractor(model_path, threads=threads, batch_size=batch_size)
+        if reader is None and ocr:
+            from models.ocr import TextReader
+            reader = TextReader(threads=threads)
+        head = LogoHead.load(head_path)
+        errors: list[str] = []
+        fp = hashlib.blake2b(digest_size=16)
+        fp.update(f"{RESULT_VERSION}|{Path(model_path).name}|{Path(head_path).read_bytes().__len__()}".encode())
+        fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
+
+        def load(ref: ImageRef, brand_id: str) -> np.ndarray | None:
+            try:
+                rgb = decode_rgb(fetch(ref.uri, base_dir, ref.sha256))
+            except (OSError, ValueError) as e:
+                errors.append(f"{brand_id} {ref.uri}: {e}")
+                return None
+            fp.update(f"{brand_id}|{ref.uri}|{ref.sha256}".encode())
+            return rgb
+
+        logo_imgs, prod = [], []
+        for b in sorted(live, key=lambda b: b.brand_id):
+            fp.update(f"brand|{b.brand_id}|{b.version}".encode())
+            for ref in b.logos:
+                rgb = load(ref, b.brand_id)
+                if rgb is not None:
+                    logo_imgs.append((b.brand_id, ref.uri, rgb))
+            for ref in b.product_images:
+                rgb = load(ref, b.brand_id)
+                if rgb is not None:
+                    prod.append((b.brand_id, ref.uri, rgb))
+        logos = LogoIndex.build(logo_imgs, extractor, head)
+        hashes, embs = [], []
+        if prod:
+            canv = [letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in prod]
+            feats = extractor.features(canv)
+            for (_, _, rgb), f in zip(prod, feats):
+                hashes.append(pdq(rgb)[0])
+                embs.append(global_embedding(f, valid_cells(*rgb.shape[:2])))
+        copies = ImageCopyIndex([(b, u) for b, u, _ in prod], np.array(hashes, np.uint8).reshape(-1, 32),
+                                np.array(embs, np.float32).reshape(len(embs), 1280))
+        return cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
+                   reader=reader, fetch=fetch, fingerprint=fp.digest(), cache_path=cache_path,
+                   build_errors=errors)
+
+    # --- cache -------------------------------------------------------------------------
+    def _key(self, sha256: str) -> bytes:
+        return b"img:" + self._fingerprint + sha256.encode()
+
+    def _get(self, sha256: str) -> ImageOutcome | None:
+        key = self._key(sha256)
+        hit = self._memo.get(key)
+        if hit is not None:
+            self._memo.move_to_end(key)
+            return hit
+        if self._db is not None:
+            raw = self._db.get(key)
+            if raw is not None:
+                out = ImageOutcome.from_bytes(raw)
+                self._remember(key, out)
+                return out
+        return None
+
+    def _remember(self, key: bytes, out: ImageOutcome) -> None:
+        self._memo[key] = out
+        while len(self._memo) > MEMO_ENTRIES:
+            self._memo.popitem(last=False)
+
+    def _put(self, sha256: str, out: ImageOutcome) -> None:
+        key = self._key(sha256)
+        self._remember(key, out)
+        if self._db is not None:
+            self._db[key] = out.to_bytes()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # --- matching ----------------------------------------------------------------------
+    def find(self, listings: Sequence[Listing], base_dir: str | None = None) -> list[list[Evidence]]:
+        """Evidence per listing from its images (one list per listing, in order)."""
+        outcome: dict[tuple[int, int], ImageOutcome] = {}
+        pending: dict[str, list[tuple[int, int]]] = {}     # sha256 -> image slots to fill
+        decoded: dict[str, np.ndarray] = {}
+        for li, listing in enumerate(listings):
+            if listing.op is Op.DELETE:
+                continue
+            for ii, ref in enumerate(listing.images):
+                if ref.sha256:
+                    sha = ref.sha256.lower()
+                    hit = self._get(sha)
+                    if hit is not None:
+                        self.stats.cache_hits += 1
+                        outcome[li, ii] = hit
+                        continue
+                    if sha in pending:
+                        pending[sha].append((li, ii))
+                        continue
+                try:
+                    data = self._fetch(ref.uri, base_dir, ref.sha256)
+                except (OSError, ValueError) as e:      # transient or not: not cached
+                    self.stats.failures += 1
+                    outcome[li, ii] = ImageOutcome(error=f"fetch failed: {e}")
+                    continue
+                self.stats.fetched += 1
+                sha = hashlib.sha256(data).hexdigest()
+                if ref.sha256 and ref.sha256.lower() != sha:
+                    self.stats.failures += 1
+                    outcome[li, ii] = ImageOutcome(error=f"sha256 mismatch: listing says {ref.sha256}, got {sha}")
+                    continue
+                if sha in pending:
+                    pending[sha].append((li, ii))
+                    continue
+                hit = self._get(sha)
+                if hit is not None:
+                    self.stats.cache_hits += 1
+                    outcome[li, ii] = hit
+                    continue
+                pending[sha] = [(li, ii)]
+                try:
+                    decoded[sha] = decode_rgb(data)
+                except ImageDecodeError as e:
+                    self.stats.failures += 1
+                    bad = ImageOutcome(error=str(e))
+                    self._put(sha, bad)               # the same bytes will fail the same way
+                    for slot in pending.pop(sha):
+                        outcome[slot] = bad
+        for sha, out in self._analyse(decoded).items():
+            self._put(sha, out)
+            for slot in pending[sha]:
+                outcome[slot] = out
+        return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))])
+                for li, listing in enumerate(listings)]
+
+    def _analyse(self, decoded: dict[str, np.ndarray]) -> dict[str, ImageOutcome]:
+        if not decoded:
+            return {}
+        shas = list(decoded)
+        canvases = [letterbox(decoded[s], QUERY_SIDE)[0] for s in shas]
+        feats = self.extractor.features(canvases)      # one batched model call for the batch
+        self.stats.embedded += len(shas)
+        texts = self.reader.read([decoded[s] for s in shas]) if self.reader is not None else [[] for _ in shas]
+        self.stats.ocr_read += len(shas) if self.reader is not None else 0
+        out = {}
+        for sha, f, lines in zip(shas, feats, texts):
+            rgb = decoded[sha]
+            hw = rgb.shape[:2]
+            logos = tuple((h.brand_id, h.logo_uri, round(h.probability, 4), round(h.similarity, 4), h.box)
+                          for h in self.logos.match(f, hw) if logo_score(h.probability) > 0)
+            copies: tuple = ()
+            if len(self.copies):
+                packed, quality = pdq(rgb)
+                copies = tuple((c.brand_id, c.image_uri, c.distance, round(c.similarity, 4))
+                               for c in self.copies.match(packed, quality, global_embedding(f, valid_cells(*hw))))
+            out[sha] = ImageOutcome(logos, copies, tuple(line.text for line in lines))
+        return out
+
+    def _evidence(self, listing: Listing, outcomes: Sequence[ImageOutcome | None]) -> list[Evidence]:
+        # best signal per (brand, kind): the same logo on five photos is one piece of evidence
+        best: dict[tuple[str, SignalKind], Signal] = {}
+        errors: list[Signal] = []
+
+        def keep(brand_id: str, sig: Signal) -> None:
+            cur = best.get((brand_id, sig.kind))
+            if cur is None or sig.score > cur.score:
+                best[brand_id, sig.kind] = sig
+
+        for ref, out in zip(listing.images, outcomes):
+            if out is None:
+                continue
+            if out.error is not None:
+                errors.append(Signal(SignalKind.IMAGE_ERROR, 0.0, {"image_uri": ref.uri, "reason": out.error}))
+                continue
+            for brand_id, logo_uri, p, sim, box in out.logos:
+                keep(brand_id, Signal(SignalKind.LOGO, logo_score(p), {
+                    "image_uri": ref.uri, "logo_uri": logo_uri, "probability": p, "similarity": sim,
+                    "box": list(box)}))
+            for brand_id, uri, dist, sim in out.copies:
+                score = PDQ_SCORE if dist is not None else EMBED_SCORE
+                keep(brand_id, Signal(SignalKind.IMAGE_COPY, score, {
+                    "image_uri": ref.uri, "product_image_uri": uri, "pdq_distance": dist, "similarity": sim}))
+            if out.text:
+                for ev in self.wordmarks.match_text(" \n ".join(out.text), field="ocr_text"):
+                    for sig in ev.signals:
+                        keep(ev.brand_id, Signal(SignalKind.OCR_TEXT, sig.score,
+                                                 {**sig.detail, "image_uri": ref.uri}))
+        by_brand: dict[str, list[Signal]] = {}
+        for (brand_id, _), sig in best.items():
+            by_brand.setdefault(brand_id, []).append(sig)
+        evidence = [Evidence(b, tuple(sorted(s, key=lambda x: -x.score))) for b, s in by_brand.items()]
+        if errors:
+            evidence.append(Evidence(_ERROR_BRAND, tuple(errors)))
+        return evidence

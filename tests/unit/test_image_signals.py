@@ -1,0 +1,211 @@
+"""Image signals on small images made here: a logo pasted into a photo is found, a plain photo
+is not, the cache skips fetch and model, hostile bytes become image_error signals."""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from brand_signals.image_decode import ImageDecodeError, decode_rgb, probe
+from brand_signals.image_signals import ImageSignals
+from brand_signals.records import Action, BrandReference, ImageRef, Listing, SignalKind
+from models.embedder import FeatureExtractor
+from models.ocr import TextLine
+
+pytestmark = pytest.mark.unit
+
+
+def _logo() -> np.ndarray:
+    """A bold two-colour emblem on white (a stand-in for a brand's logo file)."""
+    img = np.full((256, 256, 3), 255, np.uint8)
+    cv2.circle(img, (128, 128), 110, (200, 20, 30), -1)
+    pts = np.int32([[128, 40], [150, 105], [218, 105], [163, 145], [183, 212], [128, 172],
+                    [73, 212], [93, 145], [38, 105], [106, 105]])
+    cv2.fillPoly(img, [pts], (255, 220, 0))
+    cv2.rectangle(img, (100, 118), (156, 138), (20, 20, 120), -1)
+    return img
+
+
+def _photo(seed: int) -> np.ndarray:
+    """A photo-like background: smooth gradients, blobs and noise."""
+    rng = np.random.default_rng(seed)
+    h, w = 360, 480
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([120 + 60 * np.sin(x / 70 + seed), 110 + 50 * np.cos(y / 55), 100 + 40 * np.sin((x + y) / 90)], -1)
+    for _ in range(6):
+        cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(20, 70)),
+                   tuple(float(c) for c in rng.integers(40, 220, 3)), -1)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _jpeg(rgb: np.ndarray, q: int = 88) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+    assert ok
+    return buf.tobytes()
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def _png_bomb(w: int = 100_000, h: int = 100_000) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+
+
+def _pasted() -> np.ndarray:
+    photo = _photo(1)
+    logo = cv2.resize(_logo(), (128, 128), interpolation=cv2.INTER_AREA)
+    photo[100:228, 200:328] = logo
+    return photo
+
+
+class Store:
+    """fetch() over an in-memory dict, counting calls."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.calls = 0
+
+    def __call__(self, uri: str, base_dir: str | None, sha256: str | None) -> bytes:
+        self.calls += 1
+        if uri not in self.files:
+            raise OSError(f"no such image: {uri}")
+        return self.files[uri]
+
+
+class CountingReader:
+    def __init__(self, text: dict[int, str] | None = None):
+        self.calls = 0
+        self.text = text or {}
+
+    def read(self, images):
+        self.calls += len(images)
+        return [[TextLine(self.text[im.shape[0]], 0.99, (0, 0, 10, 10))] if im.shape[0] in self.text else []
+                for im in images]
+
+
+BRAND = BrandReference(brand_id="emblem", version=1, name="Emblem", trademarks=("Zorbix",),
+                       logos=(ImageRef("logos/emblem.png"),), enforcement=Action.TAKEDOWN)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return FeatureExtractor(threads=1)
+
+
+def _signals(extractor, files, reader=None, tmp_path=None):
+    store = Store({"logos/emblem.png": _png(_logo()), **files})
+    sig = ImageSignals.build([BRAND], store, "/base", extractor=extractor, reader=reader or CountingReader(),
+                             cache_path=None if tmp_path is None else tmp_path / "cache")
+    return sig, store
+
+
+def _listing(lid: str, *uris: str, sha: dict[str, str] | None = None) -> Listing:
+    sha = sha or {}
+    return Listing(listing_id=lid, seller_id="s-1", event_time_ms=0, title="Item",
+                   images=tuple(ImageRef(u, sha.get(u)) for u in uris))
+
+
+def _kinds(evidence):
+    return {(ev.brand_id, s.kind) for ev in evidence for s in ev.signals}
+
+
+def test_logo_pasted_into_photo_is_found_and_plain_photo_is_not(extractor):
+    sig, _ = _signals(extractor, {"a.jpg": _jpeg(_pasted()), "b.jpg": _jpeg(_photo(2))})
+    found, plain = sig.find([_listing("l1", "a.jpg"), _listing("l2", "b.jpg")])
+    logo = [s for ev in found if ev.brand_id == "emblem" for s in ev.signals if s.kind is SignalKind.LOGO]
+    assert logo and logo[0].score > 0        # supporting evidence (see image_signals.LOGO_*)
+    x1, y1, x2, y2 = logo[0].detail["box"]
+    assert x1 < 328 and x2 > 200 and y1 < 228 and y2 > 100      # the region overlaps the paste
+    assert plain == []
+
+
+def test_cache_hits_skip_fetch_and_model(extractor, tmp_path):
+    reader = CountingReader()
+    import hashlib
+    data = _jpeg(_pasted())
+    digest = hashlib.sha256(data).hexdigest()
+    sig, store = _signals(extractor, {"a.jpg": data}, reader, tmp_path)
+    calls0, fetch0 = extractor.calls, store.calls
+    first = sig.find([_listing("l1", "a.jpg", sha={"a.jpg": digest})])
+    assert extractor.calls == calls0 + 1 and reader.calls == 1 and store.calls == fetch0 + 1
+    # same image, other listings (given sha256 and none): no fetch with the digest, no model call
+    again = sig.find([_listing("l2", "a.jpg", sha={"a.jpg": digest}), _listing("l3", "a.jpg")])
+    assert extractor.calls == calls0 + 1 and reader.calls == 1
+    assert store.calls == fetch0 + 2                      # only l3, which carries no digest
+    assert again[0] == first[0] and again[1] == first[0]
+    sig.close()
+    # a new instance on the same rocksdict path: still no model call
+    sig2, store2 = _signals(extractor, {"a.jpg": data}, reader, tmp_path)
+    calls1 = extractor.calls
+    assert sig2.find([_listing("l4", "a.jpg", sha={"a.jpg": digest})])[0] == first[0]
+    assert extractor.calls == calls1 and store2.calls == 1   # the logo file at build only
+    sig2.close()
+
+
+def test_duplicate_images_in_one_batch_are_embedded_once(extractor):
+    reader = CountingReader()
+    sig, _ = _signals(extractor, {"a.jpg": _jpeg(_photo(3)), "b.jpg": _jpeg(_photo(3))}, reader)
+    calls0 = extractor.calls
+    sig.find([_listing("l1", "a.jpg"), _listing("l2", "b.jpg"), _listing("l3", "a.jpg", "b.jpg")])
+    assert extractor.calls == calls0 + 1 and reader.calls == 1
+
+
+def test_ocr_text_goes_through_word_marks(extractor):
+    photo = _photo(4)[:300]
+    reader = CountingReader({300: "ZORBlX original"})
+    sig, _ = _signals(extractor, {"a.jpg": _jpeg(photo)}, reader)
+    (ev,) = sig.find([_listing("l1", "a.jpg")])
+    assert ("emblem", SignalKind.OCR_TEXT) in _kinds(ev)
+
+
+HOSTILE = [
+    ("truncated.jpg", _jpeg(_photo(5))[:2000], "truncated"),          # cut mid-scan
+    ("bomb.png", _png_bomb(), "exceeds the cap"),                      # 10^10 pixels declared
+    ("page.jpg", b"<!doctype html><html><body>404</body></html>", "not a PNG"),  # error page
+    ("empty.jpg", b"", "not an image"),                                # 0 bytes
+    ("missing.jpg", None, "fetch failed"),                             # fetch raises
+]
+
+
+@pytest.mark.parametrize("name,data,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_images_give_image_error_and_no_crash(extractor, name, data, reason):
+    files = {} if data is None else {name: data}
+    sig, _ = _signals(extractor, {**files, "ok.jpg": _jpeg(_pasted())})
+    bad, mixed = sig.find([_listing("l1", name), _listing("l2", name, "ok.jpg")])
+    (err,) = [s for ev in bad for s in ev.signals]
+    assert err.kind is SignalKind.IMAGE_ERROR and err.score == 0.0 and reason in err.detail["reason"]
+    assert ("emblem", SignalKind.LOGO) in _kinds(mixed)     # the good image still counts
+    assert sig.stats.failures >= 1           # identical bad bytes fail once, then from cache
+
+
+def test_decode_checks_header_before_decoding():
+    assert probe(_png(_photo(6)))[1:] == (480, 360)
+    with pytest.raises(ImageDecodeError, match="exceeds the cap"):
+        decode_rgb(_png_bomb(20_000, 20_000))
+    with pytest.raises(ImageDecodeError, match="too small"):
+        decode_rgb(_png(np.zeros((4, 4, 3), np.uint8)))
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    ok, buf = cv2.imencode(".png", rgba)
+    assert (decode_rgb(buf.tobytes()) == 255).all()         # transparent -> white background
+
+
+def test_image_copy_by_hash_and_by_embedding(extractor):
+    product = _photo(7)
+    brand = BrandReference(brand_id="maker", version=1, name="Maker", trademarks=("Maker",),
+                           product_images=(ImageRef("p.jpg"),))
+    store = Store({"p.jpg": _jpeg(product), "resized.jpg": _jpeg(cv2.resize(product, (320, 240)), 70),
+                   "other.jpg": _jpeg(_photo(8))})
+    sig = ImageSignals.build([brand], store, None, extractor=extractor, reader=None, ocr=False)
+    resized, other = sig.find([_listing("l1", "resized.jpg"), _listing("l2", "other.jpg")])
+    (copy,) = [s for ev in resized for s in ev.signals if s.kind is SignalKind.IMAGE_COPY]
+    assert copy.detail["pdq_distance"] is not None and copy.detail["pdq_distance"] <= 31
+    assert not [s for ev in other for s in ev.signals if s.kind is SignalKind.IMAGE_COPY]
