@@ -1,0 +1,415 @@
+"""Throughput benchmark: the scanner end to end through a real Kafka broker and the PyFlink
+job, side by side with a plain Python Kafka passthrough (the I/O ceiling) and a naive scanner
+that loops over every mark (what a small team writes first), on the same seeded traffic.
+
+    make bench        or        .venv/bin/zeroscan bench [--listings 300000] [--marks 1000]
+                                    [--parallelism 1,2] [--scale-marks 1000000] [--quick]
+
+Writes benchmarks/results/latest.json, latest.md and latest.png. "Per core" divides by the CPU
+seconds the measured processes used in the measured interval (user + system, every process of
+the job: Python client, JVM, Python workers), so it does not depend on how busy the machine's
+other core was.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from benchmarks.traffic import SEED, Mix, Traffic, brand_records
+from brand_signals.catalog import Catalog
+from brand_signals.contract import parse_brand
+from brand_signals.scanner import Scanner
+from connectors.kafka_admin import committed_offsets, contract_topics, end_offsets, ensure_topics
+from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_io import RDKAFKA_LOG, consume, produce_lines
+from connectors.serde import Origin
+from pipelines.steps import ScanContext, scan_records
+from zeroscan.settings import ROOT, Settings, Topics
+
+RESULTS = ROOT / "benchmarks" / "results"
+# Project Zero's volume: 8 billion listing updates a day.
+DAILY_UPDATES = 8_000_000_000
+CORE_BATCH = 2000  # rows per scan call, as python.fn-execution.arrow.batch.size
+
+
+# --- CPU accounting through /proc -----------------------------------------------------------
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            continue
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1])
+        except OSError:
+            continue
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --- in-process measurements ----------------------------------------------------------------
+
+def core_rate(brands: list[dict], lines: list[bytes]) -> float:
+    """Listings per CPU second through parse + scan + decide (the scan operator's work)."""
+    catalog = Catalog.build([parse_brand(orjson.dumps(b)) for b in brands], version=1)
+    ctx = ScanContext(catalog, Scanner("bench"))
+    origins = [Origin("listings", 0, 0)] * CORE_BATCH
+    t0 = time.process_time()
+    for i in range(0, len(lines), CORE_BATCH):
+        chunk = lines[i:i + CORE_BATCH]
+        scan_records(chunk, origins[:len(chunk)], ctx, 0)
+    return len(lines) / (time.process_time() - t0)
+
+
+def fast_path_rate(brands: list[dict], lines: list[bytes]) -> float:
+    """The same, for unchanged re-posts only, after their content was scanned once."""
+    catalog = Catalog.build([parse_brand(orjson.dumps(b)) for b in brands], version=1)
+    ctx = ScanContext(catalog, Scanner("bench"))
+    origins = [Origin("listings", 0, 0)] * CORE_BATCH
+    for i in range(0, len(lines), CORE_BATCH):
+        scan_records(lines[i:i + CORE_BATCH], origins[:len(lines[i:i + CORE_BATCH])], ctx, 0)
+    t0 = time.process_time()
+    for i in range(0, len(lines), CORE_BATCH):
+        chunk = lines[i:i + CORE_BATCH]
+        scan_records(chunk, origins[:len(chunk)], ctx, 0)
+    return len(lines) / (time.process_time() - t0)
+
+
+def naive_rate(brands: list[dict], lines: list[bytes]) -> float:
+    """Parse, then test every mark against the lower-cased title and brand (no disguises)."""
+    marks = [(b["brand_id"], m.lower(), frozenset(b["authorized_sellers"])) for b in brands for m in b["trademarks"]]
+    t0 = time.process_time()
+    flagged = 0
+    for raw in lines:
+        rec = json.loads(raw)
+        text = (rec.get("title", "") + " " + rec.get("brand", "")).lower()
+        for _bid, mark, auth in marks:
+            if mark in text and rec["seller_id"] not in auth:
+                flagged += 1
+                break
+    return len(lines) / (time.process_time() - t0)
+
+
+# --- Kafka measurements ---------------------------------------------------------------------
+
+def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
+    """A Python consume -> produce loop over the listings topic; (per CPU second, wall/s)."""
+    from confluent_kafka import Consumer, Producer
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"passthrough-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
+    p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
+    c.subscribe([settings.topics.listings])
+    got, t0, c0 = 0, None, None
+    while got < n:
+        msgs = c.consume(1000, timeout=2.0)
+        if not msgs:
+            continue
+        if t0 is None:
+            t0, c0 = time.monotonic(), time.process_time()
+        for m in msgs:
+            if m.error():
+                continue
+            while True:
+                try:
+                    p.produce("bench-passthrough", m.value(), m.key())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            got += 1
+        p.poll(0)
+    p.flush(30)
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    c.close()
+    return got / cpu, got / wall
+
+
+def _job_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+            "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
+            "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
+
+
+def e2e(settings: Settings, parallelism: int, total: int) -> dict:
+    """Start the job on a topic already holding `total` updates; measure between 10 % and 90 %
+    committed (start-up excluded)."""
+    log = open(settings.state_dir / f"bench-job-p{parallelism}.log", "wb")
+    job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
+                           cwd=ROOT, env=_job_env(settings), stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    log.close()
+    marks: list[tuple[float, int, float]] = []
+    peak = 0.0
+    t_start = time.monotonic()
+    try:
+        while True:
+            if job.poll() is not None:
+                raise RuntimeError(f"job exited; see {settings.state_dir}/bench-job-p{parallelism}.log")
+            done = sum(committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings).values())
+            marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
+            peak = max(peak, rss_mib(job.pid))
+            if done >= total:
+                break
+            if time.monotonic() - t_start > 1800:
+                raise RuntimeError("job too slow: over 30 min")
+            time.sleep(0.5)
+    finally:
+        job.send_signal(signal.SIGTERM)
+        try:
+            job.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    a = next(m for m in marks if m[1] >= 0.1 * total)
+    b = next(m for m in marks if m[1] >= 0.9 * total)
+    n, wall, cpu = b[1] - a[1], b[0] - a[0], b[2] - a[2]
+    return {"parallelism": parallelism, "listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "listings_per_s": round(n / wall), "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2),
+            "peak_rss_mib": round(peak), "startup_s": round(a[0] - t_start, 1)}
+
+
+def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -> dict:
+    """Paced load at `rate`/s; event time = send time; latency = read_committed arrival of the
+    decision minus its listing's event time."""
+    log = open(settings.state_dir / "bench-job-latency.log", "wb")
+    job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, env=_job_env(settings),
+                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        time.sleep(5)
+        target = sum(end_offsets(settings.bootstrap, settings.topics.listings).values())
+        while sum(committed_offsets(settings.bootstrap, settings.consumer_group,
+                                    settings.topics.listings).values()) < target:
+            if job.poll() is not None:
+                raise RuntimeError("latency job exited")
+            time.sleep(0.5)
+        sent: dict[str, int] = {}
+        lat: list[float] = []
+        stop = threading.Event()
+
+        def reader():
+            for _k, v, _p, _o in consume(settings.bootstrap, settings.topics.decisions, idle_timeout_s=seconds + 30):
+                d = orjson.loads(v)
+                t = sent.get(d["listing_id"])
+                if t is not None and d.get("decided_at", 0) >= t:
+                    lat.append(time.time() - t / 1000)
+                if stop.is_set() and not v:
+                    break
+
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < seconds:
+            due = int((time.monotonic() - t0) * rate)
+            while i < due:
+                rec = traffic.next()
+                now = int(time.time() * 1000)
+                rec["event_time"] = now
+                sent[rec["listing_id"]] = now
+                p.produce(settings.topics.listings, orjson.dumps(rec), rec["listing_id"].encode())
+                i += 1
+            p.poll(0)
+            time.sleep(0.01)
+        p.flush(30)
+        time.sleep(10)
+        stop.set()
+    finally:
+        job.send_signal(signal.SIGTERM)
+        try:
+            job.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+    lat.sort()
+    q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))], 2)) if lat else (lambda f: None)
+    return {"rate_per_s": round(rate), "seconds": seconds, "decisions_timed": len(lat), "p50_s": q(0.5),
+            "p99_s": q(0.99)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args) -> dict:
+    base = Settings.from_env()
+    work = base.state_dir / "bench"
+    shutil.rmtree(work, ignore_errors=True)
+    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=_free_port())
+    broker.up()
+    tag = uuid.uuid4().hex[:6]
+    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, state_dir=work, consumer_group=f"bench-{tag}",
+                                   transactional_id_prefix=f"bench-{tag}", topics=Topics.prefixed(f"b{tag}-"))
+    ensure_topics(settings.bootstrap, contract_topics(settings.topics, partitions=4))
+    ensure_topics(settings.bootstrap, {"bench-passthrough": {"partitions": 4}})
+    out: dict = {"seed": SEED, "command": "zeroscan bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"]
+                                                                    else sys.argv[1:]),
+                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                 "mix": dataclasses.asdict(Mix()), "marks": args.marks}
+    try:
+        brands = brand_records(args.marks)
+        produce_lines(settings.bootstrap, settings.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
+        traffic = Traffic(brands)
+        traffic.warm(max(1000, args.listings // 10))
+        lines = list(traffic.lines(args.listings))
+        produce_lines(settings.bootstrap, settings.topics.listings, lines, "listing_id")
+        print(f"catalogue {len(brands)} brands / {args.marks} marks; {len(lines)} updates on the broker", flush=True)
+
+        sample = lines[: min(len(lines), 50_000)]
+        out["core_per_cpu_s"] = round(core_rate(brands, sample))
+        reposts = [orjson.dumps({**orjson.loads(x), "event_time": 1}) for x in sample[:20_000]]
+        out["fast_path_per_s_per_core"] = round(fast_path_rate(brands, reposts))
+        out["naive_per_s_per_core"] = round(naive_rate(brands, lines[:2000]))
+        print(f"in-process: scan {out['core_per_cpu_s']}/cpu-s, fast path {out['fast_path_per_s_per_core']}/cpu-s, "
+              f"naive {out['naive_per_s_per_core']}/cpu-s", flush=True)
+        pt_cpu, pt_wall = passthrough_rate(settings, len(lines))
+        out["passthrough_per_s_per_core"], out["passthrough_per_s"] = round(pt_cpu), round(pt_wall)
+        print(f"passthrough: {out['passthrough_per_s']}/s wall, {out['passthrough_per_s_per_core']}/cpu-s", flush=True)
+
+        out["e2e"] = []
+        for p in args.parallelism:
+            s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-p{p}",
+                                    transactional_id_prefix=f"{settings.transactional_id_prefix}-p{p}",
+                                    state_dir=work / f"p{p}")
+            s.state_dir.mkdir(parents=True, exist_ok=True)
+            r = e2e(s, p, len(lines))
+            out["e2e"].append(r)
+            print(f"end to end, parallelism {p}: {r}", flush=True)
+        best = max(out["e2e"], key=lambda r: r["listings_per_cpu_s"])
+        out["listings_per_s_per_core"] = best["listings_per_cpu_s"]
+        sustained = out["e2e"][0]["listings_per_s"]
+        if not args.quick:
+            s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-lat",
+                                    transactional_id_prefix=f"{settings.transactional_id_prefix}-lat",
+                                    state_dir=work / "lat")
+            s.state_dir.mkdir(parents=True, exist_ok=True)
+            out["latency_at_80pct"] = latency(s, 0.8 * sustained, args.latency_seconds, traffic)
+            out["p99_latency_s"] = out["latency_at_80pct"]["p99_s"]
+            print(f"latency at 80% of sustained: {out['latency_at_80pct']}", flush=True)
+        if args.scale_marks:
+            big = brand_records(args.scale_marks)
+            t_big = Traffic(big)
+            t_big.warm(2000)
+            big_lines = list(t_big.lines(20_000))
+            small_rate = core_rate(brands, sample[:20_000])
+            out["scale"] = {"marks_small": args.marks, "marks_large": args.scale_marks,
+                            "core_small_per_cpu_s": round(small_rate),
+                            "core_large_per_cpu_s": round(core_rate(big, big_lines))}
+            out["throughput_1m_marks_over_1k"] = round(out["scale"]["core_large_per_cpu_s"] / small_rate, 3)
+            print(f"scale: {out['scale']}", flush=True)
+        per_core = out["listings_per_s_per_core"]
+        out["cores_for_8b_per_day"] = round(DAILY_UPDATES / 86_400 / per_core, 1)
+    finally:
+        broker.down()
+    return out
+
+
+def write_results(res: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    rows = [("plain Python Kafka passthrough (I/O ceiling)", res["passthrough_per_s_per_core"]),
+            ("zeroscan end to end, exactly-once (best parallelism)", res["listings_per_s_per_core"]),
+            ("scan operator work in process (parse, match, decide)", res["core_per_cpu_s"]),
+            ("unchanged re-post fast path (in process)", res["fast_path_per_s_per_core"]),
+            ("naive scanner: loop over all marks", res["naive_per_s_per_core"])]
+    md = ["| what | listings per CPU-second |", "|---|---:|"] + [f"| {w} | {v:,} |" for w, v in rows]
+    md += ["", "| parallelism | listings/s (wall) | listings per CPU-second | cores busy | peak RSS MiB | start-up s |",
+           "|---:|---:|---:|---:|---:|---:|"]
+    md += [f"| {r['parallelism']} | {r['listings_per_s']:,} | {r['listings_per_cpu_s']:,} | {r['cores_busy']} | "
+           f"{r['peak_rss_mib']:,} | {r['startup_s']} |" for r in res["e2e"]]
+    if "latency_at_80pct" in res:
+        lat = res["latency_at_80pct"]
+        md += ["", f"Latency at {lat['rate_per_s']:,}/s (80 % of sustained), event time to read_committed arrival: "
+                   f"p50 {lat['p50_s']} s, p99 {lat['p99_s']} s ({lat['decisions_timed']} decisions)."]
+    if "scale" in res:
+        sc = res["scale"]
+        md += ["", f"Scan work at {sc['marks_large']:,} marks: {sc['core_large_per_cpu_s']:,}/CPU-s vs "
+                   f"{sc['core_small_per_cpu_s']:,} at {sc['marks_small']:,} (ratio {res['throughput_1m_marks_over_1k']})."]
+    md += ["", f"8 billion updates a day = {DAILY_UPDATES / 86_400:,.0f}/s: {res['cores_for_8b_per_day']} cores at the "
+               f"end-to-end rate per core.", "", f"Command: `{res['command']}`; seed {res['seed']}; "
+               f"machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, Python {res['machine']['python']}."]
+    (RESULTS / "latest.md").write_text("\n".join(md) + "\n")
+    _plot(rows, RESULTS / "latest.png")
+
+
+def _plot(rows: list[tuple[str, int]], path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    w, h, left = 1000, 60 + 50 * len(rows), 420
+    img = np.full((h, w, 3), 255, np.uint8)
+    top = max(v for _, v in rows)
+    cv2.putText(img, "listings per CPU-second (log scale)", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2)
+    for i, (label, v) in enumerate(rows):
+        y = 60 + 50 * i
+        length = int((w - left - 120) * max(0.0, np.log10(max(v, 1))) / np.log10(max(top, 10)))
+        cv2.rectangle(img, (left, y), (left + length, y + 30), (180, 110, 40), -1)
+        cv2.putText(img, label[:48], (10, y + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+        cv2.putText(img, f"{v:,}", (left + length + 8, y + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--listings", type=int, default=300_000)
+    ap.add_argument("--marks", type=int, default=1000)
+    ap.add_argument("--parallelism", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    ap.add_argument("--scale-marks", type=int, default=1_000_000, help="0 to skip the large-catalogue run")
+    ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--quick", action="store_true", help="skip the latency run")
+    args = ap.parse_args(argv)
+    res = run(args)
+    write_results(res)
+    print((RESULTS / "latest.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

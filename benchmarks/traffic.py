@@ -1,0 +1,89 @@
+"""Seeded, realistic listing-update traffic for the throughput benchmark.
+
+A catalogue of brands (brand-like pseudo-words, 4 marks per brand) and a stream of updates
+whose mix follows a marketplace: most updates re-post unchanged content (price or stock
+changes), some edit the text, a few are new listings. Images come from a shared pool, so the
+same image recurs. About 1 % of listings present a brand from an unauthorized seller, a
+quarter of them disguised (leet, homoglyph, split letters, typo).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import orjson
+
+from benchmarks.text_matching import MARKS_PER_BRAND, base_titles, disguise, make_marks
+
+SEED = 20261128
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    unchanged: float = 0.80
+    edited: float = 0.15
+    new: float = 0.05
+    infringing: float = 0.01
+    max_images: int = 5
+    image_pool: int = 50_000
+
+
+def brand_records(n_marks: int, seed: int = SEED) -> list[dict]:
+    """Contract JSON of the catalogue: n_marks word marks, 4 per brand."""
+    marks = make_marks(n_marks, random.Random(seed))
+    return [{"brand_id": f"b{i}", "name": marks[i], "trademarks": marks[i:i + MARKS_PER_BRAND],
+             "authorized_sellers": [f"auth-b{i}"], "enforcement": "takedown", "version": 1}
+            for i in range(0, len(marks), MARKS_PER_BRAND)]
+
+
+class Traffic:
+    """An endless, deterministic stream of listing updates (contract JSON bytes)."""
+
+    def __init__(self, brands: list[dict], mix: Mix = Mix(), seed: int = SEED, t0_ms: int = 1_767_225_600_000):
+        self.rng = random.Random(seed)
+        self.mix = mix
+        self.titles = base_titles()
+        self.marks = [m for b in brands for m in b["trademarks"]]
+        self.t0 = t0_ms
+        self.live: list[dict] = []
+        self.n = 0
+
+    def _new(self) -> dict:
+        rng = self.rng
+        title = rng.choice(self.titles)
+        if rng.random() < self.mix.infringing:
+            mark = rng.choice(self.marks)
+            title = (disguise(mark, rng) if rng.random() < 0.25 else mark) + " " + title
+        k = rng.randint(0, self.mix.max_images)
+        images = [{"uri": f"https://img.example/{i}.jpg", "sha256": f"{i:064x}"}
+                  for i in (rng.randrange(self.mix.image_pool) for _ in range(k))]
+        rec = {"listing_id": f"x{len(self.live)}", "seller_id": f"s-{rng.randrange(50_000)}", "title": title,
+               "price": {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}, "images": images}
+        self.live.append(rec)
+        return rec
+
+    def next(self) -> dict:
+        rng = self.rng
+        r = rng.random()
+        if not self.live or r < self.mix.new:
+            rec = self._new()
+        else:
+            rec = dict(self.live[rng.randrange(len(self.live))])
+            if r < self.mix.new + self.mix.edited:
+                words = rec["title"].split()
+                words[rng.randrange(len(words))] = rng.choice(("New", "2024", "Pro", "Sale", "Black", "XL"))
+                rec["title"] = " ".join(words)
+                self.live[int(rec["listing_id"][1:])] = rec
+            rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
+        self.n += 1
+        return {**rec, "event_time": self.t0 + self.n}
+
+    def lines(self, n: int) -> Iterator[bytes]:
+        for _ in range(n):
+            yield orjson.dumps(self.next())
+
+    def warm(self, n_live: int) -> None:
+        """Create n_live listings first, so re-posts have something to re-post."""
+        while len(self.live) < n_live:
+            self._new()
