@@ -57,6 +57,8 @@ def loads(raw: bytes | str, limit: int = MAX_RECORD_BYTES) -> dict[str, Any]:
 def _str(obj: dict, name: str, *, required: bool = False, min_len: int = 0, max_len: int,
          default: str = "", where: str = "") -> str:
     v = obj.get(name)
+    if type(v) is str and min_len <= len(v) <= max_len:  # the common case, checked first
+        return v
     name = where + name
     if v is None:
         if name in obj:
@@ -124,9 +126,10 @@ def _images(v: Any, name: str, max_items: int) -> tuple[ImageRef, ...]:
     for i, im in enumerate(v):
         if not isinstance(im, dict):
             raise ContractError(f"{name}[{i}]: expected an object {{uri, sha256?}}")
-        uri = _str(im, "uri", required=True, min_len=1, max_len=2048, where=f"{name}[{i}].")
-        sha = im.get("sha256")
-        if sha is not None and (not isinstance(sha, str) or not SHA256_RE.fullmatch(sha)):
+        uri, sha = im.get("uri"), im.get("sha256")
+        if not (type(uri) is str and 1 <= len(uri) <= 2048):
+            uri = _str(im, "uri", required=True, min_len=1, max_len=2048, where=f"{name}[{i}].")
+        if sha is not None and (type(sha) is not str or len(sha) != 64 or not SHA256_RE.fullmatch(sha)):
             raise ContractError(f"{name}[{i}].sha256: expected 64 lower-case hex digits")
         out.append(ImageRef(uri, sha))
     return tuple(out)

@@ -71,6 +71,10 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         if not jars:
             raise RuntimeError(f"Flink Kafka connector jar missing in {settings.jar_dir}: run `make jars`")
         values["pipeline.jars"] = ";".join(j.as_uri() for j in jars)
+    # ZEROSCAN_FLINK_OPTS="key=value;key=value" overrides config.yaml (benchmarks, experiments).
+    for item in filter(None, os.environ.get("ZEROSCAN_FLINK_OPTS", "").split(";")):
+        k, _, v = item.partition("=")
+        values[k.strip()] = v.strip()
     for k, v in (overrides or {}).items():
         if v is None:
             values.pop(k, None)

@@ -69,6 +69,8 @@ def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse) -> tuple[objec
 
 def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: ScanContext, now_ms: int,
                  streams: Sequence[str] | None = None) -> list[OutRow]:
+    """Rows in input order. Listings are scanned in batches; a feedback event is judged after
+    every listing before it in the batch was scanned (it may remove one of them)."""
     rows: list[OutRow | None] = [None] * len(raws)
     ok_idx: list[int] = []
     listings: list[Listing] = []
@@ -76,6 +78,8 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
         stream = streams[i] if streams is not None else LISTING
         if stream == FEEDBACK:
             ev, dead = _parse(raw, origins[i], now_ms, feedback_from_obj)
+            if dead is None:
+                _scan_pending(ok_idx, listings, rows, ctx, now_ms)
             rows[i] = dead or _feedback_row(ev, ctx, now_ms)
             continue
         listing, dead = _parse(raw, origins[i], now_ms, listing_from_obj)
@@ -84,6 +88,15 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
             continue
         ok_idx.append(i)
         listings.append(listing)
+    _scan_pending(ok_idx, listings, rows, ctx, now_ms)
+    return rows  # type: ignore[return-value]
+
+
+def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow | None], ctx: ScanContext,
+                  now_ms: int) -> None:
+    """Scan the listings collected so far into their rows, and empty the lists."""
+    if not listings:
+        return
     decisions = ctx.scanner.scan(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
     for i, listing, d in zip(ok_idx, listings, decisions):
         if d is not None:
@@ -92,7 +105,8 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
             reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
             rows[i] = OutRow(RowKind.PASS, listing.listing_id, None, None,
                              clear_prefix(listing.listing_id, listing.seller_id, now_ms, reason))
-    return rows  # type: ignore[return-value]
+    ok_idx.clear()
+    listings.clear()
 
 
 def _feedback_row(ev, ctx: ScanContext, now_ms: int) -> OutRow:

@@ -73,3 +73,35 @@ def test_broken_records_go_to_the_dead_letter_output_with_reasons(sample_scan):
     assert any("price.amount" in r for r in reasons)
     assert sum("not valid UTF-8 JSON" in r for r in reasons) == 2
     assert all(d["origin"]["file"].endswith("listings.jsonl") for d in dead)
+
+
+def test_feedback_file_is_merged_by_event_time(tmp_path):
+    """File mode with --feedback: a removal acts on the listing posted before it, and a
+    near-duplicate posted after it is flagged from what the removal taught."""
+    t0 = 1_767_225_600_000
+    brands = tmp_path / "brands.jsonl"
+    brands.write_text(json.dumps({"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"],
+                                  "enforcement": "takedown", "version": 1}) + "\n")
+    listings = tmp_path / "listings.jsonl"
+    listings.write_text("\n".join(json.dumps(r) for r in [
+        {"listing_id": "a", "seller_id": "s-1", "event_time": t0, "title": "Veltrex cordless drill 18V two batteries case"},
+        {"listing_id": "b", "seller_id": "s-2", "event_time": t0 + 2000,
+         "title": "cordless drill 18V two batteries case NEW"},
+    ]) + "\n")
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text(json.dumps({"kind": "brand_removal", "listing_id": "a", "brand_id": "veltrix",
+                                    "event_time": t0 + 1000, "actor": "owner"}) + "\n")
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
+    out = tmp_path / "d.jsonl"
+    res = run_file_scan(settings, brands, listings, out, tmp_path / "dead.jsonl", feedback=feedback)
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    by = {}
+    for d in decisions:
+        by.setdefault(d["listing_id"], []).append(d)
+    assert [d["action"] for d in by["a"]] == ["review", "takedown"]       # misspelt mark, then the removal
+    assert by["a"][-1]["signals"][0]["kind"] == "brand_removal"
+    assert by["b"][0]["action"] == "takedown"
+    assert "feedback_neighbor" in {s["kind"] for s in by["b"][0]["signals"]}
+    assert res.ledger_events == 1
+    ledger = [json.loads(line) for line in (tmp_path / "d.ledger.jsonl").read_text().splitlines()]
+    assert ledger[0]["kind"] == "removal_accepted"

@@ -118,3 +118,13 @@ def test_brand_table_refuses_old_versions_and_honours_tombstones():
     assert t.live() == []
     with pytest.raises(StaleVersionError):
         t.apply(parse_brand(json.dumps({**BRAND, "version": 4})))
+
+
+def test_feedback_is_judged_after_the_listings_before_it_in_the_same_batch():
+    from brand_signals.feedback import ContextStore, FeedbackState
+
+    removal = json.dumps({"kind": "brand_removal", "listing_id": "l1", "brand_id": "veltrix", "event_time": 5,
+                          "actor": "owner"}).encode()
+    ctx = ScanContext(catalog(BRAND), Scanner("test"), FeedbackState(), ContextStore())
+    rows = scan_records([rec(1), removal], [Origin("t", 0, 0), Origin("f", 0, 0)], ctx, 42, ["listing", "feedback"])
+    assert rows[1].kind is RowKind.DECISION and rows[1].action == "takedown+removal"
