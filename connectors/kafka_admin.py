@@ -28,8 +28,14 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
     }
 
 
+def _admin(bootstrap: str) -> AdminClient:
+    from connectors.kafka_io import RDKAFKA_LOG
+
+    return AdminClient({"bootstrap.servers": bootstrap}, logger=RDKAFKA_LOG)
+
+
 def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = _admin(bootstrap)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -45,7 +51,7 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
 
 def ensure_topics(bootstrap: str, topics: dict[str, dict]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = _admin(bootstrap)
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(name, num_partitions=spec.get("partitions", 1), replication_factor=1,
                     config=spec.get("config", {}))

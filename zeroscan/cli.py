@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # librdkafka retries while a fresh broker settles: not worth a warning
+        logging.getLogger("librdkafka").setLevel(logging.ERROR)
     return args.fn(args, Settings.from_env())
 
 

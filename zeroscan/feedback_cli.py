@@ -50,10 +50,16 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _publisher(settings: Settings):
+def _submit(settings: Settings, ev: FeedbackEvent) -> int:
+    """Send one feedback event and print it as sent."""
     from connectors.feedback_io import FeedbackPublisher
 
-    return FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
+    pub = FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
+    try:
+        print(orjson.dumps(pub.submit(ev)).decode())
+    finally:
+        pub.close()
+    return 0
 
 
 def cmd_removals_create(args, settings: Settings) -> int:
@@ -80,24 +86,13 @@ def cmd_removals_create(args, settings: Settings) -> int:
     if entry is None or entry.owner != account.name:
         print(f"error: brand {args.brand} is not registered to account {account.name}", file=sys.stderr)
         return 3
-    ev = FeedbackEvent(FeedbackKind.BRAND_REMOVAL, args.listing, args.brand, _now_ms(), account.name, args.reason)
-    pub = _publisher(settings)
-    try:
-        print(orjson.dumps(pub.submit(ev)).decode())
-    finally:
-        pub.close()
-    return 0
+    return _submit(settings, FeedbackEvent(FeedbackKind.BRAND_REMOVAL, args.listing, args.brand, _now_ms(),
+                                           account.name, args.reason))
 
 
 def cmd_appeals_decide(args, settings: Settings) -> int:
     kind = FeedbackKind.APPEAL_UPHELD if args.upheld else FeedbackKind.APPEAL_REJECTED
-    ev = FeedbackEvent(kind, args.listing, args.brand, _now_ms(), args.reviewer, args.reason)
-    pub = _publisher(settings)
-    try:
-        print(orjson.dumps(pub.submit(ev)).decode())
-    finally:
-        pub.close()
-    return 0
+    return _submit(settings, FeedbackEvent(kind, args.listing, args.brand, _now_ms(), args.reviewer, args.reason))
 
 
 def cmd_removals_status(args, settings: Settings) -> int:

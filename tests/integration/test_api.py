@@ -301,3 +301,38 @@ def test_self_service_removal_and_open_signals(start_api, kafka_settings):
         time.sleep(0.2)
     assert [d["listing_id"] for d in got] == ["l-7"]
     assert api.get("bob", "/v1/brands/acme/signals").status_code == 403
+
+
+def test_cli_removal_needs_the_owners_token_and_appeals_are_recorded(kafka_settings, tmp_path, capsys,
+                                                                     monkeypatch):
+    """`zeroscan removals create` acts only with the token of the brand's owner; `appeals decide`
+    records the reviewer's answer; both land on the feedback topic."""
+    import argparse
+
+    from brand_signals.contract import brand_from_obj
+    from brand_signals.registry import Actor
+    from zeroscan.feedback_cli import register
+
+    accounts = AccountStore.at_state_dir(kafka_settings.state_dir)
+    alice, bob = accounts.create("alice")[1], accounts.create("bob")[1]
+    with BrandRegistry.at_state_dir(kafka_settings.state_dir) as reg:
+        reg.put(brand_from_obj(brand()), Actor.account("alice"))
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers(dest="command", required=True))
+
+    def run(*argv: str) -> int:
+        args = ap.parse_args(list(argv))
+        return args.fn(args, kafka_settings)
+
+    monkeypatch.setenv("ZEROSCAN_TOKEN", bob)
+    assert run("removals", "create", "--brand", "acme", "--listing", "l-1") == 3
+    monkeypatch.setenv("ZEROSCAN_TOKEN", "zs_not-a-token")
+    assert run("removals", "create", "--brand", "acme", "--listing", "l-1") == 2
+    monkeypatch.setenv("ZEROSCAN_TOKEN", alice)
+    assert run("removals", "create", "--brand", "acme", "--listing", "l-1", "--reason", "fake") == 0
+    assert run("appeals", "decide", "--brand", "acme", "--listing", "l-1", "--upheld", "--reviewer", "r-7") == 0
+    err = capsys.readouterr().err
+    assert "not registered to account bob" in err and "invalid API token" in err
+    sent = [json.loads(v) for _k, v, _p, _o in consume(kafka_settings.bootstrap, kafka_settings.topics.feedback,
+                                                      idle_timeout_s=2.0)]
+    assert [(e["kind"], e["actor"]) for e in sent] == [("brand_removal", "alice"), ("appeal_upheld", "r-7")]
