@@ -18,11 +18,8 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,9 +30,10 @@ from benchmarks.traffic import SEED, Mix, Traffic, brand_records
 from brand_signals.catalog import Catalog
 from brand_signals.contract import parse_brand
 from brand_signals.scanner import Scanner
-from connectors.kafka_admin import committed_offsets, contract_topics, end_offsets, ensure_topics
+from benchmarks.kafka_measures import e2e, latency, passthrough_rate
+from connectors.kafka_admin import contract_topics, ensure_topics
 from connectors.kafka_broker import KafkaBroker
-from connectors.kafka_io import RDKAFKA_LOG, produce_lines
+from connectors.kafka_io import produce_lines
 from connectors.serde import Origin
 from pipelines.steps import ScanContext, scan_records
 from zeroscan.settings import ROOT, Settings, Topics
@@ -44,50 +42,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 # Project Zero's volume: 8 billion listing updates a day.
 DAILY_UPDATES = 8_000_000_000
 CORE_BATCH = 2000  # rows per scan call, as python.fn-execution.arrow.batch.size
-
-
-# --- CPU accounting through /proc -----------------------------------------------------------
-
-def _tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                continue
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, ()))
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for p in _tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError):
-            continue
-    return total
-
-
-def rss_mib(pid: int) -> float:
-    total = 0
-    for p in _tree(pid):
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1])
-        except OSError:
-            continue
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 # --- in-process measurements ----------------------------------------------------------------
@@ -131,156 +85,6 @@ def naive_rate(brands: list[dict], lines: list[bytes]) -> float:
                 flagged += 1
                 break
     return len(lines) / (time.process_time() - t0)
-
-
-# --- Kafka measurements ---------------------------------------------------------------------
-
-def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
-    """A Python consume -> produce loop over the listings topic; (per CPU second, wall/s)."""
-    from confluent_kafka import Consumer, Producer
-
-    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"passthrough-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
-    p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
-    c.subscribe([settings.topics.listings])
-    got, t0, c0 = 0, None, None
-    while got < n:
-        msgs = c.consume(1000, timeout=2.0)
-        if not msgs:
-            continue
-        if t0 is None:
-            t0, c0 = time.monotonic(), time.process_time()
-        for m in msgs:
-            if m.error():
-                continue
-            while True:
-                try:
-                    p.produce("bench-passthrough", m.value(), m.key())
-                    break
-                except BufferError:
-                    p.poll(0.05)
-            got += 1
-        p.poll(0)
-    p.flush(30)
-    wall, cpu = time.monotonic() - t0, time.process_time() - c0
-    c.close()
-    return got / cpu, got / wall
-
-
-def _job_env(settings: Settings) -> dict[str, str]:
-    # Text path end to end; image throughput has its own benchmark (benchmarks/images.py): the
-    # generated image uris point nowhere.
-    return {**os.environ, "ZEROSCAN_IMAGES": "off", "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
-            "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
-            "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
-
-
-def e2e(settings: Settings, parallelism: int, total: int) -> dict:
-    """Start the job on a topic already holding `total` updates; measure between 10 % and 90 %
-    committed (start-up excluded)."""
-    log = open(settings.state_dir / f"bench-job-p{parallelism}.log", "wb")
-    job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
-                           cwd=ROOT, env=_job_env(settings), stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
-    log.close()
-    marks: list[tuple[float, int, float]] = []
-    peak = 0.0
-    t_start = time.monotonic()
-    try:
-        while True:
-            if job.poll() is not None:
-                raise RuntimeError(f"job exited; see {settings.state_dir}/bench-job-p{parallelism}.log")
-            done = sum(committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings).values())
-            marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
-            peak = max(peak, rss_mib(job.pid))
-            if done >= total:
-                break
-            if time.monotonic() - t_start > 1800:
-                raise RuntimeError("job too slow: over 30 min")
-            time.sleep(0.5)
-    finally:
-        job.send_signal(signal.SIGTERM)
-        try:
-            job.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait()
-    a = next(m for m in marks if m[1] >= 0.1 * total)
-    b = next(m for m in marks if m[1] >= 0.9 * total)
-    n, wall, cpu = b[1] - a[1], b[0] - a[0], b[2] - a[2]
-    return {"parallelism": parallelism, "listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "listings_per_s": round(n / wall), "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2),
-            "peak_rss_mib": round(peak), "startup_s": round(a[0] - t_start, 1)}
-
-
-def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -> dict:
-    """Paced load at `rate`/s; event time = send time; latency = read_committed arrival of the
-    decision minus its listing's event time."""
-    log = open(settings.state_dir / "bench-job-latency.log", "wb")
-    job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, env=_job_env(settings),
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    try:
-        time.sleep(5)
-        target = sum(end_offsets(settings.bootstrap, settings.topics.listings).values())
-        while sum(committed_offsets(settings.bootstrap, settings.consumer_group,
-                                    settings.topics.listings).values()) < target:
-            if job.poll() is not None:
-                raise RuntimeError("latency job exited")
-            time.sleep(0.5)
-        sent: dict[str, int] = {}
-        lat: list[float] = []
-        stop = threading.Event()
-
-        def reader():
-            from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-            c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"lat-{uuid.uuid4()}",
-                          "isolation.level": "read_committed", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
-            parts = c.list_topics(settings.topics.decisions, timeout=10).topics[settings.topics.decisions].partitions
-            c.assign([TopicPartition(settings.topics.decisions, p, OFFSET_BEGINNING) for p in parts])
-            while not stop.is_set():
-                m = c.poll(0.2)
-                if m is None or m.error():
-                    continue
-                d = orjson.loads(m.value())
-                t = sent.get(d["listing_id"])
-                if t is not None and d.get("decided_at", 0) >= t:
-                    lat.append(time.time() - t / 1000)
-            c.close()
-
-        th = threading.Thread(target=reader, daemon=True)
-        th.start()
-        from confluent_kafka import Producer
-
-        p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
-        t0 = time.monotonic()
-        i = 0
-        while time.monotonic() - t0 < seconds:
-            due = int((time.monotonic() - t0) * rate)
-            while i < due:
-                rec = traffic.next()
-                now = int(time.time() * 1000)
-                rec["event_time"] = now
-                sent[rec["listing_id"]] = now
-                p.produce(settings.topics.listings, orjson.dumps(rec), rec["listing_id"].encode())
-                i += 1
-            p.poll(0)
-            time.sleep(0.01)
-        p.flush(30)
-        time.sleep(10)
-        stop.set()
-        th.join(10)
-    finally:
-        job.send_signal(signal.SIGTERM)
-        try:
-            job.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-    lat.sort()
-    q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))], 2)) if lat else (lambda f: None)
-    return {"rate_per_s": round(rate), "seconds": seconds, "decisions_timed": len(lat), "p50_s": q(0.5),
-            "p99_s": q(0.99)}
 
 
 def _free_port() -> int:
@@ -362,9 +166,9 @@ def run(args) -> dict:
     return out
 
 
-def write_results(res: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+def write_results(res: dict, results: Path = RESULTS) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "latest.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     rows = [("Python Kafka passthrough (I/O ceiling)", res["passthrough_per_s_per_core"]),
             ("zeroscan end to end, exactly-once", res["listings_per_s_per_core"]),
             ("scan work in process (parse..decide)", res["core_per_cpu_s"]),
@@ -386,8 +190,8 @@ def write_results(res: dict) -> None:
     md += ["", f"8 billion updates a day = {DAILY_UPDATES / 86_400:,.0f}/s: {res['cores_for_8b_per_day']} cores at the "
                f"end-to-end rate per core.", "", f"Command: `{res['command']}`; seed {res['seed']}; "
                f"machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, Python {res['machine']['python']}."]
-    (RESULTS / "latest.md").write_text("\n".join(md) + "\n")
-    _plot(rows, RESULTS / "latest.png")
+    (results / "latest.md").write_text("\n".join(md) + "\n")
+    _plot(rows, results / "latest.png")
 
 
 def _plot(rows: list[tuple[str, int]], path: Path) -> None:
@@ -415,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-marks", type=int, default=1_000_000, help="0 to skip the large-catalogue run")
     ap.add_argument("--latency-seconds", type=float, default=30.0)
     ap.add_argument("--quick", action="store_true", help="skip the latency run")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder for latest.json/.md/.png")
     args = ap.parse_args(argv)
     res = run(args)
-    write_results(res)
-    print((RESULTS / "latest.md").read_text())
+    write_results(res, args.results)
+    print((args.results / "latest.md").read_text())
     return 0
 
 

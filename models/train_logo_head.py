@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.embedder import STRIDE, FeatureExtractor, letterbox  # noqa: E402
-from models.logo_head import (QUERY_SIDE, REF_SIDE, LogoHead, glyph_mask, normalise,  # noqa: E402
+from models.logo_head import (QUERY_SIDE, LogoHead, glyph_mask, normalise,  # noqa: E402
                               pool_windows, reference_renders, tight_crop, valid_cells, windows)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "logos"
@@ -254,7 +254,6 @@ def mine_hard_negatives(d: dict, held: list[str], W, g, mu, sd, per_photo: int) 
 
 def train(d: dict, held: list[str], steps: int, seed: int) -> tuple[LogoHead, dict]:
     rng = np.random.default_rng(seed)
-    held_set = set(held)
     rmask = ~np.isin(d["ref_brand"], held)
     ref_f, ref_brand = d["ref_f"][rmask], d["ref_brand"][rmask]
     pmask = ~np.isin(d["pos_brand"], held) & ~np.isin(d["pos_photo"], held)

@@ -3,7 +3,6 @@ clean ones and broken records), run the streaming job until everything is scanne
 committed, print what it found in plain language, and shut everything down."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

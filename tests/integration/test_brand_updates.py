@@ -2,7 +2,6 @@
 job started is enforced, a withdrawn one no longer is; propagation time is measured."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest

@@ -1,0 +1,216 @@
+"""The benchmark's measurements through a real Kafka broker: a plain Python passthrough, the
+scanner job end to end, and latency under paced load; CPU and memory of a process tree from
+/proc."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import orjson
+
+from benchmarks.traffic import Traffic
+from connectors.kafka_admin import committed_offsets, end_offsets
+from connectors.kafka_io import RDKAFKA_LOG
+from zeroscan.settings import ROOT, Settings
+
+
+# --- CPU accounting through /proc -----------------------------------------------------------
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            continue
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1])
+        except OSError:
+            continue
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --- Kafka measurements ---------------------------------------------------------------------
+
+def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
+    """A Python consume -> produce loop over the listings topic; (per CPU second, wall/s)."""
+    from confluent_kafka import Consumer, Producer
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"passthrough-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
+    p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
+    c.subscribe([settings.topics.listings])
+    got, t0, c0 = 0, None, None
+    while got < n:
+        msgs = c.consume(1000, timeout=2.0)
+        if not msgs:
+            continue
+        if t0 is None:
+            t0, c0 = time.monotonic(), time.process_time()
+        for m in msgs:
+            if m.error():
+                continue
+            while True:
+                try:
+                    p.produce("bench-passthrough", m.value(), m.key())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            got += 1
+        p.poll(0)
+    p.flush(30)
+    wall, cpu = time.monotonic() - t0, time.process_time() - c0
+    c.close()
+    return got / cpu, got / wall
+
+
+def _job_env(settings: Settings) -> dict[str, str]:
+    # Text path end to end; image throughput has its own benchmark (benchmarks/images.py): the
+    # generated image uris point nowhere.
+    return {**os.environ, "ZEROSCAN_IMAGES": "off", "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+            "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
+            "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
+
+
+def start_job(settings: Settings, parallelism: int, log_name: str) -> subprocess.Popen:
+    with open(settings.state_dir / log_name, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
+                                cwd=ROOT, env=_job_env(settings), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_job(job: subprocess.Popen) -> None:
+    """SIGTERM (stop with a savepoint), then kill the whole process group after two minutes."""
+    job.send_signal(signal.SIGTERM)
+    try:
+        job.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
+def e2e(settings: Settings, parallelism: int, total: int) -> dict:
+    """Start the job on a topic already holding `total` updates; measure between 10 % and 90 %
+    committed (start-up excluded)."""
+    job = start_job(settings, parallelism, f"bench-job-p{parallelism}.log")
+    marks: list[tuple[float, int, float]] = []
+    peak = 0.0
+    t_start = time.monotonic()
+    try:
+        while True:
+            if job.poll() is not None:
+                raise RuntimeError(f"job exited; see {settings.state_dir}/bench-job-p{parallelism}.log")
+            done = sum(committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings).values())
+            marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
+            peak = max(peak, rss_mib(job.pid))
+            if done >= total:
+                break
+            if time.monotonic() - t_start > 1800:
+                raise RuntimeError("job too slow: over 30 min")
+            time.sleep(0.5)
+    finally:
+        stop_job(job)
+    a = next(m for m in marks if m[1] >= 0.1 * total)
+    b = next(m for m in marks if m[1] >= 0.9 * total)
+    n, wall, cpu = b[1] - a[1], b[0] - a[0], b[2] - a[2]
+    return {"parallelism": parallelism, "listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "listings_per_s": round(n / wall), "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2),
+            "peak_rss_mib": round(peak), "startup_s": round(a[0] - t_start, 1)}
+
+
+def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -> dict:
+    """Paced load at `rate`/s; event time = send time; latency = read_committed arrival of the
+    decision minus its listing's event time."""
+    job = start_job(settings, 1, "bench-job-latency.log")
+    try:
+        time.sleep(5)
+        target = sum(end_offsets(settings.bootstrap, settings.topics.listings).values())
+        while sum(committed_offsets(settings.bootstrap, settings.consumer_group,
+                                    settings.topics.listings).values()) < target:
+            if job.poll() is not None:
+                raise RuntimeError("latency job exited")
+            time.sleep(0.5)
+        sent: dict[str, int] = {}
+        lat: list[float] = []
+        stop = threading.Event()
+
+        def reader():
+            from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+            c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"lat-{uuid.uuid4()}",
+                          "isolation.level": "read_committed", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
+            parts = c.list_topics(settings.topics.decisions, timeout=10).topics[settings.topics.decisions].partitions
+            c.assign([TopicPartition(settings.topics.decisions, p, OFFSET_BEGINNING) for p in parts])
+            while not stop.is_set():
+                m = c.poll(0.2)
+                if m is None or m.error():
+                    continue
+                d = orjson.loads(m.value())
+                t = sent.get(d["listing_id"])
+                if t is not None and d.get("decided_at", 0) >= t:
+                    lat.append(time.time() - t / 1000)
+            c.close()
+
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < seconds:
+            due = int((time.monotonic() - t0) * rate)
+            while i < due:
+                rec = traffic.next()
+                now = int(time.time() * 1000)
+                rec["event_time"] = now
+                sent[rec["listing_id"]] = now
+                p.produce(settings.topics.listings, orjson.dumps(rec), rec["listing_id"].encode())
+                i += 1
+            p.poll(0)
+            time.sleep(0.01)
+        p.flush(30)
+        time.sleep(10)
+        stop.set()
+        th.join(10)
+    finally:
+        stop_job(job)
+    lat.sort()
+    q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))], 2)) if lat else (lambda f: None)
+    return {"rate_per_s": round(rate), "seconds": seconds, "decisions_timed": len(lat), "p50_s": q(0.5),
+            "p99_s": q(0.99)}
+
+
