@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import enum
-import re
 from array import array
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Sequence
@@ -27,6 +26,11 @@ import numpy as np
 
 from brand_signals import textnorm as tn
 from brand_signals.records import BrandReference, Evidence, Listing, Signal, SignalKind
+from brand_signals.token_streams import LEET_SYMBOL_RE as _LEET_SYMBOL_RE
+from brand_signals.token_streams import MAYBE_SPLIT_RE as _MAYBE_SPLIT_RE
+from brand_signals.token_streams import TokenStream as _Stream
+from brand_signals.token_streams import despaced_streams as _despaced_streams
+from brand_signals.token_streams import symbol_stream as _symbol_stream
 
 # --- scores (per signal; decide.py combines them with a noisy-OR) -------------------------
 # A mark (plain or visually disguised: homoglyph, leet, split letters, padding) in the title
@@ -150,9 +154,6 @@ _FOLD_MASK = _SHORT_TYPO - 1
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
 _LEET, _SPACING, _TYPO, _REPEAT = (int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.TYPO),
                                    int(tn.Fold.REPEAT))
-_LEET_SYMBOL_RE = re.compile(r"[$@!|]")
-# Two single characters split by one separator: the only texts worth a despaced stream.
-_MAYBE_SPLIT_RE = re.compile(r"(?<![^\W_])[^\W_][ .\-_·•*/~][^\W_](?![^\W_])")
 # Automaton values (pyahocorasick STORE_INTS keeps 32-bit ints): mark id * 2 + (1 if the
 # key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
 # index into a side table. Room for 500 M marks.
@@ -237,41 +238,6 @@ class _Hit(NamedTuple):
     end: int
     flags: int
     lead: bool
-
-
-class _Stream:
-    """A token sequence over a folded field, searched as one leet-keyed string ("hay"),
-    optionally only over a window of its tokens. Token spans (in the folded text) and per
-    token folds are only worked out when a key matches, which is rare."""
-
-    __slots__ = ("tokens", "hay", "offset", "needs", "anywhere", "_text", "_spans", "_tflags")
-
-    def __init__(self, tokens: Sequence[str], needs: int, text: str, *,
-                 window: tuple[int, int] | None = None, hay_tokens: Sequence[str] | None = None,
-                 spans: Sequence[tuple[int, int]] | None = None, tflags: Sequence[int] | None = None,
-                 anywhere: bool = False) -> None:
-        self.tokens = tokens
-        self.anywhere = anywhere     # misspellings count anywhere, not only in the brand position
-        a, b = window if window is not None else (0, len(tokens))
-        self.offset = a
-        self.hay = (" " + " ".join(hay_tokens if hay_tokens is not None else tokens[a:b]) + " ").translate(
-            tn.LEET_TABLE)
-        self.needs = needs           # a hit counts only if its folds include one of these (0: any)
-        self._text = text
-        self._spans = spans
-        self._tflags = tflags
-
-    def spans(self) -> Sequence[tuple[int, int]]:
-        if self._spans is None:
-            self._spans = [m.span() for m in tn.TOKEN_RE.finditer(self._text)]
-        return self._spans
-
-    def flags(self, first: int, last: int) -> int:
-        f = 0
-        if self._tflags is not None:
-            for k in range(first, last + 1):
-                f |= self._tflags[k]
-        return f
 
 
 def _category_related(listing_category: str, brand_categories: Sequence[str]) -> bool:
@@ -629,103 +595,6 @@ def _multi_add(d: dict[str, object], key: str, value: int) -> None:
             d[key] = (cur, value)
     elif value not in cur:  # tuple
         d[key] = cur + (value,)  # type: ignore[operator]
-
-
-def _despaced_streams(text: str, plain: _Stream) -> list[_Stream]:
-    """The despaced stream, and when a run's last letter may belong to the next word
-    ("B r o t h e r P-Touch" vs "C i s c o-Linksys"), the reading without it too."""
-    out = []
-    for detach in (False, True):
-        s, ambiguous = _despaced_stream(text, plain, detach)
-        if s is not None:
-            out.append(s)
-        if not ambiguous:
-            break
-    return out
-
-
-# Digits that leetspeak uses for letters; one of them inside a run of split letters is a letter.
-_LEET_DIGITS = frozenset("013457")
-
-
-def _leet_digit_between_letters(toks: list[str], text: str, spans, i: int) -> bool:
-    """toks[i] is a leet digit standing alone between single letters split by spaces."""
-    return (toks[i] in _LEET_DIGITS and i + 1 < len(toks) and len(toks[i + 1]) == 1
-            and toks[i + 1].isalpha() and text[spans[i][1]:spans[i + 1][0]] == " ")
-
-
-def _despaced_stream(text: str, plain: _Stream, detach_last: bool) -> tuple[_Stream | None, bool]:
-    """Join runs of single characters split by separators ("S w i n g", "C.a.s.i.o", "L-G").
-
-    Within a run the most common separator splits letters and any other one splits words
-    ("W.i.l.s.o.n J.o.n.e.s", "Q S.e.e"). With `detach_last`, a last letter tied to the next
-    word by another separator goes to that word ("B r o t h e r P-Touch"). Returns the
-    stream (None: nothing joined) and whether such an ambiguous last letter was seen."""
-    toks, spans = plain.tokens, plain.spans()
-    n = len(toks)
-    out_t: list[str] = []
-    out_s: list[tuple[int, int]] = []
-    out_f: list[int] = []
-    joined_any = False
-    ambiguous = False
-    k = 0
-    while k < n:
-        if len(toks[k]) != 1:
-            out_t.append(toks[k]); out_s.append(spans[k]); out_f.append(0)
-            k += 1
-            continue
-        j = k
-        gaps: list[str] = []
-        while j + 1 < n and len(toks[j + 1]) == 1:
-            gap = text[spans[j][1]:spans[j + 1][0]]
-            if len(gap) != 1 or gap not in tn.SPLIT_SEPARATORS:
-                break
-            if gap == " " and toks[j].isdigit() != toks[j + 1].isdigit() and not (
-                    (toks[j].isdigit() and j > k) or _leet_digit_between_letters(toks, text, spans, j + 1)):
-                break  # "3 M", "2 x": a quantity and its unit; but "L u m 0 r a" is split letters
-            gaps.append(gap)
-            j += 1
-        if gaps:
-            sep = max(set(gaps), key=lambda g: (gaps.count(g), g == " "))
-            if j + 1 < n:
-                after = text[spans[j][1]:spans[j + 1][0]]
-                if after != sep and len(after) == 1 and after != " " and gaps[-1] != after:
-                    ambiguous = True
-                    if detach_last:
-                        j -= 1
-                        gaps.pop()
-        group_start = k
-        for g in range(k, j + 1):
-            if g == j or gaps[g - k] != sep:
-                if g > group_start:
-                    out_t.append("".join(toks[group_start:g + 1]))
-                    out_s.append((spans[group_start][0], spans[g][1]))
-                    out_f.append(_SPACING)
-                    joined_any = True
-                else:
-                    out_t.append(toks[g]); out_s.append(spans[g]); out_f.append(0)
-                group_start = g + 1
-        k = j + 1
-    if not joined_any:
-        return None, ambiguous
-    return _Stream(out_t, _SPACING, text, spans=out_s, tflags=out_f), ambiguous
-
-
-def _symbol_stream(text: str) -> _Stream | None:
-    """Tokens that keep the symbols leetspeak uses inside words ("Sam$ung", "@cer")."""
-    tokens: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for m in tn.LEET_TOKEN_RE.finditer(text):
-        t = m.group()
-        stripped = t.strip(tn.LEET_EDGE_STRIP)
-        if not stripped:
-            continue
-        s = m.start() + len(t) - len(t.lstrip(tn.LEET_EDGE_STRIP))
-        tokens.append(stripped)
-        spans.append((s, s + len(stripped)))
-    if not tokens:
-        return None
-    return _Stream(tokens, _LEET, text, spans=spans)
 
 
 def _short_ok(tokens: Sequence[str], first: int, last: int) -> bool:
