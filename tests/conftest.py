@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import subprocess
 import uuid
 import warnings
 from pathlib import Path
@@ -88,3 +89,17 @@ def settings_env(settings) -> dict[str, str]:
         "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
         "ZEROSCAN_TOPIC_PREFIX": prefix,
     }
+
+
+def pytest_unconfigure(config):
+    """Stop the PyFlink gateway JVM the session started and close its pipes."""
+    for proc in _GATEWAY_PROCESSES:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
