@@ -6,7 +6,7 @@ or a copy of its official product photos (`image_copy`).
 once; `find(listings, base_dir)` looks each listing image up by sha256 first (the listing's
 own digest when given, so a known image is neither fetched nor embedded again), then decodes
 all new images with caps, runs them through the backbone in one batched call, matches logos
-and copies, reads text, and caches the per-image outcome in rocksdict. A broken or hostile
+and copies, verifies logos geometrically (logo_geometry), reads text, and caches the per-image outcome in rocksdict. A broken or hostile
 image becomes an `image_error` signal (score 0, brand_id "") and never an exception.
 """
 from __future__ import annotations
@@ -24,7 +24,9 @@ import orjson
 
 from brand_signals.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, global_embedding, pdq
 from brand_signals.image_decode import ImageDecodeError, decode_rgb
+from brand_signals.logo_geometry import LogoGeometryIndex
 from brand_signals.logos import LogoIndex
+from brand_signals.decide import combine
 from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
 from brand_signals.wordmarks import WordMarkIndex
 from models.embedder import DEFAULT_MODEL, FeatureExtractor, letterbox
@@ -43,8 +45,17 @@ LOGO_ENFORCE_PROB = 0.97
 LOGO_REVIEW_PROB = 0.9
 LOGO_ENFORCE_SCORE = 0.45
 LOGO_REVIEW_SCORE = 0.3
+# A geometrically verified logo (RootSIFT matches + RANSAC, logo_geometry.py) flags on its own.
+# GEO_* filled in from the dev-set measurement below.
+GEO_ENFORCE_INLIERS = 12
+GEO_REVIEW_INLIERS = 8
+GEO_SUPPORT_INLIERS = 6
+GEO_ENFORCE_SCORE = 0.85
+GEO_REVIEW_SCORE = 0.6
+GEO_SUPPORT_SCORE = 0.3
 # Bump when anything that changes per-image results changes (models, scores, matching).
-RESULT_VERSION = 1
+# 2: geometric logo verification.
+RESULT_VERSION = 2
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
 _ERROR_BRAND = ""
@@ -58,15 +69,18 @@ class ImageOutcome:
     copies: tuple[tuple[str, str, int | None, float], ...] = ()
     text: tuple[str, ...] = ()
     error: str | None = None
+    # (brand_id, logo uri, RANSAC inliers, box) per geometrically verified brand
+    geo: tuple[tuple[str, str, int, tuple[int, int, int, int]], ...] = ()
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"l": self.logos, "c": self.copies, "t": self.text, "e": self.error})
+        return orjson.dumps({"l": self.logos, "c": self.copies, "t": self.text, "e": self.error, "g": self.geo})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ImageOutcome":
         d = orjson.loads(data)
         return cls(tuple((a, b, p, s, tuple(box)) for a, b, p, s, box in d["l"]),
-                   tuple(tuple(c) for c in d["c"]), tuple(d["t"]), d["e"])
+                   tuple(tuple(c) for c in d["c"]), tuple(d["t"]), d["e"],
+                   tuple((a, b, n, tuple(box)) for a, b, n, box in d["g"]))
 
 
 @dataclass
@@ -86,11 +100,23 @@ def logo_score(p: float) -> float:
     return 0.0
 
 
+def geo_score(inliers: int) -> float:
+    if inliers >= GEO_ENFORCE_INLIERS:
+        return GEO_ENFORCE_SCORE
+    if inliers >= GEO_REVIEW_INLIERS:
+        return GEO_REVIEW_SCORE
+    if inliers >= GEO_SUPPORT_INLIERS:
+        return GEO_SUPPORT_SCORE
+    return 0.0
+
+
 class ImageSignals:
     def __init__(self, *, logos: LogoIndex, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
                  extractor: FeatureExtractor, reader, fetch: Fetch, fingerprint: bytes,
-                 cache_path: str | Path | None = None, build_errors: Sequence[str] = ()):
+                 cache_path: str | Path | None = None, build_errors: Sequence[str] = (),
+                 geometry: LogoGeometryIndex | None = None):
         self.logos, self.copies, self.wordmarks = logos, copies, wordmarks
+        self.geometry = geometry
         self.extractor, self.reader, self._fetch = extractor, reader, fetch
         self._fingerprint = fingerprint
         self._memo: OrderedDict[bytes, ImageOutcome] = OrderedDict()
@@ -105,7 +131,7 @@ class ImageSignals:
     def build(cls, brands: Iterable[BrandReference], fetch: Fetch, base_dir: str | None = None, *,
               cache_path: str | Path | None = None, threads: int = 1, batch_size: int = 8,
               model_path: Path = DEFAULT_MODEL, head_path: Path = DEFAULT_HEAD, ocr: bool = True,
-              extractor: FeatureExtractor | None = None, reader=None) -> "ImageSignals":
+              extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks)."""
@@ -121,7 +147,7 @@ class ImageSignals:
         head = LogoHead.load(head_path)
         errors: list[str] = []
         fp = hashlib.blake2b(digest_size=16)
-        fp.update(f"{RESULT_VERSION}|{Path(model_path).name}|{Path(head_path).read_bytes().__len__()}".encode())
+        fp.update(f"{RESULT_VERSION}|{geometry}|{Path(model_path).name}|{Path(head_path).read_bytes().__len__()}".encode())
         fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
 
         def load(ref: ImageRef, brand_id: str) -> np.ndarray | None:
@@ -156,7 +182,7 @@ class ImageSignals:
                                 np.array(embs, np.float32).reshape(len(embs), 1280))
         return cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
                    reader=reader, fetch=fetch, fingerprint=fp.digest(), cache_path=cache_path,
-                   build_errors=errors)
+                   build_errors=errors, geometry=LogoGeometryIndex.build(logo_imgs) if geometry else None)
 
     # --- cache -------------------------------------------------------------------------
     def _key(self, sha256: str) -> bytes:
@@ -268,7 +294,11 @@ class ImageSignals:
                 packed, quality = pdq(rgb)
                 copies = tuple((c.brand_id, c.image_uri, c.distance, round(c.similarity, 4))
                                for c in self.copies.match(packed, quality, global_embedding(f, valid_cells(*hw))))
-            out[sha] = ImageOutcome(logos, copies, tuple(line.text for line in lines))
+            geo: tuple = ()
+            if self.geometry is not None:
+                geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box) for g in self.geometry.match(rgb)
+                            if geo_score(g.inliers) > 0)
+            out[sha] = ImageOutcome(logos, copies, tuple(line.text for line in lines), geo=geo)
         return out
 
     def _evidence(self, listing: Listing, outcomes: Sequence[ImageOutcome | None]) -> list[Evidence]:
@@ -287,10 +317,16 @@ class ImageSignals:
             if out.error is not None:
                 errors.append(Signal(SignalKind.IMAGE_ERROR, 0.0, {"image_uri": ref.uri, "reason": out.error}))
                 continue
+            # one logo signal per brand and image: head and geometric evidence combined
+            logo_detail: dict[str, dict] = {}
             for brand_id, logo_uri, p, sim, box in out.logos:
-                keep(brand_id, Signal(SignalKind.LOGO, logo_score(p), {
-                    "image_uri": ref.uri, "logo_uri": logo_uri, "probability": p, "similarity": sim,
-                    "box": list(box)}))
+                logo_detail[brand_id] = {"image_uri": ref.uri, "logo_uri": logo_uri, "probability": p,
+                                         "similarity": sim, "box": list(box), "score_head": logo_score(p)}
+            for brand_id, logo_uri, n, box in out.geo:
+                d = logo_detail.setdefault(brand_id, {"image_uri": ref.uri, "logo_uri": logo_uri, "box": list(box)})
+                d.update(inliers=n, geo_logo_uri=logo_uri, geo_box=list(box), score_geo=geo_score(n))
+            for brand_id, d in logo_detail.items():
+                keep(brand_id, Signal(SignalKind.LOGO, combine([d.get("score_head", 0.0), d.get("score_geo", 0.0)]), d))
             for brand_id, uri, dist, sim in out.copies:
                 score = PDQ_SCORE if dist is not None else EMBED_SCORE
                 keep(brand_id, Signal(SignalKind.IMAGE_COPY, score, {

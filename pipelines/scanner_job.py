@@ -266,6 +266,8 @@ def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Even
 
 
 def _stop_with_savepoint(client, settings: Settings) -> str:
+    """Stop with a canonical savepoint. The Python JobClient does not expose Flink 2.x's
+    savepoint format argument, so the Java client is called directly."""
     from pyflink.java_gateway import get_gateway
 
     fmt = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL

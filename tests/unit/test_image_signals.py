@@ -209,3 +209,50 @@ def test_image_copy_by_hash_and_by_embedding(extractor):
     (copy,) = [s for ev in resized for s in ev.signals if s.kind is SignalKind.IMAGE_COPY]
     assert copy.detail["pdq_distance"] is not None and copy.detail["pdq_distance"] <= 31
     assert not [s for ev in other for s in ev.signals if s.kind is SignalKind.IMAGE_COPY]
+
+
+def _warped_into_photo(seed: int, angle: float, scale: float, centre: tuple[int, int]) -> np.ndarray:
+    """The emblem rotated and scaled, pasted (only its own pixels) into a photo."""
+    photo = _photo(seed)
+    logo = _logo()
+    m = cv2.getRotationMatrix2D((128, 128), angle, scale)
+    m[:, 2] += np.array(centre) - 128
+    h, w = photo.shape[:2]
+    warped = cv2.warpAffine(logo, m, (w, h), flags=cv2.INTER_AREA)
+    inside = cv2.warpAffine(np.full((256, 256), 255, np.uint8), m, (w, h)) > 128
+    photo[inside] = warped[inside]
+    return photo
+
+
+GEO_CASES = [
+    # (photo seed, angle, scale, centre, confirmed)
+    (11, 20.0, 0.6, (250, 170), True),     # rotated, shrunk
+    (12, -35.0, 0.9, (220, 180), True),    # rotated the other way, near full size
+    (13, 0.0, 0.35, (120, 100), True),     # small, upright
+]
+
+
+@pytest.mark.parametrize("seed,angle,scale,centre,confirmed", GEO_CASES)
+def test_geometric_verification_confirms_a_warped_logo(seed, angle, scale, centre, confirmed):
+    from brand_signals.image_signals import GEO_ENFORCE_INLIERS
+    from brand_signals.logo_geometry import LogoGeometryIndex
+    index = LogoGeometryIndex.build([("emblem", "logos/emblem.png", _logo())])
+    photo = _warped_into_photo(seed, angle, scale, centre)
+    photo = cv2.cvtColor(cv2.imdecode(np.frombuffer(_jpeg(photo), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    hits = index.match(photo)
+    assert [h.brand_id for h in hits] == ["emblem"]
+    assert hits[0].inliers >= GEO_ENFORCE_INLIERS
+    x1, y1, x2, y2 = hits[0].box
+    assert abs((x1 + x2) / 2 - centre[0]) < 20 and abs((y1 + y2) / 2 - centre[1]) < 20
+    for plain_seed in (2, 14, 15):
+        assert index.match(_photo(plain_seed)) == []        # a plain photo is not confirmed
+
+
+def test_geometric_logo_flags_on_its_own(extractor):
+    from brand_signals.decide import ENFORCE_SCORE
+    sig, _ = _signals(extractor, {"a.jpg": _jpeg(_warped_into_photo(11, 20.0, 0.6, (250, 170))),
+                                  "b.jpg": _jpeg(_photo(2))})
+    found, plain = sig.find([_listing("l1", "a.jpg"), _listing("l2", "b.jpg")])
+    (logo,) = [s for ev in found if ev.brand_id == "emblem" for s in ev.signals if s.kind is SignalKind.LOGO]
+    assert logo.score >= ENFORCE_SCORE and logo.detail["inliers"] >= 1
+    assert plain == []
