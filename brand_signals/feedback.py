@@ -136,6 +136,9 @@ class LedgerEvent:
     actor: str = ""
     seller_id: str = ""
     fingerprint: Fingerprint | None = None
+    # Set on the event that changed the brand's self-service standing: "suspended" or
+    # "reinstated" (the brand's notification; not part of the event's identity).
+    brand_status: str = ""
 
     @property
     def key(self) -> tuple:
@@ -146,13 +149,15 @@ class LedgerEvent:
                              "event_time": self.event_time_ms, "actor": self.actor, "seller_id": self.seller_id}
         if self.fingerprint is not None:
             d["fingerprint"] = self.fingerprint.to_json()
+        if self.brand_status:
+            d["brand_status"] = self.brand_status
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "LedgerEvent":
         fp = d.get("fingerprint")
         return cls(LedgerKind(d["kind"]), d["listing_id"], d["brand_id"], int(d["event_time"]), d.get("actor", ""),
-                   d.get("seller_id", ""), Fingerprint.from_json(fp) if fp else None)
+                   d.get("seller_id", ""), Fingerprint.from_json(fp) if fp else None, d.get("brand_status", ""))
 
 
 @dataclass(slots=True)
@@ -177,6 +182,7 @@ class FeedbackState:
     _exempt: set[tuple[str, str]] = field(default_factory=set)            # (listing, brand) reinstated
     _outcomes: dict[str, deque] = field(default_factory=dict)             # brand -> (time, confirmed?)
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)     # (brand, ledger kind) -> n
+    _status_changes: dict[str, list] = field(default_factory=dict)        # brand -> [(time, status)]
 
     def apply(self, ev: LedgerEvent) -> bool:
         """Apply one ledger event; False when it was applied before."""
@@ -186,6 +192,8 @@ class FeedbackState:
         self.version += 1
         ck = (ev.brand_id, ev.kind.value)
         self._counts[ck] = self._counts.get(ck, 0) + 1
+        if ev.brand_status:
+            self._status_changes.setdefault(ev.brand_id, []).append((ev.event_time_ms, ev.brand_status))
         if ev.kind is LedgerKind.REMOVAL_ACCEPTED and ev.fingerprint is not None:
             self._confirm(ev)
             self._exempt.discard((ev.listing_id, ev.brand_id))
@@ -243,18 +251,38 @@ class FeedbackState:
 
     def accuracy(self, brand_id: str, now_ms: int) -> tuple[float | None, int]:
         """(confirmed / decided removals in the window, decided); None while nothing is decided."""
-        outcomes = self._outcomes.get(brand_id)
-        if not outcomes:
-            return None, 0
+        return self._judge(self._outcomes.get(brand_id, ()), now_ms)
+
+    def _judge(self, outcomes, now_ms: int) -> tuple[float | None, int]:
         start = now_ms - self.policy.window_ms
         recent = [ok for t, ok in outcomes if t >= start]
         if not recent:
             return None, 0
         return sum(recent) / len(recent), len(recent)
 
-    def suspended(self, brand_id: str, now_ms: int) -> bool:
-        acc, decided = self.accuracy(brand_id, now_ms)
+    def _is_suspended(self, acc: float | None, decided: int) -> bool:
         return acc is not None and decided >= self.policy.min_decided and acc < self.policy.accuracy_bar
+
+    def suspended(self, brand_id: str, now_ms: int) -> bool:
+        return self._is_suspended(*self.accuracy(brand_id, now_ms))
+
+    def standing_change(self, ev: LedgerEvent) -> str:
+        """"suspended" or "reinstated" when the brand's standing once `ev` is applied differs
+        from the last one announced to it (recovery by ageing is announced at its next event)."""
+        outcomes = list(self._outcomes.get(ev.brand_id, ()))
+        verdict = {LedgerKind.APPEAL_UPHELD: False, LedgerKind.APPEAL_REJECTED: True}.get(ev.kind)
+        if verdict is not None and ev.key not in self._seen:
+            outcomes.append((ev.event_time_ms, verdict))
+        now = self._is_suspended(*self._judge(outcomes, ev.event_time_ms))
+        changes = self._status_changes.get(ev.brand_id)
+        announced = bool(changes) and changes[-1][1] == "suspended"
+        if now == announced:
+            return ""
+        return "suspended" if now else "reinstated"
+
+    def status_changes(self, brand_id: str) -> list[tuple[int, str]]:
+        """(event time, "suspended" | "reinstated") for every change of the brand's standing."""
+        return list(self._status_changes.get(brand_id, ()))
 
     def count(self, brand_id: str, kind: LedgerKind) -> int:
         return self._counts.get((brand_id, kind.value), 0)

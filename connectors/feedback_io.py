@@ -4,6 +4,7 @@ whose latest decision flags them, read from `decisions`; its standing (accuracy,
 is rebuilt from the feedback ledger the job writes."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -102,4 +103,21 @@ def standing_of(state: FeedbackState, brand_id: str, now_ms: int) -> dict[str, A
         "window_days": state.policy.window_ms // 86_400_000,
         "self_service_suspended": state.suspended(brand_id, now_ms),
         "removals": {k.value: state.count(brand_id, k) for k in LedgerKind},
+        "notifications": [{"event_time": t, "self_service": status} for t, status in state.status_changes(brand_id)],
     }
+
+
+class StandingIndex:
+    """Brands' standing, kept current by following the feedback ledger (for the API server)."""
+
+    def __init__(self, bootstrap: str, ledger_topic: str):
+        from connectors.brand_feed import LedgerFeed
+
+        self._feed = LedgerFeed(bootstrap, ledger_topic)
+
+    def standing(self, brand_id: str) -> dict[str, Any]:
+        with self._feed.reading():
+            return standing_of(self._feed.state, brand_id, int(time.time() * 1000))
+
+    def close(self) -> None:
+        self._feed.close()

@@ -4,6 +4,7 @@ out: a decision, a pass, nothing, or a dead letter with its reason; feedback als
 ledger event."""
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -114,6 +115,9 @@ def _feedback_row(ev, ctx: ScanContext, now_ms: int) -> OutRow:
         raise RuntimeError("feedback events need a feedback state")
     context = ctx.contexts.get(ev.listing_id) if ctx.contexts is not None else None
     decision, led = handle_feedback(ev, context, ctx.feedback, ctx.catalog.brands, now_ms, ctx.scanner.model_version)
+    change = ctx.feedback.standing_change(led)
+    if change:  # the brand is told on the ledger (`removals status`, the API's standing)
+        led = dataclasses.replace(led, brand_status=change)
     (ctx.apply_ledger or ctx.feedback.apply)(led)
     ledger = ledger_json(led)
     if decision is None:

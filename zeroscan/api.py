@@ -197,10 +197,11 @@ _MULTIPART_BODY = {
 
 def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: AccountStore, *,
                limits: ApiLimits = ApiLimits(), clock: Callable[[], float] = time.monotonic,
-               feedback: Any = None, signals: Any = None) -> FastAPI:
+               feedback: Any = None, signals: Any = None, standing: Any = None) -> FastAPI:
     """The API over a registry (which holds the publisher), an image store and the account store.
     With `feedback` (a FeedbackPublisher) owners can remove listings; with `signals` (a
-    SignalIndex) they can list their brand's open signals. API metrics go into
+    SignalIndex) they can list their brand's open signals; with `standing` (a StandingIndex)
+    read their removal accuracy and whether self-service is suspended. API metrics go into
     `registry.collector`, next to the registry's own."""
     collector = registry.collector
     metrics = ApiMetrics(
@@ -346,6 +347,14 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             evidence (what matched, where) to act on each in one step."""
             owned(brand_id, who)
             return {"brand_id": brand_id, "signals": signals.signals(brand_id)}
+
+    if standing is not None:
+        @app.get("/v1/brands/{brand_id}/standing", tags=["feedback"])
+        def brand_standing(brand_id: str, who: Owner) -> dict[str, Any]:
+            """Removal accuracy over the window, whether self-service removal is suspended, counts
+            by outcome, and the notifications of every change of standing."""
+            owned(brand_id, who)
+            return standing.standing(brand_id)
 
     def _error(status: int):
         async def handler(_request: Request, exc: Exception) -> JSONResponse:

@@ -303,16 +303,18 @@ def cmd_api_serve(args, settings: Settings) -> int:
     from zeroscan.api import create_app, serve
 
     publish = _publisher(settings, args.no_publish)
-    feedback = signals = None
+    feedback = signals = standing = None
     if publish is not None:
-        from connectors.feedback_io import FeedbackPublisher, SignalIndex
+        from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 
         feedback = FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
         signals = SignalIndex(settings.bootstrap, settings.topics.decisions)
+        standing = StandingIndex(settings.bootstrap, settings.topics.ledger)
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
-                             AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals)
+                             AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
+                             standing=standing)
             print(f"brand API on http://{args.host}:{args.port} (OpenAPI at /docs); "
                   f"{'publishing to ' + settings.topics.brands if publish else 'not publishing'}", file=sys.stderr)
             serve(app, args.host, args.port)
@@ -320,7 +322,7 @@ def cmd_api_serve(args, settings: Settings) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
-        for part in (publish, feedback, signals):
+        for part in (publish, feedback, signals, standing):
             if part is not None:
                 part.close()
     return 0

@@ -19,7 +19,7 @@ from brand_signals.contract import parse_brand
 from brand_signals.registry import BrandRegistry
 from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.image_store import ImageStore, sha256_hex
-from connectors.feedback_io import FeedbackPublisher, SignalIndex
+from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 from connectors.kafka_io import consume, produce_lines
 from zeroscan.accounts import AccountStore
 from zeroscan.api import ApiLimits, create_app
@@ -73,8 +73,9 @@ def start_api(kafka_settings):
         tokens = {name: accounts.create(name)[1] for name in ("alice", "bob")}
         feedback = FeedbackPublisher(kafka_settings.bootstrap, kafka_settings.topics.feedback)
         signals = SignalIndex(kafka_settings.bootstrap, kafka_settings.topics.decisions)
+        standing = StandingIndex(kafka_settings.bootstrap, kafka_settings.topics.ledger)
         app = create_app(registry, ImageStore.at_state_dir(state), accounts, limits=limits,
-                         feedback=feedback, signals=signals)
+                         feedback=feedback, signals=signals, standing=standing)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="off"))
@@ -85,13 +86,13 @@ def start_api(kafka_settings):
             assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
         api = Api(f"http://127.0.0.1:{sock.getsockname()[1]}", tokens, state)
-        started.append((server, thread, sock, registry, publisher, api, feedback, signals))
+        started.append((server, thread, sock, registry, publisher, api, (feedback, signals, standing)))
         return api
 
     yield start
-    for server, thread, sock, registry, publisher, api, feedback, signals in started:
-        feedback.close()
-        signals.close()
+    for server, thread, sock, registry, publisher, api, indexes in started:
+        for part in indexes:
+            part.close()
         api.http.close()
         server.should_exit = True
         thread.join(10)
@@ -301,6 +302,20 @@ def test_self_service_removal_and_open_signals(start_api, kafka_settings):
         time.sleep(0.2)
     assert [d["listing_id"] for d in got] == ["l-7"]
     assert api.get("bob", "/v1/brands/acme/signals").status_code == 403
+
+    # standing: the job's ledger says the brand was suspended; the owner reads it
+    produce_lines(kafka_settings.bootstrap, kafka_settings.topics.ledger, [json.dumps(
+        {"kind": "appeal_upheld", "listing_id": "l-1", "brand_id": "acme", "event_time": 5, "actor": "r",
+         "brand_status": "suspended"}).encode()], "listing_id")
+    deadline = time.monotonic() + 10
+    while True:
+        st = api.get("alice", "/v1/brands/acme/standing").json()
+        if st["notifications"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert st["notifications"] == [{"event_time": 5, "self_service": "suspended"}]
+    assert st["removals"]["appeal_upheld"] == 1
+    assert api.get("bob", "/v1/brands/acme/standing").status_code == 403
 
 
 def test_cli_removal_needs_the_owners_token_and_appeals_are_recorded(kafka_settings, tmp_path, capsys,

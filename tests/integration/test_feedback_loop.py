@@ -96,3 +96,4 @@ def test_removal_neighbour_suspension_and_refusal(kafka_settings):
     kinds = [(e["listing_id"], e["kind"]) for e in ledger]
     assert ("l2", "removal_refused") in kinds and ("l1", "removal_accepted") in kinds
     assert ("l30", "removal_demoted") in kinds
+    assert [e["brand_status"] for e in ledger if e.get("brand_status")] == ["suspended"]  # the brand is told once

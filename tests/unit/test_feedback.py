@@ -179,3 +179,25 @@ def test_a_few_decided_removals_do_not_suspend():
     remove(state, "r0", "Veltrix drill")
     _appeal(state, "r0", upheld=True, t=T0 + 1)
     assert state.accuracy("veltrix", T0 + 2) == (0.0, 1) and not state.suspended("veltrix", T0 + 2)
+
+
+def test_standing_changes_are_announced_once_each_way():
+    from pipelines.steps import ScanContext, scan_records
+    from connectors.serde import Origin
+
+    state = FeedbackState(FeedbackPolicy(min_decided=2))
+    cat = Catalog.build(BRANDS.values(), version=1)
+    ctx = ScanContext(cat, Scanner("t"), state, ContextStore())
+
+    def send(kind, lid, t):
+        raw = json.dumps({"kind": kind, "listing_id": lid, "brand_id": "veltrix", "event_time": t,
+                          "actor": "x"}).encode()
+        [row] = scan_records([raw], [Origin("f", 0, 0)], ctx, t, ["feedback"])
+        return json.loads(row.ledger).get("brand_status", "")
+
+    for i in range(3):
+        remove(state, f"r{i}", f"Veltrix drill {i}", t=T0 + i)
+    assert [send("appeal_upheld", f"r{i}", T0 + 10 + i) for i in range(3)] == ["", "suspended", ""]
+    assert state.status_changes("veltrix") == [(T0 + 11, "suspended")]
+    later = T0 + 91 * DAY_MS  # the overturned removals age out of the window
+    assert send("appeal_rejected", "r0", later) == "reinstated"
