@@ -256,3 +256,25 @@ def test_geometric_logo_flags_on_its_own(extractor):
     (logo,) = [s for ev in found if ev.brand_id == "emblem" for s in ev.signals if s.kind is SignalKind.LOGO]
     assert logo.score >= ENFORCE_SCORE and logo.detail["inliers"] >= 1
     assert plain == []
+
+
+def test_geometry_hnsw_neighbours_agree_with_an_exact_search():
+    """The approximate descriptor index against faiss IndexFlatL2 on seeded descriptors: the
+    nearest neighbour the ratio test relies on is found for nearly every query."""
+    import faiss
+    import numpy as np
+
+    from brand_signals.logo_geometry import HNSW_EF_SEARCH, HNSW_M
+
+    rng = np.random.default_rng(20261128)
+    base = rng.random((20_000, 128), dtype=np.float32)
+    queries = base[rng.choice(len(base), 500, replace=False)] + rng.normal(0, 0.02, (500, 128)).astype(np.float32)
+    hnsw = faiss.IndexHNSWFlat(128, HNSW_M)
+    hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+    hnsw.add(base)
+    exact = faiss.IndexFlatL2(128)
+    exact.add(base)
+    _, approx_ids = hnsw.search(queries, 1)
+    _, exact_ids = exact.search(queries, 1)
+    recall = float((approx_ids[:, 0] == exact_ids[:, 0]).mean())
+    assert recall >= 0.95, recall

@@ -1,0 +1,221 @@
+"""Geometric logo verification: local features (RootSIFT) of every enrolled logo are computed
+once at build time and kept in one FAISS index; a listing photo's features are searched in
+that index at once, matches that pass a ratio test against the nearest *other* brand are
+grouped by reference file, and the few best-supported references are verified with RANSAC.
+A logo counts as found only when a non-degenerate transform explains enough matches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import faiss
+import numpy as np
+
+from models.logo_head import tight_crop
+
+# Reference renderings: the tight-cropped logo with its longest side at each of these sizes
+# (SIFT's pyramid covers the scales in between), as luminance and inverted luminance (a logo
+# printed light-on-dark when only the dark-on-light file is enrolled). A border of the
+# background colour keeps keypoints near the glyph's edge. FlickrLogos logos are 20-300 px.
+REF_SIDES = (256, 128)
+REF_BORDER = 16
+# Strongest keypoints kept per rendering: 246 dev reference files x 4 renderings x 200 =
+# ~150 k descriptors (77 MB float32); more adds build time and search cost, not inliers.
+REF_MAX_FEATURES = 200
+# Listing photos are scaled so their longest side is at most this before SIFT (dev photos
+# are <= 640 px already); strongest keypoints kept per photo.
+QUERY_MAX_SIDE = 640
+QUERY_MAX_FEATURES = 3000
+# Neighbours fetched per photo descriptor: enough to reach a second brand past one brand's
+# own near-duplicate renderings (2 sides x 2 polarities x 2 files).
+KNN = 12
+# Reference descriptors live in an HNSW graph: exact search over ~50 k descriptors cost
+# 270 ms per photo on one thread, HNSW (M 32, efSearch 64) ~20 ms.
+HNSW_M = 32
+HNSW_EF_SEARCH = 64
+# Lowe's ratio, nearest reference of the matched brand vs nearest of any other brand. Dev
+# logos (benchmarks/eval_logos_offline.py), geometric hits alone at >= 6 inliers: ratio 0.8,
+# 1500 photo keypoints, 5 candidates, >= 6 matches: recall 0.183 at precision 0.980; the
+# values here: recall 0.215 at precision 0.978 (+35 ms per photo). Lowe 2004 uses 0.8.
+RATIO = 0.9
+# References verified per photo (most ratio-test matches first), and the least matches a
+# reference needs to be tried at all (a homography needs 4).
+TOP_CANDIDATES = 8
+MIN_MATCHES = 5
+# RANSAC reprojection threshold in photo pixels (photo at <= QUERY_MAX_SIDE).
+RANSAC_PX = 6.0
+# Degenerate transforms rejected: the reference's area mapped into the photo must be between
+# these fractions of the reference's (at REF_SIDES[0]) and the photo's area, the mapping's
+# singular values within MAX_ANISOTROPY of each other (strong shear/squash), and the mapped
+# outline convex.
+MIN_AREA_FRACTION_OF_PHOTO = 0.0005   # ~ 13 x 13 px on a 640 x 480 photo
+MAX_AREA_FRACTION_OF_PHOTO = 1.5
+MAX_ANISOTROPY = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class GeoHit:
+    brand_id: str
+    logo_uri: str
+    inliers: int                       # distinct photo keypoints explained by the transform
+    box: tuple[int, int, int, int]     # the reference outline's bounding box in photo pixels
+
+
+def rootsift(desc: np.ndarray) -> np.ndarray:
+    """Hellinger-kernel SIFT (Arandjelovic & Zisserman 2012): L1-normalise, square root."""
+    d = desc.astype(np.float32)
+    d /= np.maximum(d.sum(1, keepdims=True), 1e-7)
+    return np.sqrt(d)
+
+
+def _sift(nfeatures: int) -> cv2.SIFT:
+    return cv2.SIFT_create(nfeatures=nfeatures)
+
+
+def _features(grey: np.ndarray, sift: cv2.SIFT) -> tuple[np.ndarray, np.ndarray]:
+    kps, desc = sift.detectAndCompute(grey, None)
+    if desc is None or not kps:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    return np.float32([k.pt for k in kps]), rootsift(desc)
+
+
+def reference_views(rgb: np.ndarray) -> list[tuple[np.ndarray, float, int]]:
+    """(grey rendering, scale from reference-frame pixels to rendering pixels, border)."""
+    logo = tight_crop(rgb)
+    grey = cv2.cvtColor(logo, cv2.COLOR_RGB2GRAY)
+    corners = np.concatenate([grey[:2, :2].ravel(), grey[-2:, -2:].ravel()])
+    bg = int(np.median(corners))
+    h, w = grey.shape
+    out = []
+    for side in REF_SIDES:
+        s = side / max(h, w)
+        img = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        img = cv2.copyMakeBorder(img, REF_BORDER, REF_BORDER, REF_BORDER, REF_BORDER, cv2.BORDER_CONSTANT, value=bg)
+        out.append((img, s, REF_BORDER))
+        out.append((255 - img, s, REF_BORDER))
+    return out
+
+
+class LogoGeometryIndex:
+    """Immutable once built; `match` is pure given a photo."""
+
+    def __init__(self, refs: Sequence[tuple[str, str, tuple[int, int]]], ref_of: np.ndarray,
+                 points: np.ndarray, descriptors: np.ndarray):
+        if not (len(ref_of) == len(points) == len(descriptors)):
+            raise ValueError(f"{len(ref_of)} ref ids, {len(points)} points, {len(descriptors)} descriptors")
+        self._refs = tuple(refs)                       # (brand_id, uri, (w, h) of the crop frame)
+        self._ref_of = np.asarray(ref_of, np.int32)
+        brands = sorted({b for b, _, _ in self._refs})
+        bid = {b: i for i, b in enumerate(brands)}
+        self._brand_of = np.int32([bid[self._refs[r][0]] for r in self._ref_of]) if len(ref_of) else np.zeros(0, np.int32)
+        self._points = np.asarray(points, np.float32)
+        self._index = faiss.IndexHNSWFlat(128, HNSW_M)
+        self._index.hnsw.efSearch = HNSW_EF_SEARCH
+        if len(descriptors):
+            self._index.add(np.ascontiguousarray(descriptors, np.float32))
+        self._sift = _sift(QUERY_MAX_FEATURES)
+
+    @classmethod
+    def build(cls, logos: Sequence[tuple[str, str, np.ndarray]]) -> "LogoGeometryIndex":
+        """`logos`: (brand_id, logo uri, RGB image) for every enrolled logo file."""
+        sift = _sift(REF_MAX_FEATURES)
+        refs, ref_of, pts, descs = [], [], [], []
+        for brand_id, uri, rgb in logos:
+            r = len(refs)
+            crop = tight_crop(rgb)
+            refs.append((brand_id, uri, (crop.shape[1], crop.shape[0])))
+            for img, s, border in reference_views(rgb):
+                p, d = _features(img, sift)
+                if not len(d):
+                    continue
+                pts.append((p - border) / s)           # back to the crop's own pixel frame
+                descs.append(d)
+                ref_of.append(np.full(len(d), r, np.int32))
+        if not descs:
+            return cls(refs, np.zeros(0, np.int32), np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+        return cls(refs, np.concatenate(ref_of), np.concatenate(pts), np.concatenate(descs))
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def match(self, rgb: np.ndarray) -> list[GeoHit]:
+        """Geometrically verified logos in one photo (any inlier count), best reference per
+        brand, most inliers first."""
+        if not self._index.ntotal:
+            return []
+        h, w = rgb.shape[:2]
+        scale = min(1.0, QUERY_MAX_SIDE / max(h, w))
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        qpts, qdesc = _features(grey, self._sift)
+        if len(qdesc) < MIN_MATCHES:
+            return []
+        k = min(KNN, self._index.ntotal)
+        dist, rows = self._index.search(qdesc, k)
+        dist = np.sqrt(np.maximum(dist, 0))
+        brand = self._brand_of[rows]
+        other = brand != brand[:, :1]
+        # distance to the nearest neighbour of another brand (k-th when all k are one brand)
+        first_other = np.where(other.any(1), other.argmax(1), k - 1)
+        d2 = dist[np.arange(len(dist)), first_other]
+        good = dist[:, 0] < RATIO * d2
+        groups: dict[int, dict[int, int]] = {}        # ref -> photo kp -> reference row
+        for qi in np.nonzero(good)[0]:
+            for j in range(k):
+                if brand[qi, j] != brand[qi, 0] or dist[qi, j] >= RATIO * d2[qi]:
+                    continue
+                g = groups.setdefault(int(self._ref_of[rows[qi, j]]), {})
+                g.setdefault(int(qi), int(rows[qi, j]))   # nearest row of that reference
+        cands = sorted((r for r, g in groups.items() if len(g) >= MIN_MATCHES), key=lambda r: -len(groups[r]))
+        best: dict[str, GeoHit] = {}
+        for r in cands[:TOP_CANDIDATES]:
+            hit = self._verify(r, groups[r], qpts, (grey.shape[0], grey.shape[1]), scale)
+            if hit is not None and (hit.brand_id not in best or hit.inliers > best[hit.brand_id].inliers):
+                best[hit.brand_id] = hit
+        return sorted(best.values(), key=lambda x: -x.inliers)
+
+    def _verify(self, r: int, pairs: dict[int, int], qpts: np.ndarray, qhw: tuple[int, int],
+                scale: float) -> GeoHit | None:
+        q_idx = np.fromiter(pairs.keys(), np.int64)
+        src = self._points[np.fromiter(pairs.values(), np.int64)]
+        dst = qpts[q_idx]
+        H, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX, maxIters=500, confidence=0.995)
+        if H is None or mask is None:
+            return None
+        brand_id, uri, (rw, rh) = self._refs[r]
+        if not _plausible(H, rw, rh, qhw):
+            return None
+        inl = mask.ravel().astype(bool)
+        # distinct photo locations (SIFT repeats a keypoint per dominant orientation)
+        q_loc = {(round(float(x)), round(float(y))) for x, y in dst[inl]}
+        r_loc = {(round(float(x)), round(float(y))) for x, y in src[inl]}
+        n = min(len(q_loc), len(r_loc))
+        corners = cv2.perspectiveTransform(np.float32([[[0, 0]], [[rw, 0]], [[rw, rh]], [[0, rh]]]), H)[:, 0] / scale
+        x1, y1 = corners.min(0)
+        x2, y2 = corners.max(0)
+        H0, W0 = qhw[0] / scale, qhw[1] / scale
+        box = (max(0, int(x1)), max(0, int(y1)), min(int(W0), int(x2)), min(int(H0), int(y2)))
+        return GeoHit(brand_id, uri, n, box)
+
+
+def _plausible(H: np.ndarray, rw: int, rh: int, qhw: tuple[int, int]) -> bool:
+    """False for transforms that collapse, blow up, shear strongly or fold the reference."""
+    if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-9:
+        return False
+    corners = cv2.perspectiveTransform(np.float32([[[0, 0]], [[rw, 0]], [[rw, rh]], [[0, rh]]]), H)[:, 0]
+    if not np.isfinite(corners).all():
+        return False
+    if not cv2.isContourConvex(corners.reshape(-1, 1, 2).astype(np.float32)):
+        return False
+    area = abs(cv2.contourArea(corners))
+    photo = qhw[0] * qhw[1]
+    if not (MIN_AREA_FRACTION_OF_PHOTO * photo <= area <= MAX_AREA_FRACTION_OF_PHOTO * photo):
+        return False
+    A = H[:2, :2] / H[2, 2]
+    sv = np.linalg.svd(A, compute_uv=False)
+    if sv[1] <= 1e-9 or sv[0] / sv[1] > MAX_ANISOTROPY:
+        return False
+    return True
