@@ -120,7 +120,7 @@ class KafkaBroker:
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         proc = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props_file),
                           "--ignore-formatted",
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -174,6 +174,15 @@ class KafkaBroker:
             self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def new_cluster_id() -> str:
+    """22 characters of url-safe base64 of 16 random bytes, never starting with '-' (the storage
+    tool would read it as an option; Kafka's own Uuid.randomUuid avoids it the same way)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _reap(pid: int) -> None:
