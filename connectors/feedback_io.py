@@ -47,37 +47,46 @@ class FeedbackPublisher:
         self._producer.flush(10)
 
 
-def _apply_decision(open_by_brand: dict[str, dict[str, dict]], value: bytes | None) -> None:
-    if value is None:
-        return
-    d = orjson.loads(value)
-    lid, brand = d.get("listing_id"), d.get("brand_id")
-    for listings in open_by_brand.values():  # a listing is open for at most one brand
-        if lid in listings and (d.get("action") == "clear" or listings[lid].get("brand_id") != brand):
-            del listings[lid]
-    if d.get("action") != "clear" and brand:
-        open_by_brand.setdefault(brand, {})[lid] = d
+class _OpenSignals:
+    """Latest flagging decision per listing, grouped by brand; a `clear` or a decision for
+    another brand closes the listing's previous signal."""
+
+    def __init__(self) -> None:
+        self.by_brand: dict[str, dict[str, dict]] = {}
+        self._brand_of: dict[str, str] = {}
+
+    def apply(self, value: bytes | None) -> None:
+        if value is None:
+            return
+        d = orjson.loads(value)
+        lid, brand = d.get("listing_id"), d.get("brand_id")
+        old = self._brand_of.pop(lid, None)
+        if old is not None:
+            self.by_brand.get(old, {}).pop(lid, None)
+        if d.get("action") != "clear" and brand:
+            self.by_brand.setdefault(brand, {})[lid] = d
+            self._brand_of[lid] = brand
 
 
 def open_signals(bootstrap: str, decisions_topic: str, brand_id: str) -> list[dict]:
     """One pass over `decisions`: the brand's listings whose latest decision flags them."""
-    open_by_brand: dict[str, dict[str, dict]] = {}
+    index = _OpenSignals()
     for _k, v, _p, _o in consume(bootstrap, decisions_topic, idle_timeout_s=2):
-        _apply_decision(open_by_brand, v)
-    return list(open_by_brand.get(brand_id, {}).values())
+        index.apply(v)
+    return list(index.by_brand.get(brand_id, {}).values())
 
 
 class SignalIndex:
     """Open signals per brand, kept current by following `decisions` (for the API server)."""
 
     def __init__(self, bootstrap: str, decisions_topic: str):
-        self._open: dict[str, dict[str, dict]] = {}
-        self._follower = TopicFollower(bootstrap, decisions_topic, lambda _k, v: _apply_decision(self._open, v),
+        self._open = _OpenSignals()
+        self._follower = TopicFollower(bootstrap, decisions_topic, lambda _k, v: self._open.apply(v),
                                        debounce_s=0.0)
 
     def signals(self, brand_id: str) -> list[dict]:
         with self._follower.lock:
-            return list(self._open.get(brand_id, {}).values())
+            return list(self._open.by_brand.get(brand_id, {}).values())
 
     def close(self) -> None:
         self._follower.close()

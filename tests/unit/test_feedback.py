@@ -201,3 +201,15 @@ def test_standing_changes_are_announced_once_each_way():
     assert state.status_changes("veltrix") == [(T0 + 11, "suspended")]
     later = T0 + 91 * DAY_MS  # the overturned removals age out of the window
     assert send("appeal_rejected", "r0", later) == "reinstated"
+
+
+def test_open_signals_follow_the_latest_decision_per_listing():
+    from connectors.feedback_io import _OpenSignals
+
+    idx = _OpenSignals()
+    for lid, brand, action in [("l1", "veltrix", "takedown"), ("l2", "veltrix", "review"),
+                               ("l1", "lumora", "review"),      # re-flagged for another brand
+                               ("l2", "veltrix", "clear")]:
+        idx.apply(json.dumps({"listing_id": lid, "brand_id": brand, "action": action}).encode())
+    assert idx.by_brand["veltrix"] == {}
+    assert list(idx.by_brand["lumora"]) == ["l1"]
