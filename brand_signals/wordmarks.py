@@ -497,10 +497,10 @@ class WordMarkIndex:
                 found.append(_Hit(code >> 1, stream, first, last, start, end_c, flags, lead))
 
     def _corrected_streams(self, plain: _Stream, anywhere: bool) -> list[_Stream]:
-        """Streams with misspelt or padded tokens replaced by the mark words they evoke, each
-        searched only in a window around one replaced token: one per replaced token with
-        every token's best reading, plus one per alternative reading of a token ("lin" may
-        be "line" or "link"), at most MAX_CORRECTED_STREAMS in all."""
+        """Streams with misspelt or padded tokens replaced by the mark words they evoke,
+        searched only in a window around the replaced tokens: one with every token's best
+        reading, plus one per alternative reading of a token ("lin" may be "line" or "link"),
+        at most MAX_CORRECTED_STREAMS in all."""
         if not self._words:
             return []
         base = plain.tokens
@@ -526,11 +526,12 @@ class WordMarkIndex:
         spans = plain.spans()
         text = plain._text
         span = self._max_tokens - 1
-        out = []
-        for k in changed[:MAX_CORRECTED_STREAMS]:
-            out.append(_Stream(tokens, needs, text, window=(max(0, k - span), k + span + 1),
-                               spans=spans, tflags=tflags, anywhere=anywhere))
-        for k, w, f in alternatives[:max(0, MAX_CORRECTED_STREAMS - len(out))]:
+        # Every best reading lives in the same token list, so one stream whose window covers
+        # all replaced tokens finds what one stream per replaced token would (a hit must contain
+        # a replaced token: `needs`), for one automaton pass instead of several.
+        out = [_Stream(tokens, needs, text, window=(max(0, changed[0] - span), changed[-1] + span + 1),
+                       spans=spans, tflags=tflags, anywhere=anywhere)]
+        for k, w, f in alternatives[:MAX_CORRECTED_STREAMS - 1]:
             alt_t, alt_f = list(tokens), list(tflags)
             alt_t[k], alt_f[k] = w, f
             out.append(_Stream(alt_t, needs, text, window=(max(0, k - span), k + span + 1),
