@@ -1,0 +1,143 @@
+"""Where a word mark stands and what surrounds it: the brand position of a marketplace title,
+compatibility mentions ("case for Dell"), short marks that need an isolated token, leetspeak
+readings of a mark, and the longer mark winning over one inside it ("Wilson" in "Wilson
+Jones"). Plain functions over token lists, used by `wordmarks.WordMarkIndex`."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from brand_signals import textnorm as tn
+
+if TYPE_CHECKING:
+    from brand_signals.wordmarks import Mark, Occurrence, _Hit
+
+# Titles put the brand first ("Brand Model Product"); tokens at index <= this (after
+# LEADING_WORDS such as "New") are in the brand position. Misspellings only count there
+# (or after "by", or anywhere in the brand field and OCR text): on the dev set 154 of 156
+# disguised typos stand first, while ordinary look-alike words ("Dyno", "Share") stand
+# anywhere; it also spares the typo lookup for most tokens of a title.
+BRAND_POSITION_MAX = 1
+# Marketing words that may precede the brand in a title.
+LEADING_WORDS = frozenset({"new", "brand", "genuine", "original", "authentic", "official", "oem",
+                           "premium", "remanufactured", "refurbished"})
+# A word before the mark that names the maker ("PD-620J-IG by Middle Atlantic").
+MAKER_WORDS = frozenset({"by", "from", "von", "par"})
+# A compatibility cue stands at most this many tokens before the mark ("battery for 15 inch
+# Dell": 3), with only filler words, model numbers or other marks between.
+CUE_BEFORE_WINDOW = 4
+# "Lexmark E250A21A Compatible": a cue at most this many tokens after the mark.
+CUE_AFTER_WINDOW = 2
+# Short marks read through leetspeak away from the brand position: at most this many leet
+# characters ("4CP" for ACP; a "0K1" mid-title reads as much like a model code as OKI).
+SHORT_LEET_MAX_CHARS = 1
+
+# Compatibility cues (normalised: lower case, no diacritics), English first, then German,
+# French, Spanish/Portuguese, Italian, Dutch.
+CUES_BEFORE = frozenset({
+    "for", "fits", "fit", "fitting", "compatible", "compatibility", "replacement", "replacements",
+    "replaces", "replace", "replacing", "works", "use", "designed", "equivalent", "substitute",
+    "alternative", "suits", "suitable", "supports",
+    "fur", "passend", "kompatibel", "ersatz",
+    "pour", "compatibles", "adapte", "remplacement",
+    "para", "compativel", "reemplazo", "repuesto",
+    "per", "compatibile", "ricambio",
+    "voor", "geschikt",
+})
+CUES_AFTER = frozenset({
+    "compatible", "compatibles", "compat", "equivalent", "replacement", "replacements",
+    "kompatibel", "compatibile", "compativel", "equivalente",
+})
+# Words that may stand between a cue and the mark ("for use with the Apple iPad").
+FILLER_WORDS = frozenset({
+    "the", "a", "an", "your", "yours", "my", "our", "all", "most", "many", "select", "selected",
+    "any", "use", "using", "used", "with", "and", "or", "in", "on", "of", "to", "by", "new",
+    "original", "oem", "genuine", "models", "model", "series", "type", "other", "various",
+    "popular", "inch", "in", "mm", "cm", "gen", "generation", "also",
+    "mit", "und", "oder", "die", "der", "das", "den", "dem", "ihr", "ihre", "alle",
+    "avec", "et", "ou", "le", "la", "les", "votre", "vos", "tous",
+    "con", "y", "o", "el", "los", "las", "su", "sus", "tu", "de", "e", "com", "todos",
+    "il", "lo", "gli", "voor", "en", "met",
+})
+
+def short_ok(tokens: Sequence[str], first: int, last: int) -> bool:
+    """Short marks: one isolated token, not a unit after a number ("5 HP" is horsepower)."""
+    if first != last:
+        return False
+    if first > 0 and tokens[first - 1].replace(".", "").isdigit():
+        return False
+    return True
+
+
+def leet_ok(written: str, mark: "Mark", lead: bool) -> bool:
+    """The written tokens (joined) spell the mark through leet readings, with at least one
+    letter. Short marks: never two-letter ones ("G3", "1G" are model codes, not GE or LG);
+    more than SHORT_LEET_MAX_CHARS leet characters only in the brand position ("M51")."""
+    if not any(c.isalpha() for c in written) or not tn.leet_reading_ok(written, mark.joined):
+        return False
+    if mark.short:
+        n_leet = sum(1 for a, b in zip(written, mark.joined) if a != b)
+        return len(mark.joined) > 2 and (n_leet <= SHORT_LEET_MAX_CHARS or lead)
+    return True
+
+
+def brand_position_tokens(tokens: Sequence[str], max_tokens: int) -> list[int]:
+    """Indices of the tokens a mark starting in the brand position can cover."""
+    k0 = 0
+    while k0 < len(tokens) and tokens[k0] in LEADING_WORDS:
+        k0 += 1
+    out = list(range(k0, min(len(tokens), k0 + BRAND_POSITION_MAX + max_tokens)))
+    for k, t in enumerate(tokens):
+        if t in MAKER_WORDS:
+            out.extend(j for j in range(k + 1, min(len(tokens), k + 1 + max_tokens)) if j not in out)
+    return out
+
+
+def at_brand_position(tokens: Sequence[str], first: int) -> bool:
+    k = 0
+    while k < len(tokens) and tokens[k] in LEADING_WORDS:
+        k += 1
+    if first - k <= BRAND_POSITION_MAX:
+        return True
+    return first > 0 and tokens[first - 1] in MAKER_WORDS
+
+
+def is_compat(hit: "_Hit", covered: bytearray) -> bool:
+    """A compatibility mention: a cue a few tokens before the mark with only filler, model
+    numbers or other found marks between ("for Canon and HP"), or a cue right after it.
+    `covered` marks the folded characters that some found mark covers."""
+    toks = hit.stream.tokens
+    first, last = hit.first, hit.last
+    k = first - 1
+    lo = max(0, first - CUE_BEFORE_WINDOW)
+    while k >= lo:
+        t = toks[k]
+        if t in CUES_BEFORE:
+            return True
+        if t in FILLER_WORDS or any(c.isdigit() for c in t):
+            k -= 1
+            continue
+        s, e = hit.stream.spans()[k]
+        if covered.find(0, s, e) < 0:
+            k -= 1
+            continue
+        break
+    for k in range(last + 1, min(len(toks), last + 1 + CUE_AFTER_WINDOW)):
+        if toks[k] in CUES_AFTER:
+            return True
+    return False
+
+
+def prefer_longer(found: list["Occurrence"], marks: tuple["Mark", ...]) -> list["Occurrence"]:
+    """Drop an occurrence lying inside a longer one of another brand ("Wilson" in "Wilson
+    Jones"). One sweep in start order against the longest-reaching occurrence so far."""
+    ordered = sorted(found, key=lambda o: (o.start, -o.end))
+    out: list[Occurrence] = []
+    reach: Occurrence | None = None
+    for o in ordered:
+        if reach is not None and o.end <= reach.end and (reach.end - reach.start) > (o.end - o.start) \
+                and marks[reach.mark_id].brand_id != marks[o.mark_id].brand_id:
+            continue
+        out.append(o)
+        if reach is None or o.end > reach.end:
+            reach = o
+    return out
