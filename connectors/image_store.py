@@ -15,7 +15,6 @@ import io
 import os
 import re
 import struct
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -27,6 +26,7 @@ import urllib3
 from PIL import Image
 
 from brand_signals.records import ImageRef
+from connectors.atomic_file import write_atomically
 
 # 10 MiB: a high-quality 24 MP product JPEG is 5-8 MB; logos are far smaller.
 MAX_IMAGE_BYTES = 10 << 20
@@ -284,18 +284,7 @@ class ImageStore:
         sha = sha256_hex(data)
         path = self.path_of(sha)
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(path, data, 0o444)
         return StoredImage(sha, path, info)
 
     def ingest(self, ref: ImageRef, base_dir: Path | None) -> ImageRef:

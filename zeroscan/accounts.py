@@ -6,9 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Callable
 import orjson
 
 from brand_signals.registry import check_account_name
+from connectors.atomic_file import write_atomically
 
 # 32 random bytes = 256 bits: guessing is hopeless, so a fast unsalted sha256 is a safe verifier.
 TOKEN_BYTES = 32
@@ -90,17 +89,7 @@ class AccountStore:
         body = orjson.dumps({"accounts": [
             {"name": a.name, "token_sha256": a.token_sha256, "created_at_ms": a.created_at_ms}
             for a in sorted(accounts.values(), key=lambda a: a.name)]}, option=orjson.OPT_INDENT_2)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accounts-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, body, 0o600)
 
     def authenticate(self, token: str) -> Account | None:
         """The account whose token this is; every stored hash is compared in constant time."""
