@@ -15,7 +15,7 @@ import orjson
 
 from benchmarks.traffic import Traffic
 from connectors.kafka_admin import committed_offsets, end_offsets
-from connectors.kafka_io import RDKAFKA_LOG, produce_lines
+from connectors.kafka_io import RDKAFKA_LOG, produce_lines, produce_waiting
 from zeroscan.settings import ROOT, Settings
 
 
@@ -83,12 +83,7 @@ def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
         for m in msgs:
             if m.error():
                 continue
-            while True:
-                try:
-                    p.produce("bench-passthrough", m.value(), m.key())
-                    break
-                except BufferError:
-                    p.poll(0.05)
+            produce_waiting(p, "bench-passthrough", m.value(), m.key())
             got += 1
         p.poll(0)
     p.flush(30)

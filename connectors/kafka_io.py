@@ -26,6 +26,16 @@ def key_of(raw: bytes, field: str) -> bytes | None:
     return v.encode() if isinstance(v, str) else None
 
 
+def produce_waiting(p: Producer, topic: str, value: bytes, key: bytes | None, **kw) -> None:
+    """Produce one message, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            p.produce(topic, value=value, key=key, **kw)
+            return
+        except BufferError:
+            p.poll(0.1)
+
+
 def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
     """Send each non-empty line as one message, keyed by `key_field` when present."""
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
@@ -41,13 +51,7 @@ def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field:
         line = line.rstrip(b"\r\n")
         if not line.strip():
             continue
-        key = key_of(line, key_field) if key_field else None
-        while True:
-            try:
-                p.produce(topic, value=line, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                p.poll(0.1)
+        produce_waiting(p, topic, line, key_of(line, key_field) if key_field else None, on_delivery=on_delivery)
         n += 1
         p.poll(0)
     p.flush(30)
