@@ -5,6 +5,7 @@ listings posted before it and a near-duplicate posted after it is judged with it
 name the original file and line."""
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -27,37 +28,32 @@ def _event_time(line: bytes) -> float:
         return -math.inf
 
 
-def _lines(f: BinaryIO, tag: bytes) -> Iterator[tuple[float, bytes]]:
+def _lines(f: BinaryIO, tag: bytes, timed: bool) -> Iterator[tuple[float, bytes]]:
+    """(event time, or 0 when not `timed`; tagged record) per non-empty line."""
     for n, line in enumerate(f, 1):
         line = line.rstrip(b"\r\n")
         if line.strip():
-            yield _event_time(line) if tag == FEEDBACK_TAG else 0.0, tag + str(n).encode() + b"\t" + line
+            yield _event_time(line) if timed else 0.0, tag + str(n).encode() + b"\t" + line
 
 
 def merge_tagged(listings: Path, feedback: Path | None, out: Path) -> int:
     """Write the tagged stream; returns the number of records."""
     n = 0
-    with open(listings, "rb") as fl, open(out, "wb") as fo:
-        if feedback is None:
-            for _t, rec in _lines(fl, LISTING_TAG):
-                fo.write(rec + b"\n")
-                n += 1
-            return n
-        with open(feedback, "rb") as ff:
-            fb = _lines(ff, FEEDBACK_TAG)
-            pending = next(fb, None)
-            for _t, rec in _lines(fl, LISTING_TAG):
-                t = _event_time(rec.split(b"\t", 1)[1])
-                while pending is not None and pending[0] < t:
-                    fo.write(pending[1] + b"\n")
-                    n += 1
-                    pending = next(fb, None)
-                fo.write(rec + b"\n")
-                n += 1
-            while pending is not None:
+    with open(listings, "rb") as fl, open(out, "wb") as fo, \
+            (open(feedback, "rb") if feedback is not None else contextlib.nullcontext(())) as ff:
+        fb = _lines(ff, FEEDBACK_TAG, timed=True) if feedback is not None else iter(())
+        pending = next(fb, None)
+        for t, rec in _lines(fl, LISTING_TAG, timed=feedback is not None):
+            while pending is not None and pending[0] < t:
                 fo.write(pending[1] + b"\n")
                 n += 1
                 pending = next(fb, None)
+            fo.write(rec + b"\n")
+            n += 1
+        while pending is not None:
+            fo.write(pending[1] + b"\n")
+            n += 1
+            pending = next(fb, None)
     return n
 
 
