@@ -34,14 +34,19 @@ def _validator(name: str):
 OK_LISTING = {"listing_id": "l1", "seller_id": "s1", "event_time": 1735689600000, "title": "Sony headphones"}
 
 
-def L(**kw):
-    d = dict(OK_LISTING)
-    for k, v in kw.items():
+def edited(base: dict, **changes) -> dict:
+    """A copy of a record with fields changed; a value of ... removes the field."""
+    d = dict(base)
+    for k, v in changes.items():
         if v is ...:
             d.pop(k, None)
         else:
             d[k] = v
     return d
+
+
+def L(**kw):
+    return edited(OK_LISTING, **kw)
 
 
 LISTING_CASES = [
@@ -141,13 +146,7 @@ OK_BRAND = {"brand_id": "acme", "name": "Acme", "trademarks": ["ACME"], "version
 
 
 def B(**kw):
-    d = dict(OK_BRAND)
-    for k, v in kw.items():
-        if v is ...:
-            d.pop(k, None)
-        else:
-            d[k] = v
-    return d
+    return edited(OK_BRAND, **kw)
 
 
 BRAND_CASES = [

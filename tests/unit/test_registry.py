@@ -19,6 +19,7 @@ from brand_signals.registry import (
     PublishFailedError,
     RegistryLockedError,
 )
+from tests.unit.test_contract import edited
 
 pytestmark = pytest.mark.unit
 
@@ -39,13 +40,7 @@ class RecordingPublisher:
 
 
 def B(**kw):
-    d = {"brand_id": "acme", "version": 1, "name": "Acme", "trademarks": ["ACME"]}
-    for k, v in kw.items():
-        if v is ...:
-            d.pop(k, None)
-        else:
-            d[k] = v
-    return d
+    return edited({"brand_id": "acme", "version": 1, "name": "Acme", "trademarks": ["ACME"]}, **kw)
 
 
 @pytest.fixture
