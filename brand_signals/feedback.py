@@ -206,7 +206,7 @@ class FeedbackState:
         return True
 
     def _confirm(self, ev: LedgerEvent) -> None:
-        self._withdraw(ev.listing_id, ev.brand_id)
+        self._withdraw(ev.listing_id)  # a listing is confirmed for one brand at a time
         fp = ev.fingerprint
         self._confirmed[ev.listing_id] = _Confirmed(ev.brand_id, ev.seller_id, fp, ev.event_time_ms)
         for s in fp.shingles:
@@ -217,24 +217,16 @@ class FeedbackState:
             k = (ev.seller_id, ev.brand_id)
             self._seller_brands[k] = self._seller_brands.get(k, 0) + 1
 
-    def _withdraw(self, listing_id: str, brand_id: str) -> None:
+    def _withdraw(self, listing_id: str, brand_id: str | None = None) -> None:
+        """Take a confirmed listing's evidence out of the index (only if it was confirmed for
+        `brand_id`, when given)."""
         c = self._confirmed.get(listing_id)
-        if c is None or c.brand_id != brand_id:
+        if c is None or (brand_id is not None and c.brand_id != brand_id):
             return
         del self._confirmed[listing_id]
-        for s in c.fingerprint.shingles:
-            ids = self._by_shingle.get(s)
-            if ids is not None:
-                ids.discard(listing_id)
-                if not ids:
-                    del self._by_shingle[s]
-        for im in c.fingerprint.images:
-            ids = self._by_image.get(im)
-            if ids is not None:
-                ids.discard(listing_id)
-                if not ids:
-                    del self._by_image[im]
-        k = (c.seller_id, brand_id)
+        _unindex(self._by_shingle, c.fingerprint.shingles, listing_id)
+        _unindex(self._by_image, c.fingerprint.images, listing_id)
+        k = (c.seller_id, c.brand_id)
         if self._seller_brands.get(k, 0) > 1:
             self._seller_brands[k] -= 1
         else:
@@ -324,6 +316,15 @@ class FeedbackState:
                 out.append(Evidence(brand_id, (Signal(SignalKind.SELLER, self.policy.seller_suspicion_score, {
                     "seller_id": listing.seller_id, "confirmed_removals_for_brand": n}),)))
         return out
+
+
+def _unindex(index: dict, keys, listing_id: str) -> None:
+    for key in keys:
+        ids = index.get(key)
+        if ids is not None:
+            ids.discard(listing_id)
+            if not ids:
+                del index[key]
 
 
 def handle_feedback(ev: FeedbackEvent, context: ListingContext | None, state: FeedbackState,

@@ -213,3 +213,12 @@ def test_open_signals_follow_the_latest_decision_per_listing():
         idx.apply(json.dumps({"listing_id": lid, "brand_id": brand, "action": action}).encode())
     assert idx.by_brand["veltrix"] == {}
     assert list(idx.by_brand["lumora"]) == ["l1"]
+
+
+def test_a_listing_confirmed_again_for_another_brand_leaves_no_stale_evidence():
+    state = FeedbackState()
+    remove(state, "a", "Veltrix cordless drill 18V two batteries")
+    remove(state, "a", "Lumora night cream 50ml", brand="lumora", t=T0 + 1, presented=("lumora",))
+    b = listing("b", "Veltrix cordless drill 18V two batteries", seller="s-9")
+    assert not any(s.kind is SignalKind.FEEDBACK_NEIGHBOR for e in state.evidence(b, fingerprint(b), ())
+                   for s in e.signals)
