@@ -99,6 +99,10 @@ FIELD_KIND = {
 }
 # Fields where a misspelling counts wherever it stands (short texts that name a maker).
 TYPO_ANYWHERE = frozenset({Field.BRAND, Field.OCR})
+# People keep the first letter when they misspell a word; OCR of a stylised logo misreads or
+# drops it as readily as any other glyph ("odidas", "TAHOO!", "prite", "EPSI" on the dev logo
+# photos). In these fields a one-edit reading may differ in its first letter.
+ANY_FIRST_LETTER = frozenset({Field.OCR})
 FIELD_FACTOR = {
     Field.TITLE: 1.0, Field.BRAND: 1.0, Field.DESCRIPTION: BODY_FACTOR, Field.BULLETS: BODY_FACTOR,
     Field.OCR: OCR_FACTOR,
@@ -214,7 +218,7 @@ class WordMarkIndex:
     """Immutable index of the word marks of the enrolled (not deleted) brands."""
 
     __slots__ = ("_brands", "_marks", "_automaton", "_collisions", "_max_tokens", "_exact",
-                 "_words", "_in_multi", "_deletes", "_squeezed", "_cache")
+                 "_words", "_in_multi", "_deletes", "_squeezed", "_cache", "_cache_any_first")
 
     def __init__(self, brands: Mapping[str, BrandReference], marks: tuple[Mark, ...]) -> None:
         if 2 * len(marks) >= _COLLISION_BASE:
@@ -271,6 +275,7 @@ class WordMarkIndex:
         self._deletes = _HashTable(del_h, del_v)
         self._squeezed = _HashTable(sq_h, sq_v)
         self._cache: dict[str, tuple[tuple[str, int], ...]] = {}
+        self._cache_any_first: dict[str, tuple[tuple[str, int], ...]] = {}
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -323,12 +328,12 @@ class WordMarkIndex:
         """All occurrences in one text (for tests and debugging): (mark, occurrence, surface)."""
         folded = tn.fold(text)
         return [(self._marks[o.mark_id], o, folded.surface(o.start, o.end))
-                for o in self._occurrences(folded, field in TYPO_ANYWHERE)]
+                for o in self._occurrences(folded, field in TYPO_ANYWHERE, field in ANY_FIRST_LETTER)]
 
-    def readings(self, token: str) -> tuple[tuple[str, int], ...]:
+    def readings(self, token: str, field: Field = Field.TITLE) -> tuple[tuple[str, int], ...]:
         """The mark words a folded text token may misspell or pad, best first, each with its
         folds (for tests and debugging; matching uses the same memoised lookup)."""
-        return self._correct(token)
+        return self._correct(token, field in ANY_FIRST_LETTER)
 
     @property
     def mark_words(self) -> tuple[str, ...]:
@@ -342,7 +347,8 @@ class WordMarkIndex:
             if not text:
                 continue
             folded = tn.fold(text)
-            occurrences = [o for o in self._occurrences(folded, field in TYPO_ANYWHERE) if not o.compat]
+            occurrences = [o for o in self._occurrences(folded, field in TYPO_ANYWHERE, field in ANY_FIRST_LETTER)
+                           if not o.compat]
             if not occurrences:
                 continue
             # A misspelling or short leet code next to another brand's plain mark is that
@@ -389,7 +395,7 @@ class WordMarkIndex:
             score *= CATEGORY_MISMATCH_FACTOR
         return score
 
-    def _occurrences(self, folded: tn.FoldedText, typo_anywhere: bool) -> list[Occurrence]:
+    def _occurrences(self, folded: tn.FoldedText, typo_anywhere: bool, any_first: bool = False) -> list[Occurrence]:
         text = folded.text
         tokens = tn.TOKEN_RE.findall(text)
         if not tokens:
@@ -404,7 +410,7 @@ class WordMarkIndex:
             symbols = _symbol_stream(text)
             if symbols is not None:
                 self._search(symbols, folded, found)
-        for corrected in self._corrected_streams(plain, typo_anywhere):
+        for corrected in self._corrected_streams(plain, typo_anywhere, any_first):
             self._search(corrected, folded, found)
         if not found:
             return []
@@ -457,7 +463,7 @@ class WordMarkIndex:
                 flags = (flags & _FOLD_MASK) | folded.span_flags(start, end_c)
                 found.append(_Hit(code >> 1, stream, first, last, start, end_c, flags, lead))
 
-    def _corrected_streams(self, plain: _Stream, anywhere: bool) -> list[_Stream]:
+    def _corrected_streams(self, plain: _Stream, anywhere: bool, any_first: bool = False) -> list[_Stream]:
         """Streams with misspelt or padded tokens replaced by the mark words they evoke,
         searched only in a window around the replaced tokens: one with every token's best
         reading, plus one per alternative reading of a token ("lin" may be "line" or "link"),
@@ -473,7 +479,7 @@ class WordMarkIndex:
             t = base[k]
             if len(t) < FUZZY_MIN_LEN - 1:
                 continue
-            hits = self._correct(t)
+            hits = self._correct(t, any_first)
             if hits:
                 if tokens is None:
                     tokens = list(base)
@@ -499,19 +505,20 @@ class WordMarkIndex:
                                spans=spans, tflags=alt_f, anywhere=anywhere))
         return out
 
-    def _correct(self, token: str) -> tuple[tuple[str, int], ...]:
-        """The mark words a text token misspells or pads, best first, each with its folds."""
-        cache = self._cache
+    def _correct(self, token: str, any_first: bool = False) -> tuple[tuple[str, int], ...]:
+        """The mark words a text token misspells or pads, best first, each with its folds;
+        `any_first`: the first letter may be the misread one."""
+        cache = self._cache_any_first if any_first else self._cache
         hit = cache.get(token)
         if hit is not None:
             return hit
-        result = self._correct_uncached(token)
+        result = self._correct_uncached(token, any_first)
         if len(cache) >= TOKEN_CACHE_MAX:
             cache.clear()
         cache[token] = result
         return result
 
-    def _correct_uncached(self, token: str) -> tuple[tuple[str, int], ...]:
+    def _correct_uncached(self, token: str, any_first: bool) -> tuple[tuple[str, int], ...]:
         if token in NEVER_CORRECTED or token.isdigit() or not any(c.isalpha() for c in token):
             return ()
         if token in self._exact:
@@ -528,7 +535,7 @@ class WordMarkIndex:
         words = self._words
         found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
         ok = sorted((w for w in found
-                     if len(w) >= FUZZY_MIN_LEN and w[0] == token[0] and tn.within_one_edit(token, w)),
+                     if len(w) >= FUZZY_MIN_LEN and (any_first or w[0] == token[0]) and tn.within_one_edit(token, w)),
                     key=lambda w: (-len(w), w))
         if common:
             in_multi = self._in_multi

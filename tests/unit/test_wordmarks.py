@@ -11,7 +11,7 @@ import pytest
 
 from brand_signals import textnorm as tn
 from brand_signals.records import Action, BrandReference, Listing, SignalKind
-from brand_signals.wordmarks import FUZZY_MIN_LEN, WordMarkIndex
+from brand_signals.wordmarks import FUZZY_MIN_LEN, Field, WordMarkIndex
 
 pytestmark = pytest.mark.unit
 
@@ -196,6 +196,16 @@ def test_description_counts_less_than_title(index):
 def test_match_text_is_ocr(index):
     [ev] = index.match_text("SONY")
     assert ev.brand_id == "sony" and ev.signals[0].kind is SignalKind.OCR_TEXT
+
+
+@pytest.mark.parametrize("read", ["Tarmin", "armin", "Qasio", "asio"])
+def test_ocr_may_misread_or_drop_the_first_letter(index, read):
+    """OCR of a stylised logo loses its first glyph as often as any other; people misspelling
+    a word keep it, so only OCR text gets these readings."""
+    [ev] = index.match_text(f"{read} original")
+    assert ev.signals[0].detail["normalisations"] == ["typo:edit1"] and 0.5 <= ev.signals[0].score < 0.8
+    assert index.match(listing(f"{read} original watch")) == []
+    assert index.readings(read.lower()) == () and index.readings(read.lower(), Field.OCR)
 
 
 def test_deleted_brands_are_skipped_and_match_many_agrees(index):
