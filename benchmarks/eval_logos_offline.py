@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
-    ap.add_argument("--head", type=Path, default=DEFAULT_HEAD)
+    ap.add_argument("--head", type=Path, default=None,
+                    help=f"also run the learned logo head (research, off in the job), e.g. {DEFAULT_HEAD.name} "
+                         "or a fold head from models/train_logo_head.py --folds K")
     ap.add_argument("--no-ocr", action="store_true")
     ap.add_argument("--no-logo", action="store_true", help="OCR only (logo index left empty)")
     ap.add_argument("--cache", type=Path, default=None, help="rocksdict path (default: no cache)")
@@ -82,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.out, "wb") as f:
         for d in decisions:
             f.write(orjson.dumps(d.to_json()) + b"\n")
-    print(f"built over {len(sig.logos)} logo renderings in {t_build:.1f} s ({len(sig.build_errors)} errors); "
+    print(f"built over {len(sig.logos) if sig.logos is not None else 0} head logo renderings in {t_build:.1f} s ({len(sig.build_errors)} errors); "
           f"{len(listings)} listings in {t_find:.1f} s ({t_find / len(listings) * 1000:.0f} ms/listing, 1 thread); "
           f"{len(decisions)} decisions -> {a.out}; stats {sig.stats}")
     labels_path = a.data / "labels.jsonl"
     subprocess.run([sys.executable, str(a.scorer), str(labels_path), str(a.out), "--by", "reference_logo"], check=True)
-    held = [b for b in LogoHead.load(a.head).meta.get("held_out", []) if b]
+    held = [b for b in LogoHead.load(a.head).meta.get("held_out", []) if b] if a.head is not None else []
     if held:
         rows = [json.loads(x) for x in labels_path.read_text().splitlines() if x.strip()]
         keep = [r for r in rows if r["variant"] == "no_logo" or r.get("brand_id") in held]

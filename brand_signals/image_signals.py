@@ -5,9 +5,10 @@ or a copy of its official product photos (`image_copy`).
 `ImageSignals.build(brands, fetch, base_dir)` fetches and indexes every logo and product image
 once; `find(listings, base_dir)` looks each listing image up by sha256 first (the listing's
 own digest when given, so a known image is neither fetched nor embedded again), then decodes
-all new images with caps, runs them through the backbone in one batched call, matches logos
-and copies, verifies logos geometrically (logo_geometry), reads text, and caches the per-image outcome in rocksdict. A broken or hostile
-image becomes an `image_error` signal (score 0, brand_id "") and never an exception.
+all new images with caps, verifies logos geometrically (logo_geometry), runs them through the
+backbone in one batched call where the catalogue has official product photos (copies) or the
+research logo head is on, reads text, and caches the per-image outcome in rocksdict. A broken
+or hostile image becomes an `image_error` signal (score 0, brand_id "") and never an exception.
 """
 from __future__ import annotations
 
@@ -30,17 +31,19 @@ from brand_signals.logos import LogoIndex
 from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
 from brand_signals.wordmarks import WordMarkIndex
 from models.embedder import DEFAULT_MODEL, FeatureExtractor, letterbox
-from models.logo_head import DEFAULT_HEAD, QUERY_SIDE, LogoHead, valid_cells
+from models.logo_head import QUERY_SIDE, LogoHead, valid_cells
 
 Fetch = Callable[[str, "str | None", "str | None"], bytes]
 
 # --- logo scores (decide.py: >= 0.8 enforce, >= 0.5 review) -----------------------------
-# The head's window probability p (softmax over nearest renderings + background) becomes the
-# signal score through these points. Measured on the dev logo set with brands held out of the
-# head's training (benchmarks/eval_logos_offline.py --head models/logo_head_fold0of2.npz):
-# p >= 0.97 flagged 17 % of the no_logo photos and was right on 6 % of held-out brands' photos,
-# so a logo hit alone must not flag: both scores stay under decide.REVIEW_SCORE and only add
-# to other evidence (OCR text, title). Raise them when a head generalises to unseen brands.
+# The learned head (models/logo_head.py) is off unless `head_path` is given: cross-fitted on
+# the dev logo photos (two heads, each brand scored by the head that never saw it), at the
+# thresholds below it found none of the 809 logo photos; without logos.MIN_SIMILARITY it
+# flagged 1,079 of 1,109 photos at precision 0.06 (benchmarks/eval_logo_head_cv.py). It cost
+# ~42 ms per new image. It is kept for research
+# (benchmarks/eval_logos_offline.py --head). When on, the window probability p (softmax over
+# nearest renderings + background) becomes a score through these points, under
+# decide.REVIEW_SCORE, so a head hit only adds to other evidence.
 LOGO_ENFORCE_PROB = 0.97
 LOGO_REVIEW_PROB = 0.9
 LOGO_ENFORCE_SCORE = 0.45
@@ -55,8 +58,8 @@ GEO_SUPPORT_INLIERS = 4
 GEO_ENFORCE_SCORE = 0.85
 GEO_SUPPORT_SCORE = 0.3
 # Bump when anything that changes per-image results changes (models, scores, matching).
-# 2: geometric logo verification.
-RESULT_VERSION = 2
+# 2: geometric logo verification. 3: OCR without the angle classifier, tilted reference views.
+RESULT_VERSION = 3
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
 _ERROR_BRAND = ""
@@ -110,7 +113,7 @@ def geo_score(inliers: int) -> float:
 
 
 class ImageSignals:
-    def __init__(self, *, logos: LogoIndex, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
+    def __init__(self, *, logos: LogoIndex | None, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
                  extractor: FeatureExtractor, reader, fetch: Fetch, fingerprint: bytes,
                  cache_path: str | Path | None = None, build_errors: Sequence[str] = (),
                  geometry: LogoGeometryIndex | None = None):
@@ -129,11 +132,13 @@ class ImageSignals:
     @classmethod
     def build(cls, brands: Iterable[BrandReference], fetch: Fetch, base_dir: str | None = None, *,
               cache_path: str | Path | None = None, threads: int = 1, batch_size: int = 8,
-              model_path: Path = DEFAULT_MODEL, head_path: Path = DEFAULT_HEAD, ocr: bool = True,
-              extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True) -> "ImageSignals":
+              model_path: Path = DEFAULT_MODEL, head_path: Path | None = None, ocr: bool = True,
+              extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
+              ocr_upscale: bool = False) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
-        listed in `build_errors` (the brand still matches on its other logos and its marks)."""
+        listed in `build_errors` (the brand still matches on its other logos and its marks).
+        `ocr_upscale`: small photos are also read scaled up (models.ocr.UPSCALE_SIDE)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         cv2.setNumThreads(threads)
@@ -142,12 +147,14 @@ class ImageSignals:
         extractor = extractor or FeatureExtractor(model_path, threads=threads, batch_size=batch_size)
         if reader is None and ocr:
             from models.ocr import TextReader
-            reader = TextReader(threads=threads)
-        head = LogoHead.load(head_path)
+            reader = TextReader(threads=threads, upscale=ocr_upscale)
         errors: list[str] = []
         fp = hashlib.blake2b(digest_size=16)
-        fp.update(f"{RESULT_VERSION}|{geometry}|{Path(model_path).name}|{Path(head_path).read_bytes().__len__()}".encode())
-        fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
+        # what the cached per-image outcomes depend on besides the catalogue
+        reading = "none" if reader is None else f"{type(reader).__name__}|{getattr(reader, 'upscale', False)}"
+        fp.update(f"{RESULT_VERSION}|{geometry}|{Path(model_path).name}|{reading}".encode())
+        if head_path is not None:
+            fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
 
         def load(ref: ImageRef, brand_id: str) -> np.ndarray | None:
             try:
@@ -169,7 +176,7 @@ class ImageSignals:
                 rgb = load(ref, b.brand_id)
                 if rgb is not None:
                     prod.append((b.brand_id, ref.uri, rgb))
-        logos = LogoIndex.build(logo_imgs, extractor, head)
+        logos = LogoIndex.build(logo_imgs, extractor, LogoHead.load(head_path)) if head_path is not None else None
         hashes, embs = [], []
         if prod:
             canv = [letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in prod]
@@ -277,9 +284,11 @@ class ImageSignals:
         if not decoded:
             return {}
         shas = list(decoded)
-        canvases = [letterbox(decoded[s], QUERY_SIDE)[0] for s in shas]
-        feats = self.extractor.features(canvases)      # one batched model call for the batch
-        self.stats.embedded += len(shas)
+        feats: Sequence[np.ndarray | None] = [None] * len(shas)
+        if self.logos is not None or len(self.copies):   # the backbone's only consumers
+            canvases = [letterbox(decoded[s], QUERY_SIDE)[0] for s in shas]
+            feats = self.extractor.features(canvases)    # one batched model call for the batch
+            self.stats.embedded += len(shas)
         texts = self.reader.read([decoded[s] for s in shas]) if self.reader is not None else [[] for _ in shas]
         self.stats.ocr_read += len(shas) if self.reader is not None else 0
         out = {}
@@ -287,9 +296,10 @@ class ImageSignals:
             rgb = decoded[sha]
             hw = rgb.shape[:2]
             logos = tuple((h.brand_id, h.logo_uri, round(h.probability, 4), round(h.similarity, 4), h.box)
-                          for h in self.logos.match(f, hw) if logo_score(h.probability) > 0)
+                          for h in (self.logos.match(f, hw) if self.logos is not None and f is not None else ())
+                          if logo_score(h.probability) > 0)
             copies: tuple = ()
-            if len(self.copies):
+            if len(self.copies) and f is not None:
                 packed, quality = pdq(rgb)
                 copies = tuple((c.brand_id, c.image_uri, c.distance, round(c.similarity, 4))
                                for c in self.copies.match(packed, quality, global_embedding(f, valid_cells(*hw))))

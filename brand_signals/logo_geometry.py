@@ -21,6 +21,11 @@ from models.logo_head import tight_crop
 # background colour keeps keypoints near the glyph's edge. FlickrLogos logos are 20-300 px.
 REF_SIDES = (256, 128)
 REF_BORDER = 16
+# Affine-simulated views (ASIFT, Morel & Yu 2009): the largest rendering squeezed by TILT
+# along x and along y, as a logo seen ~50 degrees off-axis on a sign or a curved can. Dev logo
+# photos, geometric hits alone at >= 6 inliers: recall 0.214 -> 0.222, false positives 5 -> 6;
+# with OCR at >= 5 inliers precision 0.971 -> 0.974 (fewer wrong-brand hits).
+TILT = 1.6
 # Strongest keypoints kept per rendering: 246 dev reference files x 4 renderings x 200 =
 # ~150 k descriptors (77 MB float32); more adds build time and search cost, not inliers.
 REF_MAX_FEATURES = 200
@@ -29,12 +34,13 @@ REF_MAX_FEATURES = 200
 QUERY_MAX_SIDE = 640
 QUERY_MAX_FEATURES = 3000
 # Neighbours fetched per photo descriptor: enough to reach a second brand past one brand's
-# own near-duplicate renderings (2 sides x 2 polarities x 2 files).
+# own near-duplicate renderings (2 sides x 2 polarities x 2 files, plus tilted views).
 KNN = 12
 # Reference descriptors live in an HNSW graph: exact search over ~50 k descriptors cost
-# 270 ms per photo on one thread, HNSW (M 32, efSearch 64) ~20 ms.
+# 270 ms per photo on one thread, HNSW (M 32, efSearch 64) ~26 ms; efSearch 32 found the same
+# hits on the dev logo photos for less.
 HNSW_M = 32
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 32
 # Lowe's ratio, nearest reference of the matched brand vs nearest of any other brand. Dev
 # logos (benchmarks/eval_logos_offline.py), geometric hits alone at >= 6 inliers: ratio 0.8,
 # 1500 photo keypoints, 5 candidates, >= 6 matches: recall 0.183 at precision 0.980; the
@@ -81,20 +87,26 @@ def _features(grey: np.ndarray, sift: cv2.SIFT) -> tuple[np.ndarray, np.ndarray]
     return np.float32([k.pt for k in kps]), rootsift(desc)
 
 
-def reference_views(rgb: np.ndarray) -> list[tuple[np.ndarray, float, int]]:
-    """(grey rendering, scale from reference-frame pixels to rendering pixels, border)."""
+def reference_views(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(grey rendering, 2 x 3 affine map from the tight crop's pixels to the rendering's)."""
     logo = tight_crop(rgb)
     grey = cv2.cvtColor(logo, cv2.COLOR_RGB2GRAY)
     corners = np.concatenate([grey[:2, :2].ravel(), grey[-2:, -2:].ravel()])
     bg = int(np.median(corners))
     h, w = grey.shape
     out = []
-    for side in REF_SIDES:
+    for i, side in enumerate(REF_SIDES):
         s = side / max(h, w)
-        img = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        img = cv2.copyMakeBorder(img, REF_BORDER, REF_BORDER, REF_BORDER, REF_BORDER, cv2.BORDER_CONSTANT, value=bg)
-        out.append((img, s, REF_BORDER))
-        out.append((255 - img, s, REF_BORDER))
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        squeezes = [(1.0, 1.0)] + ([(1 / TILT, 1.0), (1.0, 1 / TILT)] if i == 0 else [])
+        for sx, sy in squeezes:
+            img = cv2.resize(grey, (max(1, round(nw * sx)), max(1, round(nh * sy))), interpolation=cv2.INTER_AREA)
+            img = cv2.copyMakeBorder(img, REF_BORDER, REF_BORDER, REF_BORDER, REF_BORDER, cv2.BORDER_CONSTANT, value=bg)
+            # exact per-axis scale after rounding, then the border's offset
+            A = np.float32([[(img.shape[1] - 2 * REF_BORDER) / w, 0, REF_BORDER],
+                            [0, (img.shape[0] - 2 * REF_BORDER) / h, REF_BORDER]])
+            out.append((img, A))
+            out.append((255 - img, A))
     return out
 
 
@@ -126,11 +138,12 @@ class LogoGeometryIndex:
             r = len(refs)
             crop = tight_crop(rgb)
             refs.append((brand_id, uri, (crop.shape[1], crop.shape[0])))
-            for img, s, border in reference_views(rgb):
+            for img, A in reference_views(rgb):
                 p, d = _features(img, sift)
                 if not len(d):
                     continue
-                pts.append((p - border) / s)           # back to the crop's own pixel frame
+                back = cv2.invertAffineTransform(A)    # to the crop's own pixel frame
+                pts.append(p @ back[:, :2].T + back[:, 2])
                 descs.append(d)
                 ref_of.append(np.full(len(d), r, np.int32))
         if not descs:

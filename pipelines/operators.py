@@ -134,7 +134,8 @@ def _image_factory(cfg: dict | None):
         if not slot:  # one embedded cache per worker process, held for its lifetime
             slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
-                                  cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True))
+                                  cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
+                                  ocr_upscale=cfg.get("ocr_upscale", False))
 
     return build
 

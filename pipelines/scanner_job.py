@@ -170,10 +170,14 @@ def define_scan(t_env: TableEnvironment, config: dict) -> None:
 
 
 def image_config(settings: Settings) -> dict:
-    """Image scanning: on unless ZEROSCAN_IMAGES=off; OCR unless ZEROSCAN_IMAGE_OCR=off. Results
-    are cached by image sha256 under the state folder."""
+    """Image scanning: on unless ZEROSCAN_IMAGES=off; OCR unless ZEROSCAN_IMAGE_OCR=off
+    (`upscale`: small photos are read a second time scaled up). Results are cached by image
+    sha256 under the state folder."""
+    ocr = os.environ.get("ZEROSCAN_IMAGE_OCR", "on")
+    if ocr not in ("on", "off", "upscale"):
+        raise ValueError(f"ZEROSCAN_IMAGE_OCR must be on, off or upscale, got {ocr!r}")
     return {"enabled": os.environ.get("ZEROSCAN_IMAGES", "on") != "off",
-            "ocr": os.environ.get("ZEROSCAN_IMAGE_OCR", "on") != "off",
+            "ocr": ocr != "off", "ocr_upscale": ocr == "upscale",
             "cache_dir": str(settings.state_dir / "image-cache")}
 
 

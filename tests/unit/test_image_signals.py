@@ -93,7 +93,8 @@ class CountingReader:
 
 
 BRAND = BrandReference(brand_id="emblem", version=1, name="Emblem", trademarks=("Zorbix",),
-                       logos=(ImageRef("logos/emblem.png"),), enforcement=Action.TAKEDOWN)
+                       logos=(ImageRef("logos/emblem.png"),), product_images=(ImageRef("products/shot.jpg"),),
+                       enforcement=Action.TAKEDOWN)
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +102,12 @@ def extractor():
     return FeatureExtractor(threads=1)
 
 
-def _signals(extractor, files, reader=None, tmp_path=None):
-    store = Store({"logos/emblem.png": _png(_logo()), **files})
-    sig = ImageSignals.build([BRAND], store, "/base", extractor=extractor, reader=reader or CountingReader(),
-                             cache_path=None if tmp_path is None else tmp_path / "cache")
+def _signals(extractor, files, reader=None, tmp_path=None, brand=BRAND, head=False):
+    from models.logo_head import DEFAULT_HEAD
+    store = Store({"logos/emblem.png": _png(_logo()), "products/shot.jpg": _jpeg(_photo(9)), **files})
+    sig = ImageSignals.build([brand], store, "/base", extractor=extractor, reader=reader or CountingReader(),
+                             cache_path=None if tmp_path is None else tmp_path / "cache",
+                             head_path=DEFAULT_HEAD if head else None)
     return sig, store
 
 
@@ -119,7 +122,8 @@ def _kinds(evidence):
 
 
 def test_logo_pasted_into_photo_is_found_and_plain_photo_is_not(extractor):
-    sig, _ = _signals(extractor, {"a.jpg": _jpeg(_pasted()), "b.jpg": _jpeg(_photo(2))})
+    """The learned head (off by default, see image_signals), when asked for."""
+    sig, _ = _signals(extractor, {"a.jpg": _jpeg(_pasted()), "b.jpg": _jpeg(_photo(2))}, head=True)
     found, plain = sig.find([_listing("l1", "a.jpg"), _listing("l2", "b.jpg")])
     logo = [s for ev in found if ev.brand_id == "emblem" for s in ev.signals if s.kind is SignalKind.LOGO]
     assert logo and logo[0].score > 0        # supporting evidence (see image_signals.LOGO_*)
@@ -147,8 +151,21 @@ def test_cache_hits_skip_fetch_and_model(extractor, tmp_path):
     sig2, store2 = _signals(extractor, {"a.jpg": data}, reader, tmp_path)
     calls1 = extractor.calls
     assert sig2.find([_listing("l4", "a.jpg", sha={"a.jpg": digest})])[0] == first[0]
-    assert extractor.calls == calls1 and store2.calls == 1   # the logo file at build only
+    assert extractor.calls == calls1 and store2.calls == 2   # the logo and product files at build only
     sig2.close()
+
+
+def test_backbone_runs_only_for_its_consumers(extractor):
+    """Without official product photos (copies) and without the research head nothing needs
+    the backbone: a new image is verified geometrically and read, not embedded."""
+    import dataclasses
+    reader = CountingReader()
+    sig, _ = _signals(extractor, {"a.jpg": _jpeg(_warped_into_photo(11, 20.0, 0.6, (250, 170)))}, reader,
+                      brand=dataclasses.replace(BRAND, product_images=()))
+    calls0 = extractor.calls
+    (found,) = sig.find([_listing("l1", "a.jpg")])
+    assert extractor.calls == calls0 and sig.stats.embedded == 0 and reader.calls == 1
+    assert any(s.kind is SignalKind.LOGO for ev in found for s in ev.signals)
 
 
 def test_duplicate_images_in_one_batch_are_embedded_once(extractor):
@@ -246,6 +263,43 @@ def test_geometric_verification_confirms_a_warped_logo(seed, angle, scale, centr
     assert abs((x1 + x2) / 2 - centre[0]) < 20 and abs((y1 + y2) / 2 - centre[1]) < 20
     for plain_seed in (2, 14, 15):
         assert index.match(_photo(plain_seed)) == []        # a plain photo is not confirmed
+
+
+def test_reference_views_map_back_to_the_logo_frame():
+    """Every rendering (sizes, polarities, squeezed views) carries the affine map from the
+    cropped logo's pixels; the logo's corners land on the rendering's glyph area."""
+    from brand_signals.logo_geometry import REF_BORDER, TILT, reference_views
+    from models.logo_head import tight_crop
+    logo = _logo()
+    h, w = tight_crop(logo).shape[:2]
+    views = reference_views(logo)
+    assert len(views) == 8                      # 2 sides x 2 polarities + 2 squeezes x 2 polarities
+    squeezed = 0
+    for img, A in views:
+        corners = np.float32([[0, 0], [w, h]]) @ A[:, :2].T + A[:, 2]
+        np.testing.assert_allclose(corners[0], [REF_BORDER, REF_BORDER])
+        np.testing.assert_allclose(corners[1], [img.shape[1] - REF_BORDER, img.shape[0] - REF_BORDER], atol=1e-3)
+        squeezed += abs(A[0, 0] / A[1, 1] - 1) > 0.2
+        assert max(A[0, 0] / A[1, 1], A[1, 1] / A[0, 0]) == pytest.approx(1.0, abs=0.02) or \
+            max(A[0, 0] / A[1, 1], A[1, 1] / A[0, 0]) == pytest.approx(TILT, rel=0.05)
+    assert squeezed == 4
+
+
+def test_geometric_verification_confirms_a_logo_seen_off_axis():
+    """The emblem squeezed to 45 % of its width (a sign seen from the side) and rotated."""
+    from brand_signals.image_signals import GEO_ENFORCE_INLIERS
+    from brand_signals.logo_geometry import LogoGeometryIndex
+    index = LogoGeometryIndex.build([("emblem", "logos/emblem.png", _logo())])
+    photo = _photo(21)
+    m = cv2.getRotationMatrix2D((128, 128), 10, 0.9) @ np.float32([[0.45, 0, 70], [0, 1, 0], [0, 0, 1]])
+    m[:, 2] += np.array((240, 180)) - 128
+    h, w = photo.shape[:2]
+    warped = cv2.warpAffine(_logo(), m, (w, h), flags=cv2.INTER_AREA)
+    inside = cv2.warpAffine(np.full((256, 256), 255, np.uint8), m, (w, h)) > 128
+    photo[inside] = warped[inside]
+    photo = cv2.cvtColor(cv2.imdecode(np.frombuffer(_jpeg(photo), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    hits = index.match(photo)
+    assert [h.brand_id for h in hits] == ["emblem"] and hits[0].inliers >= GEO_ENFORCE_INLIERS
 
 
 def test_geometric_logo_flags_on_its_own(extractor):
