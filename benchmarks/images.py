@@ -1,5 +1,7 @@
 """Throughput of the image signals on one core: new images (fetch, decode, backbone, logo and
-copy matching, OCR) and cached ones (sha256 known, answered from the cache).
+copy matching, OCR) and cached ones (sha256 known, answered from the cache), with OCR as
+shipped, with the optional upscaled second reading, and without OCR; then where a new
+image's time goes, stage by stage.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/images.py [--data DIR] [--n 96]
 
@@ -18,7 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.eval_logos_offline import DEFAULT_DATA, file_fetch  # noqa: E402
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
+from brand_signals.image_copy import pdq  # noqa: E402
+from brand_signals.image_decode import decode_rgb  # noqa: E402
 from brand_signals.image_signals import ImageSignals  # noqa: E402
+from models.embedder import letterbox  # noqa: E402
+from models.logo_head import QUERY_SIDE  # noqa: E402
 
 BATCH = 32
 
@@ -28,6 +34,28 @@ def run(sig: ImageSignals, listings, base: str) -> float:
     for i in range(0, len(listings), BATCH):
         sig.find(listings[i:i + BATCH], base)
     return time.perf_counter() - t0
+
+
+def stages(sig: ImageSignals, listings, base: str) -> dict[str, float]:
+    """Mean ms per new image of each stage, run one by one over the same photos."""
+    t: dict[str, float] = {}
+
+    def timed(name, fn, items):
+        t0 = time.perf_counter()
+        out = [fn(x) for x in items]
+        t[name] = round((time.perf_counter() - t0) / len(items) * 1000, 2)
+        return out
+
+    data = timed("fetch", lambda x: file_fetch(x.images[0].uri, base, None), listings)
+    rgbs = timed("decode", decode_rgb, data)
+    canv = timed("letterbox", lambda r: letterbox(r, QUERY_SIDE)[0], rgbs)
+    t0 = time.perf_counter()
+    sig.extractor.features(canv)     # used when the catalogue has official product photos
+    t["backbone"] = round((time.perf_counter() - t0) / len(canv) * 1000, 2)
+    timed("logo_geometry", sig.geometry.match, rgbs)
+    timed("pdq", pdq, rgbs)
+    timed("ocr", lambda r: sig.reader.read([r]), rgbs)
+    return t
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,20 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     listings = [parse_listing(x) for x in (a.data / "listings.jsonl").read_bytes().splitlines() if x.strip()]
     base = str(a.data)
     res: dict = {"threads": 1, "images": a.n}
-    for ocr in (True, False):
+    for tag, ocr, upscale in (("", True, False), ("_ocr_upscale", True, True), ("_without_ocr", False, False)):
         with tempfile.TemporaryDirectory() as tmp:
-            sig = ImageSignals.build(brands, file_fetch, base, ocr=ocr, cache_path=Path(tmp) / "c", threads=1)
+            sig = ImageSignals.build(brands, file_fetch, base, ocr=ocr, ocr_upscale=upscale,
+                                     cache_path=Path(tmp) / "c", threads=1)
             sig.find(listings[-2:], base)                       # warm-up (sessions, allocations)
             chunk = listings[:a.n]
             t_new = run(sig, chunk, base)
             reps = max(1, 20_000 // a.n)
             t_cached = run(sig, chunk * reps, base)
+            if tag == "":
+                res["stage_ms_per_image"] = stages(sig, chunk, base)
             sig.close()
-        tag = "" if ocr else "_without_ocr"
         res[f"new_images_per_s_per_core{tag}"] = round(a.n / t_new, 2)
         res[f"new_ms_per_image{tag}"] = round(t_new / a.n * 1000, 1)
         res[f"cached_images_per_s_per_core{tag}"] = round(a.n * reps / t_cached, 0)
-        print(f"ocr={ocr}: new {a.n / t_new:.1f} img/s ({t_new / a.n * 1000:.0f} ms/img), "
+        print(f"{tag or 'ocr'}: new {a.n / t_new:.1f} img/s ({t_new / a.n * 1000:.0f} ms/img), "
               f"cached {a.n * reps / t_cached:,.0f} img/s")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
