@@ -48,6 +48,22 @@ def test_ocr_reads_a_rendered_line():
     assert any("ZEROSCAN" in line.text.upper().replace(" ", "") for line in lines)
 
 
+def test_ocr_upscaled_reading_reports_source_pixels():
+    """The second reading of a small photo (scaled up 2.7x here) adds only new lines, with
+    boxes in the photo's own pixels."""
+    from models.ocr import TextReader
+
+    img = np.full((80, 360, 3), 255, np.uint8)
+    cv2.putText(img, "ZEROSCAN 42", (10, 55), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
+    (plain,) = TextReader(threads=1).read([img])
+    (both,) = TextReader(threads=1, upscale=True).read([img])
+    assert [line.text for line in both[:len(plain)]] == [line.text for line in plain]
+    assert len({line.text for line in both}) == len(both)
+    for line in both:
+        x1, y1, x2, y2 = line.box
+        assert -2 <= x1 < x2 <= 362 and -2 <= y1 < y2 <= 82
+
+
 def test_pool_windows_matches_a_plain_mean():
     rng = np.random.default_rng(0)
     cells = rng.normal(size=(5, 7, 3)).astype(np.float32)

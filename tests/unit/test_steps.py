@@ -128,3 +128,28 @@ def test_feedback_is_judged_after_the_listings_before_it_in_the_same_batch():
     ctx = ScanContext(catalog(BRAND), Scanner("test"), FeedbackState(), ContextStore())
     rows = scan_records([rec(1), removal], [Origin("t", 0, 0), Origin("f", 0, 0)], ctx, 42, ["listing", "feedback"])
     assert rows[1].kind is RowKind.DECISION and rows[1].action == "takedown+removal"
+
+
+@pytest.mark.parametrize("value,ocr,upscale", [(None, True, False), ("on", True, False), ("off", False, False),
+                                               ("upscale", True, True)])
+def test_image_settings_from_the_environment(monkeypatch, tmp_path, value, ocr, upscale):
+    from pipelines.scanner_job import image_config
+    from zeroscan.settings import Settings
+
+    monkeypatch.setenv("ZEROSCAN_STATE_DIR", str(tmp_path))
+    if value is None:
+        monkeypatch.delenv("ZEROSCAN_IMAGE_OCR", raising=False)
+    else:
+        monkeypatch.setenv("ZEROSCAN_IMAGE_OCR", value)
+    cfg = image_config(Settings.from_env())
+    assert (cfg["ocr"], cfg["ocr_upscale"]) == (ocr, upscale)
+    assert cfg["cache_dir"] == str(tmp_path.resolve() / "image-cache")
+
+
+def test_unknown_image_ocr_setting_is_refused(monkeypatch):
+    from pipelines.scanner_job import image_config
+    from zeroscan.settings import Settings
+
+    monkeypatch.setenv("ZEROSCAN_IMAGE_OCR", "yes")
+    with pytest.raises(ValueError, match="on, off or upscale"):
+        image_config(Settings.from_env())
