@@ -1,6 +1,7 @@
 """Brand-owner accounts for the HTTP API: a name and the sha256 of its API token (the token itself
-is shown once, at creation, and never stored). Kept in one small JSON file that the command line
-writes (under a file lock, replaced atomically) and the API server re-reads when it changes."""
+is shown once, at creation or rotation, and never stored). Kept in one small JSON file that the
+command line writes (under a file lock, replaced atomically) and the API server re-reads when it
+changes, so a rotated or revoked token stops working at the next request."""
 from __future__ import annotations
 
 import fcntl
@@ -27,8 +28,10 @@ TOKEN_PREFIX = "zs_"
 @dataclass(frozen=True, slots=True)
 class Account:
     name: str
-    token_sha256: str
+    token_sha256: str            # "" once revoked
     created_at_ms: int
+    token_at_ms: int = 0         # when the current token was issued (0: at creation)
+    revoked: bool = False        # no token works; the account's brands stay its own
 
 
 def hash_token(token: str) -> str:
@@ -60,7 +63,8 @@ class AccountStore:
             if self._cache is not None and self._cache[0] == stamp:
                 return self._cache[1]
             raw = orjson.loads(self.path.read_bytes())
-            accounts = {a["name"]: Account(a["name"], a["token_sha256"], a["created_at_ms"]) for a in raw["accounts"]}
+            accounts = {a["name"]: Account(a["name"], a["token_sha256"], a["created_at_ms"], a.get("token_at_ms", 0),
+                                           a.get("revoked", False)) for a in raw["accounts"]}
             self._cache = (stamp, accounts)
             return accounts
 
@@ -73,21 +77,60 @@ class AccountStore:
     def create(self, name: str) -> tuple[Account, str]:
         """A new account and its token; the token is returned once and only its hash is kept."""
         check_account_name(name)
-        token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
-        account = Account(name, hash_token(token), self._now_ms())
+        token = _new_token()
+        now = self._now_ms()
+
+        def add(accounts: dict[str, Account]) -> Account:
+            if name in accounts:
+                raise ValueError(f"account {name!r} already exists")
+            return Account(name, hash_token(token), now, now)
+
+        return self._update(name, add), token
+
+    def rotate(self, name: str) -> tuple[Account, str]:
+        """A new token for an existing account (a revoked one included, which it restores); the
+        old token stops working at once. The new token is returned once."""
+        token = _new_token()
+        now = self._now_ms()
+
+        def renew(accounts: dict[str, Account]) -> Account:
+            old = self._existing(accounts, name)
+            return Account(name, hash_token(token), old.created_at_ms, now)
+
+        return self._update(name, renew), token
+
+    def revoke(self, name: str) -> Account:
+        """No token works for the account until it is rotated; its brands stay its own (no one
+        else may change them)."""
+        now = self._now_ms()
+
+        def disable(accounts: dict[str, Account]) -> Account:
+            old = self._existing(accounts, name)
+            return Account(name, "", old.created_at_ms, now, revoked=True)
+
+        return self._update(name, disable)
+
+    @staticmethod
+    def _existing(accounts: dict[str, Account], name: str) -> Account:
+        old = accounts.get(name)
+        if old is None:
+            raise ValueError(f"no account {name!r}")
+        return old
+
+    def _update(self, name: str, change: Callable[[dict[str, Account]], Account]) -> Account:
+        """Read, change one account and write back, under the store's file lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             accounts = dict(self._load())
-            if name in accounts:
-                raise ValueError(f"account {name!r} already exists")
-            accounts[name] = account
+            accounts[name] = account = change(accounts)
             self._write(accounts)
-        return account, token
+        return account
 
     def _write(self, accounts: dict[str, Account]) -> None:
         body = orjson.dumps({"accounts": [
-            {"name": a.name, "token_sha256": a.token_sha256, "created_at_ms": a.created_at_ms}
+            {"name": a.name, "token_sha256": a.token_sha256, "created_at_ms": a.created_at_ms,
+             "token_at_ms": a.token_at_ms, "revoked": a.revoked}
             for a in sorted(accounts.values(), key=lambda a: a.name)]}, option=orjson.OPT_INDENT_2)
         write_atomically(self.path, body, 0o600)
 
@@ -96,6 +139,10 @@ class AccountStore:
         digest = hash_token(token)
         found = None
         for a in self._load().values():
-            if hmac.compare_digest(digest, a.token_sha256):
+            if hmac.compare_digest(digest, a.token_sha256) and not a.revoked:
                 found = a
         return found
+
+
+def _new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)

@@ -61,8 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ac = acs.add_parser("create", help="create an account and print its API token (shown once)")
     ac.add_argument("name")
     ac.set_defaults(fn=cmd_accounts_create)
-    al = acs.add_parser("list", help="account names and creation times")
+    al = acs.add_parser("list", help="account names, creation and token times, revoked or not")
     al.set_defaults(fn=cmd_accounts_list)
+    ar = acs.add_parser("rotate", help="issue a new API token (printed once); the old one stops working")
+    ar.add_argument("name")
+    ar.set_defaults(fn=cmd_accounts_rotate)
+    ad = acs.add_parser("revoke", help="stop every token of an account (its brands stay its own); rotate restores")
+    ad.add_argument("name")
+    ad.set_defaults(fn=cmd_accounts_revoke)
 
     api = subparsers.add_parser("api", help="the brand owners' HTTP API")
     aps = api.add_subparsers(dest="api_command", required=True)
@@ -291,9 +297,38 @@ def cmd_accounts_list(args, settings: Settings) -> int:
 
     from zeroscan.accounts import AccountStore
 
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+
     for a in AccountStore.at_state_dir(settings.state_dir).list():
-        created = datetime.fromtimestamp(a.created_at_ms / 1000, timezone.utc).isoformat(timespec="seconds")
-        print(f"{a.name}\t{created}")
+        state = "revoked" if a.revoked else "active"
+        print(f"{a.name}\t{state}\tcreated {iso(a.created_at_ms)}\ttoken {iso(a.token_at_ms or a.created_at_ms)}")
+    return 0
+
+
+def cmd_accounts_rotate(args, settings: Settings) -> int:
+    from zeroscan.accounts import AccountStore
+
+    try:
+        account, token = AccountStore.at_state_dir(settings.state_dir).rotate(args.name)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"account {account.name}: new API token (shown only this once; the old one no longer works):",
+          file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_accounts_revoke(args, settings: Settings) -> int:
+    from zeroscan.accounts import AccountStore
+
+    try:
+        account = AccountStore.at_state_dir(settings.state_dir).revoke(args.name)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"account {account.name} revoked: no token works until `zeroscan accounts rotate {account.name}`")
     return 0
 
 

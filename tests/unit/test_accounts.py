@@ -40,6 +40,43 @@ def test_other_instances_see_new_accounts(tmp_path):
     assert [a.name for a in server_side.list()] == ["alice"]
 
 
+def test_rotate_replaces_the_token_everywhere_at_once(tmp_path):
+    clock = iter([10, 20, 30, 40])
+    cli = AccountStore(tmp_path / "accounts.json", now_ms=lambda: next(clock))
+    server_side = AccountStore(tmp_path / "accounts.json")
+    _, old = cli.create("alice")
+    _, bob = cli.create("bob")
+    assert server_side.authenticate(old).name == "alice"
+    account, new = cli.rotate("alice")
+    assert new != old and account.created_at_ms == 10 and account.token_at_ms == 30
+    assert server_side.authenticate(old) is None and server_side.authenticate(new).name == "alice"
+    assert server_side.authenticate(bob).name == "bob"              # other accounts untouched
+    assert new not in (tmp_path / "accounts.json").read_text()
+    with pytest.raises(ValueError, match="no account 'carol'"):
+        cli.rotate("carol")
+
+
+def test_revoke_stops_every_token_until_rotated(tmp_path):
+    cli = AccountStore(tmp_path / "accounts.json")
+    server_side = AccountStore(tmp_path / "accounts.json")
+    _, token = cli.create("alice")
+    account = cli.revoke("alice")
+    assert account.revoked and account.token_sha256 == ""
+    assert server_side.authenticate(token) is None and server_side.get("alice").revoked
+    assert server_side.authenticate("") is None
+    _, again = cli.rotate("alice")
+    assert server_side.authenticate(again).name == "alice" and not server_side.get("alice").revoked
+    with pytest.raises(ValueError, match="no account"):
+        cli.revoke("carol")
+
+
+def test_reads_account_files_written_before_rotation_existed(tmp_path):
+    (tmp_path / "accounts.json").write_text(
+        '{"accounts": [{"name": "alice", "token_sha256": "%s", "created_at_ms": 5}]}' % hash_token("zs_t"))
+    store = AccountStore(tmp_path / "accounts.json")
+    assert store.authenticate("zs_t").name == "alice" and store.get("alice").token_at_ms == 0
+
+
 @pytest.mark.parametrize("name,fragment,reason", [
     ("Alice", "account name", "upper case"),
     ("", "account name", "empty"),
