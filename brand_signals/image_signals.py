@@ -59,7 +59,8 @@ GEO_ENFORCE_SCORE = 0.85
 GEO_SUPPORT_SCORE = 0.3
 # Bump when anything that changes per-image results changes (models, scores, matching).
 # 2: geometric logo verification. 3: OCR without the angle classifier, tilted reference views.
-RESULT_VERSION = 3
+# 4: no tilted views.
+RESULT_VERSION = 4
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
 _ERROR_BRAND = ""

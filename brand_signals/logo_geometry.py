@@ -21,11 +21,9 @@ from models.logo_head import tight_crop
 # background colour keeps keypoints near the glyph's edge. FlickrLogos logos are 20-300 px.
 REF_SIDES = (256, 128)
 REF_BORDER = 16
-# Affine-simulated views (ASIFT, Morel & Yu 2009): the largest rendering squeezed by TILT
-# along x and along y, as a logo seen ~50 degrees off-axis on a sign or a curved can. Dev logo
-# photos, geometric hits alone at >= 6 inliers: recall 0.214 -> 0.222, false positives 5 -> 6;
-# with OCR at >= 5 inliers precision 0.971 -> 0.974 (fewer wrong-brand hits).
-TILT = 1.6
+# Not done: affine-simulated views (ASIFT: the rendering squeezed 1.6x along x and along y, as
+# a logo seen ~50 degrees off-axis). On the dev logo photos, geometric hits alone at >= 6
+# inliers, they gave recall 0.214 either way, 8 false positives instead of 5, and +15 ms.
 # Strongest keypoints kept per rendering: 246 dev reference files x 4 renderings x 200 =
 # ~150 k descriptors (77 MB float32); more adds build time and search cost, not inliers.
 REF_MAX_FEATURES = 200
@@ -34,11 +32,12 @@ REF_MAX_FEATURES = 200
 QUERY_MAX_SIDE = 640
 QUERY_MAX_FEATURES = 3000
 # Neighbours fetched per photo descriptor: enough to reach a second brand past one brand's
-# own near-duplicate renderings (2 sides x 2 polarities x 2 files, plus tilted views).
+# own near-duplicate renderings (2 sides x 2 polarities x 2 files).
 KNN = 12
 # Reference descriptors live in an HNSW graph: exact search over ~50 k descriptors cost
 # 270 ms per photo on one thread, HNSW (M 32, efSearch 64) ~26 ms; efSearch 32 found the same
-# hits on the dev logo photos for less.
+# hits on the dev logo photos (recall 0.214, 5 false positives at >= 6 inliers) in 50 ms
+# per photo for the whole match instead of 65.
 HNSW_M = 32
 HNSW_EF_SEARCH = 32
 # Lowe's ratio, nearest reference of the matched brand vs nearest of any other brand. Dev
@@ -95,18 +94,15 @@ def reference_views(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     bg = int(np.median(corners))
     h, w = grey.shape
     out = []
-    for i, side in enumerate(REF_SIDES):
+    for side in REF_SIDES:
         s = side / max(h, w)
-        nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        squeezes = [(1.0, 1.0)] + ([(1 / TILT, 1.0), (1.0, 1 / TILT)] if i == 0 else [])
-        for sx, sy in squeezes:
-            img = cv2.resize(grey, (max(1, round(nw * sx)), max(1, round(nh * sy))), interpolation=cv2.INTER_AREA)
-            img = cv2.copyMakeBorder(img, REF_BORDER, REF_BORDER, REF_BORDER, REF_BORDER, cv2.BORDER_CONSTANT, value=bg)
-            # exact per-axis scale after rounding, then the border's offset
-            A = np.float32([[(img.shape[1] - 2 * REF_BORDER) / w, 0, REF_BORDER],
-                            [0, (img.shape[0] - 2 * REF_BORDER) / h, REF_BORDER]])
-            out.append((img, A))
-            out.append((255 - img, A))
+        img = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        img = cv2.copyMakeBorder(img, REF_BORDER, REF_BORDER, REF_BORDER, REF_BORDER, cv2.BORDER_CONSTANT, value=bg)
+        # exact per-axis scale after rounding, then the border's offset
+        A = np.float32([[(img.shape[1] - 2 * REF_BORDER) / w, 0, REF_BORDER],
+                        [0, (img.shape[0] - 2 * REF_BORDER) / h, REF_BORDER]])
+        out.append((img, A))
+        out.append((255 - img, A))
     return out
 
 
