@@ -2,7 +2,7 @@
 shared/eval/dev/logos).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eval_logos_offline.py [--data DIR] [--head NPZ]
-        [--no-ocr] [--no-logo] [--out FILE]
+        [--no-ocr | --ocr-upscale] [--no-logo] [--out FILE]
 
 Builds ImageSignals over brands.jsonl (logos fetched from files), runs `find` over the
 listings in batches, turns the evidence into decisions with brand_signals.decide, writes them
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"also run the learned logo head (research, off in the job), e.g. {DEFAULT_HEAD.name} "
                          "or a fold head from models/train_logo_head.py --folds K")
     ap.add_argument("--no-ocr", action="store_true")
+    ap.add_argument("--ocr-upscale", action="store_true", help="also read small photos scaled up (as ZEROSCAN_IMAGE_OCR=upscale)")
     ap.add_argument("--no-logo", action="store_true", help="OCR only (logo index left empty)")
     ap.add_argument("--cache", type=Path, default=None, help="rocksdict path (default: no cache)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/tmp/logo_decisions.jsonl"))
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     by_id = {b.brand_id: b for b in brands}
     t0 = time.perf_counter()
     sig = ImageSignals.build(brands, file_fetch, str(a.data), head_path=a.head, ocr=not a.no_ocr,
-                             cache_path=a.cache, threads=1)
+                             ocr_upscale=a.ocr_upscale, cache_path=a.cache, threads=1)
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     decisions = []

@@ -49,19 +49,23 @@ def test_ocr_reads_a_rendered_line():
 
 
 def test_ocr_upscaled_reading_reports_source_pixels():
-    """The second reading of a small photo (scaled up 2.7x here) adds only new lines, with
-    boxes in the photo's own pixels."""
+    """A small photo is read a second time scaled up (3.2x here): the new reading of the same
+    lettering is added, boxed in the photo's own pixels over the first reading's box."""
     from models.ocr import TextReader
 
-    img = np.full((80, 360, 3), 255, np.uint8)
-    cv2.putText(img, "ZEROSCAN 42", (10, 55), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
+    img = np.full((60, 300, 3), 255, np.uint8)
+    cv2.putText(img, "ZEROSCAN 42", (5, 35), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1)
     (plain,) = TextReader(threads=1).read([img])
     (both,) = TextReader(threads=1, upscale=True).read([img])
-    assert [line.text for line in both[:len(plain)]] == [line.text for line in plain]
-    assert len({line.text for line in both}) == len(both)
-    for line in both:
+    assert [line.text for line in both[:len(plain)]] == [line.text for line in plain] and plain
+    added = both[len(plain):]
+    assert added and len({line.text for line in both}) == len(both)
+    px1, py1, px2, py2 = plain[0].box
+    for line in added:
         x1, y1, x2, y2 = line.box
-        assert -2 <= x1 < x2 <= 362 and -2 <= y1 < y2 <= 82
+        assert x1 < px2 and px1 < x2 and y1 < py2 and py1 < y2       # over the same lettering
+        assert -2 <= x1 < x2 <= 302 and -2 <= y1 < y2 <= 62
+    assert TextReader(threads=1, upscale=True).read([np.zeros((0, 0, 3), np.uint8)]) == [[]]
 
 
 def test_pool_windows_matches_a_plain_mean():
