@@ -102,11 +102,9 @@ class AccountStore:
     def revoke(self, name: str) -> Account:
         """No token works for the account until it is rotated; its brands stay its own (no one
         else may change them)."""
-        now = self._now_ms()
-
         def disable(accounts: dict[str, Account]) -> Account:
             old = self._existing(accounts, name)
-            return Account(name, "", old.created_at_ms, now, revoked=True)
+            return Account(name, "", old.created_at_ms, old.token_at_ms, revoked=True)
 
         return self._update(name, disable)
 

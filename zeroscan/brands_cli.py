@@ -139,8 +139,11 @@ def _actor(settings: Settings, account: str | None) -> Actor:
         return Actor.admin()
     from zeroscan.accounts import AccountStore
 
-    if AccountStore.at_state_dir(settings.state_dir).get(account) is None:
+    found = AccountStore.at_state_dir(settings.state_dir).get(account)
+    if found is None:
         raise ValueError(f"account {account!r} does not exist (zeroscan accounts create {account})")
+    if found.revoked:
+        raise ValueError(f"account {account!r} is revoked (zeroscan accounts rotate {account} restores it)")
     return Actor.account(account)
 
 
