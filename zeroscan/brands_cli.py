@@ -283,14 +283,25 @@ def cmd_brands_republish(args, settings: Settings) -> int:
 
 
 def cmd_accounts_create(args, settings: Settings) -> int:
+    return _issue_token(settings, args.name, rotate=False)
+
+
+def cmd_accounts_rotate(args, settings: Settings) -> int:
+    return _issue_token(settings, args.name, rotate=True)
+
+
+def _issue_token(settings: Settings, name: str, *, rotate: bool) -> int:
+    """Create an account or rotate its token; the token goes to stdout, once, the rest to stderr."""
     from zeroscan.accounts import AccountStore
 
+    store = AccountStore.at_state_dir(settings.state_dir)
     try:
-        account, token = AccountStore.at_state_dir(settings.state_dir).create(args.name)
+        account, token = store.rotate(name) if rotate else store.create(name)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"account {account.name} created; its API token (shown only this once):", file=sys.stderr)
+    what = "new API token (the old one no longer works)" if rotate else "created; its API token"
+    print(f"account {account.name} {what}, shown only this once:", file=sys.stderr)
     print(token)
     return 0
 
@@ -308,19 +319,6 @@ def cmd_accounts_list(args, settings: Settings) -> int:
         print(f"{a.name}\t{state}\tcreated {iso(a.created_at_ms)}\ttoken {iso(a.token_at_ms or a.created_at_ms)}")
     return 0
 
-
-def cmd_accounts_rotate(args, settings: Settings) -> int:
-    from zeroscan.accounts import AccountStore
-
-    try:
-        account, token = AccountStore.at_state_dir(settings.state_dir).rotate(args.name)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"account {account.name}: new API token (shown only this once; the old one no longer works):",
-          file=sys.stderr)
-    print(token)
-    return 0
 
 
 def cmd_accounts_revoke(args, settings: Settings) -> int:
