@@ -47,6 +47,12 @@ CUES_AFTER = frozenset({
     "compatible", "compatibles", "compat", "equivalent", "replacement", "replacements",
     "kompatibel", "compatibile", "compativel", "equivalente",
 })
+# Chinese, Japanese and Korean cues live inside runs of those scripts, which are single tokens
+# (textnorm.TOKEN_RE): "适用于戴尔Dell电池" (battery suitable for Dell), "Dell专用" (for Dell),
+# "Sony用ケース" (case for Sony), "Sony용" (for Sony). A CJK token right before the mark that
+# contains one of these, or right after it that starts with one, makes a compatibility cue.
+CJK_CUES_BEFORE = ("适用", "兼容", "用于", "适配", "對應", "对应", "対応", "호환")
+CJK_CUES_AFTER = ("用", "专用", "專用", "适用", "兼容", "対応", "对应", "호환", "용")
 # Words that may stand between a cue and the mark ("for use with the Apple iPad").
 FILLER_WORDS = frozenset({
     "the", "a", "an", "your", "yours", "my", "our", "all", "most", "many", "select", "selected",
@@ -111,7 +117,7 @@ def is_compat(hit: "_Hit", covered: bytearray) -> bool:
     lo = max(0, first - CUE_BEFORE_WINDOW)
     while k >= lo:
         t = toks[k]
-        if t in CUES_BEFORE:
+        if t in CUES_BEFORE or (k == first - 1 and _is_cjk(t) and any(c in t for c in CJK_CUES_BEFORE)):
             return True
         if t in FILLER_WORDS or any(c.isdigit() for c in t):
             k -= 1
@@ -122,9 +128,13 @@ def is_compat(hit: "_Hit", covered: bytearray) -> bool:
             continue
         break
     for k in range(last + 1, min(len(toks), last + 1 + CUE_AFTER_WINDOW)):
-        if toks[k] in CUES_AFTER:
+        if toks[k] in CUES_AFTER or (k == last + 1 and _is_cjk(toks[k]) and toks[k].startswith(CJK_CUES_AFTER)):
             return True
     return False
+
+
+def _is_cjk(token: str) -> bool:
+    return tn.CJK_RE.match(token) is not None
 
 
 def prefer_longer(found: list["Occurrence"], marks: tuple["Mark", ...]) -> list["Occurrence"]:

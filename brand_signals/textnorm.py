@@ -70,9 +70,15 @@ LEET_READINGS: dict[str, frozenset[str]] = {
     "$": frozenset("s"), "7": frozenset("t"), "8": frozenset("b"), "9": frozenset("g"),
 }
 
-TOKEN_RE = re.compile(r"[^\W_]+")
+# Chinese, Japanese and Korean text has no spaces between words, so a run of those scripts is
+# a token of its own even when glued to Latin letters: "Nike运动鞋" is "nike" + "运动鞋", as a
+# marketplace title or an OCR line ("Google搜索") means it. (Hiragana, Katakana, CJK
+# ideographs with extension A and the compatibility block, Hangul syllables.)
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+TOKEN_RE = re.compile(rf"[^\W_{CJK}]+|[{CJK}]+")
+CJK_RE = re.compile(rf"[{CJK}]")
 # Tokens of the leet stream keep the symbols that leetspeak uses inside words.
-LEET_TOKEN_RE = re.compile(r"(?:[^\W_]|[$@!|])+")
+LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{CJK}]|[$@!|])+|[{CJK}]+")
 # Symbols that only count as leet inside a token ("Sony!" is not "sonyi").
 LEET_EDGE_STRIP = "!|"
 _HAS_LEET_RE = re.compile(r"[0-9$@!|]")

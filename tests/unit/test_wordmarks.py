@@ -283,3 +283,23 @@ def test_typo_index_matches_exact_oracle(index):
         fn += len(want - got)
     assert tp > 800   # the seeded set exercises the index
     assert fp == 0 and fn == 0, f"recall {tp / (tp + fn):.4f}, extra {fp}"
+
+
+@pytest.mark.parametrize("title,brand_id,reason", [
+    ("Dell笔记本电脑 全新", "dell", "a mark glued to Chinese is its own token"),
+    ("ソニーSony純正ヘッドホン", "sony", "Japanese around the mark"),
+    ("소니 Sony 헤드폰", "sony", "Korean around the mark"),
+    ("适用于戴尔Dell笔记本电池", None, "suitable for: a cue inside the CJK run before the mark"),
+    ("兼容 Dell 墨盒", None, "compatible, as a word of its own"),
+    ("Dell专用电源适配器", None, "dedicated for, right after the mark"),
+    ("Sony用ケース", None, "Japanese 'for', right after"),
+    ("Sony용 케이스", None, "Korean 'for', right after"),
+])
+def test_chinese_japanese_korean_titles(index, title, brand_id, reason):
+    found = [ev.brand_id for ev in index.match(listing(title))]
+    assert found == ([brand_id] if brand_id else []), reason
+
+
+def test_ocr_text_with_a_mark_glued_to_chinese(index):
+    [ev] = index.match_text("高级搜索 \n Sony搜索手气不错")
+    assert ev.brand_id == "sony" and ev.signals[0].detail["matched"] == "Sony"
