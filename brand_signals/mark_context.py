@@ -53,6 +53,8 @@ CUES_AFTER = frozenset({
 # contains one of these, or right after it that starts with one, makes a compatibility cue.
 CJK_CUES_BEFORE = ("适用", "兼容", "用于", "适配", "對應", "对应", "対応", "호환")
 CJK_CUES_AFTER = ("用", "专用", "專用", "适用", "兼容", "対応", "对应", "호환", "용")
+# ...except words that merely start like a cue: 用品 (goods: "Nike用品店" is a Nike shop), 용품.
+CJK_NOT_CUES_AFTER = ("用品", "용품")
 # Words that may stand between a cue and the mark ("for use with the Apple iPad").
 FILLER_WORDS = frozenset({
     "the", "a", "an", "your", "yours", "my", "our", "all", "most", "many", "select", "selected",
@@ -128,7 +130,9 @@ def is_compat(hit: "_Hit", covered: bytearray) -> bool:
             continue
         break
     for k in range(last + 1, min(len(toks), last + 1 + CUE_AFTER_WINDOW)):
-        if toks[k] in CUES_AFTER or (k == last + 1 and _is_cjk(toks[k]) and toks[k].startswith(CJK_CUES_AFTER)):
+        t = toks[k]
+        if t in CUES_AFTER or (k == last + 1 and _is_cjk(t) and t.startswith(CJK_CUES_AFTER)
+                               and not t.startswith(CJK_NOT_CUES_AFTER)):
             return True
     return False
 

@@ -294,6 +294,7 @@ def test_typo_index_matches_exact_oracle(index):
     ("Dell专用电源适配器", None, "dedicated for, right after the mark"),
     ("Sony用ケース", None, "Japanese 'for', right after"),
     ("Sony용 케이스", None, "Korean 'for', right after"),
+    ("Dell用品旗舰店", "dell", "用品 (goods) only starts like the cue 用"),
 ])
 def test_chinese_japanese_korean_titles(index, title, brand_id, reason):
     found = [ev.brand_id for ev in index.match(listing(title))]
