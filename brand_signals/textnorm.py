@@ -73,12 +73,14 @@ LEET_READINGS: dict[str, frozenset[str]] = {
 # Chinese, Japanese and Korean text has no spaces between words, so a run of those scripts is
 # a token of its own even when glued to Latin letters: "Nike运动鞋" is "nike" + "运动鞋", as a
 # marketplace title or an OCR line ("Google搜索") means it. (Hiragana, Katakana, CJK
-# ideographs with extension A and the compatibility block, Hangul syllables.)
+# ideographs with extension A and the compatibility block, Hangul syllables.) Thai, Lao,
+# Myanmar and Khmer are written without spaces between words too ("Nikeรองเท้า").
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-TOKEN_RE = re.compile(rf"[^\W_{CJK}]+|[{CJK}]+")
+UNSPACED = CJK + "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+TOKEN_RE = re.compile(rf"[^\W_{UNSPACED}]+|[{UNSPACED}]+")
 CJK_RE = re.compile(rf"[{CJK}]")
 # Tokens of the leet stream keep the symbols that leetspeak uses inside words.
-LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{CJK}]|[$@!|])+|[{CJK}]+")
+LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|[{UNSPACED}]+")
 # Symbols that only count as leet inside a token ("Sony!" is not "sonyi").
 LEET_EDGE_STRIP = "!|"
 _HAS_LEET_RE = re.compile(r"[0-9$@!|]")

@@ -289,6 +289,7 @@ def test_typo_index_matches_exact_oracle(index):
     ("Dell笔记本电脑 全新", "dell", "a mark glued to Chinese is its own token"),
     ("ソニーSony純正ヘッドホン", "sony", "Japanese around the mark"),
     ("소니 Sony 헤드폰", "sony", "Korean around the mark"),
+    ("Sonyหูฟังไร้สาย", "sony", "Thai, also written without spaces"),
     ("适用于戴尔Dell笔记本电池", None, "suitable for: a cue inside the CJK run before the mark"),
     ("兼容 Dell 墨盒", None, "compatible, as a word of its own"),
     ("Dell专用电源适配器", None, "dedicated for, right after the mark"),
@@ -296,7 +297,7 @@ def test_typo_index_matches_exact_oracle(index):
     ("Sony용 케이스", None, "Korean 'for', right after"),
     ("Dell用品旗舰店", "dell", "用品 (goods) only starts like the cue 用"),
 ])
-def test_chinese_japanese_korean_titles(index, title, brand_id, reason):
+def test_titles_in_scripts_without_spaces(index, title, brand_id, reason):
     found = [ev.brand_id for ev in index.match(listing(title))]
     assert found == ([brand_id] if brand_id else []), reason
 
