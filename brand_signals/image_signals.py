@@ -297,10 +297,10 @@ class ImageSignals:
             rgb = decoded[sha]
             hw = rgb.shape[:2]
             logos = tuple((h.brand_id, h.logo_uri, round(h.probability, 4), round(h.similarity, 4), h.box)
-                          for h in (self.logos.match(f, hw) if self.logos is not None and f is not None else ())
+                          for h in (self.logos.match(f, hw) if self.logos is not None else ())
                           if logo_score(h.probability) > 0)
             copies: tuple = ()
-            if len(self.copies) and f is not None:
+            if len(self.copies):
                 packed, quality = pdq(rgb)
                 copies = tuple((c.brand_id, c.image_uri, c.distance, round(c.similarity, 4))
                                for c in self.copies.match(packed, quality, global_embedding(f, valid_cells(*hw))))

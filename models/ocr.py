@@ -49,7 +49,7 @@ class TextReader:
 
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1,
                              det_limit_type="max", det_limit_side_len=det_limit_side,
-                             text_score=MIN_TEXT_SCORE, print_verbose=False)
+                             text_score=MIN_TEXT_SCORE, use_cls=USE_ANGLE_CLASSIFIER, print_verbose=False)
         self.upscale = upscale
         self.calls = 0
 
@@ -71,7 +71,7 @@ class TextReader:
         if not rgb.size:
             return []          # RapidOCR divides by the image's size
         # RapidOCR takes OpenCV's BGR order for arrays.
-        result, _ = self._ocr(np.ascontiguousarray(rgb[:, :, ::-1]), use_cls=USE_ANGLE_CLASSIFIER)
+        result, _ = self._ocr(np.ascontiguousarray(rgb[:, :, ::-1]))
         lines = []
         for quad, text, score in result or ():
             q = np.asarray(quad, np.float32) / factor
