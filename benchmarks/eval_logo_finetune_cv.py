@@ -87,8 +87,13 @@ def letterbox(rgb: np.ndarray, side: int = STORE, fill=127) -> np.ndarray:
     return out
 
 
-def load(data: Path, rng) -> dict:
+def alnum(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def load(data: Path, rng, icons: Path | None = None) -> dict:
     brands = [json.loads(x) for x in (data / "brands.jsonl").read_text().splitlines() if x.strip()]
+    names = {b["brand_id"]: alnum(b.get("name") or b["brand_id"]) for b in brands}
     labels = {r["listing_id"]: r for r in map(json.loads, (data / "labels.jsonl").read_text().splitlines())}
     boxes = {r["listing_id"]: r for r in map(json.loads, (data / "boxes.jsonl").read_text().splitlines())}
     logos, ref_img, ref_brand = [], [], []
@@ -135,7 +140,18 @@ def load(data: Path, rng) -> dict:
             s = int(rng.uniform(0.15, 0.6) * min(h, w))
             x0, y0 = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
             no_logo.append(letterbox(rgb[y0:y0 + s, x0:x0 + s]))
-    return dict(logos=logos, photos=photos, ref_img=np.stack(ref_img), ref_brand=np.array(ref_brand),
+    # a multi-brand logo set (one image per brand, named by brand): more brands to learn from,
+    # in synthetic composites only, and as references in training batches
+    icon_img, icon_brand = [], []
+    for path in sorted(icons.glob("*.png")) if icons else ():
+        rgb = read_rgb(path)
+        bg = corner_colour(rgb)
+        t = tight_crop(rgb)
+        logos.append((f"icon:{path.stem}", t, bg))
+        icon_img.append(letterbox(t, STORE, bg))
+        icon_brand.append(f"icon:{path.stem}")
+    return dict(names=names, icon_img=np.stack(icon_img) if icon_img else np.zeros((0, STORE, STORE, 3), np.uint8),
+                icon_brand=np.array(icon_brand, dtype=str), logos=logos, photos=photos, ref_img=np.stack(ref_img), ref_brand=np.array(ref_brand),
                 crop_img=np.stack(crop_img), crop_brand=np.array(crop_brand), bg_img=np.stack(bg_img),
                 bg_brand=np.array(bg_brand), no_logo=np.stack(no_logo))
 
@@ -264,8 +280,20 @@ def train(net: LogoNet, d: dict, held: set[str], steps: int, rng) -> None:
     held_l = sorted(held)
     crops = np.nonzero(~np.isin(d["crop_brand"], held_l) & np.isin(d["crop_brand"], d["ref_brand"]))[0]
     backgrounds = np.nonzero(~np.isin(d["bg_brand"], held_l))[0]
-    logos = [i for i, (b, _, _) in enumerate(d["logos"]) if b not in held]
-    refs = np.nonzero(~np.isin(d["ref_brand"], held_l))[0]
+    def unseen(brand: str) -> bool:   # a held-out brand, or its icon in the multi-brand set
+        if brand in held:
+            return True
+        if not brand.startswith("icon:"):
+            return False
+        key = alnum(brand[5:])
+        return any(key == h or key == d["names"][h] or (len(h) >= 4 and key.startswith(h)) for h in held)
+
+    logos = [i for i, (b, _, _) in enumerate(d["logos"]) if not unseen(b)]
+    ref_img = np.concatenate([d["ref_img"], d["icon_img"]])
+    ref_brand = np.concatenate([d["ref_brand"], d["icon_brand"]]).astype(str)
+    refs = np.nonzero([not unseen(b) for b in ref_brand])[0]
+    print(f"  training on {len(crops)} photo crops, {len(logos)} logos for composites, {len(refs)} references",
+          flush=True)
     photos = [p for p in d["photos"] if p[0] not in held]
     opt = torch.optim.AdamW([{"params": net.backbone.parameters(), "lr": 1e-4},
                              {"params": list(net.head.parameters()) + [net.background], "lr": 1e-3}],
@@ -276,12 +304,12 @@ def train(net: LogoNet, d: dict, held: set[str], steps: int, rng) -> None:
         queries = [augment(d["crop_img"][i], rng) for i in ci]
         queries += [augment(composite(d["logos"][i][1], d["logos"][i][2], photos, rng), rng) for i in li]
         qb = list(d["crop_brand"][ci]) + [d["logos"][i][0] for i in li]
-        pos = [int(rng.choice(np.nonzero(d["ref_brand"] == b)[0])) for b in qb]
+        pos = [int(rng.choice(np.nonzero(ref_brand == b)[0])) for b in qb]
         ridx = list(dict.fromkeys(pos + list(rng.choice(refs, 24))))
-        rb = d["ref_brand"][ridx]
+        rb = ref_brand[ridx]
         bi = rng.choice(backgrounds, 12)
         z = net(to_tensor(queries + [augment(d["bg_img"][i], rng) for i in bi]
-                          + [augment(d["ref_img"][i], rng) for i in ridx]))
+                          + [augment(ref_img[i], rng) for i in ridx]))
         nq, nb = len(queries), len(bi)
         keys = torch.cat([z[nq + nb:], F.normalize(net.background, dim=0)[None]])
         lq = TEMPERATURE * z[:nq] @ keys.T
@@ -304,15 +332,17 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--icons", type=Path, help="a folder of PNG logos, one per brand (file name = brand), "
+                    "added to training; a held-out brand's own logo in it is left out by name")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
-    d = load(args.data, rng)
+    d = load(args.data, rng, args.icons)
     photo_brands = sorted(set(d["crop_brand"].tolist()) & set(d["ref_brand"].tolist()))
     command = " ".join(["benchmarks/eval_logo_finetune_cv.py", *(sys.argv[1:] if argv is None else argv)])
-    result = {"command": command, "steps": args.steps, "folds": []}
+    result = {"command": command, "steps": args.steps, "icons": len(d["icon_brand"]), "folds": []}
     for fold in range(args.folds):
         held = set(photo_brands[fold::args.folds])
         print(f"fold {fold}: held out {sorted(held)}", flush=True)
