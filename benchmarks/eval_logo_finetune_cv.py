@@ -56,6 +56,9 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+# The rendering helpers below mirror models/logo_head.py (glyph_mask, tight_crop) with the
+# background colour passed in; that module loads onnxruntime on import, which this research
+# venv does not carry.
 def corner_colour(rgb: np.ndarray) -> np.ndarray:
     c = np.concatenate([rgb[:2, :2].reshape(-1, 3), rgb[:2, -2:].reshape(-1, 3),
                         rgb[-2:, :2].reshape(-1, 3), rgb[-2:, -2:].reshape(-1, 3)])

@@ -67,6 +67,7 @@ FILLER_WORDS = frozenset({
     "il", "lo", "gli", "voor", "en", "met",
 })
 
+
 def short_ok(tokens: Sequence[str], first: int, last: int) -> bool:
     """Short marks: one isolated token, not a unit after a number ("5 HP" is horsepower)."""
     if first != last:
