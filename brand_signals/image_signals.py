@@ -34,6 +34,10 @@ from models.embedder import DEFAULT_MODEL, FeatureExtractor, letterbox
 from models.logo_head import QUERY_SIDE, LogoHead, valid_cells
 
 Fetch = Callable[[str, "str | None", "str | None"], bytes]
+# A listing fetch may also take a whole batch at once, concurrently and under time budgets
+# (connectors.image_fetch.ListingFetcher.fetch_many): (listing index, uri, sha256) per image,
+# bytes or the exception per image back.
+FetchMany = Callable[[Sequence[tuple[int, str, "str | None"]]], list]
 
 # --- logo scores (decide.py: >= 0.8 enforce, >= 0.5 review) -----------------------------
 # The learned head (models/logo_head.py) is off unless `head_path` is given: cross-fitted on
@@ -135,11 +139,13 @@ class ImageSignals:
               cache_path: str | Path | None = None, threads: int = 1, batch_size: int = 8,
               model_path: Path = DEFAULT_MODEL, head_path: Path | None = None, ocr: bool = True,
               extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
-              ocr_upscale: bool = False) -> "ImageSignals":
+              ocr_upscale: bool = False, listing_fetch: Fetch | None = None) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks).
-        `ocr_upscale`: small photos are also read scaled up (models.ocr.UPSCALE_SIDE)."""
+        `listing_fetch` reads listing images (seller input: the job passes its egress-policed
+        fetcher; `fetch` when None). `ocr_upscale`: small photos are also read scaled up
+        (models.ocr.UPSCALE_SIDE)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         cv2.setNumThreads(threads)
@@ -188,7 +194,8 @@ class ImageSignals:
         copies = ImageCopyIndex([(b, u) for b, u, _ in prod], np.array(hashes, np.uint8).reshape(-1, 32),
                                 np.array(embs, np.float32).reshape(len(embs), 1280))
         return cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
-                   reader=reader, fetch=fetch, fingerprint=fp.digest(), cache_path=cache_path,
+                   reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
+                   fingerprint=fp.digest(), cache_path=cache_path,
                    build_errors=errors, geometry=LogoGeometryIndex.build(logo_imgs) if geometry else None)
 
     # --- cache -------------------------------------------------------------------------
@@ -231,6 +238,7 @@ class ImageSignals:
         outcome: dict[tuple[int, int], ImageOutcome] = {}
         pending: dict[str, list[tuple[int, int]]] = {}     # sha256 -> image slots to fill
         decoded: dict[str, np.ndarray] = {}
+        fetched = self._fetch_batch(listings)
         for li, listing in enumerate(listings):
             if listing.op is Op.DELETE:
                 continue
@@ -246,7 +254,9 @@ class ImageSignals:
                         pending[sha].append((li, ii))
                         continue
                 try:
-                    data = self._fetch(ref.uri, base_dir, ref.sha256)
+                    data = fetched[li, ii] if (li, ii) in fetched else self._fetch(ref.uri, base_dir, ref.sha256)
+                    if isinstance(data, Exception):
+                        raise data
                 except (OSError, ValueError) as e:      # transient or not: not cached
                     self.stats.failures += 1
                     outcome[li, ii] = ImageOutcome(error=f"fetch failed: {e}")
@@ -280,6 +290,23 @@ class ImageSignals:
                 outcome[slot] = out
         return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))])
                 for li, listing in enumerate(listings)]
+
+    def _fetch_batch(self, listings: Sequence[Listing]) -> dict[tuple[int, int], "bytes | Exception"]:
+        """The batch's images fetched at once when the fetch can (concurrently, within its
+        budgets); those the cache answers by their claimed digest are not fetched."""
+        many: FetchMany | None = getattr(self._fetch, "fetch_many", None)
+        if many is None:
+            return {}
+        slots, requests = [], []
+        for li, listing in enumerate(listings):
+            if listing.op is Op.DELETE:
+                continue
+            for ii, ref in enumerate(listing.images):
+                if ref.sha256 and self._get(ref.sha256.lower()) is not None:
+                    continue
+                slots.append((li, ii))
+                requests.append((li, ref.uri, ref.sha256))
+        return dict(zip(slots, many(requests))) if requests else {}
 
     def _analyse(self, decoded: dict[str, np.ndarray]) -> dict[str, ImageOutcome]:
         if not decoded:

@@ -1,5 +1,5 @@
 """Images in and out of zeroscan: a content-addressed (sha256) store for brand logos and product
-photos, and `fetch` for image uris (relative paths, absolute paths, file://, http(s)).
+photos and the checks every image passes (fetching is connectors/image_fetch.py).
 
 Every image is checked before it is kept: the format from its magic bytes (PNG, JPEG, WebP),
 a byte cap, a pixel cap read from the header before any decoder runs (decompression bombs), a
@@ -12,17 +12,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import io
-import os
 import re
 import struct
-import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-import urllib3
 from PIL import Image
 
 from brand_signals.records import ImageRef
@@ -33,14 +27,6 @@ MAX_IMAGE_BYTES = 10 << 20
 # 25 MP: above a 24 MP (6000x4000) camera photo, the largest product image we expect; decoding
 # costs at most ~100 MB at 4 bytes per pixel. Pillow's own bomb limit (~89 MP) is far looser.
 MAX_IMAGE_PIXELS = 25_000_000
-# requests' advice: a connect timeout slightly above a multiple of 3 s (TCP's retransmit window).
-CONNECT_TIMEOUT_S = 3.05
-# Longest silence between two reads of a response; a healthy image host streams continuously.
-READ_TIMEOUT_S = 10.0
-# Whole-download deadline: a server that drips a byte per read-timeout is cut off here.
-TOTAL_TIMEOUT_S = 30.0
-MAX_REDIRECTS = 3
-_CHUNK = 64 << 10
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -67,13 +53,6 @@ ALLOWED_CONTENT_TYPES = frozenset(f.content_type for f in ImageFormat) | {"image
 class ImageLimits:
     max_bytes: int = MAX_IMAGE_BYTES
     max_pixels: int = MAX_IMAGE_PIXELS
-
-
-@dataclass(frozen=True, slots=True)
-class FetchTimeouts:
-    connect_s: float = CONNECT_TIMEOUT_S
-    read_s: float = READ_TIMEOUT_S
-    total_s: float = TOTAL_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +100,7 @@ def _describe_other(data: bytes) -> str:
         return "XML/SVG"
     if not data:
         return "empty"
-    return f"unknown content starting {data[:8]!r}"
+    return "unknown content"  # never quoted: the bytes may be a local file's or a host's secrets
 
 
 def sniff_format(data: bytes) -> ImageFormat:
@@ -291,93 +270,16 @@ class ImageStore:
         """Fetch an image reference (trusted operator input), keep it, and return the store's ref."""
         if ref.sha256 is not None and self.has(ref.sha256):
             return self.get(ref.sha256).ref()
+        from connectors.image_fetch import fetch
+
         data = fetch(ref.uri, base_dir, ref.sha256, limits=self.limits)
         return self.put(data, ref.sha256).ref()
 
 
-# -- fetching --------------------------------------------------------------------------------
+# -- fetching: connectors/image_fetch.py (kept importable from here) -------------------------
 
-def fetch(uri: str, base_dir: Path | str | None, expected_sha256: str | None = None, *,
-          limits: ImageLimits = ImageLimits(), timeouts: FetchTimeouts = FetchTimeouts(),
-          session: requests.Session | None = None) -> bytes:
-    """The bytes of an image uri, capped and type-checked (magic bytes; content type for http).
-
-    `uri`: a path relative to `base_dir`, an absolute path, `file://` or `http(s)://`. The full
-    decode is left to `check_image` / `ImageStore.put`."""
-    parsed = urllib.parse.urlsplit(uri)
-    scheme = parsed.scheme.lower()
-    if scheme in ("http", "https"):
-        data = _fetch_http(uri, limits, timeouts, session)
-    elif scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise ImageRejected(f"{uri}: file:// uris on another host are not supported")
-        data = _read_file(Path(urllib.request.url2pathname(parsed.path)), uri, limits)
-    elif scheme == "":
-        path = Path(uri)
-        if not path.is_absolute():
-            if base_dir is None:
-                raise ImageRejected(f"{uri}: a relative path needs a base folder")
-            path = Path(base_dir) / path
-        data = _read_file(path, uri, limits)
-    else:
-        raise ImageRejected(f"{uri[:200]}: unsupported scheme {scheme!r} (use a path, file:// or http(s)://)")
-    check_sha256(data, expected_sha256)
-    sniff_format(data)
-    return data
-
-
-def _read_file(path: Path, uri: str, limits: ImageLimits) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limits.max_bytes:
-                raise ImageRejected(f"{uri}: {size} bytes, above the {limits.max_bytes}-byte limit")
-            data = f.read(limits.max_bytes + 1)
-    except FileNotFoundError:
-        raise ImageRejected(f"{uri}: no such file {path}") from None
-    except IsADirectoryError:
-        raise ImageRejected(f"{uri}: {path} is a folder") from None
-    except PermissionError:
-        raise ImageRejected(f"{uri}: no permission to read {path}") from None
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(f"{uri}: above the {limits.max_bytes}-byte limit")
-    return data
-
-
-def _fetch_http(uri: str, limits: ImageLimits, timeouts: FetchTimeouts, session: requests.Session | None) -> bytes:
-    own = session is None
-    s = requests.Session() if own else session
-    s.max_redirects = MAX_REDIRECTS
-    deadline = time.monotonic() + timeouts.total_s
-    try:
-        with s.get(uri, stream=True, timeout=(timeouts.connect_s, timeouts.read_s),
-                   headers={"Accept": ", ".join(sorted(ALLOWED_CONTENT_TYPES)), "Accept-Encoding": "identity"}) as r:
-            if r.status_code != 200:
-                raise ImageRejected(f"{uri}: HTTP {r.status_code}")
-            ctype = r.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-            if ctype not in ALLOWED_CONTENT_TYPES:
-                raise ImageRejected(f"{uri}: content type {ctype or 'missing'!r}, expected one of "
-                                    f"{', '.join(sorted(ALLOWED_CONTENT_TYPES))}")
-            declared = r.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
-                raise ImageRejected(f"{uri}: Content-Length {declared}, above the {limits.max_bytes}-byte limit")
-            buf = bytearray()
-            while chunk := r.raw.read1(_CHUNK, decode_content=True):  # returns what has arrived
-                buf += chunk
-                if len(buf) > limits.max_bytes:
-                    raise ImageRejected(f"{uri}: more than {limits.max_bytes} bytes, above the limit")
-                if time.monotonic() > deadline:
-                    raise ImageRejected(f"{uri}: download took longer than {timeouts.total_s}s")
-            return bytes(buf)
-    except (requests.Timeout, urllib3.exceptions.TimeoutError) as e:
-        raise ImageRejected(f"{uri}: timed out ({type(e).__name__})") from None
-    except requests.TooManyRedirects:
-        raise ImageRejected(f"{uri}: more than {MAX_REDIRECTS} redirects") from None
-    except requests.RequestException as e:  # a read timeout mid-stream arrives as ConnectionError
-        what = "timed out" if "timed out" in str(e).lower() else f"{type(e).__name__}: {e}"
-        raise ImageRejected(f"{uri}: {what}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as e:  # raised by the raw stream mid-body
-        raise ImageRejected(f"{uri}: {type(e).__name__}: {e}") from None
-    finally:
-        if own:
-            s.close()
+def __getattr__(name: str):
+    if name in ("fetch", "FetchTimeouts"):
+        from connectors import image_fetch
+        return getattr(image_fetch, name)
+    raise AttributeError(name)

@@ -122,20 +122,28 @@ class _Metrics:
 
 def _image_factory(cfg: dict | None):
     """Builds the image signal source for a catalogue (logo, OCR and product-photo indexes, the
-    ONNX models, the sha256 result cache), or None when image scanning is off."""
+    ONNX models, the sha256 result cache), or None when image scanning is off. Brand images
+    (operator input) are read by the trusted fetch; listing images (seller input) only by the
+    ListingFetcher under the egress policy: http(s) in Kafka mode, in file mode also paths
+    inside the listings file's folder (`listing_base_dir`)."""
     if not cfg or not cfg.get("enabled"):
         return None
     slot: list[Path] = []
+    fetchers: list = []
 
     def build(catalog):
         from brand_signals.image_signals import ImageSignals
-        from connectors.image_store import fetch
+        from connectors.egress import EgressPolicy
+        from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime
             slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+        if not fetchers:  # one fetch pool and negative cache per worker, across catalogue rebuilds
+            policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(cfg.get("listing_base_dir"))
+            fetchers.append(ListingFetcher(policy, FetchBudgets.from_config(cfg.get("fetch"))))
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
                                   cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
-                                  ocr_upscale=cfg.get("ocr_upscale", False))
+                                  ocr_upscale=cfg.get("ocr_upscale", False), listing_fetch=fetchers[0])
 
     return build
 

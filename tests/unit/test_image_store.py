@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from connectors import image_store
+from connectors.egress import EgressPolicy
 from connectors.image_store import (
     MAX_IMAGE_BYTES,
     FetchTimeouts,
@@ -289,12 +290,18 @@ def http_base():
 
 
 FAST = FetchTimeouts(connect_s=1.0, read_s=0.3, total_s=0.6)
+LOOPBACK = EgressPolicy.from_lists(allow="127.0.0.1/32")  # the test server: allowed explicitly
 
 
 def test_fetch_http_ok(http_base):
-    assert fetch(f"{http_base}/logo.png", None, sha256_hex(PNG), timeouts=FAST) == PNG
-    assert fetch(f"{http_base}/logo.jpg", None, timeouts=FAST) == JPEG
-    assert fetch(f"{http_base}/redirect.png", None, timeouts=FAST) == PNG
+    assert fetch(f"{http_base}/logo.png", None, sha256_hex(PNG), timeouts=FAST, policy=LOOPBACK) == PNG
+    assert fetch(f"{http_base}/logo.jpg", None, timeouts=FAST, policy=LOOPBACK) == JPEG
+    assert fetch(f"{http_base}/redirect.png", None, timeouts=FAST, policy=LOOPBACK) == PNG
+
+
+def test_fetch_http_refuses_loopback_unless_allowed(http_base):
+    with pytest.raises(ImageRejected, match="internal-address"):
+        fetch(f"{http_base}/logo.png", None, timeouts=FAST)
 
 
 HTTP_REFUSED = [
@@ -313,7 +320,7 @@ HTTP_REFUSED = [
 def test_fetch_http_refused(http_base, path, limits, fragment, reason):
     t0 = time.monotonic()
     with pytest.raises(ImageRejected, match=fragment):
-        fetch(f"{http_base}{path}", None, limits=limits or ImageLimits(), timeouts=FAST)
+        fetch(f"{http_base}{path}", None, limits=limits or ImageLimits(), timeouts=FAST, policy=LOOPBACK)
     assert time.monotonic() - t0 < 2.0
 
 
