@@ -494,7 +494,9 @@ class ListingFetcher:
 
 
 def _host_key(uri: str) -> str:
+    """host:port, as browsers count connections per host."""
     try:
-        return (urllib.parse.urlsplit(uri).hostname or "").lower()
+        parts = urllib.parse.urlsplit(uri)
+        return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
     except ValueError:
         return ""

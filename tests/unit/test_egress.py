@@ -323,3 +323,31 @@ def test_budgets_from_settings_pairs():
         FetchBudgets.from_config({"nonsense": 1})
     with pytest.raises(ValueError, match="key=number"):
         _pairs("threads", "ZEROSCAN_FETCH")
+
+
+# -- the scan operator's path: listing images through the policy, errors on the decision ---------
+
+def test_listing_images_go_through_the_policy_and_errors_reach_the_decision(server):
+    from brand_signals.decide import decide
+    from brand_signals.image_signals import ImageSignals
+    from brand_signals.records import Action, BrandReference, ImageRef, Listing, SignalKind
+
+    brand = BrandReference(brand_id="zorbix", version=1, name="Zorbix", trademarks=("Zorbix",),
+                           enforcement=Action.TAKEDOWN)
+    kafka_mode = fetcher()
+    sig = ImageSignals.build([brand], fetch, None, ocr=False, geometry=False, listing_fetch=kafka_mode)
+    uris = ["img/a.png", "/etc/passwd", "file:///etc/passwd", "http://10.0.0.1/a.png",
+            f"http://u:p@127.0.0.1:{server.port}/img/a.png", f"{server.base}/img/a.png"]
+    listing = Listing(listing_id="l1", seller_id="s1", event_time_ms=0, title="Zorbix speaker",
+                      images=tuple(ImageRef(u) for u in uris))
+    [evidence] = sig.find([listing], base_dir="/")           # a caller's base_dir opens nothing
+    errors = {s.detail["image_uri"]: s.detail["reason"] for ev in evidence for s in ev.signals
+              if s.kind is SignalKind.IMAGE_ERROR}
+    assert set(errors) == set(uris[:5])
+    assert "'local-path'" in errors["img/a.png"] and "'local-path'" in errors["/etc/passwd"]
+    assert "'scheme'" in errors["file:///etc/passwd"] and "'internal-address'" in errors["http://10.0.0.1/a.png"]
+    assert "'credentials'" in errors[uris[4]] and "root" not in str(errors)
+    assert sig.stats.fetched == 1 and server.seen.connections == 1
+    d = decide(listing, sig.wordmarks.match(listing) + evidence, {"zorbix": brand}, now_ms=1)
+    assert d.action is Action.TAKEDOWN
+    assert [s.kind for s in d.signals].count(SignalKind.IMAGE_ERROR) == 5
