@@ -4,6 +4,7 @@ redirects wherever it is told, and one that serves given bytes. Real sockets, bo
 connection ends within `hold_s` or when the server stops. Records what reached it."""
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -92,23 +93,30 @@ class HostileServer:
         finally:
             conn.close()
 
-    def _wait(self, s: float, end: float) -> bool:
-        """Sleep `s`; False once the server stops or the connection's hold ends."""
-        return not self._stop.wait(s) and time.monotonic() < end
+    def _wait(self, conn: socket.socket, s: float, end: float) -> bool:
+        """Wait `s`; False once the server stops, the client hangs up or the hold ends."""
+        r, _, _ = select.select([conn], [], [], s)
+        if r:
+            try:
+                if not conn.recv(1, socket.MSG_PEEK):
+                    return False
+            except OSError:
+                return False
+        return not self._stop.is_set() and time.monotonic() < end
 
     def _route(self, conn: socket.socket, url: urllib.parse.SplitResult, end: float) -> None:
         q = dict(urllib.parse.parse_qsl(url.query))
         path = url.path
         if path == "/silent":
-            while self._wait(0.1, end):
+            while self._wait(conn, 0.1, end):
                 pass
         elif path == "/drip-headers":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Drip: ")
-            while self._wait(self.drip_s, end):
+            while self._wait(conn, self.drip_s, end):
                 conn.sendall(b"a")
         elif path == "/drip-body":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n\x89PNG")
-            while self._wait(self.drip_s, end):
+            while self._wait(conn, self.drip_s, end):
                 conn.sendall(b"\0")
         elif path == "/redirect":
             loc = q.get("to", "/")

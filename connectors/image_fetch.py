@@ -384,6 +384,9 @@ class ListingFetcher:
         self.policy, self.budgets, self.limits, self.clock = policy, budgets, limits, clock
         self.resolver, self.tls = resolver, tls
         self.failures = NegativeCache(budgets.negative_ttl_s, budgets.negative_entries, clock)
+        # hosts that recently let a fetch time out: their uris go last, one at a time, so a
+        # seller's slow hosts cannot take the pool from the hosts that answer
+        self.slow_hosts = NegativeCache(budgets.negative_ttl_s, budgets.negative_entries, clock)
         self._pool: ThreadPoolExecutor | None = None
         self._host_busy: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -422,7 +425,8 @@ class ListingFetcher:
                     continue
                 first[r.uri] = r
             slots.setdefault(r.uri, []).append(i)
-        queue = list(first.values())
+        queue = sorted(first.values(), key=lambda r: self.slow_hosts.get(_host_key(r.uri)) is not None)
+        slow = {h for h in map(_host_key, first) if self.slow_hosts.get(h) is not None}
         group_end: dict[int, float] = {}
         running: dict[Future, str] = {}
         pool = self._executor()
@@ -433,7 +437,7 @@ class ListingFetcher:
             waiting = []
             for r in queue:
                 host = _host_key(r.uri)
-                if self._host_busy.get(host, 0) >= b.per_host:
+                if self._host_busy.get(host, 0) >= (1 if host in slow else b.per_host):
                     waiting.append(r)
                     continue
                 end = min(group_end.setdefault(r.group, now + b.listing_s), batch_end)
@@ -469,6 +473,7 @@ class ListingFetcher:
         except DeadlineExceeded as e:
             out = e
             remember = end >= own_end - 1e-3   # cut by a listing or batch budget: not the uri's own fault
+            self.slow_hosts.put(host, "slow")
         except ImageRejected as e:
             out = e
         except EgressRefused as e:
@@ -480,6 +485,8 @@ class ListingFetcher:
                 self._host_busy[host] -= 1
         if remember:
             self.failures.put(uri, str(out))
+        if "timed out" in str(out) or "could not connect" in str(out):
+            self.slow_hosts.put(host, "slow")
         return out
 
     def _executor(self) -> ThreadPoolExecutor:

@@ -104,6 +104,8 @@ class _Metrics:
         self.flagged = {a.value: g.add_group("action", a.value).counter("flagged") for a in Action}
         self.batch_ms = g.distribution("batch_ms")
         self.batch_rows = g.distribution("batch_rows")
+        self._max_ms = 0
+        g.gauge("batch_ms_max", lambda: self._max_ms)   # the slowest batch since start
 
     def batch(self, rows, started: float, hits: int, misses: int) -> None:
         self.records.inc(len(rows))
@@ -116,7 +118,9 @@ class _Metrics:
                 self.feedback.inc()
             if r.kind is RowKind.DECISION:
                 self.flagged[r.action.split("+", 1)[0]].inc()
-        self.batch_ms.update(int((time.perf_counter() - started) * 1000))
+        ms = int((time.perf_counter() - started) * 1000)
+        self.batch_ms.update(ms)
+        self._max_ms = max(self._max_ms, ms)
         self.batch_rows.update(len(rows))
 
 

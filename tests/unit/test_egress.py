@@ -351,3 +351,15 @@ def test_listing_images_go_through_the_policy_and_errors_reach_the_decision(serv
     d = decide(listing, sig.wordmarks.match(listing) + evidence, {"zorbix": brand}, now_ms=1)
     assert d.action is Action.TAKEDOWN
     assert [s.kind for s in d.signals].count(SignalKind.IMAGE_ERROR) == 5
+
+
+def test_a_host_that_timed_out_goes_last_one_at_a_time(server):
+    """After its first timeout, a seller's slow host cannot take the pool from hosts that answer."""
+    with HostileServer("127.0.0.1") as slow:
+        f = fetcher(threads=1, per_host=2, batch_s=1.5, listing_s=10.0)   # one thread: order matters
+        f.fetch_many([FetchRequest(0, f"{slow.base}/silent?first")])
+        reqs = [FetchRequest(i, f"{slow.base}/silent?n={i}") for i in range(6)]
+        reqs += [FetchRequest(10 + i, f"{server.base}/img/a.png?i={i}") for i in range(6)]
+        out = f.fetch_many(reqs)
+        assert out[6:] == [PNG] * 6
+        assert slow.seen.connections <= 4      # the first, then one at a time: 1.5 s / 0.5 s read timeout
