@@ -126,16 +126,18 @@ def _image_factory(cfg: dict | None):
     if not cfg or not cfg.get("enabled"):
         return None
     slot: list[Path] = []
+    references: list = []
 
     def build(catalog):
-        from brand_signals.image_signals import ImageSignals
+        from brand_signals.image_signals import ImageSignals, ReferenceCache
         from connectors.image_store import fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime
             slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+            references.append(ReferenceCache())  # brand images analysed once, not on every rebuild
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
                                   cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
-                                  ocr_upscale=cfg.get("ocr_upscale", False))
+                                  ocr_upscale=cfg.get("ocr_upscale", False), references=references[0])
 
     return build
 
