@@ -46,6 +46,10 @@ LISTING_BUDGET_S = 12.0
 # becomes an image_error. The checkpoint timeout is 5 min (flink-conf/config.yaml) and the
 # interval 2 s, so a batch that fetches for at most 20 s keeps every checkpoint far inside it.
 BATCH_BUDGET_S = 20.0
+# Fetched bytes a batch holds before decoding: the usual new images of a batch are a few hundred
+# photos of 100-500 KB (~50 MB); past this the rest of the batch's images are not fetched. At
+# most `threads` fetches of MAX_IMAGE_BYTES each are in flight beyond it.
+BATCH_BYTES = 128 << 20
 # Concurrent fetches per worker process: enough that 20 silent hosts cost one deadline, not
 # twenty; threads mostly wait on sockets.
 FETCH_THREADS = 16
@@ -72,6 +76,7 @@ class FetchBudgets:
     timeouts: FetchTimeouts = FetchTimeouts()
     listing_s: float = LISTING_BUDGET_S
     batch_s: float = BATCH_BUDGET_S
+    batch_bytes: int = BATCH_BYTES
     threads: int = FETCH_THREADS
     per_host: int = PER_HOST_FETCHES
     negative_ttl_s: float = NEGATIVE_TTL_S
@@ -87,7 +92,7 @@ class FetchBudgets:
     def to_config(self) -> dict:
         t = self.timeouts
         return {"connect_s": t.connect_s, "read_s": t.read_s, "total_s": t.total_s, "listing_s": self.listing_s,
-                "batch_s": self.batch_s, "threads": self.threads, "per_host": self.per_host,
+                "batch_s": self.batch_s, "batch_bytes": self.batch_bytes, "threads": self.threads, "per_host": self.per_host,
                 "negative_ttl_s": self.negative_ttl_s, "negative_entries": self.negative_entries}
 
     @classmethod
@@ -430,10 +435,16 @@ class ListingFetcher:
         group_end: dict[int, float] = {}
         running: dict[Future, str] = {}
         pool = self._executor()
+        held = 0
         while queue or running:
             now = self.clock()
             if now >= batch_end:
                 break
+            if held > b.batch_bytes:
+                full = FetchFailed(f"batch byte budget of {b.batch_bytes} bytes spent")
+                for r in queue:
+                    self._fill(results, slots[r.uri], full)
+                queue = []
             waiting = []
             for r in queue:
                 host = _host_key(r.uri)
@@ -453,7 +464,9 @@ class ListingFetcher:
                 continue
             done, _ = wait(running, timeout=max(batch_end - self.clock(), 0), return_when=FIRST_COMPLETED)
             for fut in done:
-                self._fill(results, slots[running.pop(fut)], fut.result())
+                out = fut.result()
+                held += len(out) if isinstance(out, bytes) else 0
+                self._fill(results, slots[running.pop(fut)], out)
         spent = FetchFailed(f"batch fetch budget of {b.batch_s}s spent")
         for i, r in enumerate(results):
             if r is None:

@@ -134,20 +134,23 @@ def _image_factory(cfg: dict | None):
         return None
     slot: list[Path] = []
     fetchers: list = []
+    references: list = []
 
     def build(catalog):
-        from brand_signals.image_signals import ImageSignals
+        from brand_signals.image_signals import ImageSignals, ReferenceCache
         from connectors.egress import EgressPolicy
         from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime
             slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+            references.append(ReferenceCache())  # brand images analysed once, not on every rebuild
         if not fetchers:  # one fetch pool and negative cache per worker, across catalogue rebuilds
             policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(cfg.get("listing_base_dir"))
             fetchers.append(ListingFetcher(policy, FetchBudgets.from_config(cfg.get("fetch"))))
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
                                   cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
-                                  ocr_upscale=cfg.get("ocr_upscale", False), listing_fetch=fetchers[0])
+                                  ocr_upscale=cfg.get("ocr_upscale", False), references=references[0],
+                                  listing_fetch=fetchers[0])
 
     return build
 

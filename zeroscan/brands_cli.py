@@ -179,7 +179,8 @@ def cmd_brands_put(args, settings: Settings) -> int:
                             brand,
                             logos=tuple(store.ingest(r, path.parent) for r in brand.logos),
                             product_images=tuple(store.ingest(r, path.parent) for r in brand.product_images))
-                        change = reg.put(brand, actor)
+                        pixels = sum(store.get(r.sha256).info.pixels for r in brand.logos + brand.product_images)
+                        change = reg.put(brand, actor, image_pixels=pixels)
                     except PublishFailedError as e:  # the broker is unreachable: stop, change nothing more
                         print(f"error: {where}: {e}; stopping", file=sys.stderr)
                         failed, last_error = failed + 1, e

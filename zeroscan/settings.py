@@ -45,7 +45,7 @@ class Settings:
     egress_allow: tuple[str, ...] = ()
     egress_deny: tuple[str, ...] = ()
     # Overrides of the listing fetch budgets (connectors/image_fetch.FetchBudgets fields:
-    # total_s, connect_s, read_s, listing_s, batch_s, threads, per_host, negative_ttl_s,
+    # total_s, connect_s, read_s, listing_s, batch_s, batch_bytes, threads, per_host, negative_ttl_s,
     # negative_entries); the defaults and where they come from are named constants there.
     fetch_budgets: dict = field(default_factory=dict)
 
@@ -91,5 +91,5 @@ def _pairs(value: str, name: str) -> dict:
             num = None
         if not sep or num is None:
             raise ValueError(f"{name}: expected key=number pairs separated by ';', got {item!r}")
-        out[key.strip()] = int(num) if num.is_integer() and key.strip() in ("threads", "per_host", "negative_entries") else num
+        out[key.strip()] = int(num) if num.is_integer() and key.strip() in ("threads", "per_host", "negative_entries", "batch_bytes") else num
     return out

@@ -363,3 +363,9 @@ def test_a_host_that_timed_out_goes_last_one_at_a_time(server):
         out = f.fetch_many(reqs)
         assert out[6:] == [PNG] * 6
         assert slow.seen.connections <= 4      # the first, then one at a time: 1.5 s / 0.5 s read timeout
+
+
+def test_the_batch_byte_budget_stops_fetching(server):
+    f = fetcher(threads=1, per_host=1, batch_bytes=len(PNG) * 2)
+    out = f.fetch_many([FetchRequest(i, f"{server.base}/img/a.png?i={i}") for i in range(8)])
+    assert out[:3] == [PNG] * 3 and all("byte budget" in str(o) for o in out[3:])

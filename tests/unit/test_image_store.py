@@ -114,7 +114,11 @@ REFUSED = [
     (png_header_only(30_000, 30_000), None, None, "900000000 pixels", "30,000 x 30,000 PNG bomb"),
     (jpeg_header_only(65_000, 65_000), None, None, "pixel limit", "65,000 x 65,000 JPEG bomb"),
     (webp_vp8x_header_only(16_384, 16_384), None, None, "pixel limit", "largest WebP canvas"),
-    (png_header_only(5_001, 5_000), None, None, "pixel limit", "just above the 25 MP cap"),
+    (png_header_only(7_072, 7_071), None, None, "pixel limit", "just above the 50 MP cap (listing photos' too)"),
+    (webp_vp8x_header_only(4_100, 4_000), None, None, "max_full_decode_pixels",
+     "WebP above 16 MP: no reduced decoding, so the full-size cap"),
+    (encode("JPEG", size=(40, 30), progressive=True), ImageLimits(max_full_decode_pixels=1_000), None,
+     "max_full_decode_pixels", "progressive JPEG keeps all coefficients: the full-size cap"),
     (png_header_only(0, 10), None, None, "empty size", "zero width"),
     (b"\xff\xd8\xff\xda\x00\x02", None, None, "no frame header", "JPEG with scan before frame"),
 ]
