@@ -73,7 +73,7 @@ def address_class(ip: IPAddress) -> str | None:
     return None
 
 
-def _system_resolver(host: str, port: int) -> list[str]:
+def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
@@ -172,7 +172,7 @@ class EgressPolicy:
             raise EgressRefused("local-path", "path leaves the listings file's folder (through a link)")
         return resolved
 
-    def destination(self, uri: str, resolver: Resolver = _system_resolver) -> Destination:
+    def destination(self, uri: str, resolver: Resolver = system_resolver) -> Destination:
         """Parse and check an http(s) uri and every address its host resolves to."""
         if self.classify(uri) != "http":
             raise EgressRefused("scheme", "not an http(s) uri")
@@ -193,7 +193,7 @@ class EgressPolicy:
             target += "?" + parts.query
         return Destination(scheme, host, port, target, self.check_host(host, port, resolver))
 
-    def check_host(self, host: str, port: int, resolver: Resolver = _system_resolver) -> tuple[str, ...]:
+    def check_host(self, host: str, port: int, resolver: Resolver = system_resolver) -> tuple[str, ...]:
         """Every address `host` resolves to, each checked; refused if any one is refused."""
         if host in self.deny_hosts:
             raise EgressRefused("deny-list", "host is on the deny list")

@@ -10,6 +10,7 @@ under a per-listing and a per-batch budget; failures are remembered per uri for 
 """
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import threading
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from connectors.egress import Destination, EgressPolicy, EgressRefused, Resolver, _system_resolver, open_regular_file
+from connectors.egress import Destination, EgressPolicy, EgressRefused, Resolver, system_resolver, open_regular_file
 from connectors.image_store import ALLOWED_CONTENT_TYPES, ImageLimits, ImageRejected, check_sha256, sniff_format
 
 Clock = Callable[[], float]
@@ -98,6 +99,9 @@ class FetchBudgets:
     @classmethod
     def from_config(cls, cfg: dict | None) -> "FetchBudgets":
         c = dict(cfg or {})
+        known = {"connect_s", "read_s", "total_s"} | {f.name for f in dataclasses.fields(cls)} - {"timeouts"}
+        if set(c) - known:
+            raise ValueError(f"unknown fetch budget(s) {sorted(set(c) - known)}; known: {sorted(known)}")
         t = FetchTimeouts(**{k: float(c.pop(k)) for k in ("connect_s", "read_s", "total_s") if k in c})
         return cls(timeouts=t, **c)
 
@@ -114,7 +118,7 @@ class DeadlineExceeded(FetchFailed):
 
 def http_get(uri: str, policy: EgressPolicy, limits: ImageLimits = ImageLimits(),
              timeouts: FetchTimeouts = FetchTimeouts(), *, deadline: float | None = None,
-             clock: Clock = time.monotonic, resolver: Resolver = _system_resolver,
+             clock: Clock = time.monotonic, resolver: Resolver = system_resolver,
              tls: ssl.SSLContext | None = None) -> bytes:
     """GET an image under the policy, following up to MAX_REDIRECTS redirects, each checked."""
     end = clock() + timeouts.total_s if deadline is None else min(deadline, clock() + timeouts.total_s)
@@ -385,7 +389,7 @@ class ListingFetcher:
 
     def __init__(self, policy: EgressPolicy, budgets: FetchBudgets = FetchBudgets(),
                  limits: ImageLimits = ImageLimits(), clock: Clock = time.monotonic,
-                 resolver: Resolver = _system_resolver, tls: ssl.SSLContext | None = None):
+                 resolver: Resolver = system_resolver, tls: ssl.SSLContext | None = None):
         self.policy, self.budgets, self.limits, self.clock = policy, budgets, limits, clock
         self.resolver, self.tls = resolver, tls
         self.failures = NegativeCache(budgets.negative_ttl_s, budgets.negative_entries, clock)

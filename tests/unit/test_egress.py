@@ -319,7 +319,7 @@ def test_budgets_from_settings_pairs():
 
     b = FetchBudgets.from_config(_pairs("total_s=4;batch_s=9.5;threads=8", "ZEROSCAN_FETCH"))
     assert (b.timeouts.total_s, b.batch_s, b.threads) == (4.0, 9.5, 8)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown fetch budget"):
         FetchBudgets.from_config({"nonsense": 1})
     with pytest.raises(ValueError, match="key=number"):
         _pairs("threads", "ZEROSCAN_FETCH")
