@@ -372,34 +372,84 @@ def _reason_class(reason: str) -> str:
     return r if len(r) <= 70 else r[:70] + "..."
 
 
-def _metrics_port() -> int | None:
-    for port in range(9249, 9261):
+def _listening_ports(root_pid: int) -> set[int]:
+    """TCP ports the job's own processes listen on (its REST endpoint, its metric reporters)."""
+    inodes = set()
+    for p in _tree(root_pid):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
-                if b"zeroscan" in r.read():
-                    return port
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
         except OSError:
             continue
-    return None
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if f[3] == "0A" and f[9] in inodes:
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
-def _scrape(port: int) -> dict[str, float]:
-    """The job's restart and checkpoint metrics and the operator's slowest batch."""
-    want = {"numRestarts": "restarts", "lastCheckpointDuration": "checkpoint_ms",
-            "numberOfCompletedCheckpoints": "completed", "numberOfFailedCheckpoints": "failed",
-            "zeroscan_batch_ms_max": "batch_ms_max"}
-    out: dict[str, float] = {}
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("#"):
-                continue
-            for key, name in want.items():
-                if key in line.split("{", 1)[0]:
-                    try:
-                        out[name] = max(out.get(name, 0.0), float(line.rsplit(" ", 1)[1]))
-                    except ValueError:
-                        pass
-    return out
+def _get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+        return r.read()
+
+
+class JobProbe:
+    """The embedded job's Flink REST API (checkpoint counts and durations, restarts) and its
+    Prometheus reporters (the operator's slowest batch), found among the job's own ports."""
+
+    def __init__(self, pid: int):
+        self.pid, self.rest, self.prom = pid, None, set()
+        self.seen: dict[str, float] = {}
+
+    def _discover(self) -> None:
+        for port in _listening_ports(self.pid) - self.prom - {self.rest}:
+            try:
+                body = _get(port, "/jobs/overview")
+                if body.startswith(b"{") and b'"jobs"' in body:
+                    self.rest = port
+                    continue
+            except (OSError, ValueError):
+                pass
+            try:
+                if b"# TYPE" in _get(port, "/metrics"):
+                    self.prom.add(port)
+            except (OSError, ValueError):
+                pass
+
+    def poll(self) -> dict[str, float]:
+        if self.rest is None or not self.prom:
+            self._discover()
+        s = self.seen
+        try:
+            if self.rest is not None:
+                jobs = json.loads(_get(self.rest, "/jobs/overview"))["jobs"]
+                for job in jobs:
+                    jid = job["jid"]
+                    ck = json.loads(_get(self.rest, f"/jobs/{jid}/checkpoints"))
+                    counts = ck.get("counts", {})
+                    s["completed"] = max(s.get("completed", 0), counts.get("completed", 0))
+                    s["failed"] = max(s.get("failed", 0), counts.get("failed", 0))
+                    e2e = (ck.get("summary") or {}).get("end_to_end_duration") or {}
+                    s["checkpoint_ms"] = max(s.get("checkpoint_ms", 0), e2e.get("max") or 0)
+                    m = json.loads(_get(self.rest, f"/jobs/{jid}/metrics?get=numRestarts"))
+                    for item in m:
+                        s["restarts"] = max(s.get("restarts", 0), float(item["value"]))
+            for port in self.prom:
+                for line in _get(port, "/metrics").decode().splitlines():
+                    name = line.split("{", 1)[0]
+                    if not line.startswith("#") and "zeroscan_batch_ms_max" in name:
+                        s["batch_ms_max"] = max(s.get("batch_ms_max", 0), float(line.rsplit(" ", 1)[1]))
+        except (OSError, ValueError, KeyError):
+            pass
+        return s
 
 
 def _worker_rss(job_pid: int) -> float:
@@ -462,9 +512,8 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=root, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         peak = worker_peak = 0.0
-        seen: dict[str, float] = {}
-        ckpt_samples: list[float] = []
-        port = None
+        probe = JobProbe(job.pid)
+        seen = probe.seen
         target = end_offsets(settings.bootstrap, settings.topics.listings)
         done_at = None
         try:
@@ -475,17 +524,7 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
                     raise RuntimeError(f"not done within {timeout_s}s; see {log_path}")
                 peak = max(peak, rss_mib(job.pid))
                 worker_peak = max(worker_peak, _worker_rss(job.pid))
-                if port is None:
-                    port = _metrics_port()
-                if port is not None:
-                    try:
-                        m = _scrape(port)
-                    except OSError:
-                        m = {}
-                    if "checkpoint_ms" in m:
-                        ckpt_samples.append(m["checkpoint_ms"])
-                    for k, v in m.items():
-                        seen[k] = max(seen.get(k, 0.0), v)
+                probe.poll()
                 committed = committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings)
                 if done_at is None and all(committed.get(p, 0) >= o for p, o in target.items()):
                     done_at = time.monotonic()
@@ -525,7 +564,8 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             "flagged_hostile_listings_without_decision": len(missing_flags),
             "job_restarts": int(max(seen.get("restarts", 0), restarts_in_log)),
             "checkpoints_completed": int(seen.get("completed", 0)), "checkpoints_failed": int(seen.get("failed", 0)),
-            "max_checkpoint_s": round(max(ckpt_samples, default=0) / 1000, 2),
+            "max_checkpoint_s": round(seen.get("checkpoint_ms", 0) / 1000, 2),
+            "job_probe": {"rest_port_found": probe.rest is not None, "metric_ports": len(probe.prom)},
             "max_batch_s": round(seen.get("batch_ms_max", 0) / 1000, 2),
             "peak_rss_mib": round(worker_peak), "job_tree_peak_rss_mib": round(peak),
             "worker_rss_bound_mib": WORKER_RSS_BOUND_MIB, "wall_s": round(wall, 1),
