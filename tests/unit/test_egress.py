@@ -369,3 +369,59 @@ def test_the_batch_byte_budget_stops_fetching(server):
     f = fetcher(threads=1, per_host=1, batch_bytes=len(PNG) * 2)
     out = f.fetch_many([FetchRequest(i, f"{server.base}/img/a.png?i={i}") for i in range(8)])
     assert out[:3] == [PNG] * 3 and all("byte budget" in str(o) for o in out[3:])
+
+
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(server):
+    t0 = time.monotonic()
+    with pytest.raises(FetchFailed, match="deadline|timed out"):
+        http_get(f"https://127.0.0.1:{server.port}/img/a.png", V4, timeouts=FAST)
+    assert time.monotonic() - t0 < 1.6
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(tmp_path):
+    """TLS goes to the address the policy checked, with the host name as SNI and the
+    certificate verified against the name (a self-signed one the client is told to trust)."""
+    import socket
+    import ssl
+    import subprocess
+    import threading
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=images.example", "-addext",
+                    "subjectAltName=DNS:images.example"], check=True, capture_output=True, timeout=30)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(cert, key)
+    names = []
+    sctx.sni_callback = lambda sock, name, ctx: names.append(name)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(5)
+    port = lsock.getsockname()[1]
+    hosts = []
+
+    def serve(n):
+        for _ in range(n):
+            try:
+                conn, _ = lsock.accept()
+                with sctx.wrap_socket(conn, server_side=True) as tls:
+                    req = b""
+                    while b"\r\n\r\n" not in req:
+                        req += tls.recv(4096)
+                    hosts.append(req.split(b"\r\nHost: ", 1)[1].split(b"\r\n", 1)[0].decode())
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % len(PNG)
+                                + PNG)
+            except (OSError, ssl.SSLError):
+                continue
+
+    t = threading.Thread(target=serve, args=(2,), daemon=True)
+    t.start()
+    cctx = ssl.create_default_context(cafile=str(cert))
+    f = ListingFetcher(V4, FetchBudgets(timeouts=FAST), resolver=lambda h, p: ["127.0.0.1"], tls=cctx)
+    assert f.fetch_one(f"https://images.example:{port}/a.png") == PNG
+    assert names == ["images.example"] and hosts == [f"images.example:{port}"]
+    with pytest.raises(FetchFailed, match="TLS failed"):        # the name is not the certificate's
+        f.fetch_one(f"https://other.example:{port}/a.png")
+    t.join(5)
+    lsock.close()
