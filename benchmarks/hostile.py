@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -402,53 +403,51 @@ def _get(port: int, path: str) -> bytes:
 
 
 class JobProbe:
-    """The embedded job's Flink REST API (checkpoint counts and durations, restarts) and its
-    Prometheus reporters (the operator's slowest batch), found among the job's own ports."""
+    """The embedded job's Flink REST API (`rest_port`, set through ZEROSCAN_FLINK_OPTS: checkpoint
+    counts and durations, restarts) and its Prometheus reporters (the job's own ports in
+    9249-9260: the operator's slowest batch; also the checkpoint metrics, should REST not answer)."""
 
-    def __init__(self, pid: int):
-        self.pid, self.rest, self.prom = pid, None, set()
+    def __init__(self, pid: int, rest_port: int):
+        self.pid, self.rest = pid, rest_port
+        self.prom: set[int] = set()
         self.seen: dict[str, float] = {}
-
-    def _discover(self) -> None:
-        for port in _listening_ports(self.pid) - self.prom - {self.rest}:
-            try:
-                body = _get(port, "/jobs/overview")
-                if body.startswith(b"{") and b'"jobs"' in body:
-                    self.rest = port
-                    continue
-            except (OSError, ValueError):
-                pass
-            try:
-                if b"# TYPE" in _get(port, "/metrics"):
-                    self.prom.add(port)
-            except (OSError, ValueError):
-                pass
+        self.rest_ok = False
 
     def poll(self) -> dict[str, float]:
-        if self.rest is None or not self.prom:
-            self._discover()
         s = self.seen
+        if not self.prom:
+            self.prom = {p for p in _listening_ports(self.pid) if 9249 <= p <= 9260}
         try:
-            if self.rest is not None:
-                jobs = json.loads(_get(self.rest, "/jobs/overview"))["jobs"]
-                for job in jobs:
-                    jid = job["jid"]
-                    ck = json.loads(_get(self.rest, f"/jobs/{jid}/checkpoints"))
-                    counts = ck.get("counts", {})
-                    s["completed"] = max(s.get("completed", 0), counts.get("completed", 0))
-                    s["failed"] = max(s.get("failed", 0), counts.get("failed", 0))
-                    e2e = (ck.get("summary") or {}).get("end_to_end_duration") or {}
-                    s["checkpoint_ms"] = max(s.get("checkpoint_ms", 0), e2e.get("max") or 0)
-                    m = json.loads(_get(self.rest, f"/jobs/{jid}/metrics?get=numRestarts"))
-                    for item in m:
-                        s["restarts"] = max(s.get("restarts", 0), float(item["value"]))
-            for port in self.prom:
-                for line in _get(port, "/metrics").decode().splitlines():
-                    name = line.split("{", 1)[0]
-                    if not line.startswith("#") and "zeroscan_batch_ms_max" in name:
-                        s["batch_ms_max"] = max(s.get("batch_ms_max", 0), float(line.rsplit(" ", 1)[1]))
-        except (OSError, ValueError, KeyError):
+            jobs = json.loads(_get(self.rest, "/jobs/overview"))["jobs"]
+            for job in jobs:
+                jid = job["jid"]
+                ck = json.loads(_get(self.rest, f"/jobs/{jid}/checkpoints"))
+                counts = ck.get("counts", {})
+                s["completed"] = max(s.get("completed", 0), counts.get("completed", 0))
+                s["failed"] = max(s.get("failed", 0), counts.get("failed", 0))
+                e2e = (ck.get("summary") or {}).get("end_to_end_duration") or {}
+                s["checkpoint_ms"] = max(s.get("checkpoint_ms", 0), e2e.get("max") or 0)
+                for item in json.loads(_get(self.rest, f"/jobs/{jid}/metrics?get=numRestarts")):
+                    s["restarts"] = max(s.get("restarts", 0), float(item["value"]))
+            self.rest_ok = True
+        except (OSError, ValueError, KeyError, http.client.HTTPException):
             pass
+        names = {"zeroscan_batch_ms_max": "batch_ms_max", "numRestarts": "restarts",
+                 "lastCheckpointDuration": "checkpoint_ms", "numberOfCompletedCheckpoints": "completed",
+                 "numberOfFailedCheckpoints": "failed"}
+        for port in self.prom:
+            try:
+                text = _get(port, "/metrics").decode()
+            except (OSError, ValueError, http.client.HTTPException):
+                continue
+            for line in text.splitlines():
+                name = line.split("{", 1)[0]
+                for key, what in names.items():
+                    if not line.startswith("#") and name.endswith(key):
+                        try:
+                            s[what] = max(s.get(what, 0), float(line.rsplit(" ", 1)[1]))
+                        except ValueError:
+                            pass
         return s
 
 
@@ -504,6 +503,9 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
                "ZEROSCAN_EGRESS_ALLOW": "127.0.0.1/32"}     # the loopback hosts: allowed explicitly
         if fetch:
             env["ZEROSCAN_FETCH"] = fetch
+        rest_port = _free_port()
+        env["ZEROSCAN_FLINK_OPTS"] = ";".join(x for x in (os.environ.get("ZEROSCAN_FLINK_OPTS"),
+                                                           f"rest.port={rest_port}", f"rest.bind-port={rest_port}") if x)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = settings.state_dir / "hostile-job.log"
         root = Path(__file__).resolve().parent.parent
@@ -512,7 +514,7 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=root, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         peak = worker_peak = 0.0
-        probe = JobProbe(job.pid)
+        probe = JobProbe(job.pid, rest_port)
         seen = probe.seen
         target = end_offsets(settings.bootstrap, settings.topics.listings)
         done_at = None
@@ -565,7 +567,7 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             "job_restarts": int(max(seen.get("restarts", 0), restarts_in_log)),
             "checkpoints_completed": int(seen.get("completed", 0)), "checkpoints_failed": int(seen.get("failed", 0)),
             "max_checkpoint_s": round(seen.get("checkpoint_ms", 0) / 1000, 2),
-            "job_probe": {"rest_port_found": probe.rest is not None, "metric_ports": len(probe.prom)},
+            "job_probe": {"rest_api_answered": probe.rest_ok, "metric_ports": len(probe.prom)},
             "max_batch_s": round(seen.get("batch_ms_max", 0) / 1000, 2),
             "peak_rss_mib": round(worker_peak), "job_tree_peak_rss_mib": round(peak),
             "worker_rss_bound_mib": WORKER_RSS_BOUND_MIB, "wall_s": round(wall, 1),
