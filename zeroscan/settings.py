@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brand_signals.registry import MAX_BRAND_IMAGE_PIXELS, MAX_CATALOG_IMAGE_PIXELS, ImageBudget
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +42,13 @@ class Settings:
     consumer_group: str
     transactional_id_prefix: str
     topics: Topics = field(default_factory=Topics)
+    # pixels of one brand's images and of all live brands' (registry.ImageBudget)
+    brand_image_pixels: int = MAX_BRAND_IMAGE_PIXELS
+    catalog_image_pixels: int = MAX_CATALOG_IMAGE_PIXELS
+
+    @property
+    def image_budget(self) -> ImageBudget:
+        return ImageBudget(self.brand_image_pixels, self.catalog_image_pixels)
 
     @property
     def jar_dir(self) -> Path:
@@ -60,4 +69,13 @@ class Settings:
             consumer_group=_env("GROUP", "zeroscan-scanner"),
             transactional_id_prefix=_env("TXN_PREFIX", "zeroscan-scanner"),
             topics=Topics.prefixed(_env("TOPIC_PREFIX", "")),
+            brand_image_pixels=_int_env("BRAND_IMAGE_PIXELS", MAX_BRAND_IMAGE_PIXELS),
+            catalog_image_pixels=_int_env("CATALOG_IMAGE_PIXELS", MAX_CATALOG_IMAGE_PIXELS),
         )
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name, str(default)).replace("_", "")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"ZEROSCAN_{name} must be a positive whole number, got {raw[:40]!r}")
+    return int(raw)
