@@ -243,6 +243,17 @@ class ImageSignals:
         head_imgs: list[tuple[str, str, np.ndarray]] = []
         prod: list[tuple[str, str, tuple[np.ndarray, np.ndarray]]] = []
         new_prod: list[tuple[int, tuple[str, str, str], np.ndarray]] = []   # (slot in prod, key, rgb)
+
+        def analyse_products() -> None:
+            """Hash and embed the decoded new product photos (held pixels stay under MAX_HELD_PIXELS)."""
+            feats = extractor.features([letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in new_prod])
+            for (slot, key, rgb), f in zip(new_prod, feats):
+                kept = (pdq(rgb)[0], global_embedding(f, valid_cells(*rgb.shape[:2])))
+                references.put(key, kept)
+                b_id, uri, _ = prod[slot]
+                prod[slot] = (b_id, uri, kept)
+            new_prod.clear()
+
         for b in sorted(live, key=lambda b: b.brand_id):
             fp.update(f"brand|{b.brand_id}|{b.version}".encode())
             for ref in b.logos:
@@ -279,14 +290,10 @@ class ImageSignals:
                     new_prod.append((len(prod), key, rgb))
                 used.add(key)
                 prod.append((b.brand_id, ref.uri, kept))
+                if sum(rgb.shape[0] * rgb.shape[1] for _, _, rgb in new_prod) > MAX_HELD_PIXELS:
+                    analyse_products()
         if new_prod:
-            feats = extractor.features([letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in new_prod])
-            for (slot, key, rgb), f in zip(new_prod, feats):
-                kept = (pdq(rgb)[0], global_embedding(f, valid_cells(*rgb.shape[:2])))
-                references.put(key, kept)
-                b_id, uri, _ = prod[slot]
-                prod[slot] = (b_id, uri, kept)
-            del new_prod, feats
+            analyse_products()
         references.retain(used)
         logos = LogoIndex.build(head_imgs, extractor, LogoHead.load(head_path)) if head_path is not None else None
         copies = ImageCopyIndex([(b, u) for b, u, _ in prod],

@@ -161,7 +161,7 @@ def cmd_brands_put(args, settings: Settings) -> int:
     ok = failed = 0
     last_error: Exception | None = None
     try:
-        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             for path in files:
                 if isinstance(last_error, PublishFailedError):
                     break
@@ -348,7 +348,7 @@ def cmd_api_serve(args, settings: Settings) -> int:
         signals = SignalIndex(settings.bootstrap, settings.topics.decisions)
         standing = StandingIndex(settings.bootstrap, settings.topics.ledger)
     try:
-        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
                              AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
                              standing=standing)
