@@ -65,7 +65,11 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
     if listing.op is Op.DELETE:
         return None
     best: Decision | None = None
-    for brand_id, signals in _merge(evidence).items():
+    merged = _merge(evidence)
+    # images that could not be scanned (refused uri, timeout, bomb) travel with a decision, so
+    # a reviewer sees what was not looked at
+    unscanned = tuple(s for s in merged.get("", ()) if s.kind is SignalKind.IMAGE_ERROR)
+    for brand_id, signals in merged.items():
         brand = brands.get(brand_id)
         if brand is None or brand.deleted or listing.seller_id in brand.authorized_sellers:
             continue
@@ -95,7 +99,7 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
         candidate = Decision(
             listing_id=listing.listing_id, seller_id=listing.seller_id, brand_id=brand_id,
             action=action, score=score,
-            signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra),
+            signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra) + unscanned,
             decided_at=now_ms, brand_version=brand.version, model_version=model_version)
         if best is None or candidate.score > best.score:
             best = candidate

@@ -33,6 +33,14 @@ ADMIN_OWNER = "@admin"
 ACCOUNT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 _KEY_PREFIX = b"brand:"
+# Pixels (from the image headers) of one brand's logos and product images together. A worker
+# decodes every brand image when it builds its indexes (then keeps what it needs by sha256):
+# 400 MP is 16 product photos of 25 MP, or 100 logos and 100 photos of 2 MP; the 1,000 product
+# images of 25 MP the contract's item counts would allow are refused.
+MAX_BRAND_IMAGE_PIXELS = 400_000_000
+# All live brands together: 20 GP is ~2,000 photos of 10 MP, which a worker decodes once at
+# start (JPEG with DCT scaling) and then only when an image changes.
+MAX_CATALOG_IMAGE_PIXELS = 20_000_000_000
 # Publish latency buckets: a local broker acknowledges in a few ms, a loaded cluster in tens to
 # hundreds; the 30 s end is the producer's delivery timeout (connectors.brand_publisher).
 _PUBLISH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -51,6 +59,22 @@ class NotOwnerError(ValueError):
 
 class BrandNotFoundError(ValueError):
     """No brand with that id was ever registered."""
+
+
+class ImageBudgetError(ValueError):
+    """A brand whose images would take the brand or the catalogue over its pixel budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBudget:
+    """Pixel budgets for brand images, checked at registration."""
+
+    per_brand: int = MAX_BRAND_IMAGE_PIXELS
+    per_catalog: int = MAX_CATALOG_IMAGE_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.per_brand < 1 or self.per_catalog < 1:
+            raise ValueError(f"image budgets must be >= 1, got {self.per_brand} and {self.per_catalog}")
 
 
 class AlreadyWithdrawnError(ValueError):
@@ -92,6 +116,7 @@ class BrandEntry:
     brand: BrandReference
     owner: str
     updated_at_ms: int
+    image_pixels: int = 0      # header pixels of its logos and product images, when registered
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +155,11 @@ class BrandRegistry:
     """Brand references by id, with their owner; opened on a folder (one writer process at a time)."""
 
     def __init__(self, path: Path, publish: Publish | None = None, *, read_only: bool = False,
-                 collector: CollectorRegistry | None = None, now_ms: Callable[[], int] = _now_ms) -> None:
+                 collector: CollectorRegistry | None = None, now_ms: Callable[[], int] = _now_ms,
+                 image_budget: ImageBudget = ImageBudget()) -> None:
         self.path = Path(path)
+        self.image_budget = image_budget
+        self._catalog_pixels: int | None = None   # live brands' image pixels, summed on first use
         self.read_only = read_only
         self.collector = collector if collector is not None else CollectorRegistry()
         self.metrics = RegistryMetrics.create(self.collector)
@@ -187,10 +215,32 @@ class BrandRegistry:
 
     # -- changes -----------------------------------------------------------------------------
 
-    def check_put(self, brand: BrandReference, actor: Actor) -> None:
-        """Raise as `put` would for ownership or version, without changing anything (lets a
-        caller refuse before it does costly work such as storing images)."""
-        self._check(brand, actor, self.get(brand.brand_id))
+    def check_put(self, brand: BrandReference, actor: Actor, image_pixels: int | None = None) -> None:
+        """Raise as `put` would for ownership, version and (given the pixels) the image budget,
+        without changing anything (lets a caller refuse before it does costly work such as
+        storing images)."""
+        current = self.get(brand.brand_id)
+        self._check(brand, actor, current)
+        if image_pixels is not None and not brand.deleted:
+            self._check_budget(brand.brand_id, image_pixels, current)
+
+    def catalog_image_pixels(self) -> int:
+        """Header pixels of all live brands' images, as recorded when each was registered."""
+        if self._catalog_pixels is None:
+            self._catalog_pixels = sum(e.image_pixels for e in self.entries())
+        return self._catalog_pixels
+
+    def _check_budget(self, brand_id: str, pixels: int, current: BrandEntry | None) -> None:
+        budget = self.image_budget
+        if pixels > budget.per_brand:
+            self.metrics.refused.labels("image_budget").inc()
+            raise ImageBudgetError(f"brand {brand_id}: its logos and product images have {pixels} pixels in all, "
+                                   f"above the per-brand limit of {budget.per_brand}; send fewer or smaller images")
+        others = self.catalog_image_pixels() - (current.image_pixels if current and not current.brand.deleted else 0)
+        if others + pixels > budget.per_catalog:
+            self.metrics.refused.labels("image_budget").inc()
+            raise ImageBudgetError(f"brand {brand_id}: its {pixels} image pixels would take the catalogue to "
+                                   f"{others + pixels}, above the catalogue limit of {budget.per_catalog}")
 
     def put_obj(self, obj: dict[str, Any], actor: Actor) -> Change:
         """Validate a contract JSON object (ContractError names the field) and `put` it."""
@@ -201,11 +251,16 @@ class BrandRegistry:
             raise
         return self.put(brand, actor)
 
-    def put(self, brand: BrandReference, actor: Actor) -> Change:
-        """Register, update or (with `deleted`) withdraw a brand; publish, then persist."""
+    def put(self, brand: BrandReference, actor: Actor, image_pixels: int | None = None) -> Change:
+        """Register, update or (with `deleted`) withdraw a brand; publish, then persist.
+        `image_pixels`: the header pixels of its logos and product images, checked against
+        the image budget (callers that store images give it; ImageBudgetError if over)."""
         with self._lock:
             current = self.get(brand.brand_id)
             self._check(brand, actor, current)
+            pixels = 0 if brand.deleted or image_pixels is None else image_pixels
+            if not brand.deleted and image_pixels is not None:
+                self._check_budget(brand.brand_id, pixels, current)
             if brand.deleted:
                 kind = ChangeKind.WITHDRAWN
             elif current is None or current.brand.deleted:
@@ -213,9 +268,12 @@ class BrandRegistry:
             else:
                 kind = ChangeKind.UPDATED
             owner = current.owner if current is not None else actor.name
-            entry = BrandEntry(brand, owner, self._now_ms())
+            entry = BrandEntry(brand, owner, self._now_ms(), pixels)
             self._send(brand)
             self._db[_KEY_PREFIX + brand.brand_id.encode()] = _encode(entry)
+            if self._catalog_pixels is not None:
+                before = current.image_pixels if current is not None and not current.brand.deleted else 0
+                self._catalog_pixels += pixels - before
             self.metrics.changes.labels(kind.value).inc()
             log.info("brand %s v%d %s by %s", brand.brand_id, brand.version, kind.value, actor.name)
             return Change(kind, entry)
@@ -283,9 +341,10 @@ class BrandRegistry:
 
 
 def _encode(e: BrandEntry) -> bytes:
-    return orjson.dumps({"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms})
+    return orjson.dumps({"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms,
+                         "image_pixels": e.image_pixels})
 
 
 def _decode(raw: bytes) -> BrandEntry:
     obj = orjson.loads(raw)
-    return BrandEntry(brand_from_obj(obj["brand"]), obj["owner"], obj["updated_at_ms"])
+    return BrandEntry(brand_from_obj(obj["brand"]), obj["owner"], obj["updated_at_ms"], obj.get("image_pixels", 0))

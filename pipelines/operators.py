@@ -114,6 +114,8 @@ class _Metrics:
         self.flagged = {a.value: g.add_group("action", a.value).counter("flagged") for a in Action}
         self.batch_ms = g.distribution("batch_ms")
         self.batch_rows = g.distribution("batch_rows")
+        self._max_ms = 0
+        g.gauge("batch_ms_max", lambda: self._max_ms)   # the slowest batch since start
 
     def batch(self, rows, started: float, hits: int, misses: int) -> None:
         self.records.inc(len(rows))
@@ -126,26 +128,39 @@ class _Metrics:
                 self.feedback.inc()
             if r.kind is RowKind.DECISION:
                 self.flagged[r.action.split("+", 1)[0]].inc()
-        self.batch_ms.update(int((time.perf_counter() - started) * 1000))
+        ms = int((time.perf_counter() - started) * 1000)
+        self.batch_ms.update(ms)
+        self._max_ms = max(self._max_ms, ms)
         self.batch_rows.update(len(rows))
 
 
 def _image_factory(cfg: dict | None):
     """Builds the image signal source for a catalogue (logo, OCR and product-photo indexes, the
-    ONNX models, the sha256 result cache), or None when image scanning is off."""
+    ONNX models, the sha256 result cache), or None when image scanning is off. Brand images
+    (operator input) are read by the trusted fetch; listing images (seller input) only by the
+    ListingFetcher under the egress policy: http(s) in Kafka mode, in file mode also paths
+    inside the listings file's folder (`listing_base_dir`)."""
     if not cfg or not cfg.get("enabled"):
         return None
     slot: list[Path] = []
+    fetchers: list = []
+    references: list = []
 
     def build(catalog):
-        from brand_signals.image_signals import ImageSignals
-        from connectors.image_store import fetch
+        from brand_signals.image_signals import ImageSignals, ReferenceCache
+        from connectors.egress import EgressPolicy
+        from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime
             slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+            references.append(ReferenceCache())  # brand images analysed once, not on every rebuild
+        if not fetchers:  # one fetch pool and negative cache per worker, across catalogue rebuilds
+            policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(cfg.get("listing_base_dir"))
+            fetchers.append(ListingFetcher(policy, FetchBudgets.from_config(cfg.get("fetch"))))
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
                                   cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
-                                  ocr_upscale=cfg.get("ocr_upscale", False))
+                                  ocr_upscale=cfg.get("ocr_upscale", False), references=references[0],
+                                  listing_fetch=fetchers[0])
 
     return build
 

@@ -30,13 +30,14 @@ from brand_signals.registry import (
     Actor,
     AlreadyWithdrawnError,
     BrandEntry,
+    ImageBudgetError,
     BrandNotFoundError,
     BrandRegistry,
     ChangeKind,
     NotOwnerError,
     PublishFailedError,
 )
-from connectors.image_store import ImageRejected, ImageStore
+from connectors.image_store import ImageRejected, ImageStore, probe
 from zeroscan.accounts import Account, AccountStore, hash_token
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,8 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
         if brand.brand_id != brand_id:
             raise ContractError(f"brand_id: {brand.brand_id!r} in the body, {brand_id!r} in the path")
         actor = Actor.account(who.name)
-        registry.check_put(brand, actor)
+        pixels = _pixels(brand.logos + brand.product_images, uploads)
+        registry.check_put(brand, actor, image_pixels=pixels)     # the image budget, before storing
         used: set[str] = set()
         brand = dataclasses.replace(
             brand, logos=_store_refs(brand.logos, "logos", uploads, used),
@@ -303,7 +305,20 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
         if unused:
             raise ContractError(f"uploaded file(s) {', '.join(map(repr, unused))} not referenced by "
                                 f"logos or product_images")
-        return registry.put(brand, actor)
+        return registry.put(brand, actor, image_pixels=pixels)
+
+    def _pixels(refs: tuple[ImageRef, ...], uploads: dict[str, bytes]) -> int:
+        """Header pixels of the images a brand names (what `_store_refs` refuses counts 0)."""
+        n = 0
+        for ref in refs:
+            try:
+                if ref.uri in uploads:
+                    n += probe(uploads[ref.uri]).pixels
+                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                    n += image_store.get(ref.sha256).info.pixels
+            except ImageRejected:
+                continue
+        return n
 
     def _store_refs(refs: tuple[ImageRef, ...], name: str, uploads: dict[str, bytes], used: set[str]):
         out = []
@@ -361,7 +376,7 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             return JSONResponse({"detail": str(exc)}, status_code=status)
         return handler
 
-    for exc, status in ((ContractError, 422), (ImageRejected, 422), (NotOwnerError, 403),
+    for exc, status in ((ContractError, 422), (ImageRejected, 422), (ImageBudgetError, 422), (NotOwnerError, 403),
                         (BrandNotFoundError, 404), (StaleVersionError, 409), (AlreadyWithdrawnError, 409),
                         (PublishFailedError, 503)):
         app.add_exception_handler(exc, _error(status))

@@ -161,7 +161,7 @@ def cmd_brands_put(args, settings: Settings) -> int:
     ok = failed = 0
     last_error: Exception | None = None
     try:
-        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             for path in files:
                 if isinstance(last_error, PublishFailedError):
                     break
@@ -179,7 +179,8 @@ def cmd_brands_put(args, settings: Settings) -> int:
                             brand,
                             logos=tuple(store.ingest(r, path.parent) for r in brand.logos),
                             product_images=tuple(store.ingest(r, path.parent) for r in brand.product_images))
-                        change = reg.put(brand, actor)
+                        pixels = sum(store.get(r.sha256).info.pixels for r in brand.logos + brand.product_images)
+                        change = reg.put(brand, actor, image_pixels=pixels)
                     except PublishFailedError as e:  # the broker is unreachable: stop, change nothing more
                         print(f"error: {where}: {e}; stopping", file=sys.stderr)
                         failed, last_error = failed + 1, e
@@ -347,7 +348,7 @@ def cmd_api_serve(args, settings: Settings) -> int:
         signals = SignalIndex(settings.bootstrap, settings.topics.decisions)
         standing = StandingIndex(settings.bootstrap, settings.topics.ledger)
     try:
-        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
                              AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
                              standing=standing)

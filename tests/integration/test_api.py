@@ -16,7 +16,7 @@ import uvicorn
 from PIL import Image
 
 from brand_signals.contract import parse_brand
-from brand_signals.registry import BrandRegistry
+from brand_signals.registry import BrandRegistry, ImageBudget
 from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.image_store import ImageStore, sha256_hex
 from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
@@ -65,10 +65,10 @@ class Api:
 def start_api(kafka_settings):
     started = []
 
-    def start(limits: ApiLimits = ApiLimits(max_request_bytes=256 << 10)) -> Api:
+    def start(limits: ApiLimits = ApiLimits(max_request_bytes=256 << 10), budget: ImageBudget = ImageBudget()) -> Api:
         state = kafka_settings.state_dir
         publisher = KafkaBrandPublisher.from_settings(kafka_settings)
-        registry = BrandRegistry.at_state_dir(state, publisher)
+        registry = BrandRegistry.at_state_dir(state, publisher, image_budget=budget)
         accounts = AccountStore.at_state_dir(state)
         tokens = {name: accounts.create(name)[1] for name in ("alice", "bob")}
         feedback = FeedbackPublisher(kafka_settings.bootstrap, kafka_settings.topics.feedback)
@@ -184,6 +184,20 @@ def test_bad_requests(start_api, obj, files, path_id, status, fragment, reason):
     assert r.status_code == status, r.text
     assert re.search(fragment, r.json()["detail"]), r.json()
     assert api.get("alice", "/v1/brands").json() == {"brands": []}
+
+
+def test_image_pixel_budget_is_refused_at_registration(start_api):
+    """Each 24 x 24 logo is 576 pixels: three are over a 1,200-pixel brand budget, refused (before
+    the uploads are stored); one fits, and a second brand's two then take the catalogue over its
+    1,500."""
+    api = start_api(budget=ImageBudget(per_brand=1_200, per_catalog=1_500))
+    three = [("a.png", LOGO), ("b.png", png((10, 200, 10))), ("c.png", png((10, 10, 200)))]
+    r = api.put("alice", brand(logos=[{"uri": n} for n, _ in three]), files=three)
+    assert r.status_code == 422 and "1728 pixels in all, above the per-brand limit of 1200" in r.json()["detail"]
+    assert api.get("alice", "/v1/brands").json() == {"brands": []}
+    assert api.put("alice", brand(logos=[{"uri": "a.png"}]), files=three[:1]).status_code == 201
+    r = api.put("bob", brand(brand_id="other", logos=[{"uri": "b.png"}, {"uri": "c.png"}]), files=three[1:])
+    assert r.status_code == 422 and "above the catalogue limit of 1500" in r.json()["detail"]
 
 
 def test_request_size_limit(start_api):
