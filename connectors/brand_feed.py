@@ -24,6 +24,7 @@ from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
 from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent
 from brand_signals.records import BrandReference
+from connectors.kafka_client import KafkaTarget, consumer
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class TopicFollower:
     """Reads every partition of a topic from the beginning and hands each record to `apply`;
     `on_idle` runs when records stopped arriving for `debounce_s` (and once caught up)."""
 
-    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes | None], None],
+    def __init__(self, kafka: KafkaTarget, topic: str, apply: Callable[[bytes | None, bytes | None], None],
                  on_idle: Callable[[], None] | None = None, debounce_s: float = REBUILD_DEBOUNCE_S,
                  catch_up_timeout_s: float = CATCH_UP_TIMEOUT_S):
         self.topic = topic
@@ -45,8 +46,7 @@ class TopicFollower:
         self._stop = threading.Event()
         self._caught_up = threading.Event()
         self._lock = threading.RLock()
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+        self._consumer = consumer(kafka, {
             "group.id": f"zeroscan-follower-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -95,12 +95,12 @@ class TopicFollower:
         self._consumer.close()
 
 
-def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
+def _high_watermark(c: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
     """The partition's end offset, retrying while a just-created topic elects its leader."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return consumer.get_watermark_offsets(tp, timeout=10)[1]
+            return c.get_watermark_offsets(tp, timeout=10)[1]
         except KafkaException as e:
             if time.monotonic() > deadline or not (e.args[0].retriable() or e.args[0].code() in (
                     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
@@ -132,11 +132,11 @@ class FileBrandFeed:
 
 
 class KafkaBrandFeed:
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, kafka: KafkaTarget, topic: str):
         self.catalog = Catalog.empty()
         self.rejected = 0
         self._table = BrandTable()
-        self._follower = TopicFollower(bootstrap, topic, self._apply, on_idle=self._rebuild)
+        self._follower = TopicFollower(kafka, topic, self._apply, on_idle=self._rebuild)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:  # compaction tombstone: the brand is gone for good
@@ -156,11 +156,12 @@ class KafkaBrandFeed:
         self._follower.close()
 
 
-def open_brand_feed(config: dict[str, str]):
+def open_brand_feed(config: dict):
+    """`config`: {kind: file, path} or {kind: kafka, kafka: KafkaClientConfig, topic}."""
     if config["kind"] == "file":
         return FileBrandFeed(config["path"])
     if config["kind"] == "kafka":
-        return KafkaBrandFeed(config["bootstrap"], config["topic"])
+        return KafkaBrandFeed(config["kafka"], config["topic"])
     raise ValueError(f"unknown brand feed kind {config['kind']!r}")
 
 
@@ -169,10 +170,10 @@ class LedgerFeed:
     writes a ledger event also applies it at once (`apply_local`); the copy that comes back
     through the topic is then a no-op."""
 
-    def __init__(self, bootstrap: str | None, topic: str | None, policy: FeedbackPolicy | None = None):
+    def __init__(self, kafka: KafkaTarget | None, topic: str | None, policy: FeedbackPolicy | None = None):
         self.state = FeedbackState(policy or FeedbackPolicy())
-        self._follower = (TopicFollower(bootstrap, topic, self._apply, debounce_s=0.0)
-                          if bootstrap and topic else None)
+        self._follower = (TopicFollower(kafka, topic, self._apply, debounce_s=0.0)
+                          if kafka and topic else None)
 
     def _apply(self, _key: bytes | None, value: bytes | None) -> None:
         if value is None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
 
+from connectors.kafka_client import KafkaTarget, admin, consumer, kafka_config
 from zeroscan.settings import Topics
 
 _COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
@@ -28,36 +29,30 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
     }
 
 
-def _admin(bootstrap: str) -> AdminClient:
-    from connectors.kafka_io import RDKAFKA_LOG
-
-    return AdminClient({"bootstrap.servers": bootstrap}, logger=RDKAFKA_LOG)
-
-
-def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
-    admin = _admin(bootstrap)
+def wait_for_broker(kafka: KafkaTarget, timeout_s: float = 60.0) -> None:
+    client = admin(kafka)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            md = admin.list_topics(timeout=2)
+            md = client.list_topics(timeout=2)
             if md.brokers:
                 return
         except KafkaException as e:
             last = e
         time.sleep(0.3)
-    raise RuntimeError(f"Kafka at {bootstrap} did not answer within {timeout_s}s ({last})")
+    raise RuntimeError(f"Kafka at {kafka_config(kafka).bootstrap} did not answer within {timeout_s}s ({last})")
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, dict]) -> list[str]:
+def ensure_topics(kafka: KafkaTarget, topics: dict[str, dict]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = _admin(bootstrap)
-    existing = set(admin.list_topics(timeout=10).topics)
+    client = admin(kafka)
+    existing = set(client.list_topics(timeout=10).topics)
     new = [NewTopic(name, num_partitions=spec.get("partitions", 1), replication_factor=1,
                     config=spec.get("config", {}))
            for name, spec in topics.items() if name not in existing]
     created = []
-    for name, fut in (admin.create_topics(new) if new else {}).items():
+    for name, fut in (client.create_topics(new) if new else {}).items():
         try:
             fut.result(timeout=30)
             created.append(name)
@@ -67,9 +62,8 @@ def ensure_topics(bootstrap: str, topics: dict[str, dict]) -> list[str]:
     return created
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "zeroscan-offsets-probe",
-                  "enable.auto.commit": False})
+def end_offsets(kafka: KafkaTarget, topic: str) -> dict[int, int]:
+    c = consumer(kafka, {"group.id": "zeroscan-offsets-probe", "enable.auto.commit": False})
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
@@ -77,10 +71,10 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+def committed_offsets(kafka: KafkaTarget, group: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
     """The group's committed offset per partition (0 where none), retrying while the group
     coordinator moves or loads (normal for a few seconds after a broker starts)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = consumer(kafka, {"group.id": group, "enable.auto.commit": False})
     deadline = time.monotonic() + timeout_s
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]

@@ -2,18 +2,16 @@
 itself reads and writes through Flink's connector)."""
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Iterable, Iterator
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer, TopicPartition
 
+from connectors.kafka_client import RDKAFKA_LOG, KafkaTarget, consumer, producer
 
-# librdkafka's own log lines (e.g. "coordinator load in progress: retrying" while a fresh broker
-# settles) go through Python logging instead of straight to stderr.
-RDKAFKA_LOG = logging.getLogger("librdkafka")
+__all__ = ["RDKAFKA_LOG", "consume", "key_of", "produce_lines", "produce_waiting"]
 
 
 def key_of(raw: bytes, field: str) -> bytes | None:
@@ -36,10 +34,9 @@ def produce_waiting(p: Producer, topic: str, value: bytes, key: bytes | None, **
             p.poll(0.1)
 
 
-def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
+def produce_lines(kafka: KafkaTarget, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
     """Send each non-empty line as one message, keyed by `key_field` when present."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
-                  "message.max.bytes": 2 << 20}, logger=RDKAFKA_LOG)
+    p = producer(kafka, {"enable.idempotence": True, "linger.ms": 5, "message.max.bytes": 2 << 20})
     n = 0
     errors: list[str] = []
 
@@ -60,14 +57,12 @@ def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field:
     return n
 
 
-def consume(bootstrap: str, topic: str, *, idle_timeout_s: float = 5.0, max_messages: int | None = None,
+def consume(kafka: KafkaTarget, topic: str, *, idle_timeout_s: float = 5.0, max_messages: int | None = None,
             read_committed: bool = True) -> Iterator[tuple[bytes | None, bytes | None, int, int]]:
     """Read a topic from the beginning: yields (key, value, partition, offset) until nothing new
     arrived for `idle_timeout_s` (or `max_messages` were read)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"zeroscan-reader-{uuid.uuid4()}",
-                  "enable.auto.commit": False,
-                  "isolation.level": "read_committed" if read_committed else "read_uncommitted"},
-                 logger=RDKAFKA_LOG)
+    c = consumer(kafka, {"group.id": f"zeroscan-reader-{uuid.uuid4()}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed" if read_committed else "read_uncommitted"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])

@@ -33,7 +33,8 @@ TAGGED = "tagged"
 class ScanFunction(ScalarFunction):
     """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger).
 
-    `config`: brands (feed config), ledger ({bootstrap, topic} or absent in file mode),
+    `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
+    KafkaClientConfig holding secrets: never log the config),
     contexts_dir (embedded store folder, or absent for memory), files ({listing, feedback}
     paths for tagged file input), model_version."""
 
@@ -45,7 +46,7 @@ class ScanFunction(ScalarFunction):
         cfg = self.config
         self.feed = open_brand_feed(cfg["brands"])
         led = cfg.get("ledger") or {}
-        self.ledger = LedgerFeed(led.get("bootstrap"), led.get("topic"))
+        self.ledger = LedgerFeed(led.get("kafka"), led.get("topic"))
         if cfg.get("contexts_dir"):
             self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
         else:

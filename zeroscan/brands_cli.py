@@ -343,9 +343,9 @@ def cmd_api_serve(args, settings: Settings) -> int:
     if publish is not None:
         from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 
-        feedback = FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
-        signals = SignalIndex(settings.bootstrap, settings.topics.decisions)
-        standing = StandingIndex(settings.bootstrap, settings.topics.ledger)
+        feedback = FeedbackPublisher(settings.kafka, settings.topics.feedback)
+        signals = SignalIndex(settings.kafka, settings.topics.decisions)
+        standing = StandingIndex(settings.kafka, settings.topics.ledger)
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),

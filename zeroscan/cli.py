@@ -87,7 +87,7 @@ def cmd_produce(args, settings: Settings) -> int:
     from connectors.kafka_io import produce_lines
 
     with open(args.file, "rb") as f:
-        n = produce_lines(settings.bootstrap, args.topic, f, args.key_field)
+        n = produce_lines(settings.kafka, args.topic, f, args.key_field)
     print(f"sent {n} records to {args.topic}")
     return 0
 
@@ -95,7 +95,7 @@ def cmd_produce(args, settings: Settings) -> int:
 def cmd_consume(args, settings: Settings) -> int:
     from connectors.kafka_io import consume
 
-    for _key, value, _p, _o in consume(settings.bootstrap, args.topic, idle_timeout_s=args.idle,
+    for _key, value, _p, _o in consume(settings.kafka, args.topic, idle_timeout_s=args.idle,
                                         max_messages=args.max):
         sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
     return 0
