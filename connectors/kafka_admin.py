@@ -1,10 +1,13 @@
-"""Kafka administration through confluent-kafka: readiness, topics, end and committed offsets."""
+"""Kafka administration through confluent-kafka: readiness, topics, end and committed offsets,
+and the ACLs of each zeroscan principal on a secured cluster."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, NewTopic,
+                                   ResourcePatternType, ResourceType)
 
 from connectors.kafka_client import KafkaTarget, admin, consumer, kafka_config
 from zeroscan.settings import Topics
@@ -89,3 +92,83 @@ def committed_offsets(kafka: KafkaTarget, group: str, topic: str, timeout_s: flo
                 time.sleep(0.5)
     finally:
         c.close()
+
+
+# --- principals and their rights (README: "Secured Kafka") ------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What one principal may do: read and write topics (named by their `Topics` field)."""
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    # The scanner job: its consumer group and transactional ids (the exactly-once sinks).
+    runs_job: bool = False
+    # May look at the scanner group's committed offsets (progress), not change them.
+    watches_job: bool = False
+
+
+ROLES: dict[str, Role] = {
+    "scanner": Role(reads=("listings", "feedback", "brands", "ledger"), writes=("decisions", "dead_letter", "ledger"),
+                    runs_job=True),
+    "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback")),
+    "cli": Role(reads=("listings", "brands", "feedback", "decisions", "dead_letter", "ledger"),
+                writes=("listings", "brands", "feedback"), watches_job=True),
+    "reader": Role(reads=("decisions",), writes=()),
+}
+# The super user that creates topics and ACLs (and the broker's own inter-broker principal).
+ADMIN_PRINCIPAL = "admin"
+# Throw-away consumer groups of the project's readers (connectors.kafka_io.consume, the topic
+# followers): they read by assignment and never commit, but carry a group id.
+READER_GROUP_PREFIXES = ("zeroscan-reader-", "zeroscan-follower-")
+OFFSETS_PROBE_GROUP = "zeroscan-offsets-probe"
+# A single broker applies new ACLs within milliseconds; a busy cluster within seconds.
+ACL_PROPAGATION_TIMEOUT_S = 30.0
+
+
+def role_acls(topics: Topics, consumer_group: str, transactional_id_prefix: str) -> list[AclBinding]:
+    """Allow-ACLs for every role; everything else is denied by the authorizer."""
+    def allow(user: str, rtype: ResourceType, name: str, op: AclOperation,
+              pattern: ResourcePatternType = ResourcePatternType.LITERAL) -> AclBinding:
+        return AclBinding(rtype, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+
+    out: list[AclBinding] = []
+    for user, role in ROLES.items():
+        out += [allow(user, ResourceType.TOPIC, getattr(topics, t), AclOperation.READ) for t in role.reads]
+        out += [allow(user, ResourceType.TOPIC, getattr(topics, t), AclOperation.WRITE) for t in role.writes]
+        if role.reads:
+            out += [allow(user, ResourceType.GROUP, prefix, AclOperation.READ, ResourcePatternType.PREFIXED)
+                    for prefix in READER_GROUP_PREFIXES]
+            out.append(allow(user, ResourceType.GROUP, OFFSETS_PROBE_GROUP, AclOperation.READ))
+        if role.runs_job:
+            out.append(allow(user, ResourceType.GROUP, consumer_group, AclOperation.READ))
+            out.append(allow(user, ResourceType.TRANSACTIONAL_ID, transactional_id_prefix, AclOperation.WRITE,
+                             ResourcePatternType.PREFIXED))
+        if role.watches_job:
+            out.append(allow(user, ResourceType.GROUP, consumer_group, AclOperation.DESCRIBE))
+    return out
+
+
+def grant_roles(kafka: KafkaTarget, topics: Topics, consumer_group: str, transactional_id_prefix: str) -> int:
+    """Create the roles' ACLs (as the admin principal); existing ones are left as they are."""
+    bindings = role_acls(topics, consumer_group, transactional_id_prefix)
+    client = admin(kafka)  # kept alive until every future is answered
+    for binding, fut in client.create_acls(bindings).items():
+        try:
+            fut.result(timeout=30)
+        except KafkaException as e:
+            raise RuntimeError(f"creating ACL {binding}: {e}") from None
+    # The controller has them; wait until the broker's authorizer does too (it applies the
+    # metadata log a moment later), so a client started next is not refused.
+    wanted = {_acl_key(b) for b in bindings}
+    any_acl = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                               AclPermissionType.ANY)
+    deadline = time.monotonic() + ACL_PROPAGATION_TIMEOUT_S
+    while not wanted <= {_acl_key(b) for b in client.describe_acls(any_acl).result(timeout=30)}:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker did not show the new ACLs within {ACL_PROPAGATION_TIMEOUT_S}s")
+        time.sleep(0.2)
+    return len(bindings)
+
+
+def _acl_key(b: AclBinding) -> tuple:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.operation, b.permission_type)
