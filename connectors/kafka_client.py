@@ -46,12 +46,17 @@ def admin(kafka: KafkaTarget) -> AdminClient:
 
 # --- librdkafka names -> Java client names --------------------------------------------------
 
-# Kafka's own login modules for the SASL mechanisms that take a username and password.
+# Kafka's own login modules for the SASL mechanisms that take a username and password
+# (relative to the kafka-clients package).
 LOGIN_MODULES = {
-    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
-    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
-    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "common.security.scram.ScramLoginModule",
+    "PLAIN": "common.security.plain.PlainLoginModule",
 }
+KAFKA_PACKAGE = "org.apache.kafka"
+# flink-sql-connector-kafka (the fat jar the job loads) shades kafka-clients under this package,
+# so its JAAS login line must name the shaded login module.
+FLINK_SQL_KAFKA_PACKAGE = "org.apache.flink.kafka.shaded.org.apache.kafka"
 # Same name and meaning in librdkafka and in the Java client.
 _SAME_NAME = frozenset({"client.id", "sasl.kerberos.service.name", "ssl.key.password"})
 # Handled below, together with their partners.
@@ -66,7 +71,7 @@ _TRANSLATED = frozenset({
 _SECURITY_NAME = re.compile(r"ssl|sasl|oauth|kerberos|security")
 
 
-def java_properties(kafka: KafkaClientConfig) -> dict[str, str]:
+def java_properties(kafka: KafkaClientConfig, kafka_package: str = KAFKA_PACKAGE) -> dict[str, str]:
     """The shared client properties in the Java client's names: a SASL username and password
     become a JAAS login line, PEM files become PEM trust and key stores. Security settings
     without a known Java equivalent are refused (they must not be dropped silently); other
@@ -94,7 +99,8 @@ def java_properties(kafka: KafkaClientConfig) -> dict[str, str]:
             user, password = p.get("sasl.username"), p.get("sasl.password")
             if not user or password is None:
                 raise ValueError(f"sasl.mechanism {mechanism} needs sasl.username and sasl.password")
-            out["sasl.jaas.config"] = (f'{LOGIN_MODULES[mechanism]} required username="{_jaas_quote(user)}" '
+            out["sasl.jaas.config"] = (f'{kafka_package}.{LOGIN_MODULES[mechanism]} required '
+                                       f'username="{_jaas_quote(user)}" '
                                        f'password="{_jaas_quote(password)}";')
         elif mechanism != "GSSAPI":
             raise ValueError(f"sasl.mechanism {mechanism}: only {', '.join(LOGIN_MODULES)} and GSSAPI "
@@ -106,7 +112,7 @@ def java_properties(kafka: KafkaClientConfig) -> dict[str, str]:
 
 def flink_table_options(kafka: KafkaClientConfig) -> dict[str, str]:
     """The Flink Kafka connector's `properties.*` table options for these client properties."""
-    return {f"properties.{k}": v for k, v in java_properties(kafka).items()}
+    return {f"properties.{k}": v for k, v in java_properties(kafka, FLINK_SQL_KAFKA_PACKAGE).items()}
 
 
 def _java_tls(p: dict[str, str]) -> dict[str, str]:

@@ -93,8 +93,12 @@ def test_java_names_for_sasl_ssl(tmp_path):
         "client.id": "zs",
         # socket.keepalive.enable is librdkafka-only: left out
     }
-    assert flink_table_options(cfg)["properties.sasl.mechanism"] == "SCRAM-SHA-512"
-    assert set(flink_table_options(cfg)) == {f"properties.{k}" for k in j}
+    flink = flink_table_options(cfg)
+    assert set(flink) == {f"properties.{k}" for k in j}
+    assert flink["properties.sasl.mechanism"] == "SCRAM-SHA-512"
+    # the connector's fat jar shades kafka-clients: its login module has the shaded name
+    assert flink["properties.sasl.jaas.config"].startswith(
+        "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule required ")
 
 
 @pytest.mark.parametrize("props, expected", [
