@@ -23,8 +23,9 @@ from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
 from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent
 from brand_signals.records import BrandReference
-from connectors.kafka_io import (METADATA_TIMEOUT_S, RDKAFKA_LOG, CatchUp, TopicMissingError, end_offsets,
-                                 reader_config, topic_partitions)
+from connectors.kafka_client import KafkaTarget, consumer
+from connectors.kafka_io import (METADATA_TIMEOUT_S, CatchUp, TopicMissingError, end_offsets, reader_config,
+                                 topic_partitions)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class TopicFollower:
     not happen within `catch_up_timeout_s`: a scan operator must not start on a partial
     catalogue or ledger, and must say why it cannot start."""
 
-    def __init__(self, bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes | None], None],
+    def __init__(self, kafka: KafkaTarget, topic: str, apply: Callable[[bytes | None, bytes | None], None],
                  on_idle: Callable[[], None] | None = None, debounce_s: float = REBUILD_DEBOUNCE_S,
                  catch_up_timeout_s: float = CATCH_UP_TIMEOUT_S):
         self.topic = topic
@@ -59,7 +60,7 @@ class TopicFollower:
         self._lock = threading.RLock()
         self.last_error: str | None = None
         self.applied = 0
-        self._consumer = Consumer(reader_config(bootstrap, group_prefix="zeroscan-follower"), logger=RDKAFKA_LOG)
+        self._consumer = consumer(kafka, reader_config(group_prefix="zeroscan-follower"))
         started = time.monotonic()
         try:
             parts = topic_partitions(self._consumer, topic, timeout_s=min(catch_up_timeout_s, METADATA_TIMEOUT_S))
@@ -145,11 +146,11 @@ class FileBrandFeed:
 
 
 class KafkaBrandFeed:
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, kafka: KafkaTarget, topic: str):
         self.catalog = Catalog.empty()
         self.rejected = 0
         self._table = BrandTable()
-        self._follower = TopicFollower(bootstrap, topic, self._apply, on_idle=self._rebuild)
+        self._follower = TopicFollower(kafka, topic, self._apply, on_idle=self._rebuild)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:  # compaction tombstone: the brand is gone for good
@@ -169,11 +170,12 @@ class KafkaBrandFeed:
         self._follower.close()
 
 
-def open_brand_feed(config: dict[str, str]):
+def open_brand_feed(config: dict):
+    """`config`: {kind: file, path} or {kind: kafka, kafka: KafkaClientConfig, topic}."""
     if config["kind"] == "file":
         return FileBrandFeed(config["path"])
     if config["kind"] == "kafka":
-        return KafkaBrandFeed(config["bootstrap"], config["topic"])
+        return KafkaBrandFeed(config["kafka"], config["topic"])
     raise ValueError(f"unknown brand feed kind {config['kind']!r}")
 
 
@@ -182,10 +184,10 @@ class LedgerFeed:
     writes a ledger event also applies it at once (`apply_local`); the copy that comes back
     through the topic is then a no-op."""
 
-    def __init__(self, bootstrap: str | None, topic: str | None, policy: FeedbackPolicy | None = None):
+    def __init__(self, kafka: KafkaTarget | None, topic: str | None, policy: FeedbackPolicy | None = None):
         self.state = FeedbackState(policy or FeedbackPolicy())
-        self._follower = (TopicFollower(bootstrap, topic, self._apply, debounce_s=0.0)
-                          if bootstrap and topic else None)
+        self._follower = (TopicFollower(kafka, topic, self._apply, debounce_s=0.0)
+                          if kafka and topic else None)
 
     def _apply(self, _key: bytes | None, value: bytes | None) -> None:
         if value is None:

@@ -2,7 +2,6 @@
 itself reads and writes through Flink's connector)."""
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Iterable, Iterator
@@ -10,10 +9,10 @@ from typing import Iterable, Iterator
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from connectors.kafka_client import RDKAFKA_LOG, KafkaTarget, consumer, producer
 
-# librdkafka's own log lines (e.g. "coordinator load in progress: retrying" while a fresh broker
-# settles) go through Python logging instead of straight to stderr.
-RDKAFKA_LOG = logging.getLogger("librdkafka")
+__all__ = ["RDKAFKA_LOG", "CatchUp", "TopicMissingError", "consume", "end_offsets", "key_of", "produce_lines",
+           "produce_waiting", "reader_config", "topic_partitions"]
 
 
 def key_of(raw: bytes, field: str) -> bytes | None:
@@ -36,10 +35,9 @@ def produce_waiting(p: Producer, topic: str, value: bytes, key: bytes | None, **
             p.poll(0.1)
 
 
-def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
+def produce_lines(kafka: KafkaTarget, topic: str, lines: Iterable[bytes], key_field: str | None) -> int:
     """Send each non-empty line as one message, keyed by `key_field` when present."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
-                  "message.max.bytes": 2 << 20}, logger=RDKAFKA_LOG)
+    p = producer(kafka, {"enable.idempotence": True, "linger.ms": 5, "message.max.bytes": 2 << 20})
     n = 0
     errors: list[str] = []
 
@@ -163,22 +161,20 @@ class CatchUp:
                          for p, t in sorted(self.targets.items()) if p not in self._done) or "none"
 
 
-def reader_config(bootstrap: str, *, group_prefix: str, read_committed: bool = True) -> dict:
+def reader_config(*, group_prefix: str, read_committed: bool = True) -> dict:
     """A consumer that reads from explicit assignments, commits nothing and reports EOF."""
-    return {"bootstrap.servers": bootstrap, "group.id": f"{group_prefix}-{uuid.uuid4()}",
-            "enable.auto.commit": False, "enable.partition.eof": True,
+    return {"group.id": f"{group_prefix}-{uuid.uuid4()}", "enable.auto.commit": False, "enable.partition.eof": True,
             "isolation.level": "read_committed" if read_committed else "read_uncommitted"}
 
 
-def consume(bootstrap: str, topic: str, *, idle_timeout_s: float = 5.0, max_messages: int | None = None,
+def consume(kafka: KafkaTarget, topic: str, *, idle_timeout_s: float = 5.0, max_messages: int | None = None,
             read_committed: bool = True, stop_at_end: bool = False,
             metadata_timeout_s: float = METADATA_TIMEOUT_S) -> Iterator[tuple[bytes | None, bytes | None, int, int]]:
     """Read a topic from the beginning: yields (key, value, partition, offset) until nothing new
     arrived for `idle_timeout_s` (or `max_messages` were read). With `stop_at_end`, it returns
     as soon as it has read everything the topic held when reading started (committed records
     only when `read_committed`), without waiting out the idle time."""
-    c = Consumer(reader_config(bootstrap, group_prefix="zeroscan-reader", read_committed=read_committed),
-                 logger=RDKAFKA_LOG)
+    c = consumer(kafka, reader_config(group_prefix="zeroscan-reader", read_committed=read_committed))
     try:
         parts = topic_partitions(c, topic, metadata_timeout_s)
         catch_up = CatchUp(c, topic, end_offsets(c, topic, parts)) if stop_at_end else None

@@ -36,7 +36,8 @@ TAGGED = "tagged"
 class ScanFunction(ScalarFunction):
     """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger).
 
-    `config`: brands (feed config), ledger ({bootstrap, topic} or absent in file mode),
+    `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
+    KafkaClientConfig holding secrets: never log the config),
     contexts_dir (embedded store folder, or absent for memory), files ({listing, feedback}
     paths for tagged file input), model_version."""
 
@@ -50,7 +51,7 @@ class ScanFunction(ScalarFunction):
         try:
             self.feed = open_brand_feed(cfg["brands"])
             led = cfg.get("ledger") or {}
-            self.ledger = LedgerFeed(led.get("bootstrap"), led.get("topic"))
+            self.ledger = LedgerFeed(led.get("kafka"), led.get("topic"))
         except CatchUpError as e:
             # Flink restarts the task; the reason must be in the job log (and the exception
             # history of the job), not only a silent wait.

@@ -386,9 +386,12 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
     return app
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def serve(app: FastAPI, host: str, port: int, tls_cert: str | None = None, tls_key: str | None = None) -> None:
+    """Serve over HTTPS when given a PEM certificate (chain) and its private key."""
     import uvicorn
 
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("HTTPS needs both a certificate (--tls-cert) and its private key (--tls-key)")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, proxy_headers=False,
-                ws="none", lifespan="off")
+                ws="none", lifespan="off", ssl_certfile=tls_cert, ssl_keyfile=tls_key)
 

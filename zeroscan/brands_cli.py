@@ -76,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
     sv.add_argument("--no-publish", action="store_true", help="do not publish changes to Kafka")
+    sv.add_argument("--tls-cert", type=Path, help="serve HTTPS: PEM certificate chain (the server's first)")
+    sv.add_argument("--tls-key", type=Path, help="serve HTTPS: the certificate's PEM private key")
     sv.set_defaults(fn=cmd_api_serve)
 
 
@@ -339,22 +341,31 @@ def cmd_api_serve(args, settings: Settings) -> int:
     from zeroscan.accounts import AccountStore
     from zeroscan.api import create_app, serve
 
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not path.is_file():
+            print(f"error: {flag} {path} is not a file", file=sys.stderr)
+            return 2
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
+        return 2
     publish = _publisher(settings, args.no_publish)
     feedback = signals = standing = None
     if publish is not None:
         from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 
-        feedback = FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
-        signals = SignalIndex(settings.bootstrap, settings.topics.decisions)
-        standing = StandingIndex(settings.bootstrap, settings.topics.ledger)
+        feedback = FeedbackPublisher(settings.kafka, settings.topics.feedback)
+        signals = SignalIndex(settings.kafka, settings.topics.decisions)
+        standing = StandingIndex(settings.kafka, settings.topics.ledger)
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
                              AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
                              standing=standing)
-            print(f"brand API on http://{args.host}:{args.port} (OpenAPI at /docs); "
+            scheme = "https" if args.tls_cert else "http"
+            print(f"brand API on {scheme}://{args.host}:{args.port} (OpenAPI at /docs); "
                   f"{'publishing to ' + settings.topics.brands if publish else 'not publishing'}", file=sys.stderr)
-            serve(app, args.host, args.port)
+            serve(app, args.host, args.port, str(args.tls_cert) if args.tls_cert else None,
+                  str(args.tls_key) if args.tls_key else None)
     except (ValueError, RegistryLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -54,7 +54,7 @@ def _submit(settings: Settings, ev: FeedbackEvent) -> int:
     """Send one feedback event and print it as sent."""
     from connectors.feedback_io import FeedbackPublisher
 
-    pub = FeedbackPublisher(settings.bootstrap, settings.topics.feedback)
+    pub = FeedbackPublisher(settings.kafka, settings.topics.feedback)
     try:
         print(orjson.dumps(pub.submit(ev)).decode())
     finally:
@@ -98,7 +98,7 @@ def cmd_appeals_decide(args, settings: Settings) -> int:
 def cmd_removals_status(args, settings: Settings) -> int:
     from connectors.feedback_io import brand_standing
 
-    print(orjson.dumps(brand_standing(settings.bootstrap, settings.topics.ledger, args.brand, _now_ms()),
+    print(orjson.dumps(brand_standing(settings.kafka, settings.topics.ledger, args.brand, _now_ms()),
                        option=orjson.OPT_INDENT_2).decode())
     return 0
 
@@ -106,6 +106,6 @@ def cmd_removals_status(args, settings: Settings) -> int:
 def cmd_signals_list(args, settings: Settings) -> int:
     from connectors.feedback_io import open_signals
 
-    for d in open_signals(settings.bootstrap, settings.topics.decisions, args.brand):
+    for d in open_signals(settings.kafka, settings.topics.decisions, args.brand):
         sys.stdout.write(orjson.dumps(d).decode() + "\n")
     return 0
