@@ -26,7 +26,6 @@ from pathlib import Path
 
 import orjson
 import requests
-from confluent_kafka import Producer
 
 from brand_signals.contract import brand_from_obj
 from brand_signals.registry import Actor, BrandRegistry
@@ -35,9 +34,10 @@ from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.feedback_io import SignalIndex
 from connectors.kafka_admin import contract_topics, ensure_topics
 from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_client import producer
 from connectors.kafka_io import consume, produce_lines
 from zeroscan.accounts import AccountStore
-from zeroscan.settings import ROOT, Settings, Topics
+from zeroscan.settings import ROOT, KafkaClientConfig, Settings, Topics
 
 RESULTS = ROOT / "benchmarks" / "results"
 TXN_RECORDS = 500        # records per transaction
@@ -59,9 +59,9 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def _fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> int:
+def _fill(kafka: KafkaClientConfig, topic: str, records: list[tuple[bytes, bytes]]) -> int:
     """Write in transactions of TXN_RECORDS, aborting every ABORT_EVERY-th; returns the committed count."""
-    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-{uuid.uuid4()}", "linger.ms": 20})
+    p = producer(kafka, {"transactional.id": f"bench-{uuid.uuid4()}", "linger.ms": 20})
     p.init_transactions(30)
     committed = 0
     for n, i in enumerate(range(0, len(records), TXN_RECORDS)):
@@ -136,14 +136,14 @@ def _job_first_decision_s(settings: Settings) -> float:
         job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, env=_env(settings),
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        produce_lines(settings.bootstrap, settings.topics.listings, [orjson.dumps(
+        produce_lines(settings.kafka, settings.topics.listings, [orjson.dumps(
             {"listing_id": "probe-1", "seller_id": "s-1", "event_time": T0, "title": "Benchmarko wireless earbuds"})],
             "listing_id")
         while True:
             if job.poll() is not None:
                 raise RuntimeError((settings.state_dir / "job.log").read_text()[-2000:])
             # the probe's decision is the newest record; read the topic to its end each time
-            if any(k == b"probe-1" for k, _v, _p, _o in consume(settings.bootstrap, settings.topics.decisions,
+            if any(k == b"probe-1" for k, _v, _p, _o in consume(settings.kafka, settings.topics.decisions,
                                                                 stop_at_end=True)):
                 return time.monotonic() - t0
             if time.monotonic() - t0 > 600:
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(base, bootstrap=broker.bootstrap, state_dir=Path(tmp) / "state",
                                            topics=Topics.prefixed("bench-"))
             settings.state_dir.mkdir(parents=True)
-            ensure_topics(settings.bootstrap, contract_topics(settings.topics, partitions=2))
+            ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=2))
             token = AccountStore.at_state_dir(settings.state_dir).create("bench")[1]
             pub = KafkaBrandPublisher.from_settings(settings)
             with BrandRegistry.at_state_dir(settings.state_dir, pub) as reg:
@@ -176,15 +176,15 @@ def main(argv: list[str] | None = None) -> int:
             pub.close()
             print(f"filling {settings.topics.ledger} with {args.ledger} and {settings.topics.decisions} with "
                   f"{args.decisions} records (transactions of {TXN_RECORDS}, 1 in {ABORT_EVERY} aborted) ...", flush=True)
-            ledger_committed = _fill(settings.bootstrap, settings.topics.ledger, _ledger_events(args.ledger))
-            decisions_committed = _fill(settings.bootstrap, settings.topics.decisions, _decisions(args.decisions))
+            ledger_committed = _fill(settings.kafka, settings.topics.ledger, _ledger_events(args.ledger))
+            decisions_committed = _fill(settings.kafka, settings.topics.decisions, _decisions(args.decisions))
 
             t0 = time.monotonic()
-            feed = LedgerFeed(settings.bootstrap, settings.topics.ledger)
+            feed = LedgerFeed(settings.kafka, settings.topics.ledger)
             ledger_s = time.monotonic() - t0
             feed.close()
             t0 = time.monotonic()
-            index = SignalIndex(settings.bootstrap, settings.topics.decisions)
+            index = SignalIndex(settings.kafka, settings.topics.decisions)
             signals_s = time.monotonic() - t0
             index.close()
             print(f"ledger replay {ledger_s:.2f} s, decisions replay {signals_s:.2f} s", flush=True)
