@@ -128,6 +128,12 @@ class ImageSignals:
             from rocksdict import Rdict
             self._db = Rdict(str(cache_path))
         self.build_errors = tuple(build_errors)
+        # sha256 of the bytes fetched per listing of the last `find` batch: digests computed
+        # here, which the feedback loop may trust (a listing's own sha256 is only a claim).
+        self.last_digests: list[frozenset[str]] = []
+        # When set and true for a claimed digest, that image is fetched and hashed even if its
+        # outcome is cached (the feedback loop must not take the claim of a removed image's digest).
+        self.verify: Callable[[str], bool] | None = None
         self.stats = ImageStats()
 
     @classmethod
@@ -231,11 +237,13 @@ class ImageSignals:
         outcome: dict[tuple[int, int], ImageOutcome] = {}
         pending: dict[str, list[tuple[int, int]]] = {}     # sha256 -> image slots to fill
         decoded: dict[str, np.ndarray] = {}
+        digests: list[set[str]] = [set() for _ in listings]
+        self.last_digests = []
         for li, listing in enumerate(listings):
             if listing.op is Op.DELETE:
                 continue
             for ii, ref in enumerate(listing.images):
-                if ref.sha256:
+                if ref.sha256 and not (self.verify is not None and self.verify(ref.sha256.lower())):
                     sha = ref.sha256.lower()
                     hit = self._get(sha)
                     if hit is not None:
@@ -257,6 +265,7 @@ class ImageSignals:
                     self.stats.failures += 1
                     outcome[li, ii] = ImageOutcome(error=f"sha256 mismatch: listing says {ref.sha256}, got {sha}")
                     continue
+                digests[li].add(sha)
                 if sha in pending:
                     pending[sha].append((li, ii))
                     continue
@@ -278,6 +287,7 @@ class ImageSignals:
             self._put(sha, out)
             for slot in pending[sha]:
                 outcome[slot] = out
+        self.last_digests = [frozenset(d) for d in digests]
         return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))])
                 for li, listing in enumerate(listings)]
 
