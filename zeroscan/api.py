@@ -267,7 +267,8 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
     def role(needed: Role):
         def check(who: Annotated[Account, Depends(account)]) -> Account:
             if who.role is not needed:
-                raise HTTPException(403, f"this needs a {needed.value} account; {who.name} is a {who.role.value}")
+                raise HTTPException(403, f"this needs the {needed.value} role; "
+                                         f"{who.name} has the {who.role.value} role")
             return who
         return check
 

@@ -178,7 +178,7 @@ def _actor(settings: Settings, account: str | None) -> Actor:
     if found.revoked:
         raise ValueError(f"account {account!r} is revoked (zeroscan accounts rotate {account} restores it)")
     if found.role.value != "owner":
-        raise ValueError(f"account {account!r} is a {found.role.value}, not a brand owner")
+        raise ValueError(f"account {account!r} has the {found.role.value} role, not the owner role")
     return Actor.account(account)
 
 
@@ -344,9 +344,10 @@ def _review(settings: Settings, change) -> int:
     finally:
         publish.close()
     e = result.entry
+    live = e.live is not None and not e.live.deleted
     print(f"{e.brand.brand_id} v{e.brand.version} {result.kind.value} by {actor.name}: status {e.status.value}, "
           f"grants {','.join(sorted(p.value for p in e.grants)) or 'none'}"
-          + (f", published enforcement {e.live.enforcement.value}" if e.live is not None and not e.live.deleted else ""))
+          + (f", published enforcement {e.live.enforcement.value}" if live else ""))
     return 0
 
 
@@ -425,7 +426,8 @@ def cmd_accounts_list(args, settings: Settings) -> int:
 
     for a in AccountStore.at_state_dir(settings.state_dir).list():
         state = "revoked" if a.revoked else "active"
-        print(f"{a.name}\t{a.role.value}\t{state}\tcreated {iso(a.created_at_ms)}\ttoken {iso(a.token_at_ms or a.created_at_ms)}")
+        print(f"{a.name}\t{a.role.value}\t{state}\tcreated {iso(a.created_at_ms)}\t"
+              f"token {iso(a.token_at_ms or a.created_at_ms)}")
     return 0
 
 

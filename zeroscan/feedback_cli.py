@@ -79,7 +79,8 @@ def _account(settings: Settings, role):
     if account is None:
         raise Refused(2, "invalid API token")
     if account.role is not role:
-        raise Refused(3, f"this needs a {role.value} account's token; {account.name} is a {account.role.value}")
+        raise Refused(3, f"this needs the token of an account with the {role.value} role; "
+                         f"{account.name} has the {account.role.value} role")
     return account
 
 

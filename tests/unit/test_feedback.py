@@ -276,3 +276,20 @@ def test_a_listing_confirmed_again_for_another_brand_leaves_no_stale_evidence():
     b = listing("b", "Veltrix cordless drill 18V two batteries", seller="s-9")
     assert not any(s.kind is SignalKind.FEEDBACK_NEIGHBOR for e in state.evidence(b, fingerprint(b), ())
                    for s in e.signals)
+
+
+def test_ledger_events_follow_the_documented_schema():
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "brand_signals" / "schemas" / "project"
+                         / "feedback-ledger.schema.json").read_text())
+    state = FeedbackState()
+    _d, accepted = remove(state, "a", "Veltrix cordless drill VX-4471")
+    _d, refused = handle_feedback(FeedbackEvent(FeedbackKind.BRAND_REMOVAL, "b", "veltrix", T0, "owner", "fake"),
+                                  ctx("b", "case for drills", ()), state, BRANDS, now_ms=T0 + 5)
+    for led in (accepted, refused):
+        jsonschema.validate(led.to_json(), schema)
+    assert refused.to_json() | {} == {**refused.to_json(), "actor": "owner", "actor_reason": "fake",
+                                      "judged_at": T0 + 5, "refusal": "not_presented"}
