@@ -310,6 +310,10 @@ class BrandRegistry:
     def put(self, brand: BrandReference, actor: Actor) -> Change:
         """Register, update or (with `deleted`) withdraw a brand. The operator's changes and any
         withdrawal are published at once; an owner's registration or update waits, pending."""
+        vetted: tuple[str, ...] = ()
+        if not actor.is_admin and not brand.deleted:  # before the write lock: the first call loads word lists
+            vetted = self._vet(brand, [(e.brand, e.owner) for e in self.entries()
+                                       if e.brand.brand_id != brand.brand_id and e.status is not Status.REJECTED])
         with self._write():
             current = self._get_locked(brand.brand_id)
             self._check(brand, actor, current)
@@ -336,10 +340,8 @@ class BrandRegistry:
                 kind = ChangeKind.SUBMITTED
                 if brand.enforcement is Action.TAKEDOWN and Privilege.TAKEDOWN not in grants:
                     requests = requests | {Privilege.TAKEDOWN}
-                others = [(e.brand, e.owner) for e in self._all_locked()
-                          if e.brand.brand_id != brand.brand_id and e.status is not Status.REJECTED]
                 entry = BrandEntry(brand, owner, now, Status.PENDING, current.live if current else None,
-                                   self._vet(brand, others), grants, requests)
+                                   vetted, grants, requests)
             self._store(entry)
             self._record(actor, brand.brand_id, kind, {"version": brand.version, **(
                 {"concerns": list(entry.concerns)} if entry.concerns else {})})
