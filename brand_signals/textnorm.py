@@ -42,13 +42,18 @@ class Fold(enum.IntFlag):
     SPACING = 32       # letters split by spaces, dots or hyphens joined ("S.o.n.y")
     REPEAT = 64        # a letter repeated to pad the mark ("Sonyyyy")
     TYPO = 128         # one edit away (insertion, deletion, substitution, transposition)
+    PUNCT = 256        # punctuation inside a mark dropped ("To-shiba", "Sa.brent")
+    DIGIT_TYPO = 512   # a digit typed for a neighbouring key or a flipped bit, or added ("Sha5p", "Acer3")
+    FIRST_LETTER = 1024  # the one edit is on the first letter ("Etgear", "Asharp")
+    KANA = 2048        # kana variants: small for full size, long-vowel mark dropped or replaced
 
 
 # Evidence names, in a stable order.
 FOLD_NAMES: tuple[tuple[int, str], ...] = tuple((int(bit), name) for bit, name in (
     (Fold.HOMOGLYPH, "homoglyph"), (Fold.COMPAT, "nfkc"), (Fold.DIACRITICS, "diacritics"),
     (Fold.INVISIBLE, "invisible"), (Fold.LEET, "leet"), (Fold.SPACING, "spacing"),
-    (Fold.REPEAT, "repeat"), (Fold.TYPO, "typo:edit1"),
+    (Fold.REPEAT, "repeat"), (Fold.TYPO, "typo:edit1"), (Fold.PUNCT, "punctuation"),
+    (Fold.DIGIT_TYPO, "typo:digit"), (Fold.FIRST_LETTER, "typo:first-letter"), (Fold.KANA, "kana"),
 ))
 
 
@@ -88,6 +93,9 @@ _REPEAT_RE = re.compile(r"(.)\1+")
 _TRIPLE_RE = re.compile(r"(.)\1\1")
 # Separators that may split a mark's letters ("S w i n g", "C.a.s.i.o", "L-G", "S_o_n_y").
 SPLIT_SEPARATORS = frozenset(" .-_·•*/~")
+# Punctuation that may stand inside a mark's word ("To-shiba", "Sa.brent", "Mc'Afee"): the
+# separators above without the space, plus apostrophes.
+GLUE_SEPARATORS = "-._·•*/~'\u2019"
 
 
 # Ordinary words are not read as misspelt marks ("Bass" is not a typo of BOSS). Word lists
@@ -132,7 +140,10 @@ def confusable_map() -> dict[str, str]:
     out: dict[str, str] = {}
 
     def target(v: str) -> str | None:
-        v = v.strip("\u200e\u200f")
+        # UTS #39 skeleton of the prototype: a prototype of several code points that is one
+        # letter plus combining marks ("o" + combining long solidus for "ø") is that letter.
+        v = "".join(c for c in unicodedata.normalize("NFD", v.strip("\u200e\u200f"))
+                    if not unicodedata.combining(c))
         return v if len(v) == 1 and v.isascii() and v.isalnum() else None
 
     for k, entries in data.items():
@@ -154,6 +165,26 @@ def confusable_map() -> dict[str, str]:
         if v == "l" and k.isupper():
             out[k] = "i"
     return out
+
+
+# Latin letters that Unicode's confusables do not list but whose name says which letter they
+# are, with a hook, stroke, tail, bar or descender, or as a small capital ("ꞑ" LATIN SMALL
+# LETTER N WITH DESCENDER, "ʙ" LATIN LETTER SMALL CAPITAL B, "ʉ" LATIN SMALL LETTER U BAR):
+# typosquatting generators draw their look-alikes from exactly these.
+_LATIN_NAME_RE = re.compile(r"LATIN (?:SMALL |CAPITAL )?LETTER (?:SMALL CAPITAL )?([A-Z])(?: WITH .+| BAR)?")
+# Latin letters whose name does not say the letter they look like.
+LATIN_LOOKALIKES = {"\u014b": "n", "\u014a": "n", "\u0138": "k", "\u01bf": "p", "\u01f7": "p",
+                    "\u0185": "b", "\u0184": "b", "\u0259": "a", "\u00e6": "ae", "\u00c6": "ae",
+                    "\u0153": "oe", "\u0152": "oe"}   # eng, kra, wynn, tone six, schwa, ae, oe
+
+
+def latin_base(c: str) -> str | None:
+    """The ASCII letter a Latin letter with a modifier stands for, from its Unicode name."""
+    hit = LATIN_LOOKALIKES.get(c)
+    if hit is not None:
+        return hit
+    m = _LATIN_NAME_RE.fullmatch(unicodedata.name(c, ""))
+    return m.group(1).lower() if m else None
 
 
 @functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
@@ -178,6 +209,8 @@ def fold_char(c: str) -> tuple[str, int]:
     out = []
     for ch in kept.casefold():
         p = conf.get(ch)
+        if p is None and not ch.isascii():
+            p = latin_base(ch)
         if p is not None:
             out.append(p.lower())
             flags |= Fold.HOMOGLYPH

@@ -4,15 +4,20 @@ keep leetspeak symbols ("Sam$ung"). Each stream is searched as one leet-keyed st
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 from brand_signals import textnorm as tn
 
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
-_LEET, _SPACING = int(tn.Fold.LEET), int(tn.Fold.SPACING)
+_LEET, _SPACING, _PUNCT = int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.PUNCT)
 LEET_SYMBOL_RE = re.compile(r"[$@!|]")
 # Two single characters split by one separator: the only texts worth a despaced stream.
 MAYBE_SPLIT_RE = re.compile(r"(?<![^\W_])[^\W_][ .\-_·•*/~][^\W_](?![^\W_])")
+# Words tied by one punctuation character: the only texts worth a glued stream.
+MAYBE_GLUED_RE = re.compile(rf"[^\W_][{re.escape(tn.GLUE_SEPARATORS)}][^\W_]")
+# A mark word split by punctuation into at most this many pieces ("To-shiba": 2; "T-osh-iba":
+# 3); each extra piece is one more lookup per tied token.
+MAX_GLUED_PIECES = 3
 
 
 class TokenStream:
@@ -145,3 +150,38 @@ def symbol_stream(text: str) -> TokenStream | None:
     if not tokens:
         return None
     return TokenStream(tokens, _LEET, text, spans=spans)
+
+
+def glued_stream(text: str, plain: TokenStream, is_key: Callable[[str], bool]) -> TokenStream | None:
+    """Tokens tied by one punctuation character joined back where the joined form is a mark
+    word or joined mark (`is_key`): "To-shiba" -> "toshiba", "mc-afee" -> "mcafee". Longest
+    join first; pieces that join into no key stay as they are."""
+    toks, spans = plain.tokens, plain.spans()
+    n = len(toks)
+    out_t: list[str] = []
+    out_s: list[tuple[int, int]] = []
+    out_f: list[int] = []
+    joined_any = False
+    k = 0
+    while k < n:
+        j = k
+        while j + 1 < n and j - k + 2 <= MAX_GLUED_PIECES:
+            gap = text[spans[j][1]:spans[j + 1][0]]
+            if len(gap) != 1 or gap not in tn.GLUE_SEPARATORS:
+                break
+            j += 1
+        hit = -1
+        for e in range(j, k, -1):
+            if is_key("".join(toks[k:e + 1])):
+                hit = e
+                break
+        if hit < 0:
+            out_t.append(toks[k]); out_s.append(spans[k]); out_f.append(0)
+            k += 1
+            continue
+        out_t.append("".join(toks[k:hit + 1])); out_s.append((spans[k][0], spans[hit][1])); out_f.append(_PUNCT)
+        joined_any = True
+        k = hit + 1
+    if not joined_any:
+        return None
+    return TokenStream(out_t, _PUNCT, text, spans=out_s, tflags=out_f)

@@ -34,9 +34,11 @@ from brand_signals.mark_context import leet_ok as _leet_ok
 from brand_signals.mark_context import prefer_longer as _prefer_longer
 from brand_signals.mark_context import short_ok as _short_ok
 from brand_signals.token_streams import LEET_SYMBOL_RE as _LEET_SYMBOL_RE
+from brand_signals.token_streams import MAYBE_GLUED_RE as _MAYBE_GLUED_RE
 from brand_signals.token_streams import MAYBE_SPLIT_RE as _MAYBE_SPLIT_RE
 from brand_signals.token_streams import TokenStream as _Stream
 from brand_signals.token_streams import despaced_streams as _despaced_streams
+from brand_signals.token_streams import glued_stream as _glued_stream
 from brand_signals.token_streams import symbol_stream as _symbol_stream
 
 # --- scores (per signal; decide.py combines them with a noisy-OR) -------------------------
@@ -406,6 +408,10 @@ class WordMarkIndex:
         if _MAYBE_SPLIT_RE.search(text) is not None:
             for spaced in _despaced_streams(text, plain):
                 self._search(spaced, folded, found)
+        if _MAYBE_GLUED_RE.search(text) is not None:
+            glued = _glued_stream(text, plain, self._exact.__contains__)
+            if glued is not None:
+                self._search(glued, folded, found)
         if _LEET_SYMBOL_RE.search(text) is not None:
             symbols = _symbol_stream(text)
             if symbols is not None:
