@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
 from brand_signals.decide import decide  # noqa: E402
 from brand_signals.records import Action  # noqa: E402
-from brand_signals.textnorm import common_words  # noqa: E402
+from brand_signals.textnorm import common_words, dictionary_words  # noqa: E402
 from brand_signals.wordmarks import WordMarkIndex  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "disguise_families"
@@ -35,7 +35,7 @@ def evaluate(data: Path, errors: int = 0) -> dict:
     labels = [json.loads(x) for x in (data / "labels.jsonl").read_text().splitlines() if x.strip()]
     index = WordMarkIndex.build(brands)
     by_id = {b.brand_id: b for b in brands}
-    common_words()
+    common_words(); dictionary_words()
     t0 = time.perf_counter()
     flagged: dict[str, str] = {}
     for listing, ev in zip(listings, index.match_many(listings)):

@@ -127,6 +127,16 @@ def common_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """Every word of pyspellchecker's English list (~128,000, rare words and names included)
+    plus common_words(): a misspelling of a mark's first letter must not be any known word
+    ("Cattery" is no Battery). Loaded once per process, on the first such lookup."""
+    base = resources.files("spellchecker").joinpath("resources")
+    counts: dict[str, int] = orjson.loads(gzip.decompress(base.joinpath("en.json.gz").read_bytes()))
+    return frozenset(w.lower() for w in counts if w.isascii()) | common_words()
+
+
+@functools.lru_cache(maxsize=1)
 def confusable_map() -> dict[str, str]:
     """Non-ASCII character -> the ASCII letter or digit it is confusable with.
 
@@ -382,6 +392,94 @@ def within_one_edit(a: str, b: str) -> bool:
     while i < la and a[i] == b[i]:
         i += 1
     return a[i:] == b[i + 1:]                 # b has one extra character at i
+
+
+def _keyboard_neighbours() -> dict[str, frozenset[str]]:
+    """Keys next to each key on QWERTY, QWERTZ and AZERTY (digit row included), from each
+    layout's rows with the usual half-key stagger: same row left and right, the two keys
+    above (same column and one right) and the two below (one left and same column)."""
+    layouts = (("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"),
+               ("1234567890", "qwertzuiop", "asdfghjkl", "yxcvbnm"),
+               ("1234567890", "azertyuiop", "qsdfghjklm", "wxcvbn"))
+    out: dict[str, set[str]] = {}
+    for rows in layouts:
+        for r, row in enumerate(rows):
+            for c, key in enumerate(row):
+                near = out.setdefault(key, set())
+                for rr, cc in ((r, c - 1), (r, c + 1), (r - 1, c), (r - 1, c + 1), (r + 1, c - 1), (r + 1, c)):
+                    if 0 <= rr < len(rows) and 0 <= cc < len(rows[rr]):
+                        near.add(rows[rr][cc])
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+KEYBOARD_NEIGHBOURS = _keyboard_neighbours()
+
+
+def bit_flip(a: str, b: str) -> bool:
+    """The character codes of a and b differ in exactly one bit ("s" 0x73 and "3" 0x33)."""
+    x = ord(a) ^ ord(b)
+    return x != 0 and x & (x - 1) == 0
+
+
+def one_edit(text: str, mark: str) -> tuple[str, int] | None:
+    """The single edit that turns `mark` into `text`, as (kind, position in text): "sub",
+    "ins" (text has an extra character there), "del" (text lacks mark[position]) or "swap"
+    (adjacent transposition starting there). None unless within_one_edit(text, mark)."""
+    if not within_one_edit(text, mark):
+        return None
+    i = 0
+    while i < min(len(text), len(mark)) and text[i] == mark[i]:
+        i += 1
+    if len(text) == len(mark):
+        return ("sub", i) if text[i + 1:] == mark[i + 1:] else ("swap", i)
+    return ("ins", i) if len(text) > len(mark) else ("del", i)
+
+
+# A digit in place of a letter counts in mark words of at least this many letters: in four
+# letters it makes a model code as often as a disguise ("AS8S" on the dev set is no Asus).
+DIGIT_SUB_MIN_LEN = 5
+
+
+def digit_typo_ok(text: str, mark: str) -> bool:
+    """`text` is `mark` with one digit typed into it: in place of a letter whose key is next
+    to the digit's or whose code is one bit away ("sha5p", "3harp"), inserted next to a
+    letter whose key it neighbours ("whirlpo9ol"), or appended ("toshiba2"). Every other
+    character of `text` is the mark's own."""
+    if sum(c.isdigit() for c in text) != 1:
+        return False
+    e = one_edit(text, mark)
+    if e is None:
+        return False
+    kind, i = e
+    if kind == "sub":
+        d, m = text[i], mark[i]
+        return d.isdigit() and len(mark) >= DIGIT_SUB_MIN_LEN and (d in KEYBOARD_NEIGHBOURS.get(m, ()) or bit_flip(d, m))
+    if kind == "ins":
+        d = text[i]
+        if not d.isdigit():
+            return False
+        if i == len(text) - 1:
+            return True
+        near = KEYBOARD_NEIGHBOURS.get(d, frozenset())
+        return (i > 0 and mark[i - 1] in near) or mark[i] in near
+    return False
+
+
+def first_letter_typo_ok(text: str, mark: str) -> bool:
+    """`text` is `mark` with its first letter dropped ("etgear"), swapped with the second,
+    replaced by a neighbouring key or a one-bit flip ("3harp"), or with a neighbouring key
+    or the same letter typed before it ("asharp", "nnetgear"). An arbitrary other first
+    letter makes another word ("Pantech" is no Xantech)."""
+    e = one_edit(text, mark)
+    if e is None or e[1] != 0:
+        return False
+    kind = e[0]
+    if kind in ("del", "swap"):
+        return True
+    t, m = text[0], mark[0]
+    if kind == "sub" and t.isdigit() and bit_flip(t, m):
+        return True   # a bit flip between letters makes another word ("Pantech", Xantech)
+    return t in KEYBOARD_NEIGHBOURS.get(m, ()) or (kind == "ins" and t == m)
 
 
 def deletes1(s: str) -> set[str]:

@@ -71,6 +71,16 @@ SHORT_MARK_MAX = 3
 # may still be a 4-letter mark missing a letter ("DYO" for DYMO), but only where the brand
 # stands (see mark_context.BRAND_POSITION_MAX).
 FUZZY_MIN_LEN = 4
+# A digit typed into a mark word (tn.digit_typo_ok) counts for mark words of at least this
+# many letters, as plain typos do (FUZZY_MIN_LEN): "Cob6" for Coby, "Acer3".
+DIGIT_TYPO_MIN_LEN = 4
+# An edit on the first letter counts for mark words of at least this many letters (and a
+# token that is no known word, tn.dictionary_words). From the dev brands' 158 mark words of
+# 4+ letters against pyspellchecker's 128,000 English words: words one first-letter edit
+# from a mark word number 5.9 per mark word of 4 letters, 1.3 of 5, 1.1 of 6, 0.05 of 7
+# ("cattery" for battery) and 0 of 9+; from 7 on, the few left are rare words that the
+# dictionary check removes.
+FIRST_LETTER_MIN_LEN = 5
 # A token with several readings ("lin": line or link) gets a stream per extra reading, up
 # to this many streams per field (bounds the cost of hostile text full of near-marks).
 MAX_CORRECTED_STREAMS = 8
@@ -121,6 +131,7 @@ _FOLD_MASK = _SHORT_TYPO - 1
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
 _LEET, _SPACING, _TYPO, _REPEAT = (int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.TYPO),
                                    int(tn.Fold.REPEAT))
+_DIGIT_TYPO, _FIRST = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER)
 # Automaton values (pyahocorasick STORE_INTS keeps 32-bit ints): mark id * 2 + (1 if the
 # key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
 # index into a side table. Room for 500 M marks.
@@ -535,21 +546,39 @@ class WordMarkIndex:
                              if tn.padded_from(token, self._words[i])})
             if padded:
                 return tuple((w, _REPEAT) for w in padded)
-        if any(c.isdigit() for c in token):
-            return ()   # model codes; digits standing for letters are leet's business
-        common = token in tn.common_words()
         words = self._words
+        if any(c.isdigit() for c in token):
+            # Model codes carry digits; a mark word with one digit typed into it is a disguise
+            # only in the shapes of tn.digit_typo_ok (digits read as letters are leet's).
+            if len(token) < DIGIT_TYPO_MIN_LEN:
+                return ()
+            found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
+            ok = sorted((w for w in found if len(w) >= DIGIT_TYPO_MIN_LEN and tn.digit_typo_ok(token, w)
+                         and (w[0] == token[0] or any_first or tn.first_letter_typo_ok(token, w))),
+                        key=lambda w: (w[0] != token[0], -len(w), w))
+            return tuple((w, _TYPO | _DIGIT_TYPO | (_FIRST if w[0] != token[0] else 0)) for w in ok)
+        common = token in tn.common_words()
         found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
         ok = sorted((w for w in found
-                     if len(w) >= FUZZY_MIN_LEN and (any_first or w[0] == token[0]) and tn.within_one_edit(token, w)),
-                    key=lambda w: (-len(w), w))
+                     if len(w) >= FUZZY_MIN_LEN and self._first_ok(token, w, any_first) and tn.within_one_edit(token, w)),
+                    key=lambda w: (w[0] != token[0], -len(w), w))   # a kept first letter reads best
         if common:
             in_multi = self._in_multi
             ok = [w for w in ok if in_multi[_index(words, w)]]
         if not ok:
             return ()
         flag = _TYPO | (_SHORT_TYPO if len(token) < FUZZY_MIN_LEN else 0) | (_COMMON_TYPO if common else 0)
-        return tuple((w, flag) for w in ok)
+        return tuple((w, flag | (_FIRST if w[0] != token[0] and not any_first else 0)) for w in ok)
+
+    @staticmethod
+    def _first_ok(token: str, word: str, any_first: bool) -> bool:
+        """People keep the first letter when they misspell; counterfeiters change it too
+        ("Etgear", "Ogitech"), so an edit there counts for long mark words when the token is
+        no known word (FIRST_LETTER_MIN_LEN)."""
+        if any_first or word[0] == token[0]:
+            return True
+        return (len(word) >= FIRST_LETTER_MIN_LEN and tn.first_letter_typo_ok(token, word)
+                and token not in tn.dictionary_words())
 
 
 def _index(words: tuple[str, ...], w: str) -> int:
