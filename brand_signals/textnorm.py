@@ -64,10 +64,17 @@ def fold_names(flags: int) -> list[str]:
 # Leetspeak readings, as one key per character. "1", "!", "|" and "l" all key to "i" so that
 # either reading of "1" (i or l) meets the mark's own letters; the matcher verifies the
 # alignment afterwards (a plain "l" in the text must still face an "l" or "i" in the mark).
+# Kana written small or full size ("キャノン" for キヤノン) and the long-vowel mark present
+# or not ("ソニ" for ソニー) read alike: small kana key to their full-size letter and the
+# mark "ー" is dropped from the key (the matcher verifies the kana alignment afterwards).
+SMALL_KANA = "ァィゥェォッャュョヮヵヶぁぃぅぇぉっゃゅょゎ"
+FULL_KANA = "アイウエオツヤユヨワカケあいうえおつやゆよわ"
+LONG_VOWEL = "\u30fc"
+KANA_TABLE = str.maketrans(dict(zip(SMALL_KANA, FULL_KANA)) | {LONG_VOWEL: None})
 LEET_TABLE = str.maketrans({
     "0": "o", "1": "i", "!": "i", "|": "i", "l": "i", "3": "e", "4": "a", "@": "a",
     "5": "s", "$": "s", "7": "t", "8": "b", "9": "g",
-})
+} | dict(zip(SMALL_KANA, FULL_KANA)) | {LONG_VOWEL: None})
 # Which text character may stand for which mark character in a leet match.
 LEET_READINGS: dict[str, frozenset[str]] = {
     "0": frozenset("o"), "1": frozenset("il"), "!": frozenset("il"), "|": frozenset("il"),
@@ -80,22 +87,31 @@ LEET_READINGS: dict[str, frozenset[str]] = {
 # marketplace title or an OCR line ("Google搜索") means it. (Hiragana, Katakana, CJK
 # ideographs with extension A and the compatibility block, Hangul syllables.) Thai, Lao,
 # Myanmar and Khmer are written without spaces between words too ("Nikeรองเท้า").
-CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-UNSPACED = CJK + "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
-TOKEN_RE = re.compile(rf"[^\W_{UNSPACED}]+|[{UNSPACED}]+")
+# Katakana (with its long-vowel mark and the small-kana extension) is a run of its own:
+# Japanese titles glue a katakana brand to kanji or hiragana ("ソニー製", "ナイキの"), while
+# a katakana word inside a longer katakana word is another word ("デル" in "モデル"). The
+# katakana middle dot "・" separates words ("ルイ・ヴィトン"); it is no part of a token.
+KATAKANA = "\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff"
+OTHER_CJK = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+CJK = KATAKANA + OTHER_CJK
+SOUTHEAST_ASIAN = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+UNSPACED = CJK + SOUTHEAST_ASIAN
+_RUNS = rf"[{KATAKANA}]+|[{OTHER_CJK}]+|[{SOUTHEAST_ASIAN}]+"
+TOKEN_RE = re.compile(rf"[^\W_{UNSPACED}]+|{_RUNS}")
 CJK_RE = re.compile(rf"[{CJK}]")
+KATAKANA_RE = re.compile(rf"[{KATAKANA}]")
 # Tokens of the leet stream keep the symbols that leetspeak uses inside words.
-LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|[{UNSPACED}]+")
+LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|{_RUNS}")
 # Symbols that only count as leet inside a token ("Sony!" is not "sonyi").
 LEET_EDGE_STRIP = "!|"
 _HAS_LEET_RE = re.compile(r"[0-9$@!|]")
 _REPEAT_RE = re.compile(r"(.)\1+")
 _TRIPLE_RE = re.compile(r"(.)\1\1")
 # Separators that may split a mark's letters ("S w i n g", "C.a.s.i.o", "L-G", "S_o_n_y").
-SPLIT_SEPARATORS = frozenset(" .-_·•*/~")
+SPLIT_SEPARATORS = frozenset(" .-_·•*/~\u30fb")
 # Punctuation that may stand inside a mark's word ("To-shiba", "Sa.brent", "Mc'Afee"): the
 # separators above without the space, plus apostrophes.
-GLUE_SEPARATORS = "-._·•*/~'\u2019"
+GLUE_SEPARATORS = "-._·•*/~'\u2019\u30fb"
 
 
 # Ordinary words are not read as misspelt marks ("Bass" is not a typo of BOSS). Word lists
@@ -197,11 +213,31 @@ def latin_base(c: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
+# Voiced and semi-voiced sound marks, combining, spacing and half-width, by the combining
+# mark they put on the kana before them ("ｸﾞ" -> グ, "ハ" + U+309A -> パ).
+_VOICED_MARKS = {"\u3099": "\u3099", "\u309a": "\u309a", "\u309b": "\u3099", "\u309c": "\u309a",
+                 "\uff9e": "\u3099", "\uff9f": "\u309a"}
+# Dashes that stand for the katakana long-vowel mark at the end of a katakana word ("ソニ-",
+# "シャ−プ" typed with a minus sign); between katakana words they separate them.
+KANA_DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d~\u301c\uff5e")
+
+
+def _is_katakana(c: str) -> bool:
+    return "\u30a1" <= c <= "\u30ff" and c != "\u30fb" or "\uff66" <= c <= "\uff9f" or "\u31f0" <= c <= "\u31ff"
+
+
 @functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
 def fold_char(c: str) -> tuple[str, int]:
     """One character -> (folded text, Fold bits). The folded text may be empty or longer."""
     if c.isascii():
         return c.lower(), 0
+    if c in _VOICED_MARKS:
+        return "", int(Fold.DIACRITICS)   # a voiced mark with no kana before it (fold() composes the others)
+    if "\u3040" <= c <= "\u30ff" or "\uff61" <= c <= "\uff9f":
+        # Kana: NFKC, so that half-width forms become full width ("ﾅｲｷ" -> ナイキ) and voiced
+        # kana keep their mark (NFKD would split "グ" into ク + a combining mark).
+        n = unicodedata.normalize("NFKC", c)
+        return n, int(Fold.COMPAT) if n != c else 0
     cat = unicodedata.category(c)
     if cat == "Cf" or cat == "Mn" or cat == "Me":
         return "", int(Fold.INVISIBLE if cat == "Cf" else Fold.DIACRITICS)
@@ -254,6 +290,8 @@ class FoldedText:
             return ""
         o_start = self.origin[start]
         o_end = self.origin[end - 1] + 1
+        while o_end < len(self.original) and self.original[o_end] in _VOICED_MARKS:
+            o_end += 1     # composed into the kana before it
         return self.original[o_start:o_end]
 
 
@@ -267,7 +305,23 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
     origin: list[int] = []
     flags: list[int] = []
     pending = 0   # folds of removed characters, credited to the next character kept
+    n = len(text)
     for i, c in enumerate(text):
+        if pieces and _is_katakana(pieces[-1][-1]) or pieces and "\u3040" <= pieces[-1][-1] <= "\u309f":
+            mark = _VOICED_MARKS.get(c)
+            if mark is not None:
+                composed = unicodedata.normalize("NFC", pieces[-1][-1] + mark)
+                if len(composed) == 1:
+                    pieces[-1] = pieces[-1][:-1] + composed
+                    if c not in "\u3099\u309a":
+                        flags[-1] |= int(Fold.COMPAT)
+                    continue
+            if c in KANA_DASHES and _is_katakana(pieces[-1][-1]) and (i + 1 == n or not _is_katakana(text[i + 1])):
+                pieces.append(LONG_VOWEL)
+                origin.append(i)
+                flags.append(int(Fold.KANA) | pending)
+                pending = 0
+                continue
         f, bits = fold_char(c)
         if f:
             pieces.append(f)
@@ -284,6 +338,11 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
 def normalize(text: str) -> str:
     """The plain normal form of a mark or phrase: folded tokens joined by single spaces."""
     return " ".join(TOKEN_RE.findall(fold(text).text))
+
+
+def kana_variant(text: str, mark: str) -> bool:
+    """`text` writes `mark` with other kana sizes or long-vowel marks ("キャノン", "ソニ")."""
+    return text != mark and text.translate(KANA_TABLE) == mark.translate(KANA_TABLE)
 
 
 def leet_key(s: str) -> str:

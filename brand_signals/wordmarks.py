@@ -131,7 +131,7 @@ _FOLD_MASK = _SHORT_TYPO - 1
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
 _LEET, _SPACING, _TYPO, _REPEAT = (int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.TYPO),
                                    int(tn.Fold.REPEAT))
-_DIGIT_TYPO, _FIRST = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER)
+_DIGIT_TYPO, _FIRST, _KANA = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER), int(tn.Fold.KANA)
 # Automaton values (pyahocorasick STORE_INTS keeps 32-bit ints): mark id * 2 + (1 if the
 # key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
 # index into a side table. Room for 500 M marks.
@@ -452,10 +452,11 @@ class WordMarkIndex:
                 return
             codes = (value,) if value < _COLLISION_BASE else self._collisions[value - _COLLISION_BASE]
             m0 = self._marks[codes[0] >> 1]
-            klen = (len(m0.norm) if not codes[0] & 1 else len(m0.norm) - m0.norm.count(" ")) + 2
-            kstart = end - klen + 2                      # first character of the first token
-            first = stream.offset + hay.count(" ", 0, kstart) - 1
-            last = first + hay.count(" ", kstart, end)   # inclusive
+            # Keys sharing a value have as many tokens; count tokens, not characters (kana
+            # keys drop the long-vowel mark, so a key may be shorter than the mark).
+            n_tokens = 1 if codes[0] & 1 else m0.norm.count(" ") + 1
+            last = stream.offset + hay.count(" ", 0, end) - 1   # inclusive
+            first = last - n_tokens + 1
             written = " ".join(tokens[first:last + 1])
             tflags = stream.flags(first, last)
             lead = _at_brand_position(tokens, first)
@@ -466,9 +467,12 @@ class WordMarkIndex:
                 form = mark.joined if code & 1 else mark.norm
                 flags = tflags
                 if written != form:
-                    if not _leet_ok(written.replace(" ", ""), mark, lead):
+                    if tn.kana_variant(written, form):
+                        flags |= _KANA
+                    elif not _leet_ok(written.replace(" ", ""), mark, lead):
                         continue
-                    flags |= _LEET
+                    else:
+                        flags |= _LEET
                 if stream.needs and not flags & stream.needs:
                     continue
                 if flags & _COMMON_TYPO and first == last:
@@ -546,6 +550,8 @@ class WordMarkIndex:
                              if tn.padded_from(token, self._words[i])})
             if padded:
                 return tuple((w, _REPEAT) for w in padded)
+        if tn.CJK_RE.match(token) is not None:
+            return ()   # one edit in a kana or kanji word makes another word
         words = self._words
         if any(c.isdigit() for c in token):
             # Model codes carry digits; a mark word with one digit typed into it is a disguise
