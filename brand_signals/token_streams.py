@@ -170,18 +170,36 @@ def glued_stream(text: str, plain: TokenStream, is_key: Callable[[str], bool]) -
             if len(gap) != 1 or gap not in tn.GLUE_SEPARATORS:
                 break
             j += 1
-        hit = -1
+        hit, word = -1, ""
         for e in range(j, k, -1):
-            if is_key("".join(toks[k:e + 1])):
-                hit = e
+            for w in _joins(text, toks, spans, k, e):
+                if is_key(w):
+                    hit, word = e, w
+                    break
+            if hit >= 0:
                 break
         if hit < 0:
             out_t.append(toks[k]); out_s.append(spans[k]); out_f.append(0)
             k += 1
             continue
-        out_t.append("".join(toks[k:hit + 1])); out_s.append((spans[k][0], spans[hit][1])); out_f.append(_PUNCT)
+        out_t.append(word); out_s.append((spans[k][0], spans[hit][1])); out_f.append(_PUNCT)
         joined_any = True
         k = hit + 1
     if not joined_any:
         return None
     return TokenStream(out_t, _PUNCT, text, spans=out_s, tflags=out_f)
+
+
+def _joins(text: str, toks: Sequence[str], spans: Sequence[tuple[int, int]], k: int, e: int) -> tuple[str, ...]:
+    """toks[k..e] joined; where a dash ties two katakana pieces it may also stand for the
+    long-vowel mark ("ロジク-ル" is ロジクール)."""
+    plain = "".join(toks[k:e + 1])
+    if not tn.KATAKANA_RE.match(toks[k]):
+        return (plain,)
+    pieces = [toks[k]]
+    for g in range(k + 1, e + 1):
+        gap = text[spans[g - 1][1]:spans[g][0]]
+        pieces.append(tn.LONG_VOWEL if gap in tn.KANA_DASHES else "")
+        pieces.append(toks[g])
+    long = "".join(pieces)
+    return (plain,) if long == plain else (plain, long)
