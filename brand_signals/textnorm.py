@@ -100,6 +100,7 @@ _RUNS = rf"[{KATAKANA}]+|[{OTHER_CJK}]+|[{SOUTHEAST_ASIAN}]+"
 TOKEN_RE = re.compile(rf"[^\W_{UNSPACED}]+|{_RUNS}")
 CJK_RE = re.compile(rf"[{CJK}]")
 KATAKANA_RE = re.compile(rf"[{KATAKANA}]")
+OTHER_CJK_RE = re.compile(rf"[{OTHER_CJK}]")
 # Tokens of the leet stream keep the symbols that leetspeak uses inside words.
 LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|{_RUNS}")
 # Symbols that only count as leet inside a token ("Sony!" is not "sonyi").

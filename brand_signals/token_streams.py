@@ -18,6 +18,12 @@ MAYBE_GLUED_RE = re.compile(rf"[^\W_][{re.escape(tn.GLUE_SEPARATORS)}][^\W_]")
 # A mark word split by punctuation into at most this many pieces ("To-shiba": 2; "T-osh-iba":
 # 3); each extra piece is one more lookup per tied token.
 MAX_GLUED_PIECES = 3
+# A kanji mark glued to what follows it in a run of kanji and hiragana ("東芝製", made by
+# Toshiba; "日立純正", genuine Hitachi; "東芝の"; "東芝用", for Toshiba) is split off when the
+# rest starts with one of these words; otherwise the run is another word ("日立市", the city).
+# Kanji marks are 2-4 characters (東芝, 日立, 任天堂, 資生堂): longer prefixes are not tried.
+KANJI_MARK_SUFFIXES = ("製", "社製", "純正", "正規", "の", "ブランド")
+MAX_KANJI_MARK = 4
 
 
 class TokenStream:
@@ -203,3 +209,27 @@ def _joins(text: str, toks: Sequence[str], spans: Sequence[tuple[int, int]], k: 
         pieces.append(toks[g])
     long = "".join(pieces)
     return (plain,) if long == plain else (plain, long)
+
+
+def kanji_prefix_stream(plain: TokenStream, is_key: Callable[[str], bool], cues_after: tuple[str, ...]) -> TokenStream | None:
+    """Kanji/hiragana tokens that start with a mark (`is_key`) followed by one of
+    KANJI_MARK_SUFFIXES or a compatibility cue (`cues_after`) split in two."""
+    cuts: dict[int, int] = {}
+    for k, t in enumerate(plain.tokens):
+        if len(t) > 2 and tn.OTHER_CJK_RE.match(t) is not None:
+            for n in range(min(MAX_KANJI_MARK, len(t) - 1), 1, -1):
+                rest = t[n:]
+                if (rest.startswith(KANJI_MARK_SUFFIXES) or rest.startswith(cues_after)) and is_key(t[:n]):
+                    cuts[k] = n
+                    break
+    if not cuts:
+        return None
+    out_t: list[str] = []
+    out_s: list[tuple[int, int]] = []
+    for k, (t, (a, b)) in enumerate(zip(plain.tokens, plain.spans())):
+        n = cuts.get(k)
+        if n is None:
+            out_t.append(t); out_s.append((a, b))
+        else:
+            out_t.extend((t[:n], t[n:])); out_s.extend(((a, a + n), (a + n, b)))
+    return TokenStream(out_t, 0, plain._text, spans=out_s)

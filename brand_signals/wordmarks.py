@@ -26,7 +26,7 @@ import numpy as np
 
 from brand_signals import textnorm as tn
 from brand_signals.records import BrandReference, Evidence, Listing, Signal, SignalKind
-from brand_signals.mark_context import CUES_AFTER, CUES_BEFORE, FILLER_WORDS
+from brand_signals.mark_context import CJK_CUES_AFTER, CUES_AFTER, CUES_BEFORE, FILLER_WORDS
 from brand_signals.mark_context import at_brand_position as _at_brand_position
 from brand_signals.mark_context import brand_position_tokens as _brand_position_tokens
 from brand_signals.mark_context import is_compat as _is_compat
@@ -39,6 +39,7 @@ from brand_signals.token_streams import MAYBE_SPLIT_RE as _MAYBE_SPLIT_RE
 from brand_signals.token_streams import TokenStream as _Stream
 from brand_signals.token_streams import despaced_streams as _despaced_streams
 from brand_signals.token_streams import glued_stream as _glued_stream
+from brand_signals.token_streams import kanji_prefix_stream as _kanji_prefix_stream
 from brand_signals.token_streams import symbol_stream as _symbol_stream
 
 # --- scores (per signal; decide.py combines them with a noisy-OR) -------------------------
@@ -423,6 +424,10 @@ class WordMarkIndex:
             glued = _glued_stream(text, plain, self._exact.__contains__)
             if glued is not None:
                 self._search(glued, folded, found)
+        if not folded.original.isascii() and tn.OTHER_CJK_RE.search(text) is not None:
+            kanji = _kanji_prefix_stream(plain, self._exact.__contains__, CJK_CUES_AFTER)
+            if kanji is not None:
+                self._search(kanji, folded, found)
         if _LEET_SYMBOL_RE.search(text) is not None:
             symbols = _symbol_stream(text)
             if symbols is not None:
