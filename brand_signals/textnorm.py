@@ -205,6 +205,22 @@ LATIN_LOOKALIKES = {"\u014b": "n", "\u014a": "n", "\u0138": "k", "\u01bf": "p", 
                     "\u0153": "oe", "\u0152": "oe"}   # eng, kra, wynn, tone six, schwa, ae, oe
 
 
+# Letter pairs that read as one letter in most fonts (Unicode's confusables list single
+# characters only; typosquatting generators use these pairs: "Tỏrntom", "nꞑcafee").
+ASCII_LOOKALIKES = (("rn", "m"), ("nn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def lookalike_readings(token: str) -> list[str]:
+    """`token` with one letter pair of ASCII_LOOKALIKES read as the letter it looks like."""
+    out = []
+    for pair, letter in ASCII_LOOKALIKES:
+        i = token.find(pair)
+        while i >= 0:
+            out.append(token[:i] + letter + token[i + 2:])
+            i = token.find(pair, i + 1)
+    return out
+
+
 def latin_base(c: str) -> str | None:
     """The ASCII letter a Latin letter with a modifier stands for, from its Unicode name."""
     hit = LATIN_LOOKALIKES.get(c)

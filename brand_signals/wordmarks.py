@@ -132,6 +132,7 @@ _FOLD_MASK = _SHORT_TYPO - 1
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
 _LEET, _SPACING, _TYPO, _REPEAT = (int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.TYPO),
                                    int(tn.Fold.REPEAT))
+_HOMOGLYPH = int(tn.Fold.HOMOGLYPH)
 _DIGIT_TYPO, _FIRST, _KANA = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER), int(tn.Fold.KANA)
 # Automaton values (pyahocorasick STORE_INTS keeps 32-bit ints): mark id * 2 + (1 if the
 # key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
@@ -515,7 +516,7 @@ class WordMarkIndex:
                 alternatives.extend((k, w, f) for w, f in hits[1:])
         if tokens is None:
             return []
-        needs = _TYPO | _REPEAT
+        needs = _TYPO | _REPEAT | _HOMOGLYPH
         spans = plain.spans()
         text = plain._text
         span = self._max_tokens - 1
@@ -557,6 +558,11 @@ class WordMarkIndex:
                 return tuple((w, _REPEAT) for w in padded)
         if tn.CJK_RE.match(token) is not None:
             return ()   # one edit in a kana or kanji word makes another word
+        common = token in tn.common_words()
+        if not common:
+            looks = sorted({w for w in tn.lookalike_readings(token) if w in self._exact})
+            if looks:
+                return tuple((w, _HOMOGLYPH) for w in looks)   # "torntom": rn reads as m
         words = self._words
         if any(c.isdigit() for c in token):
             # Model codes carry digits; a mark word with one digit typed into it is a disguise
@@ -568,7 +574,6 @@ class WordMarkIndex:
                          and (w[0] == token[0] or any_first or tn.first_letter_typo_ok(token, w))),
                         key=lambda w: (w[0] != token[0], -len(w), w))
             return tuple((w, _TYPO | _DIGIT_TYPO | (_FIRST if w[0] != token[0] else 0)) for w in ok)
-        common = token in tn.common_words()
         found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
         ok = sorted((w for w in found
                      if len(w) >= FUZZY_MIN_LEN and self._first_ok(token, w, any_first) and tn.within_one_edit(token, w)),
