@@ -326,3 +326,115 @@ def test_titles_in_scripts_without_spaces(index, title, brand_id, reason):
 def test_ocr_text_with_a_mark_glued_to_chinese(index):
     [ev] = index.match_text("高级搜索 \n Sony搜索手气不错")
     assert ev.brand_id == "sony" and ev.signals[0].detail["matched"] == "Sony"
+
+
+FAMILY_BRANDS = (
+    brand("toshiba", "Toshiba"), brand("netgear", "Netgear"), brand("logitech", "Logitech"),
+    brand("sharp", "Sharp"), brand("symantec", "Symantec"), brand("whirlpool", "Whirlpool"),
+    brand("mcafee", "McAfee"), brand("kenwood", "Kenwood"), brand("tomtom", "TomTom"),
+    brand("apple", "Apple"), brand("battery-biz", "Battery-Biz", "Battery"), brand("xantech", "Xantech"),
+    brand("asus", "Asus"), brand("wilson-jones", "Wilson Jones"),
+)
+
+
+@pytest.fixture(scope="module")
+def family_index() -> WordMarkIndex:
+    tn.common_words(), tn.dictionary_words()
+    return WordMarkIndex.build(FAMILY_BRANDS)
+
+
+@pytest.mark.parametrize("title, brand_id, fold, reason", [
+    # punctuation inside a mark word
+    ("To-shiba Satellite laptop", "toshiba", "punctuation", "hyphen inside the mark"),
+    ("mc-afee antivirus 2024", "mcafee", "punctuation", "hyphen inside a mark written in lower case"),
+    ("Sha.rp Aquos TV", "sharp", "punctuation", "dot inside the mark"),
+    ("T-osh-iba laptop", "toshiba", "punctuation", "two hyphens, three pieces"),
+    ("Wilso-n Jones binder", "wilson-jones", "punctuation", "inside one word of a two-word mark"),
+    ("Wi-Fi adapter for laptops", None, None, "hyphenated words that join into no mark"),
+    # keyboard-neighbour and bit-flip digits
+    ("Sha5p Aquos TV", "sharp", "typo:digit", "5 is the key above r"),
+    ("s6mantec antivirus", "symantec", "typo:digit", "6 is the key above y"),
+    ("AS8S speaker pair", None, None, "a digit for a letter of a 4-letter mark: a model code"),
+    ("Sha9p Aquos TV", None, None, "9 is no neighbour of r"),
+    # digits inserted or appended
+    ("Toshiba2 laptop", "toshiba", "typo:digit", "a digit appended"),
+    ("Whirlpo9ol washer", "whirlpool", "typo:digit", "9 typed next to o"),
+    ("Toshiba 2 laptop", "toshiba", "exact", "a separate digit is no disguise"),
+    # first-letter edits, long mark words only
+    ("Etgear router", "netgear", "typo:first-letter", "first letter dropped"),
+    ("Ogitech mouse", "logitech", "typo:first-letter", "first letter dropped"),
+    ("Asharp TV", "sharp", "typo:first-letter", "a key next to s typed before it"),
+    ("3harp TV", "sharp", "typo:first-letter", "bit flip of the first letter to a digit"),
+    ("Cattery cat house", None, None, "an English word one first-letter edit from Battery"),
+    ("Pantech phone case", None, None, "another maker's name: p for x is a bit flip, not a typo"),
+    ("Sus laptop bag", None, None, "4-letter mark word: too short for first-letter edits"),
+    # confusables
+    ("K\u0113nw\u00f8\u00f8d car stereo", "kenwood", "diacritics", "macron and o with stroke"),
+    ("A\u01a5\u01a5le iPhone case", "apple", "homoglyph", "p with hook"),
+    ("T\u1ecfrntom GPS", "tomtom", "homoglyph", "o with hook above, and rn for m"),
+    ("n\ua791cafee antivirus", "mcafee", "homoglyph", "n with descender, and nn for m"),
+    ("Modern lamp", None, None, "rn for m only where the reading is a mark"),
+    # compatibility mentions stay mentions when disguised
+    ("Charger for To-shiba laptops", None, None, "a disguised mark after a cue is still a mention"),
+    ("Case for Aƥƥle iPhone", None, None, "same, with a look-alike letter"),
+])
+def test_disguise_families(family_index, title, brand_id, fold, reason):
+    found = presented(family_index, listing(title))
+    if brand_id is None:
+        assert found == {}, reason
+    else:
+        assert set(found) == {brand_id}, reason
+        assert fold in found[brand_id], (reason, found)
+
+
+JAPANESE_BRANDS = (
+    brand("sony", "Sony", "ソニー"), brand("canon", "Canon", "キヤノン"), brand("apple", "Apple", "アップル"),
+    brand("dell", "Dell", "デル"), brand("toshiba", "Toshiba", "東芝"), brand("nike", "Nike", "ナイキ"),
+    brand("louis-vuitton", "Louis Vuitton", "ルイ・ヴィトン"), brand("logitech", "Logitech", "ロジクール"),
+    brand("sharp", "Sharp", "シャープ"), brand("epson", "Epson", "エプソン"),
+)
+
+
+@pytest.fixture(scope="module")
+def japanese_index() -> WordMarkIndex:
+    return WordMarkIndex.build(JAPANESE_BRANDS)
+
+
+@pytest.mark.parametrize("title, brand_id, reason", [
+    ("ナイキ スニーカー メンズ", "nike", "katakana mark as a word"),
+    ("【ソニー】ワイヤレスヘッドホン", "sony", "in brackets, glued to katakana after them"),
+    ("ソニー製のイヤホン", "sony", "glued to kanji: katakana runs are tokens of their own"),
+    ("\uff2e\uff29\uff2b\uff25 スニーカー", "nike", "full-width Latin"),
+    ("\uff85\uff72\uff77 \uff7d\uff86\uff70\uff76\uff70", "nike", "half-width katakana"),
+    ("キャノン インクカートリッジ", "canon", "small ャ for ヤ"),
+    ("アツプル イヤホン", "apple", "full-size ツ for small ッ"),
+    ("ソニ ヘッドホン", "sony", "long-vowel mark dropped"),
+    ("ソニｰ ヘッドホン", "sony", "half-width long-vowel mark"),
+    ("シャ-プ 液晶テレビ", "sharp", "long-vowel mark typed as a hyphen"),
+    ("ロジク-ル マウス", "logitech", "same, inside the word"),
+    ("ナ・イ・キ スニーカー", "nike", "middle dots between the letters"),
+    ("ルイヴィトン 長財布", "louis-vuitton", "the mark's own middle dot left out"),
+    ("東芝 ノートパソコン", "toshiba", "kanji mark"),
+    ("東芝製 LED電球", "toshiba", "kanji mark glued to 製 (made by)"),
+    ("モデルガン ホルスター", None, "デル inside an ordinary katakana word"),
+    ("シャープペンシル 0.5mm", None, "シャープ inside シャープペンシル (mechanical pencil)"),
+    ("日立市 観光 東芝浦", None, "kanji runs that merely start like a mark"),
+    ("キヤノン 互換 インク", None, "互換: compatible"),
+    ("エプソン用 トナー", None, "用: for"),
+    ("ソニー専用 充電器", None, "専用: dedicated to"),
+    ("iPhone 対応機種：アップル ケーブル", None, "対応機種 (models supported) before the mark"),
+    ("アップル製品に対応 充電ケーブル", None, "製品に対応: supports the brand's products"),
+    ("ルイ・ヴィトン(LOUIS VUITTON)互換 ストラップ", None, "cue after both spellings of the mark"),
+    ("東芝用 リモコン", None, "a kanji mark glued to 用"),
+    ("ナイキ用品店 セール", "nike", "用品 (goods) only starts like 用"),
+])
+def test_japanese_titles(japanese_index, title, brand_id, reason):
+    found = presented(japanese_index, listing(title))
+    assert set(found) == ({brand_id} if brand_id else set()), reason
+
+
+def test_kana_evidence_says_kana(japanese_index):
+    [ev] = japanese_index.match(listing("キャノン インクカートリッジ"))
+    assert ev.signals[0].detail["matched"] == "キャノン" and ev.signals[0].detail["normalisations"] == ["kana"]
+    [ev] = japanese_index.match(listing("ナイキ スニーカー"))
+    assert ev.signals[0].detail["normalisations"] == []   # a mark written as enrolled needed no fold
