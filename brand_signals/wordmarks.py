@@ -75,12 +75,15 @@ FUZZY_MIN_LEN = 4
 # A digit typed into a mark word (tn.digit_typo_ok) counts for mark words of at least this
 # many letters, as plain typos do (FUZZY_MIN_LEN): "Cob6" for Coby, "Acer3".
 DIGIT_TYPO_MIN_LEN = 4
-# An edit on the first letter counts for mark words of at least this many letters (and a
-# token that is no known word, tn.dictionary_words). From the dev brands' 158 mark words of
-# 4+ letters against pyspellchecker's 128,000 English words: words one first-letter edit
-# from a mark word number 5.9 per mark word of 4 letters, 1.3 of 5, 1.1 of 6, 0.05 of 7
-# ("cattery" for battery) and 0 of 9+; from 7 on, the few left are rare words that the
-# dictionary check removes.
+# An edit on the first letter counts for mark words of at least this many letters, when the
+# token is no known word (tn.dictionary_words) and the edit is a typed one
+# (tn.first_letter_typo_ok: dropped, swapped, a neighbouring key, a digit one bit away). From
+# the dev brands' 158 mark words of 4+ letters against pyspellchecker's 128,000 English
+# words: words one first-letter edit from a mark word number 5.9 per mark word of 4 letters,
+# 1.3 of 5, 1.1 of 6, 0.05 of 7 and 0 of 9+; the dictionary check removes those, so the
+# risk left is other names. On the dev text set 5 costs no false positive (7: none either)
+# and finds 0.71 of the disguise-family set's first-letter edits (7: 0.53); 4 finds 0.79 but
+# adds two dev false positives ("SVGA" read as EVGA, "Luv" as iLuv).
 FIRST_LETTER_MIN_LEN = 5
 # A token with several readings ("lin": line or link) gets a stream per extra reading, up
 # to this many streams per field (bounds the cost of hostile text full of near-marks).
