@@ -27,6 +27,9 @@ MAKER_WORDS = frozenset({"by", "from", "von", "par"})
 CUE_BEFORE_WINDOW = 4
 # "Lexmark E250A21A Compatible": a cue at most this many tokens after the mark.
 CUE_AFTER_WINDOW = 2
+# ...not counting up to this many tokens of other found marks between ("ソニー(SONY)対応": the
+# other spelling of the same mark; "Canon Nikon compatible").
+CUE_AFTER_MARKS = 2
 # Short marks read through leetspeak away from the brand position: at most this many leet
 # characters ("4CP" for ACP; a "0K1" mid-title reads as much like a model code as OKI).
 SHORT_LEET_MAX_CHARS = 1
@@ -137,7 +140,8 @@ def is_compat(hit: "_Hit", covered: bytearray) -> bool:
             continue
         break
     k, seen = last + 1, 0
-    while k < len(toks) and seen < CUE_AFTER_WINDOW:
+    stop = min(len(toks), last + 1 + CUE_AFTER_WINDOW + CUE_AFTER_MARKS)
+    while k < stop and seen < CUE_AFTER_WINDOW:
         t = toks[k]
         if t in CUES_AFTER or (_is_cjk(t) and t.startswith(CJK_CUES_AFTER) and not t.startswith(CJK_NOT_CUES_AFTER)):
             return True
