@@ -235,6 +235,9 @@ def test_index_pickles_and_builds_fast():
      "split letters, a confusable flood, misspellings"),
     (listing("Sony Dell " * 200, description="for Wilson Jones HP " * 1000), "hundreds of marks in every field"),
     (listing("S.o.n.y " * 250, description="T0mT0m $ony " * 2000), "disguised marks repeated"),
+    (listing("-".join(["Gar", "min", "So", "ny"] * 250), brand_field="Garmin2 Asio " * 50,
+             description="ソ-ニ-" * 1000 + "東芝製" * 500 + "Wingline3 " * 300),
+     "pieces tied by hyphens, digit and first-letter typos, katakana dashes, glued kanji"),
 ])
 def test_hostile_fields_stay_fast(index, x, reason):
     t0 = time.perf_counter()
