@@ -195,6 +195,7 @@ def run_single(n_marks: int, n_listings: int, naive_max: int, faiss_max: int) ->
     listings = make_listings(marks, n_listings, random.Random(SEED + 1))
     brands = make_brands(marks)
     tn.common_words()
+    tn.dictionary_words()   # first-letter typo check: loaded once per process, outside the timing
     tn.confusable_map()
     rss0 = rss_mib()
     t0 = time.perf_counter()

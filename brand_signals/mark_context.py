@@ -27,6 +27,9 @@ MAKER_WORDS = frozenset({"by", "from", "von", "par"})
 CUE_BEFORE_WINDOW = 4
 # "Lexmark E250A21A Compatible": a cue at most this many tokens after the mark.
 CUE_AFTER_WINDOW = 2
+# ...not counting up to this many tokens of other found marks between ("ソニー(SONY)対応": the
+# other spelling of the same mark; "Canon Nikon compatible").
+CUE_AFTER_MARKS = 2
 # Short marks read through leetspeak away from the brand position: at most this many leet
 # characters ("4CP" for ACP; a "0K1" mid-title reads as much like a model code as OKI).
 SHORT_LEET_MAX_CHARS = 1
@@ -48,11 +51,17 @@ CUES_AFTER = frozenset({
     "kompatibel", "compatibile", "compativel", "equivalente",
 })
 # Chinese, Japanese and Korean cues live inside runs of those scripts, which are single tokens
-# (textnorm.TOKEN_RE): "适用于戴尔Dell电池" (battery suitable for Dell), "Dell专用" (for Dell),
-# "Sony用ケース" (case for Sony), "Sony용" (for Sony). A CJK token right before the mark that
-# contains one of these, or right after it that starts with one, makes a compatibility cue.
-CJK_CUES_BEFORE = ("适用", "兼容", "用于", "适配", "對應", "对应", "対応", "호환")
-CJK_CUES_AFTER = ("用", "专用", "專用", "适用", "兼容", "対応", "对应", "호환", "용")
+# (textnorm.TOKEN_RE; katakana runs apart from kanji/hiragana ones): "适用于戴尔Dell电池"
+# (battery suitable for Dell), "Dell专用" (for Dell), "Sony用ケース" (case for Sony), "Sony용"
+# (for Sony), Japanese "キヤノン互換インク" (ink compatible with Canon), "ソニー対応" (supports
+# Sony), "エプソン専用" (dedicated to Epson), "ニコン適合" (fits Nikon), "アップル向け" (made
+# for Apple), "iPhoneに対応" (with the particle に). A CJK token right before the mark that
+# contains one of CJK_CUES_BEFORE ("対応機種：ソニー", models supported: Sony), or one within
+# CUE_AFTER_WINDOW after it that starts with one of CJK_CUES_AFTER, makes a compatibility cue.
+CJK_CUES_BEFORE = ("适用", "兼容", "用于", "适配", "對應", "对应", "対応", "호환", "互換", "適合", "適用")
+CJK_CUES_AFTER = ("用", "专用", "專用", "适用", "兼容", "対応", "对应", "호환", "용",
+                  "専用", "互換", "適合", "適用", "向け", "交換用", "に対応", "にも対応", "に適合",
+                  "製品に対応", "製品対応", "製品用", "製品専用", "製品互換", "機種対応", "機種用")
 # ...except words that merely start like a cue: 用品 (goods: "Nike用品店" is a Nike shop), 용품.
 CJK_NOT_CUES_AFTER = ("用品", "용품")
 # Words that may stand between a cue and the mark ("for use with the Apple iPad").
@@ -130,11 +139,16 @@ def is_compat(hit: "_Hit", covered: bytearray) -> bool:
             k -= 1
             continue
         break
-    for k in range(last + 1, min(len(toks), last + 1 + CUE_AFTER_WINDOW)):
+    k, seen = last + 1, 0
+    stop = min(len(toks), last + 1 + CUE_AFTER_WINDOW + CUE_AFTER_MARKS)
+    while k < stop and seen < CUE_AFTER_WINDOW:
         t = toks[k]
-        if t in CUES_AFTER or (k == last + 1 and _is_cjk(t) and t.startswith(CJK_CUES_AFTER)
-                               and not t.startswith(CJK_NOT_CUES_AFTER)):
+        if t in CUES_AFTER or (_is_cjk(t) and t.startswith(CJK_CUES_AFTER) and not t.startswith(CJK_NOT_CUES_AFTER)):
             return True
+        s, e = hit.stream.spans()[k]
+        if covered.find(0, s, e) >= 0:
+            seen += 1      # other found marks do not count ("ソニー(SONY)対応")
+        k += 1
     return False
 
 

@@ -42,13 +42,18 @@ class Fold(enum.IntFlag):
     SPACING = 32       # letters split by spaces, dots or hyphens joined ("S.o.n.y")
     REPEAT = 64        # a letter repeated to pad the mark ("Sonyyyy")
     TYPO = 128         # one edit away (insertion, deletion, substitution, transposition)
+    PUNCT = 256        # punctuation inside a mark dropped ("To-shiba", "Sa.brent")
+    DIGIT_TYPO = 512   # a digit typed for a neighbouring key or a flipped bit, or added ("Sha5p", "Acer3")
+    FIRST_LETTER = 1024  # the one edit is on the first letter ("Etgear", "Asharp")
+    KANA = 2048        # kana variants: small for full size, long-vowel mark dropped or replaced
 
 
 # Evidence names, in a stable order.
 FOLD_NAMES: tuple[tuple[int, str], ...] = tuple((int(bit), name) for bit, name in (
     (Fold.HOMOGLYPH, "homoglyph"), (Fold.COMPAT, "nfkc"), (Fold.DIACRITICS, "diacritics"),
     (Fold.INVISIBLE, "invisible"), (Fold.LEET, "leet"), (Fold.SPACING, "spacing"),
-    (Fold.REPEAT, "repeat"), (Fold.TYPO, "typo:edit1"),
+    (Fold.REPEAT, "repeat"), (Fold.TYPO, "typo:edit1"), (Fold.PUNCT, "punctuation"),
+    (Fold.DIGIT_TYPO, "typo:digit"), (Fold.FIRST_LETTER, "typo:first-letter"), (Fold.KANA, "kana"),
 ))
 
 
@@ -59,10 +64,17 @@ def fold_names(flags: int) -> list[str]:
 # Leetspeak readings, as one key per character. "1", "!", "|" and "l" all key to "i" so that
 # either reading of "1" (i or l) meets the mark's own letters; the matcher verifies the
 # alignment afterwards (a plain "l" in the text must still face an "l" or "i" in the mark).
+# Kana written small or full size ("キャノン" for キヤノン) and the long-vowel mark present
+# or not ("ソニ" for ソニー) read alike: small kana key to their full-size letter and the
+# mark "ー" is dropped from the key (the matcher verifies the kana alignment afterwards).
+SMALL_KANA = "ァィゥェォッャュョヮヵヶぁぃぅぇぉっゃゅょゎ"
+FULL_KANA = "アイウエオツヤユヨワカケあいうえおつやゆよわ"
+LONG_VOWEL = "\u30fc"
+KANA_TABLE = str.maketrans(dict(zip(SMALL_KANA, FULL_KANA)) | {LONG_VOWEL: None})
 LEET_TABLE = str.maketrans({
     "0": "o", "1": "i", "!": "i", "|": "i", "l": "i", "3": "e", "4": "a", "@": "a",
     "5": "s", "$": "s", "7": "t", "8": "b", "9": "g",
-})
+} | dict(zip(SMALL_KANA, FULL_KANA)) | {LONG_VOWEL: None})
 # Which text character may stand for which mark character in a leet match.
 LEET_READINGS: dict[str, frozenset[str]] = {
     "0": frozenset("o"), "1": frozenset("il"), "!": frozenset("il"), "|": frozenset("il"),
@@ -75,19 +87,32 @@ LEET_READINGS: dict[str, frozenset[str]] = {
 # marketplace title or an OCR line ("Google搜索") means it. (Hiragana, Katakana, CJK
 # ideographs with extension A and the compatibility block, Hangul syllables.) Thai, Lao,
 # Myanmar and Khmer are written without spaces between words too ("Nikeรองเท้า").
-CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-UNSPACED = CJK + "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
-TOKEN_RE = re.compile(rf"[^\W_{UNSPACED}]+|[{UNSPACED}]+")
+# Katakana (with its long-vowel mark and the small-kana extension) is a run of its own:
+# Japanese titles glue a katakana brand to kanji or hiragana ("ソニー製", "ナイキの"), while
+# a katakana word inside a longer katakana word is another word ("デル" in "モデル"). The
+# katakana middle dot "・" separates words ("ルイ・ヴィトン"); it is no part of a token.
+KATAKANA = "\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff"
+OTHER_CJK = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+CJK = KATAKANA + OTHER_CJK
+SOUTHEAST_ASIAN = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+UNSPACED = CJK + SOUTHEAST_ASIAN
+_RUNS = rf"[{KATAKANA}]+|[{OTHER_CJK}]+|[{SOUTHEAST_ASIAN}]+"
+TOKEN_RE = re.compile(rf"[^\W_{UNSPACED}]+|{_RUNS}")
 CJK_RE = re.compile(rf"[{CJK}]")
+KATAKANA_RE = re.compile(rf"[{KATAKANA}]")
+OTHER_CJK_RE = re.compile(rf"[{OTHER_CJK}]")
 # Tokens of the leet stream keep the symbols that leetspeak uses inside words.
-LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|[{UNSPACED}]+")
+LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|{_RUNS}")
 # Symbols that only count as leet inside a token ("Sony!" is not "sonyi").
 LEET_EDGE_STRIP = "!|"
 _HAS_LEET_RE = re.compile(r"[0-9$@!|]")
 _REPEAT_RE = re.compile(r"(.)\1+")
 _TRIPLE_RE = re.compile(r"(.)\1\1")
 # Separators that may split a mark's letters ("S w i n g", "C.a.s.i.o", "L-G", "S_o_n_y").
-SPLIT_SEPARATORS = frozenset(" .-_·•*/~")
+SPLIT_SEPARATORS = frozenset(" .-_·•*/~\u30fb")
+# Punctuation that may stand inside a mark's word ("To-shiba", "Sa.brent", "Mc'Afee"): the
+# separators above without the space, plus apostrophes.
+GLUE_SEPARATORS = "-._·•*/~'\u2019\u30fb"
 
 
 # Ordinary words are not read as misspelt marks ("Bass" is not a typo of BOSS). Word lists
@@ -119,6 +144,16 @@ def common_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """Every word of pyspellchecker's English list (~128,000, rare words and names included)
+    plus common_words(): a misspelling of a mark's first letter must not be any known word
+    ("Cattery" is no Battery). Loaded once per process, on the first such lookup."""
+    base = resources.files("spellchecker").joinpath("resources")
+    counts: dict[str, int] = orjson.loads(gzip.decompress(base.joinpath("en.json.gz").read_bytes()))
+    return frozenset(w.lower() for w in counts if w.isascii()) | common_words()
+
+
+@functools.lru_cache(maxsize=1)
 def confusable_map() -> dict[str, str]:
     """Non-ASCII character -> the ASCII letter or digit it is confusable with.
 
@@ -132,7 +167,10 @@ def confusable_map() -> dict[str, str]:
     out: dict[str, str] = {}
 
     def target(v: str) -> str | None:
-        v = v.strip("\u200e\u200f")
+        # UTS #39 skeleton of the prototype: a prototype of several code points that is one
+        # letter plus combining marks ("o" + combining long solidus for "ø") is that letter.
+        v = "".join(c for c in unicodedata.normalize("NFD", v.strip("\u200e\u200f"))
+                    if not unicodedata.combining(c))
         return v if len(v) == 1 and v.isascii() and v.isalnum() else None
 
     for k, entries in data.items():
@@ -156,11 +194,67 @@ def confusable_map() -> dict[str, str]:
     return out
 
 
+# Latin letters that Unicode's confusables do not list but whose name says which letter they
+# are, with a hook, stroke, tail, bar or descender, or as a small capital ("ꞑ" LATIN SMALL
+# LETTER N WITH DESCENDER, "ʙ" LATIN LETTER SMALL CAPITAL B, "ʉ" LATIN SMALL LETTER U BAR):
+# typosquatting generators draw their look-alikes from exactly these.
+_LATIN_NAME_RE = re.compile(r"LATIN (?:SMALL |CAPITAL )?LETTER (?:SMALL CAPITAL )?([A-Z])(?: WITH .+| BAR)?")
+# Latin letters whose name does not say the letter they look like.
+LATIN_LOOKALIKES = {"\u014b": "n", "\u014a": "n", "\u0138": "k", "\u01bf": "p", "\u01f7": "p",
+                    "\u0185": "b", "\u0184": "b", "\u0259": "a", "\u00e6": "ae", "\u00c6": "ae",
+                    "\u0153": "oe", "\u0152": "oe"}   # eng, kra, wynn, tone six, schwa, ae, oe
+
+
+# Letter pairs that read as one letter in most fonts (Unicode's confusables list single
+# characters only; typosquatting generators use these pairs: "Tỏrntom", "nꞑcafee").
+ASCII_LOOKALIKES = (("rn", "m"), ("nn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def lookalike_readings(token: str) -> list[str]:
+    """`token` with one letter pair of ASCII_LOOKALIKES read as the letter it looks like."""
+    out = []
+    for pair, letter in ASCII_LOOKALIKES:
+        i = token.find(pair)
+        while i >= 0:
+            out.append(token[:i] + letter + token[i + 2:])
+            i = token.find(pair, i + 1)
+    return out
+
+
+def latin_base(c: str) -> str | None:
+    """The ASCII letter a Latin letter with a modifier stands for, from its Unicode name."""
+    hit = LATIN_LOOKALIKES.get(c)
+    if hit is not None:
+        return hit
+    m = _LATIN_NAME_RE.fullmatch(unicodedata.name(c, ""))
+    return m.group(1).lower() if m else None
+
+
+# Voiced and semi-voiced sound marks, combining, spacing and half-width, by the combining
+# mark they put on the kana before them ("ｸﾞ" -> グ, "ハ" + U+309A -> パ).
+_VOICED_MARKS = {"\u3099": "\u3099", "\u309a": "\u309a", "\u309b": "\u3099", "\u309c": "\u309a",
+                 "\uff9e": "\u3099", "\uff9f": "\u309a"}
+# Dashes that stand for the katakana long-vowel mark at the end of a katakana word ("ソニ-",
+# "シャ−プ" typed with a minus sign); between katakana words they separate them.
+KANA_DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d~\u301c\uff5e")
+
+
+def _is_katakana(c: str) -> bool:
+    return "\u30a1" <= c <= "\u30ff" and c != "\u30fb" or "\uff66" <= c <= "\uff9f" or "\u31f0" <= c <= "\u31ff"
+
+
 @functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
 def fold_char(c: str) -> tuple[str, int]:
     """One character -> (folded text, Fold bits). The folded text may be empty or longer."""
     if c.isascii():
         return c.lower(), 0
+    if c in _VOICED_MARKS:
+        return "", int(Fold.DIACRITICS)   # a voiced mark with no kana before it (fold() composes the others)
+    if "\u3040" <= c <= "\u30ff" or "\uff61" <= c <= "\uff9f":
+        # Kana: NFKC, so that half-width forms become full width ("ﾅｲｷ" -> ナイキ) and voiced
+        # kana keep their mark (NFKD would split "グ" into ク + a combining mark).
+        n = unicodedata.normalize("NFKC", c)
+        return n, int(Fold.COMPAT) if n != c else 0
     cat = unicodedata.category(c)
     if cat == "Cf" or cat == "Mn" or cat == "Me":
         return "", int(Fold.INVISIBLE if cat == "Cf" else Fold.DIACRITICS)
@@ -178,6 +272,8 @@ def fold_char(c: str) -> tuple[str, int]:
     out = []
     for ch in kept.casefold():
         p = conf.get(ch)
+        if p is None and not ch.isascii():
+            p = latin_base(ch)
         if p is not None:
             out.append(p.lower())
             flags |= Fold.HOMOGLYPH
@@ -211,6 +307,8 @@ class FoldedText:
             return ""
         o_start = self.origin[start]
         o_end = self.origin[end - 1] + 1
+        while o_end < len(self.original) and self.original[o_end] in _VOICED_MARKS:
+            o_end += 1     # composed into the kana before it
         return self.original[o_start:o_end]
 
 
@@ -224,7 +322,23 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
     origin: list[int] = []
     flags: list[int] = []
     pending = 0   # folds of removed characters, credited to the next character kept
+    n = len(text)
     for i, c in enumerate(text):
+        if pieces and _is_katakana(pieces[-1][-1]) or pieces and "\u3040" <= pieces[-1][-1] <= "\u309f":
+            mark = _VOICED_MARKS.get(c)
+            if mark is not None:
+                composed = unicodedata.normalize("NFC", pieces[-1][-1] + mark)
+                if len(composed) == 1:
+                    pieces[-1] = pieces[-1][:-1] + composed
+                    if c not in "\u3099\u309a":
+                        flags[-1] |= int(Fold.COMPAT)
+                    continue
+            if c in KANA_DASHES and _is_katakana(pieces[-1][-1]) and (i + 1 == n or not _is_katakana(text[i + 1])):
+                pieces.append(LONG_VOWEL)
+                origin.append(i)
+                flags.append(int(Fold.KANA) | pending)
+                pending = 0
+                continue
         f, bits = fold_char(c)
         if f:
             pieces.append(f)
@@ -241,6 +355,11 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
 def normalize(text: str) -> str:
     """The plain normal form of a mark or phrase: folded tokens joined by single spaces."""
     return " ".join(TOKEN_RE.findall(fold(text).text))
+
+
+def kana_variant(text: str, mark: str) -> bool:
+    """`text` writes `mark` with other kana sizes or long-vowel marks ("キャノン", "ソニ")."""
+    return text != mark and text.translate(KANA_TABLE) == mark.translate(KANA_TABLE)
 
 
 def leet_key(s: str) -> str:
@@ -349,6 +468,94 @@ def within_one_edit(a: str, b: str) -> bool:
     while i < la and a[i] == b[i]:
         i += 1
     return a[i:] == b[i + 1:]                 # b has one extra character at i
+
+
+def _keyboard_neighbours() -> dict[str, frozenset[str]]:
+    """Keys next to each key on QWERTY, QWERTZ and AZERTY (digit row included), from each
+    layout's rows with the usual half-key stagger: same row left and right, the two keys
+    above (same column and one right) and the two below (one left and same column)."""
+    layouts = (("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"),
+               ("1234567890", "qwertzuiop", "asdfghjkl", "yxcvbnm"),
+               ("1234567890", "azertyuiop", "qsdfghjklm", "wxcvbn"))
+    out: dict[str, set[str]] = {}
+    for rows in layouts:
+        for r, row in enumerate(rows):
+            for c, key in enumerate(row):
+                near = out.setdefault(key, set())
+                for rr, cc in ((r, c - 1), (r, c + 1), (r - 1, c), (r - 1, c + 1), (r + 1, c - 1), (r + 1, c)):
+                    if 0 <= rr < len(rows) and 0 <= cc < len(rows[rr]):
+                        near.add(rows[rr][cc])
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+KEYBOARD_NEIGHBOURS = _keyboard_neighbours()
+
+
+def bit_flip(a: str, b: str) -> bool:
+    """The character codes of a and b differ in exactly one bit ("s" 0x73 and "3" 0x33)."""
+    x = ord(a) ^ ord(b)
+    return x != 0 and x & (x - 1) == 0
+
+
+def one_edit(text: str, mark: str) -> tuple[str, int] | None:
+    """The single edit that turns `mark` into `text`, as (kind, position in text): "sub",
+    "ins" (text has an extra character there), "del" (text lacks mark[position]) or "swap"
+    (adjacent transposition starting there). None unless within_one_edit(text, mark)."""
+    if not within_one_edit(text, mark):
+        return None
+    i = 0
+    while i < min(len(text), len(mark)) and text[i] == mark[i]:
+        i += 1
+    if len(text) == len(mark):
+        return ("sub", i) if text[i + 1:] == mark[i + 1:] else ("swap", i)
+    return ("ins", i) if len(text) > len(mark) else ("del", i)
+
+
+# A digit in place of a letter counts in mark words of at least this many letters: in four
+# letters it makes a model code as often as a disguise ("AS8S" on the dev set is no Asus).
+DIGIT_SUB_MIN_LEN = 5
+
+
+def digit_typo_ok(text: str, mark: str) -> bool:
+    """`text` is `mark` with one digit typed into it: in place of a letter whose key is next
+    to the digit's or whose code is one bit away ("sha5p", "3harp"), inserted next to a
+    letter whose key it neighbours ("whirlpo9ol"), or appended ("toshiba2"). Every other
+    character of `text` is the mark's own."""
+    if sum(c.isdigit() for c in text) != 1:
+        return False
+    e = one_edit(text, mark)
+    if e is None:
+        return False
+    kind, i = e
+    if kind == "sub":
+        d, m = text[i], mark[i]
+        return d.isdigit() and len(mark) >= DIGIT_SUB_MIN_LEN and (d in KEYBOARD_NEIGHBOURS.get(m, ()) or bit_flip(d, m))
+    if kind == "ins":
+        d = text[i]
+        if not d.isdigit():
+            return False
+        if i == len(text) - 1:
+            return True
+        near = KEYBOARD_NEIGHBOURS.get(d, frozenset())
+        return (i > 0 and mark[i - 1] in near) or mark[i] in near
+    return False
+
+
+def first_letter_typo_ok(text: str, mark: str) -> bool:
+    """`text` is `mark` with its first letter dropped ("etgear"), swapped with the second,
+    replaced by a neighbouring key or a one-bit flip ("3harp"), or with a neighbouring key
+    or the same letter typed before it ("asharp", "nnetgear"). An arbitrary other first
+    letter makes another word ("Pantech" is no Xantech)."""
+    e = one_edit(text, mark)
+    if e is None or e[1] != 0:
+        return False
+    kind = e[0]
+    if kind in ("del", "swap"):
+        return True
+    t, m = text[0], mark[0]
+    if kind == "sub" and t.isdigit() and bit_flip(t, m):
+        return True   # a bit flip between letters makes another word ("Pantech", Xantech)
+    return t in KEYBOARD_NEIGHBOURS.get(m, ()) or (kind == "ins" and t == m)
 
 
 def deletes1(s: str) -> set[str]:

@@ -4,15 +4,26 @@ keep leetspeak symbols ("Sam$ung"). Each stream is searched as one leet-keyed st
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 from brand_signals import textnorm as tn
 
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
-_LEET, _SPACING = int(tn.Fold.LEET), int(tn.Fold.SPACING)
+_LEET, _SPACING, _PUNCT = int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.PUNCT)
 LEET_SYMBOL_RE = re.compile(r"[$@!|]")
 # Two single characters split by one separator: the only texts worth a despaced stream.
 MAYBE_SPLIT_RE = re.compile(r"(?<![^\W_])[^\W_][ .\-_·•*/~][^\W_](?![^\W_])")
+# Words tied by one punctuation character: the only texts worth a glued stream.
+MAYBE_GLUED_RE = re.compile(rf"[^\W_][{re.escape(tn.GLUE_SEPARATORS)}][^\W_]")
+# A mark word split by punctuation into at most this many pieces ("To-shiba": 2; "T-osh-iba":
+# 3); each extra piece is one more lookup per tied token.
+MAX_GLUED_PIECES = 3
+# A kanji mark glued to what follows it in a run of kanji and hiragana ("東芝製", made by
+# Toshiba; "日立純正", genuine Hitachi; "東芝の"; "東芝用", for Toshiba) is split off when the
+# rest starts with one of these words; otherwise the run is another word ("日立市", the city).
+# Kanji marks are 2-4 characters (東芝, 日立, 任天堂, 資生堂): longer prefixes are not tried.
+KANJI_MARK_SUFFIXES = ("製", "社製", "純正", "正規", "の", "ブランド")
+MAX_KANJI_MARK = 4
 
 
 class TokenStream:
@@ -145,3 +156,80 @@ def symbol_stream(text: str) -> TokenStream | None:
     if not tokens:
         return None
     return TokenStream(tokens, _LEET, text, spans=spans)
+
+
+def glued_stream(text: str, plain: TokenStream, is_key: Callable[[str], bool]) -> TokenStream | None:
+    """Tokens tied by one punctuation character joined back where the joined form is a mark
+    word or joined mark (`is_key`): "To-shiba" -> "toshiba", "mc-afee" -> "mcafee". Longest
+    join first; pieces that join into no key stay as they are."""
+    toks, spans = plain.tokens, plain.spans()
+    n = len(toks)
+    out_t: list[str] = []
+    out_s: list[tuple[int, int]] = []
+    out_f: list[int] = []
+    joined_any = False
+    k = 0
+    while k < n:
+        j = k
+        while j + 1 < n and j - k + 2 <= MAX_GLUED_PIECES:
+            gap = text[spans[j][1]:spans[j + 1][0]]
+            if len(gap) != 1 or gap not in tn.GLUE_SEPARATORS:
+                break
+            j += 1
+        hit, word = -1, ""
+        for e in range(j, k, -1):
+            for w in _joins(text, toks, spans, k, e):
+                if is_key(w):
+                    hit, word = e, w
+                    break
+            if hit >= 0:
+                break
+        if hit < 0:
+            out_t.append(toks[k]); out_s.append(spans[k]); out_f.append(0)
+            k += 1
+            continue
+        out_t.append(word); out_s.append((spans[k][0], spans[hit][1])); out_f.append(_PUNCT)
+        joined_any = True
+        k = hit + 1
+    if not joined_any:
+        return None
+    return TokenStream(out_t, _PUNCT, text, spans=out_s, tflags=out_f)
+
+
+def _joins(text: str, toks: Sequence[str], spans: Sequence[tuple[int, int]], k: int, e: int) -> tuple[str, ...]:
+    """toks[k..e] joined; where a dash ties two katakana pieces it may also stand for the
+    long-vowel mark ("ロジク-ル" is ロジクール)."""
+    plain = "".join(toks[k:e + 1])
+    if not tn.KATAKANA_RE.match(toks[k]):
+        return (plain,)
+    pieces = [toks[k]]
+    for g in range(k + 1, e + 1):
+        gap = text[spans[g - 1][1]:spans[g][0]]
+        pieces.append(tn.LONG_VOWEL if gap in tn.KANA_DASHES else "")
+        pieces.append(toks[g])
+    long = "".join(pieces)
+    return (plain,) if long == plain else (plain, long)
+
+
+def kanji_prefix_stream(plain: TokenStream, is_key: Callable[[str], bool], cues_after: tuple[str, ...]) -> TokenStream | None:
+    """Kanji/hiragana tokens that start with a mark (`is_key`) followed by one of
+    KANJI_MARK_SUFFIXES or a compatibility cue (`cues_after`) split in two."""
+    cuts: dict[int, int] = {}
+    for k, t in enumerate(plain.tokens):
+        if len(t) > 2 and tn.OTHER_CJK_RE.match(t) is not None:
+            for n in range(min(MAX_KANJI_MARK, len(t) - 1), 1, -1):
+                rest = t[n:]
+                if (rest.startswith(KANJI_MARK_SUFFIXES) or rest.startswith(cues_after)) and is_key(t[:n]):
+                    cuts[k] = n
+                    break
+    if not cuts:
+        return None
+    out_t: list[str] = []
+    out_s: list[tuple[int, int]] = []
+    for k, (t, (a, b)) in enumerate(zip(plain.tokens, plain.spans())):
+        n = cuts.get(k)
+        if n is None:
+            out_t.append(t); out_s.append((a, b))
+        else:
+            out_t.extend((t[:n], t[n:])); out_s.extend(((a, a + n), (a + n, b)))
+    return TokenStream(out_t, 0, plain._text, spans=out_s)

@@ -26,7 +26,7 @@ import numpy as np
 
 from brand_signals import textnorm as tn
 from brand_signals.records import BrandReference, Evidence, Listing, Signal, SignalKind
-from brand_signals.mark_context import CUES_AFTER, CUES_BEFORE, FILLER_WORDS
+from brand_signals.mark_context import CJK_CUES_AFTER, CUES_AFTER, CUES_BEFORE, FILLER_WORDS
 from brand_signals.mark_context import at_brand_position as _at_brand_position
 from brand_signals.mark_context import brand_position_tokens as _brand_position_tokens
 from brand_signals.mark_context import is_compat as _is_compat
@@ -34,9 +34,12 @@ from brand_signals.mark_context import leet_ok as _leet_ok
 from brand_signals.mark_context import prefer_longer as _prefer_longer
 from brand_signals.mark_context import short_ok as _short_ok
 from brand_signals.token_streams import LEET_SYMBOL_RE as _LEET_SYMBOL_RE
+from brand_signals.token_streams import MAYBE_GLUED_RE as _MAYBE_GLUED_RE
 from brand_signals.token_streams import MAYBE_SPLIT_RE as _MAYBE_SPLIT_RE
 from brand_signals.token_streams import TokenStream as _Stream
 from brand_signals.token_streams import despaced_streams as _despaced_streams
+from brand_signals.token_streams import glued_stream as _glued_stream
+from brand_signals.token_streams import kanji_prefix_stream as _kanji_prefix_stream
 from brand_signals.token_streams import symbol_stream as _symbol_stream
 
 # --- scores (per signal; decide.py combines them with a noisy-OR) -------------------------
@@ -69,6 +72,19 @@ SHORT_MARK_MAX = 3
 # may still be a 4-letter mark missing a letter ("DYO" for DYMO), but only where the brand
 # stands (see mark_context.BRAND_POSITION_MAX).
 FUZZY_MIN_LEN = 4
+# A digit typed into a mark word (tn.digit_typo_ok) counts for mark words of at least this
+# many letters, as plain typos do (FUZZY_MIN_LEN): "Cob6" for Coby, "Acer3".
+DIGIT_TYPO_MIN_LEN = 4
+# An edit on the first letter counts for mark words of at least this many letters, when the
+# token is no known word (tn.dictionary_words) and the edit is a typed one
+# (tn.first_letter_typo_ok: dropped, swapped, a neighbouring key, a digit one bit away). From
+# the dev brands' 158 mark words of 4+ letters against pyspellchecker's 128,000 English
+# words: words one first-letter edit from a mark word number 5.9 per mark word of 4 letters,
+# 1.3 of 5, 1.1 of 6, 0.05 of 7 and 0 of 9+; the dictionary check removes those, so the
+# risk left is other names. On the dev text set 5 costs no false positive (7: none either)
+# and finds 0.71 of the disguise-family set's first-letter edits (7: 0.53); 4 finds 0.79 but
+# adds two dev false positives ("SVGA" read as EVGA, "Luv" as iLuv).
+FIRST_LETTER_MIN_LEN = 5
 # A token with several readings ("lin": line or link) gets a stream per extra reading, up
 # to this many streams per field (bounds the cost of hostile text full of near-marks).
 MAX_CORRECTED_STREAMS = 8
@@ -119,6 +135,8 @@ _FOLD_MASK = _SHORT_TYPO - 1
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
 _LEET, _SPACING, _TYPO, _REPEAT = (int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.TYPO),
                                    int(tn.Fold.REPEAT))
+_HOMOGLYPH = int(tn.Fold.HOMOGLYPH)
+_DIGIT_TYPO, _FIRST, _KANA = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER), int(tn.Fold.KANA)
 # Automaton values (pyahocorasick STORE_INTS keeps 32-bit ints): mark id * 2 + (1 if the
 # key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
 # index into a side table. Room for 500 M marks.
@@ -406,6 +424,14 @@ class WordMarkIndex:
         if _MAYBE_SPLIT_RE.search(text) is not None:
             for spaced in _despaced_streams(text, plain):
                 self._search(spaced, folded, found)
+        if _MAYBE_GLUED_RE.search(text) is not None:
+            glued = _glued_stream(text, plain, self._exact.__contains__)
+            if glued is not None:
+                self._search(glued, folded, found)
+        if not folded.original.isascii() and tn.OTHER_CJK_RE.search(text) is not None:
+            kanji = _kanji_prefix_stream(plain, self._exact.__contains__, CJK_CUES_AFTER)
+            if kanji is not None:
+                self._search(kanji, folded, found)
         if _LEET_SYMBOL_RE.search(text) is not None:
             symbols = _symbol_stream(text)
             if symbols is not None:
@@ -435,10 +461,11 @@ class WordMarkIndex:
                 return
             codes = (value,) if value < _COLLISION_BASE else self._collisions[value - _COLLISION_BASE]
             m0 = self._marks[codes[0] >> 1]
-            klen = (len(m0.norm) if not codes[0] & 1 else len(m0.norm) - m0.norm.count(" ")) + 2
-            kstart = end - klen + 2                      # first character of the first token
-            first = stream.offset + hay.count(" ", 0, kstart) - 1
-            last = first + hay.count(" ", kstart, end)   # inclusive
+            # Keys sharing a value have as many tokens; count tokens, not characters (kana
+            # keys drop the long-vowel mark, so a key may be shorter than the mark).
+            n_tokens = 1 if codes[0] & 1 else m0.norm.count(" ") + 1
+            last = stream.offset + hay.count(" ", 0, end) - 1   # inclusive
+            first = last - n_tokens + 1
             written = " ".join(tokens[first:last + 1])
             tflags = stream.flags(first, last)
             lead = _at_brand_position(tokens, first)
@@ -449,9 +476,12 @@ class WordMarkIndex:
                 form = mark.joined if code & 1 else mark.norm
                 flags = tflags
                 if written != form:
-                    if not _leet_ok(written.replace(" ", ""), mark, lead):
+                    if tn.kana_variant(written, form):
+                        flags |= _KANA
+                    elif not _leet_ok(written.replace(" ", ""), mark, lead):
                         continue
-                    flags |= _LEET
+                    else:
+                        flags |= _LEET
                 if stream.needs and not flags & stream.needs:
                     continue
                 if flags & _COMMON_TYPO and first == last:
@@ -489,7 +519,7 @@ class WordMarkIndex:
                 alternatives.extend((k, w, f) for w, f in hits[1:])
         if tokens is None:
             return []
-        needs = _TYPO | _REPEAT
+        needs = _TYPO | _REPEAT | _HOMOGLYPH
         spans = plain.spans()
         text = plain._text
         span = self._max_tokens - 1
@@ -529,21 +559,45 @@ class WordMarkIndex:
                              if tn.padded_from(token, self._words[i])})
             if padded:
                 return tuple((w, _REPEAT) for w in padded)
-        if any(c.isdigit() for c in token):
-            return ()   # model codes; digits standing for letters are leet's business
+        if tn.CJK_RE.match(token) is not None:
+            return ()   # one edit in a kana or kanji word makes another word
         common = token in tn.common_words()
+        if not common:
+            looks = sorted({w for w in tn.lookalike_readings(token) if w in self._exact})
+            if looks:
+                return tuple((w, _HOMOGLYPH) for w in looks)   # "torntom": rn reads as m
         words = self._words
+        if any(c.isdigit() for c in token):
+            # Model codes carry digits; a mark word with one digit typed into it is a disguise
+            # only in the shapes of tn.digit_typo_ok (digits read as letters are leet's).
+            if len(token) < DIGIT_TYPO_MIN_LEN:
+                return ()
+            found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
+            ok = sorted((w for w in found if len(w) >= DIGIT_TYPO_MIN_LEN and tn.digit_typo_ok(token, w)
+                         and (w[0] == token[0] or any_first or tn.first_letter_typo_ok(token, w))),
+                        key=lambda w: (w[0] != token[0], -len(w), w))
+            return tuple((w, _TYPO | _DIGIT_TYPO | (_FIRST if w[0] != token[0] else 0)) for w in ok)
         found = {words[i] for i in self._deletes.lookup(tn.deletes1(token))}
         ok = sorted((w for w in found
-                     if len(w) >= FUZZY_MIN_LEN and (any_first or w[0] == token[0]) and tn.within_one_edit(token, w)),
-                    key=lambda w: (-len(w), w))
+                     if len(w) >= FUZZY_MIN_LEN and self._first_ok(token, w, any_first) and tn.within_one_edit(token, w)),
+                    key=lambda w: (w[0] != token[0], -len(w), w))   # a kept first letter reads best
         if common:
             in_multi = self._in_multi
             ok = [w for w in ok if in_multi[_index(words, w)]]
         if not ok:
             return ()
         flag = _TYPO | (_SHORT_TYPO if len(token) < FUZZY_MIN_LEN else 0) | (_COMMON_TYPO if common else 0)
-        return tuple((w, flag) for w in ok)
+        return tuple((w, flag | (_FIRST if w[0] != token[0] and not any_first else 0)) for w in ok)
+
+    @staticmethod
+    def _first_ok(token: str, word: str, any_first: bool) -> bool:
+        """People keep the first letter when they misspell; counterfeiters change it too
+        ("Etgear", "Ogitech"), so an edit there counts for long mark words when the token is
+        no known word (FIRST_LETTER_MIN_LEN)."""
+        if any_first or word[0] == token[0]:
+            return True
+        return (len(word) >= FIRST_LETTER_MIN_LEN and tn.first_letter_typo_ok(token, word)
+                and token not in tn.dictionary_words())
 
 
 def _index(words: tuple[str, ...], w: str) -> int:

@@ -142,3 +142,104 @@ def test_distinct_character_flood_is_bounded():
     f = tn.fold(flood)
     assert len(f.original) == tn.MAX_FIELD_CHARS
     assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.parametrize("text, folded, fold", [
+    ("K\u0113nw\u00f8\u00f8d", "kenwood", Fold.DIACRITICS | Fold.HOMOGLYPH),   # macron; o with stroke: skeleton of its prototype
+    ("A\u01a5\u01a5le", "apple", Fold.HOMOGLYPH),        # p with hook: its Unicode name says p
+    ("n\ua791cafee", "nncafee", Fold.HOMOGLYPH),          # n with descender (not in confusables)
+    ("\u0280\u1d04\u1d00", "rca", Fold.HOMOGLYPH),        # small capitals R, C, A
+    ("\u014bikon", "nikon", Fold.HOMOGLYPH),              # eng: name says nothing, looks like n
+    ("\u00e6on", "aeon", Fold.HOMOGLYPH),                 # ae ligature: two letters
+    ("\u00df", "ss", Fold.NONE),                          # sharp s: case folding, no look-alike
+    ("\u0416", "\u0436", Fold.NONE),                      # Cyrillic Zhe looks like no Latin letter
+])
+def test_latin_lookalikes_fold(text, folded, fold):
+    f = tn.fold(text)
+    assert f.text == folded
+    assert f.span_flags(0, len(f.text)) == fold
+
+
+@pytest.mark.parametrize("text, folded, fold, tokens", [
+    ("\uff85\uff72\uff77", "ナイキ", Fold.COMPAT, ["ナイキ"]),                      # half-width katakana -> full width
+    ("\uff78\uff9e\uff6f\uff81", "グッチ", Fold.COMPAT, ["グッチ"]),                 # half-width voiced mark composed, not dropped
+    ("グッチ", "グッチ", Fold.NONE, ["グッチ"]),                                      # full-width voiced kana kept whole (NFKD would split it)
+    ("ハ\u309aナ", "パナ", Fold.NONE, ["パナ"]),                                      # combining semi-voiced mark composed
+    ("ソニ-", "ソニー", Fold.KANA, ["ソニー"]),                                       # dash at a katakana word's end: the long-vowel mark
+    ("ソニ-ヘッドホン", "ソニ-ヘッドホン", Fold.NONE, ["ソニ", "ヘッドホン"]),          # dash between katakana words separates them
+    ("ソニー製のイヤホン", "ソニー製のイヤホン", Fold.NONE, ["ソニー", "製の", "イヤホン"]),  # katakana runs apart from kanji/hiragana
+    ("ナ・イ・キ", "ナ・イ・キ", Fold.NONE, ["ナ", "イ", "キ"]),                      # middle dot is no part of a token
+    ("モデル", "モデル", Fold.NONE, ["モデル"]),                                      # a katakana word stays whole ("デル" inside)
+    ("\uff2e\uff29\uff2b\uff25", "nike", None, ["nike"]),                             # full-width Latin
+])
+def test_japanese_fold_and_tokens(text, folded, fold, tokens):
+    f = tn.fold(text)
+    assert f.text == folded
+    if fold is not None:
+        assert f.span_flags(0, len(f.text)) == fold
+    assert tn.TOKEN_RE.findall(f.text) == tokens
+    assert f.surface(0, len(f.text)) == text
+
+
+@pytest.mark.parametrize("text, mark, ok", [
+    ("キャノン", "キヤノン", True),     # small ャ for full-size ヤ (the common misspelling of Canon)
+    ("アツプル", "アップル", True),     # full-size ツ for small ッ
+    ("ソニ", "ソニー", True),           # long-vowel mark dropped
+    ("ナイキー", "ナイキ", True),       # long-vowel mark added
+    ("ソニー", "ソニー", False),        # identical: no variant
+    ("ソニア", "ソニー", False),        # another kana is another word
+    ("パナソニック", "ソニー", False),   # containing is not writing
+])
+def test_kana_variant(text, mark, ok):
+    assert tn.kana_variant(text, mark) is ok
+
+
+@pytest.mark.parametrize("text, mark, ok", [
+    ("sha5p", "sharp", True),           # 5 is the key above r
+    ("s6mantec", "symantec", True),     # 6 is the key above y
+    ("3harp", "sharp", True),           # s (0x73) and 3 (0x33) differ in one bit
+    ("toshiba2", "toshiba", True),      # a digit appended
+    ("whirlpo9ol", "whirlpool", True),  # 9 typed next to o, its neighbour
+    ("sha9p", "sharp", False),          # 9 is nowhere near r
+    ("to2shiba", "toshiba", False),     # 2 is near neither s nor o
+    ("as8s", "asus", False),            # a digit for a letter of a 4-letter mark: a model code shape
+    ("sh4rp", "sharp", False),          # 4 for a is leet (no neighbour of a), leet's business
+    ("sha55p", "sharp", False),         # two digits
+    ("sharp", "sharp", False),          # no digit
+])
+def test_digit_typo(text, mark, ok):
+    assert tn.digit_typo_ok(text, mark) is ok
+
+
+@pytest.mark.parametrize("text, mark, ok", [
+    ("etgear", "netgear", True),        # first letter dropped
+    ("ogitech", "logitech", True),      # first letter dropped
+    ("asharp", "sharp", True),          # a, a key next to s, typed before it
+    ("ssharp", "sharp", False),         # a doubled first letter keeps it: the plain one-edit rule reads it
+    ("dharp", "sharp", True),           # d is next to s
+    ("hsarp", "sharp", True),           # first two letters swapped
+    ("3harp", "sharp", True),           # one-bit flip to a digit
+    ("pantech", "xantech", False),      # p and x differ in one bit, but letter for letter that is another word
+    ("qasio", "casio", False),          # q is nowhere near c
+    ("shapr", "sharp", False),          # the edit is not on the first letter
+])
+def test_first_letter_typo(text, mark, ok):
+    assert tn.first_letter_typo_ok(text, mark) is ok
+
+
+@pytest.mark.parametrize("token, readings", [
+    ("torntom", ["tomtom"]),             # rn reads as m
+    ("nncafee", ["mcafee"]),             # nn reads as m
+    ("vvhirlpool", ["whirlpool"]),       # vv reads as w
+    ("clell", ["dell"]),                 # cl reads as d
+    ("sony", []),                        # no pair
+])
+def test_lookalike_readings(token, readings):
+    assert set(readings) <= set(tn.lookalike_readings(token))
+    assert bool(tn.lookalike_readings(token)) is bool(readings)
+
+
+def test_keyboard_neighbours_are_symmetric_and_include_the_digit_row():
+    near = tn.KEYBOARD_NEIGHBOURS
+    assert {"4", "5", "e", "t", "d", "f"} == near["r"]
+    assert all(a in near[b] for a in near for b in near[a])
