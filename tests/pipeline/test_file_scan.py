@@ -84,9 +84,10 @@ def test_feedback_file_is_merged_by_event_time(tmp_path):
                                   "enforcement": "takedown", "version": 1}) + "\n")
     listings = tmp_path / "listings.jsonl"
     listings.write_text("\n".join(json.dumps(r) for r in [
-        {"listing_id": "a", "seller_id": "s-1", "event_time": t0, "title": "Veltrex cordless drill 18V two batteries case"},
+        {"listing_id": "a", "seller_id": "s-1", "event_time": t0,
+         "title": "Veltrex cordless drill VX-4471 18V two batteries case"},
         {"listing_id": "b", "seller_id": "s-2", "event_time": t0 + 2000,
-         "title": "cordless drill 18V two batteries case NEW"},
+         "title": "cordless drill VX-4471 18V two batteries case NEW"},
     ]) + "\n")
     feedback = tmp_path / "feedback.jsonl"
     feedback.write_text(json.dumps({"kind": "brand_removal", "listing_id": "a", "brand_id": "veltrix",
