@@ -32,6 +32,45 @@ def cmd_kafka(args, settings: Settings) -> int:
     return 0
 
 
+def dev_cluster(settings: Settings, taskmanagers: int = 2):
+    """The dev session cluster: its home under the state folder; checkpoint and savepoint
+    storage given to the daemons at start (ZEROSCAN_CHECKPOINT_DIR / ZEROSCAN_SAVEPOINT_DIR,
+    else folders in its home), as a production cluster has them in its own config.yaml."""
+    from connectors.flink_cluster import FlinkCluster
+
+    home = settings.state_dir / "flink-cluster"
+    return FlinkCluster(home, settings.flink_conf_dir, taskmanagers=taskmanagers,
+                        rest_port=settings.flink_rest_port, rpc_port=settings.flink_rpc_port, dynamic={
+                            "execution.checkpointing.dir": settings.checkpoint_dir or (home / "checkpoints").as_uri(),
+                            "execution.checkpointing.savepoint-dir":
+                                settings.savepoint_dir or (home / "savepoints").as_uri()})
+
+
+# What `flink run -pyfs` ships to the cluster: the job's Python packages.
+JOB_PACKAGES = ("brand_signals", "connectors", "pipelines", "models", "zeroscan")
+
+
+def cmd_cluster(args, settings: Settings) -> int:
+    from zeroscan.settings import ROOT
+
+    cluster = dev_cluster(settings, args.taskmanagers)
+    if args.action == "up":
+        print(cluster.up().describe())
+    elif args.action == "down":
+        stopped = cluster.down()
+        print(f"stopped {', '.join(stopped)}" if stopped else "flink cluster was not running")
+    elif args.action == "submit":
+        job_id = cluster.submit_python(ROOT / "pipelines" / "scanner_job.py", python=sys.executable,
+                                       pyfiles=[ROOT / p for p in JOB_PACKAGES],
+                                       job_args=["--", "--parallelism", str(args.parallelism)], env={})
+        print(f"submitted job {job_id}; web UI {cluster.rest_url}")
+    else:
+        st = cluster.status()
+        print(st.describe())
+        return 0 if st.running else 3
+    return 0
+
+
 def cmd_job(args, settings: Settings) -> int:
     from pipelines.scanner_job import latest_restore_point, run_kafka_job
 
@@ -120,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("action", choices=["run"])
     j.add_argument("--parallelism", type=int, default=1)
     j.set_defaults(fn=cmd_job)
+
+    fc = sub.add_parser("cluster", help="a standalone Flink session cluster on this machine (127.0.0.1)")
+    fc.add_argument("action", choices=["up", "down", "status", "submit"])
+    fc.add_argument("--taskmanagers", type=int, default=2)
+    fc.add_argument("--parallelism", type=int, default=2, help="submit: the job's parallelism")
+    fc.set_defaults(fn=cmd_cluster)
 
     s = sub.add_parser("scan", help="scan JSON Lines files on the local mini-cluster (no Kafka)")
     s.add_argument("--brands", type=Path, required=True)
