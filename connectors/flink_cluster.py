@@ -35,6 +35,23 @@ def flink_dist() -> Path:
     return Path(pyflink.__file__).resolve().parent
 
 
+def assemble_lib(dist: Path, lib_dir: Path, extra: list[Path]) -> Path:
+    """A lib folder of links to the distribution's lib/*.jar plus `extra` jars (idempotent)."""
+    wanted = {jar.name: jar for jar in [*sorted((dist / "lib").glob("*.jar")), *extra]}
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    for old in lib_dir.iterdir():
+        if old.name not in wanted or not old.is_symlink() or old.readlink() != wanted[old.name]:
+            old.unlink()
+    for name, jar in wanted.items():
+        if not (lib_dir / name).is_symlink():
+            (lib_dir / name).symlink_to(jar)
+    return lib_dir
+
+
+def prometheus_reporter_jars(dist: Path) -> list[Path]:
+    return sorted((dist / "plugins" / "metrics-prometheus").glob("*.jar"))
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterStatus:
     pids: dict[str, int]
@@ -87,14 +104,7 @@ class FlinkCluster:
         pyjars = sorted((self.dist / "opt").glob("flink-python-*.jar"))
         if len(pyjars) != 1:
             raise RuntimeError(f"expected one flink-python jar in {self.dist / 'opt'}, found {len(pyjars)}")
-        wanted = {jar.name: jar for jar in [*sorted((self.dist / "lib").glob("*.jar")), *pyjars]}
-        self.lib_dir.mkdir(parents=True, exist_ok=True)
-        for old in self.lib_dir.iterdir():
-            if old.name not in wanted or not old.is_symlink() or old.readlink() != wanted[old.name]:
-                old.unlink()
-        for name, jar in wanted.items():
-            if not (self.lib_dir / name).is_symlink():
-                (self.lib_dir / name).symlink_to(jar)
+        assemble_lib(self.dist, self.lib_dir, pyjars)
 
     def env(self) -> dict[str, str]:
         """Environment for the distribution's scripts (daemons and the `flink` client)."""

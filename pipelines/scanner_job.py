@@ -20,6 +20,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
@@ -64,6 +65,22 @@ def state_storage(settings: Settings, *, cluster: bool) -> dict[str, str]:
     return out
 
 
+def embedded_cluster_options(settings: Settings) -> dict[str, str]:
+    """What the embedded mini-cluster needs that a real cluster has from its distribution: the
+    web UI/REST on a known port range (so `job run` can print it), and the Prometheus reporter.
+    The mini-cluster loads no plugins (it finds reporter factories on its classpath only), so
+    the JVM that the first TableEnvironment launches gets a lib folder (FLINK_LIB_DIR, which
+    PyFlink's launcher honours) of the wheel's lib/ plus the reporter jar from plugins/."""
+    from connectors.flink_cluster import assemble_lib, flink_dist, prometheus_reporter_jars
+    from connectors.job_ops import EMBEDDED_REST_PORTS
+
+    if "FLINK_LIB_DIR" not in os.environ:
+        dist = flink_dist()
+        lib = assemble_lib(dist, settings.state_dir / "flink-embedded" / "lib", prometheus_reporter_jars(dist))
+        os.environ["FLINK_LIB_DIR"] = str(lib)
+    return {"rest.bind-port": f"{EMBEDDED_REST_PORTS.start}-{EMBEDDED_REST_PORTS.stop - 1}"}
+
+
 def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
                    overrides: dict[str, str | None] | None = None, cluster: bool = False) -> TableEnvironment:
     """A streaming TableEnvironment with flink-conf/config.yaml applied; an override of None
@@ -82,6 +99,8 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         "python.client.executable": sys.executable,
         **state_storage(settings, cluster=cluster),
     })
+    if not cluster:
+        values.update(embedded_cluster_options(settings))
     if kafka:
         jars = settings.connector_jars
         if not jars:
@@ -275,9 +294,11 @@ def _local_dir(uri: str) -> Path | None:
     return Path(unquote(u.path)) if u.scheme == "file" else None
 
 
-def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Event | None = None) -> str | None:
+def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Event | None = None,
+                  started: Callable[[str], None] | None = None) -> str | None:
     """Run until `stop` is set (or SIGTERM/SIGINT), then stop with a savepoint so the final
-    transactions commit; the next run resumes from it. Returns the savepoint path."""
+    transactions commit; the next run resumes from it. Returns the savepoint path. `started`
+    is called with the job id once the job is submitted."""
     t_env, stmts = build_kafka_statements(settings, parallelism)
     resume = latest_restore_point(settings)
     if resume:
@@ -289,6 +310,8 @@ def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Even
             signal.signal(sig, lambda *_: stop.set())
     result = stmts.execute()
     client = result.get_job_client()
+    if started is not None:
+        started(str(client.get_job_id()))
     while not stop.wait(0.5):
         state = str(client.get_job_status().result())
         if state in ("FAILED", "CANCELED", "FINISHED"):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -15,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from connectors.job_ops import scrape_all
 from connectors.kafka_admin import committed_offsets, end_offsets
 from connectors.kafka_io import consume, produce_lines
 from tests.conftest import ROOT, SAMPLES, settings_env
+from tests.unit.test_cluster_config import monitoring_metric_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -26,6 +30,8 @@ T_LISTINGS = 1_767_226_000_000
 T_FEEDBACK = 1_767_300_000_000
 JOB_TIMEOUT_S = 300
 PROMETHEUS_PORTS = range(9249, 9261)  # metrics.reporter.prom.port in flink-conf/config.yaml
+BEAM_BOOT = "pyflink.fn_execution.beam.beam_boot"
+ZEROSCAN_COUNTERS = ("records", "dead_letters", "feedback_events", "memo_hits", "memo_misses")
 
 
 def generated_listings() -> list[bytes]:
@@ -132,6 +138,12 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def python_workers(tm_pid: int) -> list[int]:
+    """The Python worker processes a TaskManager started: `python -m ...beam_boot`, which runs
+    the Beam SDK harness in-process (under the pyflink-udf-runner.sh shell)."""
+    return [p for p in descendants(tm_pid) if BEAM_BOOT in cmdline(p)]
+
+
 def listening_addresses(pid: int) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket the process listens on, from /proc."""
     inodes = set()
@@ -162,12 +174,27 @@ def listening_addresses(pid: int) -> set[tuple[str, int]]:
     return found
 
 
-def test_cluster_job_matches_file_mode(flink_cluster, kafka_settings, tmp_path):
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory):
+    """File mode (`zeroscan scan`) on the input every cluster test uses."""
+    got = file_mode(tmp_path_factory.mktemp("file-mode"), generated_listings(), feedback_events())
+    assert all(got)
+    return got
+
+
+def submit(settings, cluster, parallelism: int) -> tuple[str, dict[str, str]]:
+    env = {**os.environ, **settings_env(settings), "ZEROSCAN_FLINK_REST_PORT": str(cluster.rest_port)}
+    sub = subprocess.run([sys.executable, "-m", "zeroscan", "cluster", "submit", "--parallelism", str(parallelism)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-3000:]
+    return sub.stdout.split("submitted job ", 1)[1].split(";", 1)[0], env
+
+
+def test_cluster_job_matches_file_mode(flink_cluster, kafka_settings, expected):
     s = kafka_settings
     cluster = flink_cluster
     listings, feedback = generated_listings(), feedback_events()
-    expected_decisions, expected_dead, expected_ledger = file_mode(tmp_path, listings, feedback)
-    assert expected_decisions and expected_dead and expected_ledger
+    expected_decisions, expected_dead, expected_ledger = expected
 
     # Three JVMs, each bound to loopback only (the Prometheus reporter has no bind-address option).
     st = cluster.status()
@@ -179,11 +206,7 @@ def test_cluster_job_matches_file_mode(flink_cluster, kafka_settings, tmp_path):
     produce_lines(s.bootstrap, s.topics.brands, SAMPLES.joinpath("brands.jsonl").read_bytes().splitlines(),
                   "brand_id")
     produce_lines(s.bootstrap, s.topics.listings, listings, "listing_id")
-    env = {**os.environ, **settings_env(s), "ZEROSCAN_FLINK_REST_PORT": str(cluster.rest_port)}
-    sub = subprocess.run([sys.executable, "-m", "zeroscan", "cluster", "submit", "--parallelism", "2"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
-    assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-3000:]
-    job_id = sub.stdout.split("submitted job ", 1)[1].split(";", 1)[0]
+    job_id, env = submit(s, cluster, parallelism=2)
     try:
         wait_consumed(s, cluster, job_id, [s.topics.listings])
         produce_lines(s.bootstrap, s.topics.feedback, feedback, "listing_id")
@@ -194,11 +217,95 @@ def test_cluster_job_matches_file_mode(flink_cluster, kafka_settings, tmp_path):
                 for t in cluster.rest(f"/jobs/{job_id}/vertices/{v['id']}/taskmanagers")["taskmanagers"]}
         assert len(used) == 2, used
         for name in ("taskmanager-1", "taskmanager-2"):
-            workers = [p for p in descendants(st.pids[name]) if "pyflink" in cmdline(p) or "beam" in cmdline(p)]
-            assert workers, f"{name} runs no Python worker"
+            assert python_workers(st.pids[name]), f"{name} runs no Python worker"
+
+        # Operating it: `zeroscan job status` from Kafka and the REST API.
+        status = subprocess.run([sys.executable, "-m", "zeroscan", "job", "status"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"job {job_id}: RUNNING; web UI {cluster.rest_url}" in status.stdout
+        assert "consumer lag: 0 records" in status.stdout and "restarts: 0" in status.stdout
+        assert "last completed checkpoint: #" in status.stdout
+
+        # Every metric the dashboard and the alerts use is served by the cluster's reporters.
+        ports = {p for pid in st.pids.values() for _h, p in listening_addresses(pid)} & set(PROMETHEUS_PORTS)
+        scraped = {name for port_metrics in scrape_all(sorted(ports)).values() for name in port_metrics}
+        missing = monitoring_metric_names() - scraped
+        assert not missing, (missing, sorted(n for n in scraped if "zeroscan" in n or "ending" in n
+                                             or "heckpoint" in n or "estart" in n))
+        assert {f"flink_taskmanager_job_task_operator_zeroscan_{m}" for m in ZEROSCAN_COUNTERS} <= scraped
     finally:
         cluster.cancel(job_id)
+    # The cluster owns the state: checkpoints where its configuration says, none in the client's folder.
+    assert list((cluster.home / "checkpoints" / job_id).glob("chk-*"))
+    assert not (s.state_dir / "checkpoints").exists()
 
+    assert by_listing(read(s, s.topics.decisions)) == by_listing(expected_decisions)
+    assert dead_keys(read(s, s.topics.dead_letter)) == dead_keys(expected_dead)
+    assert ledger_keys(read(s, s.topics.ledger)) == ledger_keys(expected_ledger)
+
+
+# One more than the old restart strategy allowed for the job's whole life (fixed-delay, 3 attempts).
+KILLS = 4
+
+
+def restarts(cluster, job_id: str) -> int:
+    m = cluster.rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+    return int(float(m[0]["value"])) if m else 0
+
+
+def job_workers(cluster, job_id: str, pids: dict[str, int]) -> list[int]:
+    """The Python SDK harness processes serving the job (on whichever TaskManager runs it)."""
+    return [p for name, pid in pids.items() if name.startswith("taskmanager") for p in python_workers(pid)]
+
+
+@pytest.mark.faults
+def test_cluster_job_survives_more_python_worker_kills_than_the_old_limit(flink_cluster, kafka_settings, expected):
+    """kill -9 of the job's Python worker, KILLS times at random moments while listings arrive:
+    the job restarts every time (exponential-delay, no attempt limit) and its output still
+    equals file mode's: nothing lost, nothing written twice. Parallelism 1: the per-worker
+    listing context store is exact only with one worker (see README)."""
+    s, cluster = kafka_settings, flink_cluster
+    rng = random.Random(15)
+    listings, feedback = generated_listings(), feedback_events()
+    # A listing's updates must keep their order: waves split by listing, not by line.
+    by_id = defaultdict(list)
+    for line in listings:
+        try:
+            by_id[json.loads(line).get("listing_id")].append(line)
+        except ValueError:
+            by_id[None].append(line)
+    ids = list(by_id)
+    waves = [[line for lid in ids[i::KILLS + 1] for line in by_id[lid]] for i in range(KILLS + 1)]
+    produce_lines(s.bootstrap, s.topics.brands, SAMPLES.joinpath("brands.jsonl").read_bytes().splitlines(),
+                  "brand_id")
+    produce_lines(s.bootstrap, s.topics.listings, waves[0], "listing_id")
+    job_id, _env = submit(s, cluster, parallelism=1)
+    pids = cluster.status().pids
+    recovery = []
+    try:
+        wait_consumed(s, cluster, job_id, [s.topics.listings])
+        for k in range(KILLS):
+            produce_lines(s.bootstrap, s.topics.listings, waves[k + 1], "listing_id")
+            time.sleep(rng.uniform(0.0, 2.0))
+            workers = job_workers(cluster, job_id, pids)
+            assert workers, "no Python worker to kill"
+            os.kill(rng.choice(workers), signal.SIGKILL)
+            t0 = time.monotonic()
+            deadline = t0 + JOB_TIMEOUT_S
+            while restarts(cluster, job_id) < k + 1:
+                assert time.monotonic() < deadline, f"kill {k + 1}: the job did not restart"
+                time.sleep(0.5)
+            wait_consumed(s, cluster, job_id, [s.topics.listings])
+            recovery.append(time.monotonic() - t0)
+        produce_lines(s.bootstrap, s.topics.feedback, feedback, "listing_id")
+        wait_consumed(s, cluster, job_id, [s.topics.listings, s.topics.feedback])
+        assert cluster.rest(f"/jobs/{job_id}")["state"] == "RUNNING"
+        assert restarts(cluster, job_id) == KILLS
+    finally:
+        cluster.cancel(job_id)
+    print(f"recovery after each kill -9 of the Python worker: {[round(r, 1) for r in recovery]} s")
+    expected_decisions, expected_dead, expected_ledger = expected
     assert by_listing(read(s, s.topics.decisions)) == by_listing(expected_decisions)
     assert dead_keys(read(s, s.topics.dead_letter)) == dead_keys(expected_dead)
     assert ledger_keys(read(s, s.topics.ledger)) == ledger_keys(expected_ledger)

@@ -3,9 +3,12 @@ mode, and the settings flink-conf/ gives a standalone cluster."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.scanner_job import _local_dir, load_flink_conf, state_storage
 from zeroscan.settings import ROOT, Settings, storage_uri
@@ -97,3 +100,40 @@ def test_flink_conf_binds_the_standalone_cluster_to_loopback():
     assert Path(FLINK_CONF / "workers").read_text().split() == ["127.0.0.1", "127.0.0.1"]
     assert (FLINK_CONF / "log4j.properties").is_file() and (FLINK_CONF / "log4j-console.properties").is_file()
     assert (FLINK_CONF / "log4j-cli.properties").is_file()
+
+
+MONITORING = ROOT / "deploy" / "monitoring"
+_METRIC = re.compile(r"\bflink_[A-Za-z0-9_]+")
+
+
+def monitoring_metric_names() -> set[str]:
+    """Every Flink metric the dashboard and the alert rules use (the cluster test checks each
+    against a live scrape)."""
+    dash = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    return {m for e in exprs for m in _METRIC.findall(e)}
+
+
+def test_grafana_dashboard_parses_and_every_panel_queries_prometheus():
+    dash = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    assert dash["uid"] and dash["panels"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dash["panels"]:
+        assert p["datasource"]["type"] == "prometheus" and p["targets"], p["title"]
+        assert all(t["expr"].strip() for t in p["targets"])
+
+
+def test_alert_rules_parse_and_cover_lag_dead_letters_checkpoints_latency():
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert {"ZeroscanConsumerLag", "ZeroscanDeadLetterRate", "ZeroscanCheckpointsFailing",
+            "ZeroscanDecisionLatency"} <= set(alerts)
+    for name, r in alerts.items():
+        assert r["expr"].strip() and r["labels"]["severity"] in ("page", "ticket"), name
+        assert r["expr"].count("(") == r["expr"].count(")"), name
+    assert "pendingRecords" in alerts["ZeroscanConsumerLag"]["expr"]
+    assert "numberOfFailedCheckpoints" in alerts["ZeroscanCheckpointsFailing"]["expr"]
+    assert monitoring_metric_names()
