@@ -78,6 +78,8 @@ def embedded_cluster_options(settings: Settings) -> dict[str, str]:
         dist = flink_dist()
         lib = assemble_lib(dist, settings.state_dir / "flink-embedded" / "lib", prometheus_reporter_jars(dist))
         os.environ["FLINK_LIB_DIR"] = str(lib)
+        # Without FLINK_HOME, PyFlink's home lookup resets FLINK_LIB_DIR to the wheel's lib/.
+        os.environ.setdefault("FLINK_HOME", str(dist))
     return {"rest.bind-port": f"{EMBEDDED_REST_PORTS.start}-{EMBEDDED_REST_PORTS.stop - 1}"}
 
 
@@ -88,6 +90,7 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
     savepoint storage."""
     os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
+    embedded = {} if cluster else embedded_cluster_options(settings)  # before the JVM is launched
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = t_env.get_config()
     values = load_flink_conf(settings.flink_conf_dir)
@@ -99,8 +102,7 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         "python.client.executable": sys.executable,
         **state_storage(settings, cluster=cluster),
     })
-    if not cluster:
-        values.update(embedded_cluster_options(settings))
+    values.update(embedded)
     if kafka:
         jars = settings.connector_jars
         if not jars:

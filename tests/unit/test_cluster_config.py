@@ -137,3 +137,11 @@ def test_alert_rules_parse_and_cover_lag_dead_letters_checkpoints_latency():
     assert "pendingRecords" in alerts["ZeroscanConsumerLag"]["expr"]
     assert "numberOfFailedCheckpoints" in alerts["ZeroscanCheckpointsFailing"]["expr"]
     assert monitoring_metric_names()
+
+
+def test_kafka_sinks_keep_incrementing_transactional_ids():
+    """FLINK-40689 needs a transactional id reused for ~32k transactions (POOLING naming); the
+    connector's default (INCREMENTING) uses a fresh id per checkpoint. See README."""
+    source = (ROOT / "pipelines" / "scanner_job.py").read_text().lower()
+    assert "pooling" not in source
+    assert "transaction-naming-strategy" not in source or "incrementing" in source
