@@ -6,13 +6,17 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test setup venv jars bench bench-text bench-images bench-restart bench-hostile kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars bench bench-text bench-images bench-restart bench-hostile bench-faults kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
+
+# The fault tests (kill -9 of a running job's processes); several minutes.
+test-faults: setup
+	$(BIN)/pytest -q -m faults
 
 setup: venv jars
 
@@ -56,3 +60,7 @@ kafka-down: setup
 clean:
 	-$(BIN)/zeroscan kafka down
 	rm -rf .state
+
+# Faults under load on the dev cluster: writes benchmarks/results/faults.json (~12 min on 2 cores).
+bench-faults: setup
+	$(BIN)/python -m benchmarks.faults

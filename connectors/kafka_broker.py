@@ -286,6 +286,33 @@ class KafkaBroker:
         return True
 
 
+    def kill(self) -> int | None:
+        """Hard stop (SIGKILL, no shutdown), as a crashed host would: for fault benchmarks. The
+        data stays; `up()` starts the broker again on it. Returns the pid killed."""
+        pid = self._pid()
+        if pid is None:
+            return None
+        os.kill(pid, signal.SIGKILL)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait(timeout=STOP_TIMEOUT_S)
+            self._proc = None
+        else:
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while _alive(pid) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def new_cluster_id() -> str:
     """22 characters of url-safe base64 of 16 random bytes, never starting with '-' (the storage
     tool would read it as an option; Kafka's own Uuid.randomUuid avoids it the same way)."""

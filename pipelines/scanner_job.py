@@ -20,6 +20,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
@@ -49,12 +50,48 @@ def load_flink_conf(conf_dir: Path) -> dict[str, str]:
     return flat
 
 
+def state_storage(settings: Settings, *, cluster: bool) -> dict[str, str]:
+    """Checkpoint and savepoint locations the job sets itself. Embedded: the configured URIs or
+    folders under the state folder. On a cluster the cluster's own configuration owns them
+    (flink-conf/config.yaml or -D at start/submit); only locations set explicitly
+    (ZEROSCAN_CHECKPOINT_DIR / ZEROSCAN_SAVEPOINT_DIR) are passed on."""
+    if not cluster:
+        return {"execution.checkpointing.dir": settings.checkpoint_uri,
+                "execution.checkpointing.savepoint-dir": settings.savepoint_uri}
+    out = {}
+    if settings.checkpoint_dir:
+        out["execution.checkpointing.dir"] = settings.checkpoint_dir
+    if settings.savepoint_dir:
+        out["execution.checkpointing.savepoint-dir"] = settings.savepoint_dir
+    return out
+
+
+def embedded_cluster_options(settings: Settings) -> dict[str, str]:
+    """What the embedded mini-cluster needs that a real cluster has from its distribution: the
+    web UI/REST on a known port range (so `job run` can print it), and the Prometheus reporter.
+    The mini-cluster loads no plugins (it finds reporter factories on its classpath only), so
+    the JVM that the first TableEnvironment launches gets a lib folder (FLINK_LIB_DIR, which
+    PyFlink's launcher honours) of the wheel's lib/ plus the reporter jar from plugins/."""
+    from connectors.flink_cluster import assemble_lib, flink_dist, prometheus_reporter_jars
+    from connectors.job_ops import EMBEDDED_REST_PORTS
+
+    if "FLINK_LIB_DIR" not in os.environ:
+        dist = flink_dist()
+        lib = assemble_lib(dist, settings.state_dir / "flink-embedded" / "lib", prometheus_reporter_jars(dist))
+        os.environ["FLINK_LIB_DIR"] = str(lib)
+        # Without FLINK_HOME, PyFlink's home lookup resets FLINK_LIB_DIR to the wheel's lib/.
+        os.environ.setdefault("FLINK_HOME", str(dist))
+    return {"rest.bind-port": f"{EMBEDDED_REST_PORTS.start}-{EMBEDDED_REST_PORTS.stop - 1}"}
+
+
 def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
-                   overrides: dict[str, str | None] | None = None) -> TableEnvironment:
+                   overrides: dict[str, str | None] | None = None, cluster: bool = False) -> TableEnvironment:
     """A streaming TableEnvironment with flink-conf/config.yaml applied; an override of None
-    removes a key."""
+    removes a key. `cluster`: submitted to a cluster (`flink run`), which owns checkpoint and
+    savepoint storage."""
     os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
+    embedded = {} if cluster else embedded_cluster_options(settings)  # before the JVM is launched
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = t_env.get_config()
     values = load_flink_conf(settings.flink_conf_dir)
@@ -64,9 +101,9 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         # interpreter installed on the TaskManagers.
         "python.executable": os.environ.get("ZEROSCAN_WORKER_PYTHON", sys.executable),
         "python.client.executable": sys.executable,
-        "execution.checkpointing.dir": (settings.state_dir / "checkpoints").as_uri(),
-        "execution.checkpointing.savepoint-dir": (settings.state_dir / "savepoints").as_uri(),
+        **state_storage(settings, cluster=cluster),
     })
+    values.update(embedded)
     if kafka:
         jars = settings.connector_jars
         if not jars:
@@ -234,8 +271,9 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
     return FileScanResult(n, counts["decision"], counts["dead"], counts["ledger"])
 
 
-def build_kafka_statements(settings: Settings, parallelism: int) -> tuple[TableEnvironment, StatementSet]:
-    t_env = make_table_env(settings, parallelism, kafka=True)
+def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: bool = False
+                           ) -> tuple[TableEnvironment, StatementSet]:
+    t_env = make_table_env(settings, parallelism, kafka=True, cluster=cluster)
     register_kafka_io(t_env, settings)
     define_scan(t_env, {
         "brands": {"kind": "kafka", "kafka": settings.kafka, "topic": settings.topics.brands},
@@ -253,16 +291,28 @@ def build_kafka_statements(settings: Settings, parallelism: int) -> tuple[TableE
 def latest_restore_point(settings: Settings) -> str | None:
     """The newest completed savepoint or retained checkpoint (one with `_metadata`), so a job
     that was stopped, cancelled or killed resumes with its state and offsets."""
-    candidates = list((settings.state_dir / "savepoints").glob("savepoint-*/_metadata"))
-    candidates += list((settings.state_dir / "checkpoints").glob("*/chk-*/_metadata"))
+    savepoints, checkpoints = _local_dir(settings.savepoint_uri), _local_dir(settings.checkpoint_uri)
+    candidates = list(savepoints.glob("savepoint-*/_metadata")) if savepoints else []
+    candidates += list(checkpoints.glob("*/chk-*/_metadata")) if checkpoints else []
     if not candidates:
         return None
     return str(max(candidates, key=lambda p: p.stat().st_mtime).parent)
 
 
-def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Event | None = None) -> str | None:
+def _local_dir(uri: str) -> Path | None:
+    """The folder behind a file:// URI; None for remote storage (s3://, hdfs://), where the
+    embedded job does not look for restore points itself: pass execution.state-recovery.path."""
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(uri)
+    return Path(unquote(u.path)) if u.scheme == "file" else None
+
+
+def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Event | None = None,
+                  started: Callable[[str], None] | None = None) -> str | None:
     """Run until `stop` is set (or SIGTERM/SIGINT), then stop with a savepoint so the final
-    transactions commit; the next run resumes from it. Returns the savepoint path."""
+    transactions commit; the next run resumes from it. Returns the savepoint path. `started`
+    is called with the job id once the job is submitted."""
     t_env, stmts = build_kafka_statements(settings, parallelism)
     resume = latest_restore_point(settings)
     if resume:
@@ -274,6 +324,8 @@ def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Even
             signal.signal(sig, lambda *_: stop.set())
     result = stmts.execute()
     client = result.get_job_client()
+    if started is not None:
+        started(str(client.get_job_id()))
     while not stop.wait(0.5):
         state = str(client.get_job_status().result())
         if state in ("FAILED", "CANCELED", "FINISHED"):
@@ -287,7 +339,7 @@ def _stop_with_savepoint(client, settings: Settings) -> str:
     from pyflink.java_gateway import get_gateway
 
     fmt = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-    target = (settings.state_dir / "savepoints").as_uri()
+    target = settings.savepoint_uri
     return str(client._j_job_client.stopWithSavepoint(False, target, fmt).get())
 
 
@@ -299,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="zeroscan scanner job (Kafka in, decisions out)")
     ap.add_argument("--parallelism", type=int, default=int(os.environ.get("ZEROSCAN_PARALLELISM", "1")))
     args = ap.parse_args(argv)
-    _t_env, stmts = build_kafka_statements(Settings.from_env(), args.parallelism)
-    stmts.execute()
+    _t_env, stmts = build_kafka_statements(Settings.from_env(), args.parallelism, cluster=True)
+    result = stmts.execute()
+    print(f"zeroscan scanner job submitted: {result.get_job_client().get_job_id()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,24 @@ def kafka_settings(kafka_broker, tmp_path):
     return settings
 
 
+@pytest.fixture(scope="module")
+def flink_cluster(tmp_path_factory):
+    """A standalone session cluster (one JobManager, two TaskManagers) on free loopback ports,
+    started the way `zeroscan cluster up` starts it; stopped (by pid) after the module."""
+    from zeroscan.cli import dev_cluster
+    from zeroscan.settings import Settings
+
+    port = _free_port_pair()
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path_factory.mktemp("flink-cluster"),
+                                   flink_rest_port=port, flink_rpc_port=port + 1)
+    cluster = dev_cluster(settings)
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        cluster.down()
+
+
 def settings_env(settings) -> dict[str, str]:
     """Environment variables that make a `zeroscan` subprocess use these settings."""
     prefix = settings.topics.listings[: -len("listings")]
@@ -88,6 +106,8 @@ def settings_env(settings) -> dict[str, str]:
         "ZEROSCAN_GROUP": settings.consumer_group,
         "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
         "ZEROSCAN_TOPIC_PREFIX": prefix,
+        "ZEROSCAN_FLINK_REST_PORT": str(settings.flink_rest_port),
+        "ZEROSCAN_FLINK_RPC_PORT": str(settings.flink_rpc_port),
     }
 
 

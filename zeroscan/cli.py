@@ -52,16 +52,92 @@ def cmd_kafka(args, settings: Settings) -> int:
     return 0
 
 
+def dev_cluster(settings: Settings, taskmanagers: int = 2):
+    """The dev session cluster: its home under the state folder; checkpoint and savepoint
+    storage given to the daemons at start (ZEROSCAN_CHECKPOINT_DIR / ZEROSCAN_SAVEPOINT_DIR,
+    else folders in its home), as a production cluster has them in its own config.yaml."""
+    from connectors.flink_cluster import FlinkCluster
+
+    home = settings.state_dir / "flink-cluster"
+    return FlinkCluster(home, settings.flink_conf_dir, taskmanagers=taskmanagers,
+                        rest_port=settings.flink_rest_port, rpc_port=settings.flink_rpc_port, dynamic={
+                            "execution.checkpointing.dir": settings.checkpoint_dir or (home / "checkpoints").as_uri(),
+                            "execution.checkpointing.savepoint-dir":
+                                settings.savepoint_dir or (home / "savepoints").as_uri()})
+
+
+# What `flink run -pyfs` ships to the cluster: the job's Python packages.
+JOB_PACKAGES = ("brand_signals", "connectors", "pipelines", "models", "zeroscan")
+
+
+def cmd_cluster(args, settings: Settings) -> int:
+    from zeroscan.settings import ROOT
+
+    cluster = dev_cluster(settings, args.taskmanagers)
+    if args.action == "up":
+        print(cluster.up().describe())
+    elif args.action == "down":
+        stopped = cluster.down()
+        print(f"stopped {', '.join(stopped)}" if stopped else "flink cluster was not running")
+    elif args.action == "submit":
+        job_id = cluster.submit_python(ROOT / "pipelines" / "scanner_job.py", python=sys.executable,
+                                       pyfiles=[ROOT / p for p in JOB_PACKAGES],
+                                       job_args=["--", "--parallelism", str(args.parallelism)], env={})
+        from connectors.job_ops import record_job
+
+        record_job(settings.state_dir, job_id, cluster.rest_url)
+        print(f"submitted job {job_id}; web UI {cluster.rest_url}")
+    else:
+        st = cluster.status()
+        print(st.describe())
+        return 0 if st.running else 3
+    return 0
+
+
 def cmd_job(args, settings: Settings) -> int:
+    if args.action == "status":
+        return _job_status(args, settings)
+    from connectors.job_ops import find_web_ui, record_job
     from pipelines.scanner_job import latest_restore_point, run_kafka_job
+
+    def started(job_id: str) -> None:
+        web_ui = find_web_ui(job_id)
+        record_job(settings.state_dir, job_id, web_ui)
+        print(f"job {job_id} started; web UI {web_ui or '(not found)'}", flush=True)
 
     print(f"scanner job: {settings.topics.listings} -> {settings.topics.decisions} on {settings.bootstrap}, "
           f"parallelism {args.parallelism}; Ctrl-C stops it with a savepoint", flush=True)
     resume = latest_restore_point(settings)
     print(f"resuming from {resume}" if resume else "no savepoint or checkpoint yet: starting fresh", flush=True)
-    path = run_kafka_job(settings, args.parallelism)
+    path = run_kafka_job(settings, args.parallelism, started=started)
     print(f"scanner job stopped; savepoint {path}", flush=True)
     return 0
+
+
+def _job_status(args, settings: Settings) -> int:
+    """Lag per partition, last checkpoint and restarts of the job `job run` or `cluster submit`
+    recorded (or the one job running behind --web-ui)."""
+    import time
+
+    from connectors.job_ops import job_status, recorded_job, rest_get, running_job_id
+
+    rec = recorded_job(settings.state_dir) or {}
+    web_ui = args.web_ui or rec.get("web_ui") or f"http://127.0.0.1:{settings.flink_rest_port}"
+    job_id = args.job_id or rec.get("job_id")
+    try:
+        if job_id is None or args.web_ui and not args.job_id:
+            job_id = running_job_id(web_ui)
+        if job_id is None:
+            print(f"no single running job at {web_ui}; name one with --job-id", file=sys.stderr)
+            return 3
+        rest_get(web_ui, f"/jobs/{job_id}")
+    except OSError as e:
+        print(f"no Flink REST API answering for job {job_id} at {web_ui}: {e}", file=sys.stderr)
+        return 3
+    st = job_status(web_ui, job_id, settings.bootstrap, settings.consumer_group,
+                    [settings.topics.listings, settings.topics.feedback])
+    print(st.describe(int(time.time() * 1000)))
+    return 0 if st.state == "RUNNING" else 3
 
 
 def cmd_scan(args, settings: Settings) -> int:
@@ -148,9 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(fn=cmd_kafka)
 
     j = sub.add_parser("job", help="the streaming scanner job on Kafka")
-    j.add_argument("action", choices=["run"])
+    j.add_argument("action", choices=["run", "status"])
     j.add_argument("--parallelism", type=int, default=1)
+    j.add_argument("--web-ui", help="status: the Flink REST address (default: the one `job run` or "
+                                    "`cluster submit` recorded, else the dev cluster's)")
+    j.add_argument("--job-id", help="status: the job (default: the recorded one, else the only running one)")
     j.set_defaults(fn=cmd_job)
+
+    fc = sub.add_parser("cluster", help="a standalone Flink session cluster on this machine (127.0.0.1)")
+    fc.add_argument("action", choices=["up", "down", "status", "submit"])
+    fc.add_argument("--taskmanagers", type=int, default=2)
+    fc.add_argument("--parallelism", type=int, default=2, help="submit: the job's parallelism")
+    fc.set_defaults(fn=cmd_cluster)
 
     s = sub.add_parser("scan", help="scan JSON Lines files on the local mini-cluster (no Kafka)")
     s.add_argument("--brands", type=Path, required=True)

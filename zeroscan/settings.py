@@ -168,6 +168,14 @@ class Settings:
     @property
     def kafka(self) -> KafkaClientConfig:
         return KafkaClientConfig(self.bootstrap, self.kafka_properties)
+    # Checkpoint and savepoint storage as URIs (file://, s3://, hdfs://). None: the embedded job
+    # uses folders under state_dir; a job submitted to a cluster leaves them to the cluster's
+    # configuration.
+    checkpoint_dir: str | None = None
+    savepoint_dir: str | None = None
+    # The dev session cluster (`zeroscan cluster up`): REST (web UI) and JobManager RPC ports.
+    flink_rest_port: int = 8081
+    flink_rpc_port: int = 6123
 
     @property
     def jar_dir(self) -> Path:
@@ -198,7 +206,37 @@ class Settings:
             fetch_budgets=_pairs(_env("FETCH", ""), "ZEROSCAN_FETCH"),
             brand_image_pixels=_int_env("BRAND_IMAGE_PIXELS", MAX_BRAND_IMAGE_PIXELS),
             catalog_image_pixels=_int_env("CATALOG_IMAGE_PIXELS", MAX_CATALOG_IMAGE_PIXELS),
+            checkpoint_dir=storage_uri(os.environ.get("ZEROSCAN_CHECKPOINT_DIR")),
+            savepoint_dir=storage_uri(os.environ.get("ZEROSCAN_SAVEPOINT_DIR")),
+            flink_rest_port=int(_env("FLINK_REST_PORT", "8081")),
+            flink_rpc_port=int(_env("FLINK_RPC_PORT", "6123")),
         )
+
+    @property
+    def checkpoint_uri(self) -> str:
+        """Where the embedded job keeps checkpoints."""
+        return self.checkpoint_dir or (self.state_dir / "checkpoints").as_uri()
+
+    @property
+    def savepoint_uri(self) -> str:
+        return self.savepoint_dir or (self.state_dir / "savepoints").as_uri()
+
+
+def storage_uri(value: str | None) -> str | None:
+    """A checkpoint/savepoint location as Flink takes it: a URI with a scheme is kept as given
+    (s3://bucket/x, hdfs://nn:8020/x, file:///shared/x); a plain path becomes an absolute file://
+    URI. An empty value means unset."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        if not scheme or not all(c.isalnum() or c in "+-." for c in scheme) or not scheme[0].isalpha():
+            raise ValueError(f"storage location {value!r}: bad URI scheme {scheme!r}")
+        if not rest.strip("/"):
+            raise ValueError(f"storage location {value!r}: no bucket, host or path after {scheme}://")
+        return value
+    return Path(value).expanduser().resolve().as_uri()
 
 
 def _list(value: str) -> tuple[str, ...]:
