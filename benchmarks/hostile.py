@@ -429,6 +429,12 @@ class JobProbe:
                 s["checkpoint_ms"] = max(s.get("checkpoint_ms", 0), e2e.get("max") or 0)
                 for item in json.loads(_get(self.rest, f"/jobs/{jid}/metrics?get=numRestarts")):
                     s["restarts"] = max(s.get("restarts", 0), float(item["value"]))
+                for v in json.loads(_get(self.rest, f"/jobs/{jid}"))["vertices"]:   # the operator's gauge
+                    base = f"/jobs/{jid}/vertices/{v['id']}/metrics"
+                    names = [m["id"] for m in json.loads(_get(self.rest, base)) if m["id"].endswith("batch_ms_max")]
+                    if names:
+                        for item in json.loads(_get(self.rest, f"{base}?get={','.join(names)}")):
+                            s["batch_ms_max"] = max(s.get("batch_ms_max", 0), float(item["value"]))
             self.rest_ok = True
             if s.get("completed", 0) > 0 and "failed_before_first" not in s:
                 # triggers refused while the tasks were still starting (models loading) count
