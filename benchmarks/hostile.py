@@ -504,8 +504,8 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
                               "title": "Bluetooth speaker", "images": [{"uri": f"{hosts.good.base}/img/pool-1.jpg"}]})
         records.insert(0, first)
         expected_dead = Counter(hashlib.sha256(r).hexdigest() for r in records if _expected_dead(r))
-        produce_lines(settings.bootstrap, settings.topics.brands, (orjson.dumps(b) for b in BRANDS), "brand_id")
-        produced = produce_lines(settings.bootstrap, settings.topics.listings, records, "listing_id")
+        produce_lines(settings.kafka, settings.topics.brands, (orjson.dumps(b) for b in BRANDS), "brand_id")
+        produced = produce_lines(settings.kafka, settings.topics.listings, records, "listing_id")
         assert produced == len(records), (produced, len(records))
         env = {**os.environ, "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
                "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
@@ -526,7 +526,7 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         peak = worker_peak = 0.0
         probe = JobProbe(job.pid, rest_port)
         seen = probe.seen
-        target = end_offsets(settings.bootstrap, settings.topics.listings)
+        target = end_offsets(settings.kafka, settings.topics.listings)
         done_at = None
         try:
             while True:
@@ -537,7 +537,7 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
                 peak = max(peak, rss_mib(job.pid))
                 worker_peak = max(worker_peak, _worker_rss(job.pid))
                 probe.poll()
-                committed = committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings)
+                committed = committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings)
                 if done_at is None and all(committed.get(p, 0) >= o for p, o in target.items()):
                     done_at = time.monotonic()
                     completed_then = seen.get("completed", 0)
@@ -548,9 +548,9 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         finally:
             stop_job(job)
         wall = (done_at or time.monotonic()) - t0
-        dead = [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, settings.topics.dead_letter,
+        dead = [json.loads(v) for _k, v, _p, _o in consume(settings.kafka, settings.topics.dead_letter,
                                                              idle_timeout_s=3)]
-        decisions = [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, settings.topics.decisions,
+        decisions = [json.loads(v) for _k, v, _p, _o in consume(settings.kafka, settings.topics.decisions,
                                                                   idle_timeout_s=3)]
         got_dead = Counter(d.get("record_sha256") or hashlib.sha256(
             d["record"].encode()).hexdigest() for d in dead)
@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                                    consumer_group=f"hostile-{tag}", transactional_id_prefix=f"hostile-{tag}",
                                    topics=Topics.prefixed(f"h{tag}-"))
     try:
-        ensure_topics(settings.bootstrap, contract_topics(settings.topics, partitions=2))
+        ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=2))
         res = run_corpus(settings, work, args.hostile, args.ordinary, args.fetch)
     finally:
         broker.down()

@@ -15,7 +15,8 @@ import orjson
 
 from benchmarks.traffic import Traffic
 from connectors.kafka_admin import committed_offsets, end_offsets
-from connectors.kafka_io import RDKAFKA_LOG, produce_lines, produce_waiting
+from connectors.kafka_client import consumer, producer
+from connectors.kafka_io import produce_lines, produce_waiting
 from zeroscan.settings import ROOT, Settings
 
 
@@ -67,11 +68,9 @@ def rss_mib(pid: int) -> float:
 
 def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
     """A Python consume -> produce loop over the listings topic; (per CPU second, wall/s)."""
-    from confluent_kafka import Consumer, Producer
-
-    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"passthrough-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
-    p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
+    c = consumer(settings.kafka, {"group.id": f"passthrough-{uuid.uuid4()}", "auto.offset.reset": "earliest",
+                                  "enable.auto.commit": False})
+    p = producer(settings.kafka, {"linger.ms": 5})
     c.subscribe([settings.topics.listings])
     got, t0, c0 = 0, None, None
     while got < n:
@@ -95,7 +94,9 @@ def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
 def _job_env(settings: Settings) -> dict[str, str]:
     # Text path end to end; image throughput has its own benchmark (benchmarks/images.py): the
     # generated image uris point nowhere.
-    return {**os.environ, "ZEROSCAN_IMAGES": "off", "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+    # The benchmark's own broker is plaintext: a client properties file of the caller does not apply.
+    env = {k: v for k, v in os.environ.items() if k != "ZEROSCAN_KAFKA_CONFIG"}
+    return {**env, "ZEROSCAN_IMAGES": "off", "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
             "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
             "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
 
@@ -125,7 +126,7 @@ def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, l
     while True:
         if job.poll() is not None:
             raise RuntimeError(f"job exited; see {settings.state_dir}/{log}")
-        done = sum(committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings).values())
+        done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
         marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
         peak = max(peak, rss_mib(job.pid))
         if done >= last:
@@ -159,12 +160,12 @@ def e2e(settings: Settings, parallelism: int, total: int) -> dict:
 def fast_path_e2e(settings: Settings, reposts: list[bytes]) -> dict:
     """The job reads everything already on the topic (so its memo knows that content), then a
     wave of unchanged re-posts (new price and event time only) is measured on its own."""
-    base = sum(end_offsets(settings.bootstrap, settings.topics.listings).values())
+    base = sum(end_offsets(settings.kafka, settings.topics.listings).values())
     log = "bench-job-fastpath.log"
     job = start_job(settings, 1, log)
     try:
         _measure(settings, job, 0, base, log)
-        produce_lines(settings.bootstrap, settings.topics.listings, reposts, "listing_id")
+        produce_lines(settings.kafka, settings.topics.listings, reposts, "listing_id")
         r, _ = _measure(settings, job, base, base + len(reposts), log)
     finally:
         stop_job(job)
@@ -177,8 +178,8 @@ def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -
     job = start_job(settings, 1, "bench-job-latency.log")
     try:
         time.sleep(5)
-        target = sum(end_offsets(settings.bootstrap, settings.topics.listings).values())
-        while sum(committed_offsets(settings.bootstrap, settings.consumer_group,
+        target = sum(end_offsets(settings.kafka, settings.topics.listings).values())
+        while sum(committed_offsets(settings.kafka, settings.consumer_group,
                                     settings.topics.listings).values()) < target:
             if job.poll() is not None:
                 raise RuntimeError("latency job exited")
@@ -188,10 +189,10 @@ def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -
         stop = threading.Event()
 
         def reader():
-            from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+            from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-            c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"lat-{uuid.uuid4()}",
-                          "isolation.level": "read_committed", "enable.auto.commit": False}, logger=RDKAFKA_LOG)
+            c = consumer(settings.kafka, {"group.id": f"lat-{uuid.uuid4()}", "isolation.level": "read_committed",
+                                          "enable.auto.commit": False})
             parts = c.list_topics(settings.topics.decisions, timeout=10).topics[settings.topics.decisions].partitions
             c.assign([TopicPartition(settings.topics.decisions, p, OFFSET_BEGINNING) for p in parts])
             while not stop.is_set():
@@ -206,9 +207,7 @@ def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -
 
         th = threading.Thread(target=reader, daemon=True)
         th.start()
-        from confluent_kafka import Producer
-
-        p = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5}, logger=RDKAFKA_LOG)
+        p = producer(settings.kafka, {"linger.ms": 5})
         t0 = time.monotonic()
         i = 0
         while time.monotonic() - t0 < seconds:

@@ -129,21 +129,21 @@ def run(args) -> dict:
     broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=_free_port())
     broker.up()
     tag = uuid.uuid4().hex[:6]
-    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, state_dir=work, consumer_group=f"bench-{tag}",
+    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work, consumer_group=f"bench-{tag}",
                                    transactional_id_prefix=f"bench-{tag}", topics=Topics.prefixed(f"b{tag}-"))
-    ensure_topics(settings.bootstrap, contract_topics(settings.topics, partitions=4))
-    ensure_topics(settings.bootstrap, {"bench-passthrough": {"partitions": 4}})
+    ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=4))
+    ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}})
     out: dict = {"seed": SEED, "command": "zeroscan bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"]
                                                                     else sys.argv[1:]),
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                  "mix": dataclasses.asdict(Mix()), "marks": args.marks}
     try:
         brands = brand_records(args.marks)
-        produce_lines(settings.bootstrap, settings.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
+        produce_lines(settings.kafka, settings.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
         traffic = Traffic(brands)
         traffic.warm(max(1000, args.listings // 10))
         lines = list(traffic.lines(args.listings))
-        produce_lines(settings.bootstrap, settings.topics.listings, lines, "listing_id")
+        produce_lines(settings.kafka, settings.topics.listings, lines, "listing_id")
         print(f"catalogue {len(brands)} brands / {args.marks} marks; {len(lines)} updates on the broker", flush=True)
 
         sample = lines[: min(len(lines), 50_000)]

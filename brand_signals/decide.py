@@ -2,7 +2,9 @@
 
 Per brand: drop brands whose seller is authorized, combine the presentation signals
 (noisy-OR), add the price-floor and seller facts, and map confidence to an action that
-follows the brand's own `enforcement`. The strongest brand wins.
+follows the brand's own `enforcement`, except for a confident near-duplicate of a listing the
+brand owner removed (and nobody reinstated): that is taken down, as the owner asked. The
+strongest brand wins.
 """
 from __future__ import annotations
 
@@ -96,6 +98,8 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
         action = action_for(score, brand.enforcement)
         if action is None:
             continue
+        if any(s.kind is SignalKind.FEEDBACK_NEIGHBOR and s.score >= ENFORCE_SCORE for s in presentation):
+            action = Action.TAKEDOWN
         candidate = Decision(
             listing_id=listing.listing_id, seller_id=listing.seller_id, brand_id=brand_id,
             action=action, score=score,

@@ -178,6 +178,12 @@ class ImageSignals:
             from rocksdict import Rdict
             self._db = Rdict(str(cache_path))
         self.build_errors = tuple(build_errors)
+        # sha256 of the bytes fetched per listing of the last `find` batch: digests computed
+        # here, which the feedback loop may trust (a listing's own sha256 is only a claim).
+        self.last_digests: list[frozenset[str]] = []
+        # When set and true for a claimed digest, that image is fetched and hashed even if its
+        # outcome is cached (the feedback loop must not take the claim of a removed image's digest).
+        self.verify: Callable[[str], bool] | None = None
         self.stats = ImageStats()
         self.limits, self.max_held_pixels = limits, max_held_pixels
         self.verified_ttl_s, self._now = verified_ttl_s, now
@@ -382,12 +388,16 @@ class ImageSignals:
             scales.clear()
 
         fetched = self._fetch_batch(listings)
+        digests: list[set[str]] = [set() for _ in listings]    # computed here, for the feedback loop
+        self.last_digests = []
         for li, listing in enumerate(listings):
             if listing.op is Op.DELETE:
                 continue
             for ii, ref in enumerate(listing.images):
                 claimed = ref.sha256.lower() if ref.sha256 else None
-                if claimed is not None and self._verified_before(ref.uri, claimed):
+                if (claimed is not None and self._verified_before(ref.uri, claimed)
+                        and not (self.verify is not None and self.verify(claimed))):
+                    digests[li].add(claimed)           # verified from this uri's bytes before
                     if claimed in pending:
                         pending[claimed].append((li, ii))
                         continue
@@ -414,6 +424,7 @@ class ImageSignals:
                         self.stats.sha256_mismatches += 1
                         notes[li, ii] = (f"sha256 mismatch: the listing's sha256 is not the digest of the fetched "
                                          f"bytes (sha256 {sha}); the fetched bytes were scanned")
+                digests[li].add(sha)
                 if sha in pending:
                     pending[sha].append((li, ii))
                     continue
@@ -446,6 +457,7 @@ class ImageSignals:
         if decoded:
             self.stats.chunks += 1
             flush()
+        self.last_digests = [frozenset(d) for d in digests]
         return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))],
                                [notes.get((li, ii)) for ii in range(len(listing.images))])
                 for li, listing in enumerate(listings)]

@@ -3,17 +3,15 @@ running scanner instance picks them up (`connectors.brand_feed`). One idempotent
 publish waits for the broker's acknowledgement and raises when there is none."""
 from __future__ import annotations
 
-import logging
 import threading
 
 import orjson
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from brand_signals.contract import brand_to_obj
 from brand_signals.records import BrandReference
+from connectors.kafka_client import KafkaTarget, producer
 from zeroscan.settings import Settings
-
-RDKAFKA_LOG = logging.getLogger("librdkafka")
 
 # librdkafka gives up on a message after this long (retries included); the flush waits a little
 # longer so the delivery report, not the flush timeout, says what went wrong.
@@ -31,22 +29,21 @@ class PublishError(RuntimeError):
 class KafkaBrandPublisher:
     """`publisher(brand)` sends the brand's contract JSON (a tombstone record when withdrawn)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> None:
+    def __init__(self, kafka: KafkaTarget, topic: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> None:
         self.topic = topic
         self._flush_timeout_s = delivery_timeout_ms / 1000 + 5
         self._lock = threading.Lock()
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
+        self._producer = producer(kafka, {
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,
             "delivery.timeout.ms": delivery_timeout_ms,
             "message.max.bytes": MAX_PUBLISHED_BYTES + (64 << 10),
-        }, logger=RDKAFKA_LOG)
+        })
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "KafkaBrandPublisher":
-        return cls(settings.bootstrap, settings.topics.brands)
+        return cls(settings.kafka, settings.topics.brands)
 
     def __call__(self, brand: BrandReference) -> None:
         value = orjson.dumps(brand_to_obj(brand))

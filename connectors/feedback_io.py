@@ -8,12 +8,11 @@ import time
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
-
 from brand_signals.feedback import FeedbackState, LedgerEvent, LedgerKind
 from brand_signals.records import FeedbackEvent
 from connectors.brand_feed import TopicFollower
-from connectors.kafka_io import RDKAFKA_LOG, consume
+from connectors.kafka_client import KafkaTarget, producer
+from connectors.kafka_io import consume
 
 
 def feedback_obj(ev: FeedbackEvent) -> dict[str, Any]:
@@ -29,10 +28,9 @@ def feedback_obj(ev: FeedbackEvent) -> dict[str, Any]:
 class FeedbackPublisher:
     """Sends feedback events keyed by listing_id; `submit` returns once the broker has them."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, kafka: KafkaTarget, topic: str):
         self.topic = topic
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True},
-                                  logger=RDKAFKA_LOG)
+        self._producer = producer(kafka, {"enable.idempotence": True})
 
     def submit(self, ev: FeedbackEvent) -> dict[str, Any]:
         obj = feedback_obj(ev)
@@ -68,10 +66,10 @@ class _OpenSignals:
             self._brand_of[lid] = brand
 
 
-def open_signals(bootstrap: str, decisions_topic: str, brand_id: str) -> list[dict]:
+def open_signals(kafka: KafkaTarget, decisions_topic: str, brand_id: str) -> list[dict]:
     """One pass over `decisions`: the brand's listings whose latest decision flags them."""
     index = _OpenSignals()
-    for _k, v, _p, _o in consume(bootstrap, decisions_topic, idle_timeout_s=2):
+    for _k, v, _p, _o in consume(kafka, decisions_topic, stop_at_end=True):
         index.apply(v)
     return list(index.by_brand.get(brand_id, {}).values())
 
@@ -79,9 +77,9 @@ def open_signals(bootstrap: str, decisions_topic: str, brand_id: str) -> list[di
 class SignalIndex:
     """Open signals per brand, kept current by following `decisions` (for the API server)."""
 
-    def __init__(self, bootstrap: str, decisions_topic: str):
+    def __init__(self, kafka: KafkaTarget, decisions_topic: str):
         self._open = _OpenSignals()
-        self._follower = TopicFollower(bootstrap, decisions_topic, lambda _k, v: self._open.apply(v),
+        self._follower = TopicFollower(kafka, decisions_topic, lambda _k, v: self._open.apply(v),
                                        debounce_s=0.0)
 
     def signals(self, brand_id: str) -> list[dict]:
@@ -92,11 +90,11 @@ class SignalIndex:
         self._follower.close()
 
 
-def brand_standing(bootstrap: str, ledger_topic: str, brand_id: str, now_ms: int,
+def brand_standing(kafka: KafkaTarget, ledger_topic: str, brand_id: str, now_ms: int,
                    state: FeedbackState | None = None) -> dict[str, Any]:
     """Accuracy, suspension and removal counts of a brand, from the feedback ledger."""
     state = state or FeedbackState()
-    for _k, v, _p, _o in consume(bootstrap, ledger_topic, idle_timeout_s=2):
+    for _k, v, _p, _o in consume(kafka, ledger_topic, stop_at_end=True):
         if v is not None:
             state.apply(LedgerEvent.from_json(orjson.loads(v)))
     return standing_of(state, brand_id, now_ms)
@@ -119,10 +117,10 @@ def standing_of(state: FeedbackState, brand_id: str, now_ms: int) -> dict[str, A
 class StandingIndex:
     """Brands' standing, kept current by following the feedback ledger (for the API server)."""
 
-    def __init__(self, bootstrap: str, ledger_topic: str):
+    def __init__(self, kafka: KafkaTarget, ledger_topic: str):
         from connectors.brand_feed import LedgerFeed
 
-        self._feed = LedgerFeed(bootstrap, ledger_topic)
+        self._feed = LedgerFeed(kafka, ledger_topic)
 
     def standing(self, brand_id: str) -> dict[str, Any]:
         with self._feed.reading():

@@ -1,11 +1,15 @@
-"""Kafka administration through confluent-kafka: readiness, topics, end and committed offsets."""
+"""Kafka administration through confluent-kafka: readiness, topics, end and committed offsets,
+and the ACLs of each zeroscan principal on a secured cluster."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, NewTopic,
+                                   ResourcePatternType, ResourceType)
 
+from connectors.kafka_client import KafkaTarget, admin, consumer, kafka_config
 from zeroscan.settings import Topics
 
 _COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
@@ -28,36 +32,30 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
     }
 
 
-def _admin(bootstrap: str) -> AdminClient:
-    from connectors.kafka_io import RDKAFKA_LOG
-
-    return AdminClient({"bootstrap.servers": bootstrap}, logger=RDKAFKA_LOG)
-
-
-def wait_for_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
-    admin = _admin(bootstrap)
+def wait_for_broker(kafka: KafkaTarget, timeout_s: float = 60.0) -> None:
+    client = admin(kafka)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            md = admin.list_topics(timeout=2)
+            md = client.list_topics(timeout=2)
             if md.brokers:
                 return
         except KafkaException as e:
             last = e
         time.sleep(0.3)
-    raise RuntimeError(f"Kafka at {bootstrap} did not answer within {timeout_s}s ({last})")
+    raise RuntimeError(f"Kafka at {kafka_config(kafka).bootstrap} did not answer within {timeout_s}s ({last})")
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, dict]) -> list[str]:
+def ensure_topics(kafka: KafkaTarget, topics: dict[str, dict]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = _admin(bootstrap)
-    existing = set(admin.list_topics(timeout=10).topics)
+    client = admin(kafka)
+    existing = set(client.list_topics(timeout=10).topics)
     new = [NewTopic(name, num_partitions=spec.get("partitions", 1), replication_factor=1,
                     config=spec.get("config", {}))
            for name, spec in topics.items() if name not in existing]
     created = []
-    for name, fut in (admin.create_topics(new) if new else {}).items():
+    for name, fut in (client.create_topics(new) if new else {}).items():
         try:
             fut.result(timeout=30)
             created.append(name)
@@ -67,9 +65,8 @@ def ensure_topics(bootstrap: str, topics: dict[str, dict]) -> list[str]:
     return created
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "zeroscan-offsets-probe",
-                  "enable.auto.commit": False})
+def end_offsets(kafka: KafkaTarget, topic: str) -> dict[int, int]:
+    c = consumer(kafka, {"group.id": "zeroscan-offsets-probe", "enable.auto.commit": False})
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
@@ -77,10 +74,10 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+def committed_offsets(kafka: KafkaTarget, group: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
     """The group's committed offset per partition (0 where none), retrying while the group
     coordinator moves or loads (normal for a few seconds after a broker starts)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = consumer(kafka, {"group.id": group, "enable.auto.commit": False})
     deadline = time.monotonic() + timeout_s
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
@@ -95,3 +92,83 @@ def committed_offsets(bootstrap: str, group: str, topic: str, timeout_s: float =
                 time.sleep(0.5)
     finally:
         c.close()
+
+
+# --- principals and their rights (README: "Secured Kafka") ------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What one principal may do: read and write topics (named by their `Topics` field)."""
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    # The scanner job: its consumer group and transactional ids (the exactly-once sinks).
+    runs_job: bool = False
+    # May look at the scanner group's committed offsets (progress), not change them.
+    watches_job: bool = False
+
+
+ROLES: dict[str, Role] = {
+    "scanner": Role(reads=("listings", "feedback", "brands", "ledger"), writes=("decisions", "dead_letter", "ledger"),
+                    runs_job=True),
+    "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback")),
+    "cli": Role(reads=("listings", "brands", "feedback", "decisions", "dead_letter", "ledger"),
+                writes=("listings", "brands", "feedback"), watches_job=True),
+    "reader": Role(reads=("decisions",), writes=()),
+}
+# The super user that creates topics and ACLs (and the broker's own inter-broker principal).
+ADMIN_PRINCIPAL = "admin"
+# Throw-away consumer groups of the project's readers (connectors.kafka_io.consume, the topic
+# followers): they read by assignment and never commit, but carry a group id.
+READER_GROUP_PREFIXES = ("zeroscan-reader-", "zeroscan-follower-")
+OFFSETS_PROBE_GROUP = "zeroscan-offsets-probe"
+# A single broker applies new ACLs within milliseconds; a busy cluster within seconds.
+ACL_PROPAGATION_TIMEOUT_S = 30.0
+
+
+def role_acls(topics: Topics, consumer_group: str, transactional_id_prefix: str) -> list[AclBinding]:
+    """Allow-ACLs for every role; everything else is denied by the authorizer."""
+    def allow(user: str, rtype: ResourceType, name: str, op: AclOperation,
+              pattern: ResourcePatternType = ResourcePatternType.LITERAL) -> AclBinding:
+        return AclBinding(rtype, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
+
+    out: list[AclBinding] = []
+    for user, role in ROLES.items():
+        out += [allow(user, ResourceType.TOPIC, getattr(topics, t), AclOperation.READ) for t in role.reads]
+        out += [allow(user, ResourceType.TOPIC, getattr(topics, t), AclOperation.WRITE) for t in role.writes]
+        if role.reads:
+            out += [allow(user, ResourceType.GROUP, prefix, AclOperation.READ, ResourcePatternType.PREFIXED)
+                    for prefix in READER_GROUP_PREFIXES]
+            out.append(allow(user, ResourceType.GROUP, OFFSETS_PROBE_GROUP, AclOperation.READ))
+        if role.runs_job:
+            out.append(allow(user, ResourceType.GROUP, consumer_group, AclOperation.READ))
+            out.append(allow(user, ResourceType.TRANSACTIONAL_ID, transactional_id_prefix, AclOperation.WRITE,
+                             ResourcePatternType.PREFIXED))
+        if role.watches_job:
+            out.append(allow(user, ResourceType.GROUP, consumer_group, AclOperation.DESCRIBE))
+    return out
+
+
+def grant_roles(kafka: KafkaTarget, topics: Topics, consumer_group: str, transactional_id_prefix: str) -> int:
+    """Create the roles' ACLs (as the admin principal); existing ones are left as they are."""
+    bindings = role_acls(topics, consumer_group, transactional_id_prefix)
+    client = admin(kafka)  # kept alive until every future is answered
+    for binding, fut in client.create_acls(bindings).items():
+        try:
+            fut.result(timeout=30)
+        except KafkaException as e:
+            raise RuntimeError(f"creating ACL {binding}: {e}") from None
+    # The controller has them; wait until the broker's authorizer does too (it applies the
+    # metadata log a moment later), so a client started next is not refused.
+    wanted = {_acl_key(b) for b in bindings}
+    any_acl = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                               AclPermissionType.ANY)
+    deadline = time.monotonic() + ACL_PROPAGATION_TIMEOUT_S
+    while not wanted <= {_acl_key(b) for b in client.describe_acls(any_acl).result(timeout=30)}:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker did not show the new ACLs within {ACL_PROPAGATION_TIMEOUT_S}s")
+        time.sleep(0.2)
+    return len(bindings)
+
+
+def _acl_key(b: AclBinding) -> tuple:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.operation, b.permission_type)

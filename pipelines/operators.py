@@ -3,6 +3,7 @@ hands it Arrow batches of raw records, so parsing, memo look-ups and index queri
 per batch of up to `python.fn-execution.arrow.batch.size` rows, not once per record."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from brand_signals.feedback import ContextStore
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
-from connectors.brand_feed import LedgerFeed, open_brand_feed
+from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
 from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
 from pipelines.steps import RowKind, ScanContext, scan_records
+
+log = logging.getLogger(__name__)
 
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
@@ -33,7 +36,8 @@ TAGGED = "tagged"
 class ScanFunction(ScalarFunction):
     """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger).
 
-    `config`: brands (feed config), ledger ({bootstrap, topic} or absent in file mode),
+    `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
+    KafkaClientConfig holding secrets: never log the config),
     contexts_dir (embedded store folder, or absent for memory), files ({listing, feedback}
     paths for tagged file input), model_version."""
 
@@ -43,16 +47,24 @@ class ScanFunction(ScalarFunction):
 
     def open(self, function_context: FunctionContext):
         cfg = self.config
-        self.feed = open_brand_feed(cfg["brands"])
-        led = cfg.get("ledger") or {}
-        self.ledger = LedgerFeed(led.get("bootstrap"), led.get("topic"))
+        group = function_context.get_metric_group().add_group("zeroscan")
+        try:
+            self.feed = open_brand_feed(cfg["brands"])
+            led = cfg.get("ledger") or {}
+            self.ledger = LedgerFeed(led.get("kafka"), led.get("topic"))
+        except CatchUpError as e:
+            # Flink restarts the task; the reason must be in the job log (and the exception
+            # history of the job), not only a silent wait.
+            group.counter("startup_failures").inc()
+            log.error("scan operator cannot start: %s", e)
+            raise
         if cfg.get("contexts_dir"):
             self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
         else:
             self.contexts = ContextStore()
         self.scanner = Scanner(cfg["model_version"], images=_image_factory(cfg.get("images")),
                                image_base_dir=(cfg.get("images") or {}).get("listing_base_dir"))
-        self.metrics = _Metrics(function_context.get_metric_group())
+        self.metrics = _Metrics(group)
 
     def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
         # `seen` (updates of this listing so far) comes from the keyed step before this one;
@@ -94,8 +106,7 @@ class _Metrics:
     """The scan operator's metrics, reported through Flink's metric system (its Prometheus
     reporter is configured in flink-conf/config.yaml), next to Flink's own operator metrics."""
 
-    def __init__(self, group):
-        g = group.add_group("zeroscan")
+    def __init__(self, g):
         self.records = g.counter("records")
         self.feedback = g.counter("feedback_events")
         self.dead = g.counter("dead_letters")

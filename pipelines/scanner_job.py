@@ -26,6 +26,7 @@ from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
 
 from brand_signals.scanner import MODEL_VERSION
 from connectors.file_input import merge_tagged
+from connectors.kafka_client import flink_table_options
 from pipelines.operators import scan_udf
 from zeroscan.settings import Settings
 
@@ -86,9 +87,14 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
 
 
 def _kafka_table(name: str, topic: str, settings: Settings, columns: str, options: dict[str, str]) -> str:
-    opts = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.bootstrap, **options}
-    with_ = ",\n  ".join(f"'{k}' = '{v}'" for k, v in opts.items())
+    opts = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": settings.bootstrap,
+            **flink_table_options(settings.kafka), **options}
+    with_ = ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in opts.items())
     return f"CREATE TEMPORARY TABLE {name} (\n  {columns}\n) WITH (\n  {with_}\n)"
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
 
 def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
@@ -232,8 +238,8 @@ def build_kafka_statements(settings: Settings, parallelism: int) -> tuple[TableE
     t_env = make_table_env(settings, parallelism, kafka=True)
     register_kafka_io(t_env, settings)
     define_scan(t_env, {
-        "brands": {"kind": "kafka", "bootstrap": settings.bootstrap, "topic": settings.topics.brands},
-        "ledger": {"bootstrap": settings.bootstrap, "topic": settings.topics.ledger},
+        "brands": {"kind": "kafka", "kafka": settings.kafka, "topic": settings.topics.brands},
+        "ledger": {"kafka": settings.kafka, "topic": settings.topics.ledger},
         "contexts_dir": str(settings.state_dir / "contexts"),
         "images": image_config(settings),
     })

@@ -10,19 +10,39 @@ from pathlib import Path
 from zeroscan.settings import Settings
 
 
-def _broker(settings: Settings):
+def _broker(settings: Settings, secure: bool | None = None):
     from connectors.kafka_broker import KafkaBroker
 
     port = int(settings.bootstrap.rsplit(":", 1)[1])
-    return KafkaBroker(settings.state_dir, settings.jar_dir / "kafka-broker", port=port)
+    return KafkaBroker(settings.state_dir, settings.jar_dir / "kafka-broker", port=port, secure=secure)
 
 
 def cmd_kafka(args, settings: Settings) -> int:
-    from connectors.kafka_admin import contract_topics
+    from connectors.kafka_admin import ROLES, contract_topics, grant_roles
 
-    broker = _broker(settings)
+    if args.secure and args.action != "up":
+        print("error: --secure goes with `kafka up`", file=sys.stderr)
+        return 2
+    try:
+        broker = _broker(settings, secure=True if args.secure else None)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if args.action == "up":
         print(broker.up(contract_topics(settings.topics)).describe())
+        if broker.secure:
+            n = grant_roles(broker.client_config(), settings.topics, settings.consumer_group,
+                            settings.transactional_id_prefix)
+            print(f"{n} ACLs for the principals {', '.join(ROLES)} (admin is the super user); a command "
+                  f"acts as one with ZEROSCAN_KAFKA_CONFIG={broker.client_properties('cli')} (or scanner, api, "
+                  "reader, admin)")
+            from connectors.dev_certs import DevCA
+
+            ca = DevCA(broker.secure_dir)
+            if not (broker.secure_dir / "api.pem").exists():
+                ca.issue("api", "zeroscan-api")
+            print(f"HTTPS for the brand API: zeroscan api serve --tls-cert {broker.secure_dir / 'api.pem'} "
+                  f"--tls-key {broker.secure_dir / 'api-key.pem'} (clients trust {ca.cert_path})")
     elif args.action == "down":
         print("kafka stopped" if broker.down() else "kafka was not running")
     else:
@@ -87,17 +107,26 @@ def cmd_produce(args, settings: Settings) -> int:
     from connectors.kafka_io import produce_lines
 
     with open(args.file, "rb") as f:
-        n = produce_lines(settings.bootstrap, args.topic, f, args.key_field)
+        n = produce_lines(settings.kafka, args.topic, f, args.key_field)
     print(f"sent {n} records to {args.topic}")
     return 0
 
 
-def cmd_consume(args, settings: Settings) -> int:
-    from connectors.kafka_io import consume
+# A person at the terminal: a topic that does not show up within this is reported as missing.
+CONSUME_METADATA_TIMEOUT_S = 5.0
 
-    for _key, value, _p, _o in consume(settings.bootstrap, args.topic, idle_timeout_s=args.idle,
-                                        max_messages=args.max):
-        sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
+
+def cmd_consume(args, settings: Settings) -> int:
+    from connectors.kafka_io import TopicMissingError, consume
+
+    try:
+        for _key, value, _p, _o in consume(settings.kafka, args.topic, idle_timeout_s=args.idle,
+                                            max_messages=args.max, stop_at_end=True,
+                                            metadata_timeout_s=CONSUME_METADATA_TIMEOUT_S):
+            sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
+    except TopicMissingError as e:
+        print(f"error: {e} on {settings.bootstrap}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -114,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kafka", help="the development Kafka broker (KRaft, single node)")
     k.add_argument("action", choices=["up", "down", "status"])
+    k.add_argument("--secure", action="store_true",
+                   help="up: SASL_SSL (SCRAM-SHA-512) listener, dev CA certificates, ACLs per principal")
     k.set_defaults(fn=cmd_kafka)
 
     j = sub.add_parser("job", help="the streaming scanner job on Kafka")
@@ -136,10 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-field", default="listing_id", help="JSON field used as the message key")
     p.set_defaults(fn=cmd_produce)
 
-    c = sub.add_parser("consume", help="print a topic's committed records from the beginning")
+    c = sub.add_parser("consume", help="print a topic's committed records from the beginning to its end")
     c.add_argument("topic")
     c.add_argument("--max", type=int)
-    c.add_argument("--idle", type=float, default=3.0, help="stop after this many idle seconds")
+    c.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record, even before the end")
     c.set_defaults(fn=cmd_consume)
 
     from zeroscan import brands_cli, feedback_cli

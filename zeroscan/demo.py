@@ -24,11 +24,11 @@ def _wait_scanned(settings: Settings, job: subprocess.Popen, timeout_s: float) -
     """Until the job's committed offsets reach the end of `listings` (Flink commits them when a
     checkpoint completes, i.e. when the matching output transactions are committed)."""
     deadline = time.monotonic() + timeout_s
-    target = end_offsets(settings.bootstrap, settings.topics.listings)
+    target = end_offsets(settings.kafka, settings.topics.listings)
     while time.monotonic() < deadline:
         if job.poll() is not None:
             raise RuntimeError(f"scanner job exited early with {job.returncode}; see {settings.state_dir}/job.log")
-        done = committed_offsets(settings.bootstrap, settings.consumer_group, settings.topics.listings)
+        done = committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings)
         if all(done.get(p, 0) >= off for p, off in target.items()):
             return
         time.sleep(1.0)
@@ -45,9 +45,9 @@ def run_demo(settings: Settings, keep_running: bool = False) -> int:
     job = None
     try:
         with open(SAMPLE / "brands.jsonl", "rb") as f:
-            nb = produce_lines(settings.bootstrap, settings.topics.brands, f, "brand_id")
+            nb = produce_lines(settings.kafka, settings.topics.brands, f, "brand_id")
         with open(SAMPLE / "listings.jsonl", "rb") as f:
-            nl = produce_lines(settings.bootstrap, settings.topics.listings, f, "listing_id")
+            nl = produce_lines(settings.kafka, settings.topics.listings, f, "listing_id")
         print(f"2/5 published {nb} brands to '{settings.topics.brands}' and {nl} listing updates "
               f"to '{settings.topics.listings}'", flush=True)
         log_path = settings.state_dir / "job.log"
@@ -77,16 +77,16 @@ def run_demo(settings: Settings, keep_running: bool = False) -> int:
 
 
 def _summary(settings: Settings, n_listings: int) -> None:
-    decisions = [orjson.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, settings.topics.decisions,
+    decisions = [orjson.loads(v) for _k, v, _p, _o in consume(settings.kafka, settings.topics.decisions,
                                                               idle_timeout_s=3)]
-    dead = [orjson.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, settings.topics.dead_letter,
+    dead = [orjson.loads(v) for _k, v, _p, _o in consume(settings.kafka, settings.topics.dead_letter,
                                                          idle_timeout_s=2)]
     last = {}
     for d in decisions:
         last[d["listing_id"]] = d
     by_action = Counter(d["action"] for d in last.values())
     print(f"5/5 results read back from Kafka (read_committed):\n"
-          f"  listing updates scanned: {n_listings} (topic holds {sum(end_offsets(settings.bootstrap, settings.topics.listings).values())} in all)\n"
+          f"  listing updates scanned: {n_listings} (topic holds {sum(end_offsets(settings.kafka, settings.topics.listings).values())} in all)\n"
           f"  decision records: {len(decisions)}; listings whose latest decision flags them: "
           f"{sum(n for a, n in by_action.items() if a != 'clear')} "
           f"({', '.join(f'{a} {n}' for a, n in sorted(by_action.items()))})\n"
