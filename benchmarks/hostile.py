@@ -429,7 +429,17 @@ class JobProbe:
                 s["checkpoint_ms"] = max(s.get("checkpoint_ms", 0), e2e.get("max") or 0)
                 for item in json.loads(_get(self.rest, f"/jobs/{jid}/metrics?get=numRestarts")):
                     s["restarts"] = max(s.get("restarts", 0), float(item["value"]))
+                for v in json.loads(_get(self.rest, f"/jobs/{jid}"))["vertices"]:   # the operator's gauge
+                    base = f"/jobs/{jid}/vertices/{v['id']}/metrics"
+                    names = [m["id"] for m in json.loads(_get(self.rest, base)) if m["id"].endswith("batch_ms_max")]
+                    if names:
+                        for item in json.loads(_get(self.rest, f"{base}?get={','.join(names)}")):
+                            s["batch_ms_max"] = max(s.get("batch_ms_max", 0), float(item["value"]))
             self.rest_ok = True
+            if s.get("completed", 0) > 0 and "failed_before_first" not in s:
+                # triggers refused while the tasks were still starting (models loading) count
+                # as failed in Flink's statistics; what matters is failures after the first success
+                s["failed_before_first"] = s.get("failed", 0)
         except (OSError, ValueError, KeyError, http.client.HTTPException):
             pass
         names = {"zeroscan_batch_ms_max": "batch_ms_max", "numRestarts": "restarts",
@@ -565,7 +575,9 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             "decisions": len(decisions), "image_errors_on_decisions": dict(image_errors.most_common()),
             "flagged_hostile_listings_without_decision": len(missing_flags),
             "job_restarts": int(max(seen.get("restarts", 0), restarts_in_log)),
-            "checkpoints_completed": int(seen.get("completed", 0)), "checkpoints_failed": int(seen.get("failed", 0)),
+            "checkpoints_completed": int(seen.get("completed", 0)),
+            "checkpoints_failed": int(seen.get("failed", 0) - seen.get("failed_before_first", 0)),
+            "checkpoint_triggers_failed_at_start": int(seen.get("failed_before_first", 0)),
             "max_checkpoint_s": round(seen.get("checkpoint_ms", 0) / 1000, 2),
             "job_probe": {"rest_api_answered": probe.rest_ok, "metric_ports": len(probe.prom)},
             "max_batch_s": round(seen.get("batch_ms_max", 0) / 1000, 2),
