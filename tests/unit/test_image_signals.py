@@ -335,18 +335,23 @@ def test_geometry_hnsw_neighbours_agree_with_an_exact_search():
 
 
 def test_digests_are_only_those_computed_here(extractor):
-    """The feedback loop learns images by the digest of the bytes fetched here: a cached image
-    named by a claimed digest yields none, unless the claim must be verified (a removed
-    listing's image), and then a wrong claim yields none either."""
-    data = _jpeg(_photo(3))
-    digest = hashlib.sha256(data).hexdigest()
-    sig, store = _signals(extractor, {"a.jpg": data, "b.jpg": _jpeg(_photo(4))})
+    """The feedback loop learns images by the digest of the bytes fetched here: a claimed digest
+    counts only once this process hashed that uri's bytes to it (a cache hit on a pair verified
+    here), never when the bytes say otherwise; a removed listing's image (`verify`) is always
+    fetched and hashed again."""
+    data, other = _jpeg(_photo(3)), _jpeg(_photo(4))
+    digest, other_digest = hashlib.sha256(data).hexdigest(), hashlib.sha256(other).hexdigest()
+    sig, store = _signals(extractor, {"a.jpg": data, "b.jpg": other})
     sig.find([_listing("l1", "a.jpg")])
     assert sig.last_digests == [frozenset({digest})]
-    sig.find([_listing("l2", "a.jpg", sha={"a.jpg": digest})])             # a cache hit on the claim
-    assert sig.last_digests == [frozenset()]
-    sig.verify = lambda sha: sha == digest
     fetched = store.calls
+    sig.find([_listing("l2", "a.jpg", sha={"a.jpg": digest})])             # the claim is checked by fetching
+    assert store.calls == fetched + 1 and sig.last_digests == [frozenset({digest})]
+    fetched = store.calls
+    sig.find([_listing("l2", "a.jpg", sha={"a.jpg": digest})])             # a pair verified here: cached
+    assert store.calls == fetched and sig.last_digests == [frozenset({digest})]
+    sig.verify = lambda sha: sha == digest
     sig.find([_listing("l3", "a.jpg", sha={"a.jpg": digest}), _listing("l4", "b.jpg", sha={"b.jpg": digest})])
-    assert store.calls == fetched + 2 and sig.last_digests == [frozenset({digest}), frozenset()]
+    assert store.calls == fetched + 2                                       # verified claims are fetched again
+    assert sig.last_digests == [frozenset({digest}), frozenset({other_digest})]  # b's lie is not learned
     sig.close()
