@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test setup venv jars bench bench-text bench-images kafka-up kafka-down clean
+.PHONY: run test setup venv jars bench bench-text bench-images bench-restart bench-hostile kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -40,6 +40,12 @@ bench-text: setup
 
 bench-images: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/images.py
+
+bench-restart: setup
+	$(BIN)/python -m benchmarks.restart
+
+bench-hostile: setup
+	$(BIN)/python benchmarks/hostile.py
 
 kafka-up: setup
 	$(BIN)/zeroscan kafka up

@@ -2,7 +2,9 @@
 
 Per brand: drop brands whose seller is authorized, combine the presentation signals
 (noisy-OR), add the price-floor and seller facts, and map confidence to an action that
-follows the brand's own `enforcement`. The strongest brand wins.
+follows the brand's own `enforcement`, except for a confident near-duplicate of a listing the
+brand owner removed (and nobody reinstated): that is taken down, as the owner asked. The
+strongest brand wins.
 """
 from __future__ import annotations
 
@@ -65,7 +67,11 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
     if listing.op is Op.DELETE:
         return None
     best: Decision | None = None
-    for brand_id, signals in _merge(evidence).items():
+    merged = _merge(evidence)
+    # images that could not be scanned (refused uri, timeout, bomb) travel with a decision, so
+    # a reviewer sees what was not looked at
+    unscanned = tuple(s for s in merged.get("", ()) if s.kind is SignalKind.IMAGE_ERROR)
+    for brand_id, signals in merged.items():
         brand = brands.get(brand_id)
         if brand is None or brand.deleted or listing.seller_id in brand.authorized_sellers:
             continue
@@ -92,10 +98,12 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
         action = action_for(score, brand.enforcement)
         if action is None:
             continue
+        if any(s.kind is SignalKind.FEEDBACK_NEIGHBOR and s.score >= ENFORCE_SCORE for s in presentation):
+            action = Action.TAKEDOWN
         candidate = Decision(
             listing_id=listing.listing_id, seller_id=listing.seller_id, brand_id=brand_id,
             action=action, score=score,
-            signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra),
+            signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra) + unscanned,
             decided_at=now_ms, brand_version=brand.version, model_version=model_version)
         if best is None or candidate.score > best.score:
             best = candidate

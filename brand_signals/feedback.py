@@ -4,9 +4,13 @@ scanner learns from both.
 - A removal is accepted when the scanner has seen the listing present the removing brand; it
   then becomes a takedown with a `brand_removal` signal and the listing's evidence (text
   fingerprint, images, seller) enters the confirmed-infringement index. A removal of a listing
-  the scanner has seen presenting only other brands is refused; one of a listing it has never
-  seen is held for review. Both are counted.
-- Near-duplicates of a confirmed listing are flagged with `feedback_neighbor`; the seller's
+  the scanner has seen without the brand (presenting other brands or nothing) is refused and
+  counts against the brand's accuracy; one of a listing it has never seen is held for review,
+  up to a daily number per brand (beyond it: refused). Every outcome carries its reason.
+- Near-duplicates of a confirmed listing are flagged with `feedback_neighbor` (a takedown, as
+  the owner asked) only on specific evidence: the same image bytes (digests the scanner
+  computed, not stock photos that many sellers use), or a similar title whose shared words are
+  rare (weighted by word frequency), so generic words carry almost nothing. The seller's
   other listings that present the same brand are scanned with raised suspicion.
 - `appeal_upheld` reinstates the listing (`clear`), withdraws its evidence and counts against
   the brand; `appeal_rejected` confirms it. Accuracy = confirmed / decided removals over a
@@ -18,10 +22,11 @@ the ledger can be replayed at start and events seen twice are harmless. The cloc
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 import unicodedata
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -53,54 +58,104 @@ class FeedbackPolicy:
     # overturned removal out of one must not suspend a brand.
     min_decided: int = 5
     # Jaccard similarity of the title's word sets from which a listing is a near-duplicate of a
-    # confirmed one (one word changed in six keeps 0.71, one added in eight 0.89).
-    neighbor_jaccard: float = 0.6
+    # confirmed one (one word changed in six keeps 0.71, one added in eight 0.89). 0.65, not
+    # 0.6: on the dev text set 0.6 let one honest listing through that shared a single rare word
+    # ("SmartFit", 0.64) with a removed one (benchmarks/neighbors_dev.py).
+    neighbor_jaccard: float = 0.65
     # From this similarity the neighbour alone is confident (score >= 0.8: the brand's own
     # enforcement); between the two it asks for review.
     neighbor_confident: float = 0.75
     # Raised suspicion for a seller with a confirmed removal for the brand: enough to turn a
     # weak presentation (a single fuzzy hit scoring ~0.7) into a confident one.
     seller_suspicion_score: float = 0.5
+    # The rarity the words a neighbour shares with a confirmed listing must add up to (see
+    # `word_rarity`: 3.0 for a word rarer than once per billion words, 0 from once per million):
+    # one invented word or model number, or two or three uncommon ones. "Wireless Bluetooth
+    # Headphones Black Over Ear Foldable" shares 0.4 ("foldable") with a removed headphone.
+    neighbor_min_rarity: float = 2.0
+    # An image seen in listings of this many distinct sellers is a stock photo: not evidence.
+    stock_image_sellers: int = 5
+    # Removals of listings the scanner never saw, held for a human per brand and day (event
+    # time); beyond it they are refused. Before the cap one token at the API's rate limit could
+    # create ~86,000 review decisions a day.
+    max_held_per_day: int = 50
 
 
 class LedgerKind(enum.Enum):
     REMOVAL_ACCEPTED = "removal_accepted"
     REMOVAL_DEMOTED = "removal_demoted"     # accepted as a review: the brand is suspended
     REMOVAL_HELD = "removal_held"           # the scanner never saw the listing: a human decides
-    REMOVAL_REFUSED = "removal_refused"     # the listing presents other brands, not this one
+    REMOVAL_REFUSED = "removal_refused"     # seen without the brand, unknown brand, or over the cap
     APPEAL_UPHELD = "appeal_upheld"
     APPEAL_REJECTED = "appeal_rejected"
 
 
+class Refusal(enum.Enum):
+    """Why a removal was refused (`reason` on the ledger); only NOT_PRESENTED counts against
+    the brand: it claimed a listing the scanner saw without the brand."""
+
+    NOT_PRESENTED = "not_presented"
+    UNKNOWN_BRAND = "unknown_brand"
+    HELD_CAP = "held_cap"
+
+
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """What identifies a listing's content across light edits and re-uploads."""
+    """What identifies a listing's content across light edits and re-uploads: its title words
+    (hashed), the rarity of the rare ones, and the digests of image bytes the scanner fetched
+    (never the digests a listing claims)."""
 
     shingles: frozenset[int]
     images: frozenset[str] = frozenset()
+    rarity: Mapping[int, float] = field(default_factory=dict)   # shingle -> rarity, rare words only
 
     def to_json(self) -> dict[str, Any]:
-        return {"shingles": sorted(self.shingles), "images": sorted(self.images)}
+        return {"shingles": sorted(self.shingles), "images": sorted(self.images),
+                "rarity": sorted([s, round(w, 3)] for s, w in self.rarity.items())}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Fingerprint":
-        return cls(frozenset(int(x) for x in d.get("shingles", ())), frozenset(d.get("images", ())))
+        return cls(frozenset(int(x) for x in d.get("shingles", ())), frozenset(d.get("images", ())),
+                   {int(s): float(w) for s, w in d.get("rarity", ())})
 
+
+NO_FINGERPRINT = Fingerprint(frozenset())
 
 _TOKEN = re.compile(r"[^\W_]+")
 # Bounds the fingerprint of a hostile 20,000-character description.
 MAX_FINGERPRINT_TOKENS = 256
+# Word rarity = RARITY_CEIL - Zipf frequency, floored at 0: a word used once per million words
+# (Zipf 3: "earbuds", "foldable" 2.6 -> 0.4) or more often carries nothing; an invented word or a
+# model number (Zipf 0) carries 3. Frequencies from `wordfreq`; English, the listing language
+# of the dev data and the lingua franca of marketplace titles (each extra language costs the
+# scan workers ~1 s and ~50 MB at start).
+RARITY_CEIL = 3.0
+RARITY_LANGUAGES = ("en",)
+
+
+@functools.lru_cache(maxsize=262_144)
+def word_rarity(word: str) -> float:
+    from wordfreq import zipf_frequency
+
+    return max(0.0, RARITY_CEIL - max(zipf_frequency(word, lang) for lang in RARITY_LANGUAGES))
 
 
 def _shingle(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
 
 
-def fingerprint(listing: Listing) -> Fingerprint:
+def fingerprint(listing: Listing, image_digests: Iterable[str] = ()) -> Fingerprint:
+    """`image_digests`: sha256 of the listing's image bytes as fetched and hashed by the scanner."""
     text = unicodedata.normalize("NFKC", f"{listing.title} {listing.brand}").casefold()
-    shingles = {_shingle(t) for t in _TOKEN.findall(text)[:MAX_FINGERPRINT_TOKENS]}
-    images = frozenset(im.sha256 for im in listing.images if im.sha256)
-    return Fingerprint(frozenset(shingles), images)
+    shingles: set[int] = set()
+    rarity: dict[int, float] = {}
+    for t in _TOKEN.findall(text)[:MAX_FINGERPRINT_TOKENS]:
+        s = _shingle(t)
+        shingles.add(s)
+        w = word_rarity(t)
+        if w > 0:
+            rarity[s] = w
+    return Fingerprint(frozenset(shingles), frozenset(image_digests), rarity)
 
 
 def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
@@ -139,6 +194,10 @@ class LedgerEvent:
     # Set on the event that changed the brand's self-service standing: "suspended" or
     # "reinstated" (the brand's notification; not part of the event's identity).
     brand_status: str = ""
+    refusal: Refusal | None = None      # why a removal was refused
+    reason: str = ""                   # in words: why it was refused or held
+    actor_reason: str = ""             # what the actor (owner, reviewer) gave as the reason
+    judged_at_ms: int = 0              # when the scanner judged it (processing time)
 
     @property
     def key(self) -> tuple:
@@ -151,13 +210,23 @@ class LedgerEvent:
             d["fingerprint"] = self.fingerprint.to_json()
         if self.brand_status:
             d["brand_status"] = self.brand_status
+        if self.refusal is not None:
+            d["refusal"] = self.refusal.value
+        for name in ("reason", "actor_reason"):
+            if getattr(self, name):
+                d[name] = getattr(self, name)
+        if self.judged_at_ms:
+            d["judged_at"] = self.judged_at_ms
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "LedgerEvent":
         fp = d.get("fingerprint")
+        refusal = d.get("refusal")
         return cls(LedgerKind(d["kind"]), d["listing_id"], d["brand_id"], int(d["event_time"]), d.get("actor", ""),
-                   d.get("seller_id", ""), Fingerprint.from_json(fp) if fp else None, d.get("brand_status", ""))
+                   d.get("seller_id", ""), Fingerprint.from_json(fp) if fp else None, d.get("brand_status", ""),
+                   Refusal(refusal) if refusal else None, d.get("reason", ""), d.get("actor_reason", ""),
+                   int(d.get("judged_at", 0)))
 
 
 @dataclass(slots=True)
@@ -183,6 +252,10 @@ class FeedbackState:
     _outcomes: dict[str, deque] = field(default_factory=dict)             # brand -> (time, confirmed?)
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)     # (brand, ledger kind) -> n
     _status_changes: dict[str, list] = field(default_factory=dict)        # brand -> [(time, status)]
+    _held: dict[tuple[str, int], int] = field(default_factory=dict)       # (brand, day) -> held removals
+    # Distinct sellers seen with each fetched image (this operator's listings, in memory,
+    # bounded): tells stock photos from a counterfeiter's own.
+    _image_sellers: OrderedDict = field(default_factory=OrderedDict)
 
     def apply(self, ev: LedgerEvent) -> bool:
         """Apply one ledger event; False when it was applied before."""
@@ -194,22 +267,44 @@ class FeedbackState:
         self._counts[ck] = self._counts.get(ck, 0) + 1
         if ev.brand_status:
             self._status_changes.setdefault(ev.brand_id, []).append((ev.event_time_ms, ev.brand_status))
+        verdict = _verdict(ev)
+        if verdict is not None:
+            self._outcomes.setdefault(ev.brand_id, deque()).append((ev.event_time_ms, verdict))
         if ev.kind is LedgerKind.REMOVAL_ACCEPTED and ev.fingerprint is not None:
             self._confirm(ev)
             self._exempt.discard((ev.listing_id, ev.brand_id))
+        elif ev.kind is LedgerKind.REMOVAL_HELD:
+            hk = (ev.brand_id, ev.event_time_ms // DAY_MS)
+            self._held[hk] = self._held.get(hk, 0) + 1
         elif ev.kind is LedgerKind.APPEAL_UPHELD:
             self._withdraw(ev.listing_id, ev.brand_id)
             self._exempt.add((ev.listing_id, ev.brand_id))
-            self._outcomes.setdefault(ev.brand_id, deque()).append((ev.event_time_ms, False))
-        elif ev.kind is LedgerKind.APPEAL_REJECTED:
-            self._outcomes.setdefault(ev.brand_id, deque()).append((ev.event_time_ms, True))
         return True
+
+    def held_on_day(self, brand_id: str, event_time_ms: int) -> int:
+        return self._held.get((brand_id, event_time_ms // DAY_MS), 0)
+
+    def observe_images(self, seller_id: str, digests: Iterable[str]) -> None:
+        """Count the sellers each fetched image appears with (up to the stock-photo bar)."""
+        cap = self.policy.stock_image_sellers
+        sightings = self._image_sellers
+        for d in digests:
+            sellers = sightings.get(d)
+            if sellers is None:
+                sightings[d] = sellers = set()
+                if len(sightings) > MAX_IMAGE_SIGHTINGS:
+                    sightings.popitem(last=False)
+            if len(sellers) < cap:
+                sellers.add(seller_id)
+
+    def is_stock_image(self, digest: str) -> bool:
+        return len(self._image_sellers.get(digest, ())) >= self.policy.stock_image_sellers
 
     def _confirm(self, ev: LedgerEvent) -> None:
         self._withdraw(ev.listing_id)  # a listing is confirmed for one brand at a time
         fp = ev.fingerprint
         self._confirmed[ev.listing_id] = _Confirmed(ev.brand_id, ev.seller_id, fp, ev.event_time_ms)
-        for s in fp.shingles:
+        for s in fp.rarity:  # a neighbour must share a rare word: only those lead to candidates
             self._by_shingle.setdefault(s, set()).add(ev.listing_id)
         for im in fp.images:
             self._by_image.setdefault(im, set()).add(ev.listing_id)
@@ -224,7 +319,7 @@ class FeedbackState:
         if c is None or (brand_id is not None and c.brand_id != brand_id):
             return
         del self._confirmed[listing_id]
-        _unindex(self._by_shingle, c.fingerprint.shingles, listing_id)
+        _unindex(self._by_shingle, c.fingerprint.rarity, listing_id)
         _unindex(self._by_image, c.fingerprint.images, listing_id)
         k = (c.seller_id, c.brand_id)
         if self._seller_brands.get(k, 0) > 1:
@@ -262,7 +357,7 @@ class FeedbackState:
         """"suspended" or "reinstated" when the brand's standing once `ev` is applied differs
         from the last one announced to it (recovery by ageing is announced at its next event)."""
         outcomes = list(self._outcomes.get(ev.brand_id, ()))
-        verdict = {LedgerKind.APPEAL_UPHELD: False, LedgerKind.APPEAL_REJECTED: True}.get(ev.kind)
+        verdict = _verdict(ev)
         if verdict is not None and ev.key not in self._seen:
             outcomes.append((ev.event_time_ms, verdict))
         now = self._is_suspended(*self._judge(outcomes, ev.event_time_ms))
@@ -279,6 +374,10 @@ class FeedbackState:
     def count(self, brand_id: str, kind: LedgerKind) -> int:
         return self._counts.get((brand_id, kind.value), 0)
 
+    def has_image(self, digest: str) -> bool:
+        """Whether a confirmed listing had this image (its claimed digest then gets verified)."""
+        return digest in self._by_image
+
     def has_confirmed(self) -> bool:
         return bool(self._confirmed or self._seller_brands or self._exempt)
 
@@ -294,28 +393,49 @@ class FeedbackState:
         if own is not None:
             out.append(Evidence(own.brand_id, (Signal(SignalKind.BRAND_REMOVAL, 1.0, {
                 "removed": True, "note": "removed by the brand owner"}),)))
-        candidates: dict[str, int] = {}
-        for s in fp.shingles:
-            for lid in self._by_shingle.get(s, ()):
-                candidates[lid] = candidates.get(lid, 0) + 1
-        image_hits = {lid for im in fp.images for lid in self._by_image.get(im, ())}
-        best: dict[str, tuple[float, str, str]] = {}
-        for lid in set(candidates) | image_hits:
+        p = self.policy
+        candidates = {lid for s in fp.rarity for lid in self._by_shingle.get(s, ())}
+        image_hits = {lid for im in fp.images if not self.is_stock_image(im) for lid in self._by_image.get(im, ())}
+        best: dict[str, tuple[float, str, str, float]] = {}
+        for lid in candidates | image_hits:
             if lid == listing.listing_id:
                 continue
             c = self._confirmed[lid]
-            sim = 1.0 if lid in image_hits else jaccard(fp.shingles, c.fingerprint.shingles)
-            if sim >= self.policy.neighbor_jaccard and sim > best.get(c.brand_id, (0.0, "", ""))[0]:
-                best[c.brand_id] = (sim, lid, "image" if lid in image_hits else "text")
-        for brand_id, (sim, lid, via) in best.items():
-            out.append(Evidence(brand_id, (Signal(SignalKind.FEEDBACK_NEIGHBOR, self._neighbor_score(sim), {
-                "removed_listing_id": lid, "similarity": round(sim, 3), "via": via}),)))
+            if lid in image_hits:
+                sim, via, rare = 1.0, "image", 0.0
+            else:
+                shared = fp.shingles & c.fingerprint.shingles
+                rare = sum(c.fingerprint.rarity.get(s, 0.0) for s in shared)
+                sim = jaccard(fp.shingles, c.fingerprint.shingles) if rare >= p.neighbor_min_rarity else 0.0
+                via = "text"
+            if sim >= p.neighbor_jaccard and sim > best.get(c.brand_id, (0.0, "", "", 0.0))[0]:
+                best[c.brand_id] = (sim, lid, via, rare)
+        for brand_id, (sim, lid, via, rare) in best.items():
+            detail = {"removed_listing_id": lid, "similarity": round(sim, 3), "via": via}
+            if via == "text":
+                detail["shared_rarity"] = round(rare, 2)
+            out.append(Evidence(brand_id, (Signal(SignalKind.FEEDBACK_NEIGHBOR, self._neighbor_score(sim), detail),)))
         for brand_id in presented:
             n = self._seller_brands.get((listing.seller_id, brand_id))
             if n:
                 out.append(Evidence(brand_id, (Signal(SignalKind.SELLER, self.policy.seller_suspicion_score, {
                     "seller_id": listing.seller_id, "confirmed_removals_for_brand": n}),)))
         return out
+
+
+# Images whose sellers are counted per operator; beyond it the oldest are forgotten (~100 B each).
+MAX_IMAGE_SIGHTINGS = 1_000_000
+
+
+def _verdict(ev: LedgerEvent) -> bool | None:
+    """What the event says about the brand's accuracy: True a right removal, False a wrong one."""
+    if ev.kind is LedgerKind.APPEAL_REJECTED:
+        return True
+    if ev.kind is LedgerKind.APPEAL_UPHELD:
+        return False
+    if ev.kind is LedgerKind.REMOVAL_REFUSED and ev.refusal is Refusal.NOT_PRESENTED:
+        return False
+    return None
 
 
 def _unindex(index: dict, keys, listing_id: str) -> None:
@@ -343,17 +463,29 @@ def handle_feedback(ev: FeedbackEvent, context: ListingContext | None, state: Fe
                         decided_at=now_ms, brand_version=brand.version if brand else None,
                         model_version=model_version)
 
-    def ledger(kind: LedgerKind, fp: Fingerprint | None = None) -> LedgerEvent:
-        return LedgerEvent(kind, ev.listing_id, ev.brand_id, ev.event_time_ms, ev.actor, seller, fp)
+    def ledger(kind: LedgerKind, fp: Fingerprint | None = None, refusal: Refusal | None = None,
+               reason: str = "") -> LedgerEvent:
+        return LedgerEvent(kind, ev.listing_id, ev.brand_id, ev.event_time_ms, ev.actor, seller, fp,
+                           refusal=refusal, reason=reason, actor_reason=ev.reason, judged_at_ms=now_ms)
 
     if ev.kind is FeedbackKind.BRAND_REMOVAL:
-        if brand is None:
-            return None, ledger(LedgerKind.REMOVAL_REFUSED)
+        if brand is None or brand.deleted:
+            return None, ledger(LedgerKind.REMOVAL_REFUSED, refusal=Refusal.UNKNOWN_BRAND,
+                                reason=f"brand {ev.brand_id} is not registered")
         if context is None:
+            cap = state.policy.max_held_per_day
+            if state.held_on_day(ev.brand_id, ev.event_time_ms) >= cap:
+                return None, ledger(LedgerKind.REMOVAL_REFUSED, refusal=Refusal.HELD_CAP, reason=(
+                    f"the scanner has not seen this listing and {cap} removals of unseen listings are "
+                    f"already held for review for this brand today"))
             return (decision(Action.REVIEW, 0.5, {"held": "the scanner has not seen this listing"}),
-                    ledger(LedgerKind.REMOVAL_HELD))
+                    ledger(LedgerKind.REMOVAL_HELD, reason="the scanner has not seen this listing"))
         if ev.brand_id not in context.presented:
-            return None, ledger(LedgerKind.REMOVAL_REFUSED)
+            what = "other brands only (" + ", ".join(sorted(context.presented)) + ")" if context.presented \
+                else "nothing of any brand"
+            return None, ledger(LedgerKind.REMOVAL_REFUSED, refusal=Refusal.NOT_PRESENTED, reason=(
+                f"the scanner saw this listing and it presents {what}, not {ev.brand_id}; "
+                f"counted against the brand's accuracy"))
         # The accuracy window ends at the removal's own event time, so a replay of the stream
         # judges every removal exactly as it was judged the first time.
         if state.suspended(ev.brand_id, ev.event_time_ms):
@@ -373,8 +505,9 @@ def ledger_json(ev: LedgerEvent) -> str:
 
 class ContextStore:
     """What the scanner has seen, per listing (in memory; `connectors.context_store` keeps it
-    in an embedded store). Only listings that presented some brand are remembered, and the
-    presented brands accumulate: a removal is judged on what the scanner has ever seen."""
+    in an embedded store). Every listing is remembered, also one that presented nothing (so a
+    removal of it is refused, not held), and the presented brands accumulate: a removal is
+    judged on what the scanner has ever seen."""
 
     def __init__(self) -> None:
         self._d: dict[str, ListingContext] = {}
@@ -391,6 +524,8 @@ class ContextStore:
 
 
 def merge_context(old: ListingContext | None, new: ListingContext) -> ListingContext:
+    """Presented brands accumulate; the fingerprint is the latest one that presented a brand."""
     if old is None:
         return new
-    return ListingContext(new.listing_id, new.seller_id, old.presented | new.presented, new.fingerprint)
+    fp = new.fingerprint if new.presented or not old.presented else old.fingerprint
+    return ListingContext(new.listing_id, new.seller_id, old.presented | new.presented, fp)

@@ -13,6 +13,7 @@ or hostile image becomes an `image_error` signal (score 0, brand_id "") and neve
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ import orjson
 
 from brand_signals.decide import combine
 from brand_signals.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, global_embedding, pdq
-from brand_signals.image_decode import ImageDecodeError, decode_rgb
-from brand_signals.logo_geometry import LogoGeometryIndex
+from brand_signals.image_decode import ImageDecodeError, ImageLimits, decode_rgb, probe
+from brand_signals.logo_geometry import LogoGeometryIndex, RefFeatures, reference_features
 from brand_signals.logos import LogoIndex
 from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
 from brand_signals.wordmarks import WordMarkIndex
@@ -34,6 +35,10 @@ from models.embedder import DEFAULT_MODEL, FeatureExtractor, letterbox
 from models.logo_head import QUERY_SIDE, LogoHead, valid_cells
 
 Fetch = Callable[[str, "str | None", "str | None"], bytes]
+# A listing fetch may also take a whole batch at once, concurrently and under time budgets
+# (connectors.image_fetch.ListingFetcher.fetch_many): (listing index, uri, sha256) per image,
+# bytes or the exception per image back.
+FetchMany = Callable[[Sequence[tuple[int, str, "str | None"]]], list]
 
 # --- logo scores (decide.py: >= 0.8 enforce, >= 0.5 review) -----------------------------
 # The learned head (models/logo_head.py) is off unless `head_path` is given: cross-fitted on
@@ -63,6 +68,14 @@ GEO_SUPPORT_SCORE = 0.3
 RESULT_VERSION = 4
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
+# Decoded pixels a batch holds before they are analysed (then freed): 32 MP is ~96 MB of RGB,
+# eight images at the analysis size (image_decode.ANALYSIS_SIDE 1920^2, the backbone's batch of
+# 8), far more of the usual few-hundred-pixel photos.
+MAX_HELD_PIXELS = 32_000_000
+# How long a (uri, claimed sha256) pair whose bytes this process fetched and hashed saves
+# fetching it again: re-posts within minutes cost no fetch; a host that swaps the bytes behind
+# a uri is seen within this time (as it would be at the next scan anyway).
+VERIFIED_TTL_S = 600.0
 _ERROR_BRAND = ""
 
 
@@ -95,6 +108,37 @@ class ImageStats:
     embedded: int = 0
     ocr_read: int = 0
     failures: int = 0
+    decoded: int = 0
+    chunks: int = 0               # analyse calls (a batch over MAX_HELD_PIXELS is split)
+    sha256_mismatches: int = 0
+
+
+class ReferenceCache:
+    """What the index keeps of each brand image (logo geometry features, product photo hash and
+    embedding), by the sha256 of the bytes fetched for it, across catalogue rebuilds: a rebuild
+    fetches and hashes every image but decodes only new ones. Holds only the last build's images."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str], object] = {}
+        self.analysed = 0            # images decoded and analysed
+        self.reused = 0
+
+    def get(self, key: tuple[str, str, str]) -> object | None:
+        hit = self._entries.get(key)
+        if hit is not None:
+            self.reused += 1
+        return hit
+
+    def put(self, key: tuple[str, str, str], value: object) -> None:
+        self.analysed += 1
+        self._entries[key] = value
+
+    def retain(self, keys: set[tuple[str, str, str]]) -> None:
+        for k in [k for k in self._entries if k not in keys]:
+            del self._entries[k]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def logo_score(p: float) -> float:
@@ -113,11 +157,17 @@ def geo_score(inliers: int) -> float:
     return 0.0
 
 
+def _scaled(box: tuple[int, int, int, int], k: float) -> tuple[int, int, int, int]:
+    return tuple(int(round(v * k)) for v in box)  # type: ignore[return-value]
+
+
 class ImageSignals:
     def __init__(self, *, logos: LogoIndex | None, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
                  extractor: FeatureExtractor, reader, fetch: Fetch, fingerprint: bytes,
                  cache_path: str | Path | None = None, build_errors: Sequence[str] = (),
-                 geometry: LogoGeometryIndex | None = None):
+                 geometry: LogoGeometryIndex | None = None, limits: ImageLimits = ImageLimits(),
+                 max_held_pixels: int = MAX_HELD_PIXELS, verified_ttl_s: float = VERIFIED_TTL_S,
+                 now: Callable[[], float] = time.monotonic):
         self.logos, self.copies, self.wordmarks = logos, copies, wordmarks
         self.geometry = geometry
         self.extractor, self.reader, self._fetch = extractor, reader, fetch
@@ -128,18 +178,32 @@ class ImageSignals:
             from rocksdict import Rdict
             self._db = Rdict(str(cache_path))
         self.build_errors = tuple(build_errors)
+        # sha256 of the bytes fetched per listing of the last `find` batch: digests computed
+        # here, which the feedback loop may trust (a listing's own sha256 is only a claim).
+        self.last_digests: list[frozenset[str]] = []
+        # When set and true for a claimed digest, that image is fetched and hashed even if its
+        # outcome is cached (the feedback loop must not take the claim of a removed image's digest).
+        self.verify: Callable[[str], bool] | None = None
         self.stats = ImageStats()
+        self.limits, self.max_held_pixels = limits, max_held_pixels
+        self.verified_ttl_s, self._now = verified_ttl_s, now
+        self._verified: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @classmethod
     def build(cls, brands: Iterable[BrandReference], fetch: Fetch, base_dir: str | None = None, *,
               cache_path: str | Path | None = None, threads: int = 1, batch_size: int = 8,
               model_path: Path = DEFAULT_MODEL, head_path: Path | None = None, ocr: bool = True,
               extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
-              ocr_upscale: bool = False) -> "ImageSignals":
+              ocr_upscale: bool = False, limits: ImageLimits = ImageLimits(),
+              references: ReferenceCache | None = None, listing_fetch: Fetch | None = None,
+              **kw) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks).
-        `ocr_upscale`: small photos are also read scaled up (models.ocr.UPSCALE_SIDE)."""
+        `ocr_upscale`: small photos are also read scaled up (models.ocr.UPSCALE_SIDE).
+        `references`: kept by the caller across rebuilds, so an unchanged image (same bytes)
+        is not decoded again. `listing_fetch` reads listing images (seller input: the job passes
+        its egress-policed fetcher; `fetch` when None). Other keywords go to the constructor."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         cv2.setNumThreads(threads)
@@ -149,47 +213,103 @@ class ImageSignals:
         if reader is None and ocr:
             from models.ocr import TextReader
             reader = TextReader(threads=threads, upscale=ocr_upscale)
+        references = references if references is not None else ReferenceCache()
         errors: list[str] = []
         fp = hashlib.blake2b(digest_size=16)
         # what the cached per-image outcomes depend on besides the catalogue
         reading = "none" if reader is None else f"{type(reader).__name__}|{getattr(reader, 'upscale', False)}"
-        fp.update(f"{RESULT_VERSION}|{geometry}|{Path(model_path).name}|{reading}".encode())
+        fp.update(f"{RESULT_VERSION}|{geometry}|{Path(model_path).name}|{reading}|{limits.analysis_side}".encode())
         if head_path is not None:
             fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
+        # what the kept reference analysis depends on besides the image's bytes
+        setting = f"{limits.analysis_side}|{Path(model_path).name}"
+        used: set[tuple[str, str, str]] = set()
 
-        def load(ref: ImageRef, brand_id: str) -> np.ndarray | None:
+        def load(ref: ImageRef, brand_id: str) -> tuple[str, bytes] | None:
             try:
-                rgb = decode_rgb(fetch(ref.uri, base_dir, ref.sha256))
+                data = fetch(ref.uri, base_dir, ref.sha256)
             except (OSError, ValueError) as e:
                 errors.append(f"{brand_id} {ref.uri}: {e}")
                 return None
-            fp.update(f"{brand_id}|{ref.uri}|{ref.sha256}".encode())
-            return rgb
+            sha = hashlib.sha256(data).hexdigest()
+            if ref.sha256 is not None and ref.sha256.lower() != sha:
+                errors.append(f"{brand_id} {ref.uri}: sha256 mismatch (the content's is {sha})")
+                return None
+            fp.update(f"{brand_id}|{ref.uri}|{sha}".encode())
+            return sha, data
 
-        logo_imgs, prod = [], []
+        def decoded(brand_id: str, ref: ImageRef, data: bytes) -> np.ndarray | None:
+            try:
+                return decode_rgb(data, limits)
+            except ValueError as e:
+                errors.append(f"{brand_id} {ref.uri}: {e}")
+                return None
+
+        logo_feats: list[tuple[str, str, RefFeatures]] = []
+        head_imgs: list[tuple[str, str, np.ndarray]] = []
+        prod: list[tuple[str, str, tuple[np.ndarray, np.ndarray]]] = []
+        new_prod: list[tuple[int, tuple[str, str, str], np.ndarray]] = []   # (slot in prod, key, rgb)
+
+        def analyse_products() -> None:
+            """Hash and embed the decoded new product photos (held pixels stay under MAX_HELD_PIXELS)."""
+            feats = extractor.features([letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in new_prod])
+            for (slot, key, rgb), f in zip(new_prod, feats):
+                kept = (pdq(rgb)[0], global_embedding(f, valid_cells(*rgb.shape[:2])))
+                references.put(key, kept)
+                b_id, uri, _ = prod[slot]
+                prod[slot] = (b_id, uri, kept)
+            new_prod.clear()
+
         for b in sorted(live, key=lambda b: b.brand_id):
             fp.update(f"brand|{b.brand_id}|{b.version}".encode())
             for ref in b.logos:
-                rgb = load(ref, b.brand_id)
-                if rgb is not None:
-                    logo_imgs.append((b.brand_id, ref.uri, rgb))
+                got = load(ref, b.brand_id)
+                if got is None:
+                    continue
+                sha, data = got
+                key = ("logo", sha, setting)
+                feats = references.get(key) if geometry else None
+                rgb = None
+                if (geometry and feats is None) or head_path is not None:
+                    rgb = decoded(b.brand_id, ref, data)
+                    if rgb is None:
+                        continue
+                if geometry:
+                    if feats is None:
+                        feats = reference_features(rgb)
+                        references.put(key, feats)
+                    used.add(key)
+                    logo_feats.append((b.brand_id, ref.uri, feats))
+                if head_path is not None:
+                    head_imgs.append((b.brand_id, ref.uri, rgb))
             for ref in b.product_images:
-                rgb = load(ref, b.brand_id)
-                if rgb is not None:
-                    prod.append((b.brand_id, ref.uri, rgb))
-        logos = LogoIndex.build(logo_imgs, extractor, LogoHead.load(head_path)) if head_path is not None else None
-        hashes, embs = [], []
-        if prod:
-            canv = [letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in prod]
-            feats = extractor.features(canv)
-            for (_, _, rgb), f in zip(prod, feats):
-                hashes.append(pdq(rgb)[0])
-                embs.append(global_embedding(f, valid_cells(*rgb.shape[:2])))
-        copies = ImageCopyIndex([(b, u) for b, u, _ in prod], np.array(hashes, np.uint8).reshape(-1, 32),
-                                np.array(embs, np.float32).reshape(len(embs), 1280))
+                got = load(ref, b.brand_id)
+                if got is None:
+                    continue
+                sha, data = got
+                key = ("product", sha, setting)
+                kept = references.get(key)
+                if kept is None:
+                    rgb = decoded(b.brand_id, ref, data)
+                    if rgb is None:
+                        continue
+                    new_prod.append((len(prod), key, rgb))
+                used.add(key)
+                prod.append((b.brand_id, ref.uri, kept))
+                if sum(rgb.shape[0] * rgb.shape[1] for _, _, rgb in new_prod) > MAX_HELD_PIXELS:
+                    analyse_products()
+        if new_prod:
+            analyse_products()
+        references.retain(used)
+        logos = LogoIndex.build(head_imgs, extractor, LogoHead.load(head_path)) if head_path is not None else None
+        copies = ImageCopyIndex([(b, u) for b, u, _ in prod],
+                                np.array([k[0] for _, _, k in prod], np.uint8).reshape(-1, 32),
+                                np.array([k[1] for _, _, k in prod], np.float32).reshape(len(prod), 1280))
         return cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
-                   reader=reader, fetch=fetch, fingerprint=fp.digest(), cache_path=cache_path,
-                   build_errors=errors, geometry=LogoGeometryIndex.build(logo_imgs) if geometry else None)
+                   reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
+                   fingerprint=fp.digest(), cache_path=cache_path,
+                   build_errors=errors, geometry=LogoGeometryIndex.from_features(logo_feats) if geometry else None,
+                   limits=limits, **kw)
 
     # --- cache -------------------------------------------------------------------------
     def _key(self, sha256: str) -> bytes:
@@ -226,37 +346,85 @@ class ImageSignals:
             self._db = None
 
     # --- matching ----------------------------------------------------------------------
+    def _verified_before(self, uri: str, claimed: str) -> bool:
+        """True when this process fetched `uri` within VERIFIED_TTL_S and its bytes had the
+        digest `claimed` (a listing's sha256 is only a hint: it saves a fetch only here)."""
+        key = (uri, claimed)
+        until = self._verified.get(key)
+        if until is None:
+            return False
+        if until < self._now():
+            del self._verified[key]
+            return False
+        return True
+
+    def _remember_verified(self, uri: str, sha: str) -> None:
+        self._verified[uri, sha] = self._now() + self.verified_ttl_s
+        self._verified.move_to_end((uri, sha))
+        while len(self._verified) > MEMO_ENTRIES:
+            self._verified.popitem(last=False)
+
     def find(self, listings: Sequence[Listing], base_dir: str | None = None) -> list[list[Evidence]]:
-        """Evidence per listing from its images (one list per listing, in order)."""
+        """Evidence per listing from its images (one list per listing, in order).
+
+        A cached result is used only for bytes whose digest was computed here: an image is
+        fetched unless this process fetched the same uri with the same claimed sha256 within
+        VERIFIED_TTL_S; a claimed digest that the bytes do not have is an `image_error` and the
+        real bytes are scanned. Decoded images are analysed in chunks of at most
+        `max_held_pixels` pixels (plus one image)."""
         outcome: dict[tuple[int, int], ImageOutcome] = {}
+        notes: dict[tuple[int, int], str] = {}            # image errors beside a scanned result
         pending: dict[str, list[tuple[int, int]]] = {}     # sha256 -> image slots to fill
         decoded: dict[str, np.ndarray] = {}
+        scales: dict[str, float] = {}                      # source pixels per analysed pixel, when reduced
+        held = 0
+
+        def flush() -> None:
+            for sha, out in self._analyse(decoded, scales).items():
+                self._put(sha, out)
+                for slot in pending.pop(sha):
+                    outcome[slot] = out
+            decoded.clear()
+            scales.clear()
+
+        fetched = self._fetch_batch(listings)
+        digests: list[set[str]] = [set() for _ in listings]    # computed here, for the feedback loop
+        self.last_digests = []
         for li, listing in enumerate(listings):
             if listing.op is Op.DELETE:
                 continue
             for ii, ref in enumerate(listing.images):
-                if ref.sha256:
-                    sha = ref.sha256.lower()
-                    hit = self._get(sha)
+                claimed = ref.sha256.lower() if ref.sha256 else None
+                if (claimed is not None and self._verified_before(ref.uri, claimed)
+                        and not (self.verify is not None and self.verify(claimed))):
+                    digests[li].add(claimed)           # verified from this uri's bytes before
+                    if claimed in pending:
+                        pending[claimed].append((li, ii))
+                        continue
+                    hit = self._get(claimed)
                     if hit is not None:
                         self.stats.cache_hits += 1
                         outcome[li, ii] = hit
                         continue
-                    if sha in pending:
-                        pending[sha].append((li, ii))
-                        continue
                 try:
-                    data = self._fetch(ref.uri, base_dir, ref.sha256)
+                    data = (fetched[li, ii] if (li, ii) in fetched         # the claim is checked here, below
+                            else self._fetch(ref.uri, base_dir, None))
+                    if isinstance(data, Exception):
+                        raise data
                 except (OSError, ValueError) as e:      # transient or not: not cached
                     self.stats.failures += 1
                     outcome[li, ii] = ImageOutcome(error=f"fetch failed: {e}")
                     continue
                 self.stats.fetched += 1
                 sha = hashlib.sha256(data).hexdigest()
-                if ref.sha256 and ref.sha256.lower() != sha:
-                    self.stats.failures += 1
-                    outcome[li, ii] = ImageOutcome(error=f"sha256 mismatch: listing says {ref.sha256}, got {sha}")
-                    continue
+                if claimed is not None:
+                    if claimed == sha:
+                        self._remember_verified(ref.uri, sha)
+                    else:
+                        self.stats.sha256_mismatches += 1
+                        notes[li, ii] = (f"sha256 mismatch: the listing's sha256 is not the digest of the fetched "
+                                         f"bytes (sha256 {sha}); the fetched bytes were scanned")
+                digests[li].add(sha)
                 if sha in pending:
                     pending[sha].append((li, ii))
                     continue
@@ -267,21 +435,54 @@ class ImageSignals:
                     continue
                 pending[sha] = [(li, ii)]
                 try:
-                    decoded[sha] = decode_rgb(data)
+                    rgb = decode_rgb(data, self.limits)
                 except ImageDecodeError as e:
                     self.stats.failures += 1
                     bad = ImageOutcome(error=str(e))
                     self._put(sha, bad)               # the same bytes will fail the same way
                     for slot in pending.pop(sha):
                         outcome[slot] = bad
-        for sha, out in self._analyse(decoded).items():
-            self._put(sha, out)
-            for slot in pending[sha]:
-                outcome[slot] = out
-        return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))])
+                    continue
+                _, width, _ = probe(data)
+                if width != rgb.shape[1]:
+                    scales[sha] = width / rgb.shape[1]
+                del data
+                self.stats.decoded += 1
+                decoded[sha] = rgb
+                held += rgb.shape[0] * rgb.shape[1]
+                if held > self.max_held_pixels:
+                    self.stats.chunks += 1
+                    flush()
+                    held = 0
+        if decoded:
+            self.stats.chunks += 1
+            flush()
+        self.last_digests = [frozenset(d) for d in digests]
+        return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))],
+                               [notes.get((li, ii)) for ii in range(len(listing.images))])
                 for li, listing in enumerate(listings)]
 
-    def _analyse(self, decoded: dict[str, np.ndarray]) -> dict[str, ImageOutcome]:
+    def _fetch_batch(self, listings: Sequence[Listing]) -> dict[tuple[int, int], "bytes | Exception"]:
+        """The batch's images fetched at once when the fetch can (concurrently, within its
+        budgets); those find() answers from the cache (a digest verified here) are not fetched."""
+        many: FetchMany | None = getattr(self._fetch, "fetch_many", None)
+        if many is None:
+            return {}
+        slots, requests = [], []
+        for li, listing in enumerate(listings):
+            if listing.op is Op.DELETE:
+                continue
+            for ii, ref in enumerate(listing.images):
+                claimed = ref.sha256.lower() if ref.sha256 else None
+                if claimed is not None and self._verified_before(ref.uri, claimed) and self._get(claimed) is not None:
+                    continue
+                slots.append((li, ii))
+                requests.append((li, ref.uri, ref.sha256))
+        return dict(zip(slots, many(requests))) if requests else {}
+
+    def _analyse(self, decoded: dict[str, np.ndarray], scales: dict[str, float] | None = None
+                 ) -> dict[str, ImageOutcome]:
+        """Outcomes per sha256; boxes in the source image's pixels (`scales` for reduced ones)."""
         if not decoded:
             return {}
         shas = list(decoded)
@@ -308,10 +509,15 @@ class ImageSignals:
             if self.geometry is not None:
                 geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box) for g in self.geometry.match(rgb)
                             if geo_score(g.inliers) > 0)
+            k = (scales or {}).get(sha)
+            if k is not None:
+                logos = tuple((a, b, p, sim, _scaled(box, k)) for a, b, p, sim, box in logos)
+                geo = tuple((a, b, n, _scaled(box, k)) for a, b, n, box in geo)
             out[sha] = ImageOutcome(logos, copies, tuple(line.text for line in lines), geo=geo)
         return out
 
-    def _evidence(self, listing: Listing, outcomes: Sequence[ImageOutcome | None]) -> list[Evidence]:
+    def _evidence(self, listing: Listing, outcomes: Sequence[ImageOutcome | None],
+                  notes: Sequence[str | None] = ()) -> list[Evidence]:
         # best signal per (brand, kind): the same logo on five photos is one piece of evidence
         best: dict[tuple[str, SignalKind], Signal] = {}
         errors: list[Signal] = []
@@ -321,6 +527,9 @@ class ImageSignals:
             if cur is None or sig.score > cur.score:
                 best[brand_id, sig.kind] = sig
 
+        for ref, note in zip(listing.images, notes):
+            if note is not None:
+                errors.append(Signal(SignalKind.IMAGE_ERROR, 0.0, {"image_uri": ref.uri, "reason": note}))
         for ref, out in zip(listing.images, outcomes):
             if out is None:
                 continue

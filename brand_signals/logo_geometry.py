@@ -106,6 +106,25 @@ def reference_views(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+# (w, h) of the logo's tight crop, then per rendering (points in the crop's frame, descriptors)
+RefFeatures = tuple[tuple[int, int], tuple[tuple[np.ndarray, np.ndarray], ...]]
+
+
+def reference_features(rgb: np.ndarray) -> RefFeatures:
+    """What the index keeps of one logo image: RootSIFT keypoints of every rendering, mapped
+    back to the tight crop's pixels."""
+    sift = _sift(REF_MAX_FEATURES)
+    crop = tight_crop(rgb)
+    views = []
+    for img, A in reference_views(rgb):
+        p, d = _features(img, sift)
+        if not len(d):
+            continue
+        back = cv2.invertAffineTransform(A)    # to the crop's own pixel frame
+        views.append((p @ back[:, :2].T + back[:, 2], d))
+    return (crop.shape[1], crop.shape[0]), tuple(views)
+
+
 class LogoGeometryIndex:
     """Immutable once built; `match` is pure given a photo."""
 
@@ -128,18 +147,18 @@ class LogoGeometryIndex:
     @classmethod
     def build(cls, logos: Sequence[tuple[str, str, np.ndarray]]) -> "LogoGeometryIndex":
         """`logos`: (brand_id, logo uri, RGB image) for every enrolled logo file."""
-        sift = _sift(REF_MAX_FEATURES)
+        return cls.from_features([(brand_id, uri, reference_features(rgb)) for brand_id, uri, rgb in logos])
+
+    @classmethod
+    def from_features(cls, logos: Sequence[tuple[str, str, "RefFeatures"]]) -> "LogoGeometryIndex":
+        """`logos`: (brand_id, logo uri, reference_features of its image), e.g. kept from an
+        earlier build (they depend on the image alone)."""
         refs, ref_of, pts, descs = [], [], [], []
-        for brand_id, uri, rgb in logos:
+        for brand_id, uri, (crop_wh, views) in logos:
             r = len(refs)
-            crop = tight_crop(rgb)
-            refs.append((brand_id, uri, (crop.shape[1], crop.shape[0])))
-            for img, A in reference_views(rgb):
-                p, d = _features(img, sift)
-                if not len(d):
-                    continue
-                back = cv2.invertAffineTransform(A)    # to the crop's own pixel frame
-                pts.append(p @ back[:, :2].T + back[:, 2])
+            refs.append((brand_id, uri, crop_wh))
+            for p, d in views:
+                pts.append(p)
                 descs.append(d)
                 ref_of.append(np.full(len(d), r, np.int32))
         if not descs:

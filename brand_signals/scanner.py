@@ -11,7 +11,14 @@ from typing import Callable, Protocol, Sequence
 
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide
-from brand_signals.feedback import ContextStore, FeedbackState, Fingerprint, ListingContext, fingerprint
+from brand_signals.feedback import (
+    NO_FINGERPRINT,
+    ContextStore,
+    FeedbackState,
+    Fingerprint,
+    ListingContext,
+    fingerprint,
+)
 from brand_signals.records import Decision, Evidence, Listing, Op
 
 # Memo entries kept per scanner instance. An entry is ~200 bytes with its key; 200 k entries
@@ -58,6 +65,9 @@ class Scanner:
         self._memo_version = -1
         self._memo_entries = memo_entries
         self._fingerprints: OrderedDict[bytes, Fingerprint] = OrderedDict()
+        # Image digests the image source computed, by content key (memo hits skip the source).
+        self._digests: OrderedDict[bytes, frozenset[str]] = OrderedDict()
+        self.feedback: FeedbackState | None = None
         self.memo_hits = 0
         self.memo_misses = 0
 
@@ -90,6 +100,11 @@ class Scanner:
             if self._images_factory is not None and any(x.images for x in batch):
                 images = self._image_source(catalog)
                 found = [ev + iev for ev, iev in zip(found, images.find(batch, self.image_base_dir))]
+                for k, d in zip(todo_keys, getattr(images, "last_digests", ())):
+                    if d:
+                        self._digests[k] = d
+                while len(self._digests) > self._memo_entries:
+                    self._digests.popitem(last=False)
             for i, k, ev in zip(todo, todo_keys, found):
                 out[i] = ev
                 memo[k] = ev
@@ -104,6 +119,8 @@ class Scanner:
                 self._images.close()
             self._images = self._images_factory(catalog)
             self._images_version = catalog.version
+            if hasattr(self._images, "verify"):  # fetch a claimed digest of a removed listing's image
+                self._images.verify = lambda sha: self.feedback is not None and self.feedback.has_image(sha)
         return self._images
 
     def close(self) -> None:
@@ -114,7 +131,7 @@ class Scanner:
         k = content_key(listing)
         fp = self._fingerprints.get(k)
         if fp is None:
-            fp = self._fingerprints[k] = fingerprint(listing)
+            fp = self._fingerprints[k] = fingerprint(listing, self._digests.get(k, ()))
             while len(self._fingerprints) > self._memo_entries:
                 self._fingerprints.popitem(last=False)
         return fp
@@ -123,17 +140,25 @@ class Scanner:
              feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:
         """Decisions for a batch. With `feedback`, evidence learned from removals is added and
         reinstated listings are exempt; with `contexts`, what each listing presented is kept."""
+        self.feedback = feedback
         evidence = self.evidence(catalog, listings)
         out: list[Decision | None] = []
         learned = feedback is not None and feedback.has_confirmed()
         for listing, ev in zip(listings, evidence):
-            if listing.op is not Op.DELETE and (ev or learned):
+            if listing.op is not Op.DELETE:
                 presented = frozenset(e.brand_id for e in ev if e.brand_id)
-                fp = self._fingerprint(listing)
+                fp = NO_FINGERPRINT
+                if ev or learned:
+                    fp = self._fingerprint(listing)
+                    if feedback is not None:
+                        ev = [e for e in ev + feedback.evidence(listing, fp, presented)
+                              if not feedback.is_exempt(listing.listing_id, e.brand_id)]
                 if feedback is not None:
-                    ev = [e for e in ev + feedback.evidence(listing, fp, presented)
-                          if not feedback.is_exempt(listing.listing_id, e.brand_id)]
-                if contexts is not None and presented:
-                    contexts.remember(ListingContext(listing.listing_id, listing.seller_id, presented, fp))
+                    digests = self._digests.get(content_key(listing)) if self._digests else None
+                    if digests:
+                        feedback.observe_images(listing.seller_id, digests)
+                if contexts is not None:  # absences too: a removal of it is then refused, not held
+                    contexts.remember(ListingContext(listing.listing_id, listing.seller_id, presented,
+                                                     fp if presented else NO_FINGERPRINT))
             out.append(decide(listing, ev, catalog.brands, now_ms, self.model_version))
         return out

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +24,8 @@ from brand_signals.contract import ContractError, parse_brand
 from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent
 from brand_signals.records import BrandReference
 from connectors.kafka_client import KafkaTarget, consumer
+from connectors.kafka_io import (METADATA_TIMEOUT_S, CatchUp, TopicMissingError, end_offsets, reader_config,
+                                 topic_partitions)
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,22 @@ log = logging.getLogger(__name__)
 # hundreds of brands costs one index build, not hundreds); well inside the 10 s target.
 REBUILD_DEBOUNCE_S = 0.25
 CATCH_UP_TIMEOUT_S = 120.0
+# While catching up, progress is logged this often (a long replay is not a silent hang).
+PROGRESS_LOG_S = 10.0
+
+
+class CatchUpError(RuntimeError):
+    """A follower could not read its topic up to the end it had at start."""
 
 
 class TopicFollower:
     """Reads every partition of a topic from the beginning and hands each record to `apply`;
-    `on_idle` runs when records stopped arriving for `debounce_s` (and once caught up)."""
+    `on_idle` runs when records stopped arriving for `debounce_s` (and once caught up).
+
+    The constructor returns once everything the topic held at start has been applied, and
+    raises `CatchUpError` (saying which partitions lag and the last broker error) when that does
+    not happen within `catch_up_timeout_s`: a scan operator must not start on a partial
+    catalogue or ledger, and must say why it cannot start."""
 
     def __init__(self, kafka: KafkaTarget, topic: str, apply: Callable[[bytes | None, bytes | None], None],
                  on_idle: Callable[[], None] | None = None, debounce_s: float = REBUILD_DEBOUNCE_S,
@@ -46,27 +58,38 @@ class TopicFollower:
         self._stop = threading.Event()
         self._caught_up = threading.Event()
         self._lock = threading.RLock()
-        self._consumer = consumer(kafka, {
-            "group.id": f"zeroscan-follower-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        })
-        parts = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self._targets = {p: _high_watermark(self._consumer, TopicPartition(topic, p)) for p in parts}
-        self.positions = {p: 0 for p in parts}
+        self.last_error: str | None = None
+        self.applied = 0
+        self._consumer = consumer(kafka, reader_config(group_prefix="zeroscan-follower"))
+        started = time.monotonic()
+        try:
+            parts = topic_partitions(self._consumer, topic, timeout_s=min(catch_up_timeout_s, METADATA_TIMEOUT_S))
+            self._catch_up = CatchUp(self._consumer, topic, end_offsets(self._consumer, topic, parts))
+        except (TopicMissingError, KafkaException) as e:
+            self._consumer.close()
+            raise CatchUpError(f"cannot follow topic {topic}: {e}") from None
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
         self._thread.start()
-        if not self._caught_up.wait(catch_up_timeout_s):
-            raise RuntimeError(f"did not catch up with topic {topic} within {catch_up_timeout_s}s")
+        deadline = started + catch_up_timeout_s
+        while not self._caught_up.wait(min(PROGRESS_LOG_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                lag = self._catch_up.lagging()
+                self.close()
+                raise CatchUpError(f"did not catch up with topic {topic} within {catch_up_timeout_s:.0f}s: "
+                                   f"{lag}; {self.applied} records applied; last broker error: "
+                                   f"{self.last_error or 'none'}")
+            log.info("%s follower: catching up, %s (%d records applied)", topic, self._catch_up.lagging(), self.applied)
+        log.info("%s follower: caught up in %.1fs (%d records)", topic, time.monotonic() - started, self.applied)
 
     @property
     def lock(self) -> threading.RLock:
         """Held while a record is applied; take it to read state consistently."""
         return self._lock
 
-    def _is_caught_up(self) -> bool:
-        return all(self.positions[p] >= t for p, t in self._targets.items())
+    @property
+    def positions(self) -> dict[int, int]:
+        return dict(self._catch_up.positions)
 
     def _run(self) -> None:
         dirty = True
@@ -75,14 +98,18 @@ class TopicFollower:
             msg = self._consumer.poll(0.1)
             if msg is not None:
                 if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        self._catch_up.on_eof(msg.partition(), msg.offset())
+                    else:
+                        self.last_error = str(msg.error())
                         log.warning("%s follower: %s", self.topic, msg.error())
                 else:
                     with self._lock:
                         self._apply(msg.key(), msg.value())
-                    self.positions[msg.partition()] = msg.offset() + 1
+                    self.applied += 1
+                    self._catch_up.on_message(msg.partition(), msg.offset())
                     dirty, last_change = True, time.monotonic()
-            caught_up = self._caught_up.is_set() or self._is_caught_up()
+            caught_up = self._caught_up.is_set() or self._catch_up.check()
             if dirty and caught_up and time.monotonic() - last_change >= self._debounce_s:
                 if self._on_idle is not None:
                     self._on_idle()
@@ -91,22 +118,9 @@ class TopicFollower:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
         self._consumer.close()
-
-
-def _high_watermark(c: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
-    """The partition's end offset, retrying while a just-created topic elects its leader."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return c.get_watermark_offsets(tp, timeout=10)[1]
-        except KafkaException as e:
-            if time.monotonic() > deadline or not (e.args[0].retriable() or e.args[0].code() in (
-                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                    KafkaError.UNKNOWN_TOPIC_OR_PART)):
-                raise
-            time.sleep(0.2)
 
 
 def load_brands_file(path: Path) -> list[BrandReference]:

@@ -3,6 +3,10 @@ scan worker. Listings reach the same subtask every time (the job hashes them by 
 before the scan operator), so the store is local. Table functions are not told their subtask
 index, so each worker claims the first free numbered slot folder with an exclusive lock.
 
+Every scanned listing is remembered, also one that presented nothing (a removal of it is then
+refused, not held); the latest contexts are kept in memory too, so an unchanged re-post costs a
+dict look-up, not a read of the store.
+
 It is a monotone cache: replaying records after a restart re-applies the same facts. With one
 worker (the embedded default) it is exact. With several, a restart may hand a worker another
 slot than before (or a rescale may move listings); contexts of those listings are rebuilt as
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import orjson
@@ -21,6 +26,8 @@ from brand_signals.feedback import ListingContext, merge_context
 
 # More slots than any worker count on one machine; a worker that finds all taken fails loudly.
 MAX_SLOTS = 1024
+# Latest contexts kept in memory per worker (~300 B each): the re-post horizon of a partition.
+RECENT_ENTRIES = 100_000
 
 
 def claim_slot(root: Path) -> tuple[Path, int]:
@@ -44,8 +51,12 @@ class RocksContextStore:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         self._db = Rdict(str(path), options=opts)
+        self._recent: OrderedDict[str, ListingContext] = OrderedDict()
 
     def get(self, listing_id: str) -> ListingContext | None:
+        hit = self._recent.get(listing_id)
+        if hit is not None:
+            return hit
         raw = self._db.get(listing_id.encode())
         return ListingContext.from_json(orjson.loads(raw)) if raw is not None else None
 
@@ -54,6 +65,11 @@ class RocksContextStore:
         merged = merge_context(old, ctx)
         if merged != old:  # re-posts of unchanged content write nothing
             self._db[ctx.listing_id.encode()] = orjson.dumps(merged.to_json())
+        recent = self._recent
+        recent[ctx.listing_id] = merged
+        recent.move_to_end(ctx.listing_id)
+        if len(recent) > RECENT_ENTRIES:
+            recent.popitem(last=False)
 
     def close(self) -> None:
         self._db.close()

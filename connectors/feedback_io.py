@@ -69,7 +69,7 @@ class _OpenSignals:
 def open_signals(kafka: KafkaTarget, decisions_topic: str, brand_id: str) -> list[dict]:
     """One pass over `decisions`: the brand's listings whose latest decision flags them."""
     index = _OpenSignals()
-    for _k, v, _p, _o in consume(kafka, decisions_topic, idle_timeout_s=2):
+    for _k, v, _p, _o in consume(kafka, decisions_topic, stop_at_end=True):
         index.apply(v)
     return list(index.by_brand.get(brand_id, {}).values())
 
@@ -94,7 +94,7 @@ def brand_standing(kafka: KafkaTarget, ledger_topic: str, brand_id: str, now_ms:
                    state: FeedbackState | None = None) -> dict[str, Any]:
     """Accuracy, suspension and removal counts of a brand, from the feedback ledger."""
     state = state or FeedbackState()
-    for _k, v, _p, _o in consume(kafka, ledger_topic, idle_timeout_s=2):
+    for _k, v, _p, _o in consume(kafka, ledger_topic, stop_at_end=True):
         if v is not None:
             state.apply(LedgerEvent.from_json(orjson.loads(v)))
     return standing_of(state, brand_id, now_ms)

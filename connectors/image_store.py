@@ -1,46 +1,29 @@
 """Images in and out of zeroscan: a content-addressed (sha256) store for brand logos and product
-photos, and `fetch` for image uris (relative paths, absolute paths, file://, http(s)).
+photos and the checks every image passes (fetching is connectors/image_fetch.py).
 
-Every image is checked before it is kept: the format from its magic bytes (PNG, JPEG, WebP),
-a byte cap, a pixel cap read from the header before any decoder runs (decompression bombs), a
-full decode (corrupt or truncated files) and, when given, its sha256.
-Header probing is our own (a few fixed offsets per format, no allocation); the full decode is
-Pillow's, which, unlike OpenCV's imdecode, refuses truncated JPEGs instead of padding them grey.
+Every image is checked before it is kept, under the same limits as listing photos
+(brand_signals.image_decode.ImageLimits: one header prober, one decoder): the format from its
+magic bytes (PNG, JPEG, WebP), a byte cap, a pixel cap read from the header before any decoder
+runs (decompression bombs), a full decode with reduction (corrupt or truncated files; a huge
+image costs its analysis size, not its header's) and, when given, its sha256.
 """
 from __future__ import annotations
 
-import enum
 import hashlib
-import io
-import os
 import re
-import struct
-import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-import urllib3
-from PIL import Image
-
+from brand_signals import image_decode
+from brand_signals.image_decode import MAX_IMAGE_BYTES, MAX_PIXELS, ImageDecodeError, ImageFormat, ImageInfo, ImageLimits
 from brand_signals.records import ImageRef
 from connectors.atomic_file import write_atomically
 
-# 10 MiB: a high-quality 24 MP product JPEG is 5-8 MB; logos are far smaller.
-MAX_IMAGE_BYTES = 10 << 20
-# 25 MP: above a 24 MP (6000x4000) camera photo, the largest product image we expect; decoding
-# costs at most ~100 MB at 4 bytes per pixel. Pillow's own bomb limit (~89 MP) is far looser.
-MAX_IMAGE_PIXELS = 25_000_000
-# requests' advice: a connect timeout slightly above a multiple of 3 s (TCP's retransmit window).
-CONNECT_TIMEOUT_S = 3.05
-# Longest silence between two reads of a response; a healthy image host streams continuously.
-READ_TIMEOUT_S = 10.0
-# Whole-download deadline: a server that drips a byte per read-timeout is cut off here.
-TOTAL_TIMEOUT_S = 30.0
-MAX_REDIRECTS = 3
-_CHUNK = 64 << 10
+__all__ = ["MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "ImageFormat", "ImageInfo", "ImageLimits", "ImageRejected",
+           "ImageStore", "StoredImage", "FetchTimeouts", "check_image", "fetch", "probe", "sha256_hex"]
+
+# The header pixel cap, shared with listing photos (image_decode.MAX_PIXELS says why).
+MAX_IMAGE_PIXELS = MAX_PIXELS
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -49,42 +32,7 @@ class ImageRejected(ValueError):
     """An image that is not kept or not fetched; the message says why."""
 
 
-class ImageFormat(enum.Enum):
-    PNG = "png"
-    JPEG = "jpeg"
-    WEBP = "webp"
-
-    @property
-    def content_type(self) -> str:
-        return f"image/{self.value}"
-
-
-_PIL_FORMAT = {ImageFormat.PNG: "PNG", ImageFormat.JPEG: "JPEG", ImageFormat.WEBP: "WEBP"}
 ALLOWED_CONTENT_TYPES = frozenset(f.content_type for f in ImageFormat) | {"image/jpg"}
-
-
-@dataclass(frozen=True, slots=True)
-class ImageLimits:
-    max_bytes: int = MAX_IMAGE_BYTES
-    max_pixels: int = MAX_IMAGE_PIXELS
-
-
-@dataclass(frozen=True, slots=True)
-class FetchTimeouts:
-    connect_s: float = CONNECT_TIMEOUT_S
-    read_s: float = READ_TIMEOUT_S
-    total_s: float = TOTAL_TIMEOUT_S
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    format: ImageFormat
-    width: int
-    height: int
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,128 +49,30 @@ class StoredImage:
         return ImageRef(self.uri, self.sha256)
 
 
-# -- format and header probing (no decoding) -------------------------------------------------
-
-_OTHER_KINDS = (
-    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
-    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"),
-    (b"\x00\x00\x01\x00", "an ICO image"), (b"PK\x03\x04", "a ZIP archive"),
-)
-
-
-def _describe_other(data: bytes) -> str:
-    for magic, what in _OTHER_KINDS:
-        if data.startswith(magic):
-            return what
-    head = data[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
-        return "an HTML document"
-    if head.startswith(b"<?xml") or head.startswith(b"<svg"):
-        return "XML/SVG"
-    if not data:
-        return "empty"
-    return f"unknown content starting {data[:8]!r}"
-
+# -- format and header probing: brand_signals.image_decode, its errors as ImageRejected -------
 
 def sniff_format(data: bytes) -> ImageFormat:
     """The format from the magic bytes (never the file name)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ImageFormat.PNG
-    if data.startswith(b"\xff\xd8\xff"):
-        return ImageFormat.JPEG
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ImageFormat.WEBP
-    raise ImageRejected(f"not a PNG, JPEG or WebP image: {_describe_other(data)}")
+    try:
+        return image_decode.sniff_format(data)
+    except ImageDecodeError as e:
+        raise ImageRejected(str(e)) from None
 
 
 def probe(data: bytes) -> ImageInfo:
     """Format and dimensions from the header alone."""
-    fmt = sniff_format(data)
     try:
-        w, h = {ImageFormat.PNG: _png_size, ImageFormat.JPEG: _jpeg_size, ImageFormat.WEBP: _webp_size}[fmt](data)
-    except (struct.error, IndexError):
-        raise ImageRejected(f"{fmt.name} header is truncated") from None
-    if w <= 0 or h <= 0:
-        raise ImageRejected(f"{fmt.name} header gives an empty size {w}x{h}")
-    return ImageInfo(fmt, w, h)
+        return image_decode.probe(data)
+    except ImageDecodeError as e:
+        raise ImageRejected(str(e)) from None
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    length, ctype = struct.unpack(">I4s", data[8:16])
-    if ctype != b"IHDR" or length != 13:
-        raise ImageRejected("PNG does not start with an IHDR chunk")
-    return struct.unpack(">II", data[16:24])
-
-
-# SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    i = 2
-    while True:
-        if data[i] != 0xFF:
-            raise ImageRejected(f"JPEG marker expected at byte {i}")
-        while data[i] == 0xFF:  # fill bytes
-            i += 1
-        marker = data[i]
-        i += 1
-        if marker in _JPEG_STANDALONE:
-            continue
-        if marker in (0xD9, 0xDA):
-            raise ImageRejected("JPEG has no frame header (SOF) before its image data")
-        (seg_len,) = struct.unpack(">H", data[i:i + 2])
-        if marker in _JPEG_SOF:
-            h, w = struct.unpack(">HH", data[i + 3:i + 7])
-            return w, h
-        if seg_len < 2:
-            raise ImageRejected(f"JPEG segment at byte {i} has a bad length {seg_len}")
-        i += seg_len
-
-
-def _webp_size(data: bytes) -> tuple[int, int]:
-    chunk = data[12:16]
-    if chunk == b"VP8X":  # extended: 24-bit canvas size minus one
-        if len(data) < 30:
-            raise IndexError
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    if chunk == b"VP8L":  # lossless: signature 0x2f, then 14-bit width-1 and height-1
-        if data[20] != 0x2F:
-            raise ImageRejected("WebP lossless stream has a bad signature")
-        (bits,) = struct.unpack("<I", data[21:25])
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8 ":  # lossy: 3-byte frame tag, start code 9d 01 2a, 14-bit sizes
-        if data[23:26] != b"\x9d\x01\x2a":
-            raise ImageRejected("WebP lossy stream has a bad start code")
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    raise ImageRejected(f"WebP has an unknown first chunk {chunk!r}")
-
-
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def _decode(data: bytes, info: ImageInfo) -> None:
-    """Decode the whole image once; anything the decoder refuses is refused here. Decoders stop
-    once they have the pixels, so the container's own end is checked too (PNG's IEND chunk, the
-    RIFF length of WebP); JPEG has no such end and no checksum, Pillow refuses it when short."""
-    if info.format is ImageFormat.PNG and data.rfind(_PNG_IEND) < 0:
-        raise ImageRejected("PNG is truncated: no IEND chunk")
-    if info.format is ImageFormat.WEBP and int.from_bytes(data[4:8], "little") + 8 > len(data):
-        raise ImageRejected(f"WEBP is truncated: RIFF says {int.from_bytes(data[4:8], 'little') + 8} bytes, "
-                            f"got {len(data)}")
+def _decode(data: bytes, info: ImageInfo, limits: ImageLimits) -> None:
+    """Decode the whole image once (with reduction); anything the decoder refuses is refused."""
     try:
-        with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[info.format]]) as im:
-            if im.size != (info.width, info.height):
-                raise ImageRejected(f"{info.format.name} header says {info.width}x{info.height}, "
-                                    f"decoder sees {im.size[0]}x{im.size[1]}")
-            im.load()
-    except ImageRejected:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        raise ImageRejected(f"{info.format.name} is corrupt or truncated: {e}") from None
+        image_decode.decode(data, limits)
+    except ImageDecodeError as e:
+        raise ImageRejected(str(e)) from None
 
 
 def sha256_hex(data: bytes) -> str:
@@ -233,9 +83,9 @@ def check_sha256(data: bytes, expected: str | None) -> str:
     got = sha256_hex(data)
     if expected is not None:
         if not SHA256_RE.fullmatch(expected):
-            raise ImageRejected(f"expected sha256 {expected[:80]!r} is not 64 lower-case hex digits")
+            raise ImageRejected("expected sha256 is not 64 lower-case hex digits")
         if got != expected:
-            raise ImageRejected(f"sha256 mismatch: expected {expected}, content is {got}")
+            raise ImageRejected(f"sha256 mismatch: the content's sha256 is {got}, not the one expected")
     return got
 
 
@@ -244,11 +94,11 @@ def check_image(data: bytes, limits: ImageLimits = ImageLimits(), expected_sha25
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data)} bytes, above the {limits.max_bytes}-byte limit")
     check_sha256(data, expected_sha256)
-    info = probe(data)
-    if info.pixels > limits.max_pixels:
-        raise ImageRejected(f"{info.format.name} is {info.width}x{info.height} = {info.pixels} pixels, above the "
-                            f"{limits.max_pixels}-pixel limit (refused before decoding)")
-    _decode(data, info)
+    try:
+        info = image_decode.check_header(data, limits)
+    except ImageDecodeError as e:
+        raise ImageRejected(str(e)) from None
+    _decode(data, info, limits)
     return info
 
 
@@ -291,93 +141,16 @@ class ImageStore:
         """Fetch an image reference (trusted operator input), keep it, and return the store's ref."""
         if ref.sha256 is not None and self.has(ref.sha256):
             return self.get(ref.sha256).ref()
+        from connectors.image_fetch import fetch
+
         data = fetch(ref.uri, base_dir, ref.sha256, limits=self.limits)
         return self.put(data, ref.sha256).ref()
 
 
-# -- fetching --------------------------------------------------------------------------------
+# -- fetching: connectors/image_fetch.py (kept importable from here) -------------------------
 
-def fetch(uri: str, base_dir: Path | str | None, expected_sha256: str | None = None, *,
-          limits: ImageLimits = ImageLimits(), timeouts: FetchTimeouts = FetchTimeouts(),
-          session: requests.Session | None = None) -> bytes:
-    """The bytes of an image uri, capped and type-checked (magic bytes; content type for http).
-
-    `uri`: a path relative to `base_dir`, an absolute path, `file://` or `http(s)://`. The full
-    decode is left to `check_image` / `ImageStore.put`."""
-    parsed = urllib.parse.urlsplit(uri)
-    scheme = parsed.scheme.lower()
-    if scheme in ("http", "https"):
-        data = _fetch_http(uri, limits, timeouts, session)
-    elif scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise ImageRejected(f"{uri}: file:// uris on another host are not supported")
-        data = _read_file(Path(urllib.request.url2pathname(parsed.path)), uri, limits)
-    elif scheme == "":
-        path = Path(uri)
-        if not path.is_absolute():
-            if base_dir is None:
-                raise ImageRejected(f"{uri}: a relative path needs a base folder")
-            path = Path(base_dir) / path
-        data = _read_file(path, uri, limits)
-    else:
-        raise ImageRejected(f"{uri[:200]}: unsupported scheme {scheme!r} (use a path, file:// or http(s)://)")
-    check_sha256(data, expected_sha256)
-    sniff_format(data)
-    return data
-
-
-def _read_file(path: Path, uri: str, limits: ImageLimits) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limits.max_bytes:
-                raise ImageRejected(f"{uri}: {size} bytes, above the {limits.max_bytes}-byte limit")
-            data = f.read(limits.max_bytes + 1)
-    except FileNotFoundError:
-        raise ImageRejected(f"{uri}: no such file {path}") from None
-    except IsADirectoryError:
-        raise ImageRejected(f"{uri}: {path} is a folder") from None
-    except PermissionError:
-        raise ImageRejected(f"{uri}: no permission to read {path}") from None
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(f"{uri}: above the {limits.max_bytes}-byte limit")
-    return data
-
-
-def _fetch_http(uri: str, limits: ImageLimits, timeouts: FetchTimeouts, session: requests.Session | None) -> bytes:
-    own = session is None
-    s = requests.Session() if own else session
-    s.max_redirects = MAX_REDIRECTS
-    deadline = time.monotonic() + timeouts.total_s
-    try:
-        with s.get(uri, stream=True, timeout=(timeouts.connect_s, timeouts.read_s),
-                   headers={"Accept": ", ".join(sorted(ALLOWED_CONTENT_TYPES)), "Accept-Encoding": "identity"}) as r:
-            if r.status_code != 200:
-                raise ImageRejected(f"{uri}: HTTP {r.status_code}")
-            ctype = r.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-            if ctype not in ALLOWED_CONTENT_TYPES:
-                raise ImageRejected(f"{uri}: content type {ctype or 'missing'!r}, expected one of "
-                                    f"{', '.join(sorted(ALLOWED_CONTENT_TYPES))}")
-            declared = r.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
-                raise ImageRejected(f"{uri}: Content-Length {declared}, above the {limits.max_bytes}-byte limit")
-            buf = bytearray()
-            while chunk := r.raw.read1(_CHUNK, decode_content=True):  # returns what has arrived
-                buf += chunk
-                if len(buf) > limits.max_bytes:
-                    raise ImageRejected(f"{uri}: more than {limits.max_bytes} bytes, above the limit")
-                if time.monotonic() > deadline:
-                    raise ImageRejected(f"{uri}: download took longer than {timeouts.total_s}s")
-            return bytes(buf)
-    except (requests.Timeout, urllib3.exceptions.TimeoutError) as e:
-        raise ImageRejected(f"{uri}: timed out ({type(e).__name__})") from None
-    except requests.TooManyRedirects:
-        raise ImageRejected(f"{uri}: more than {MAX_REDIRECTS} redirects") from None
-    except requests.RequestException as e:  # a read timeout mid-stream arrives as ConnectionError
-        what = "timed out" if "timed out" in str(e).lower() else f"{type(e).__name__}: {e}"
-        raise ImageRejected(f"{uri}: {what}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as e:  # raised by the raw stream mid-body
-        raise ImageRejected(f"{uri}: {type(e).__name__}: {e}") from None
-    finally:
-        if own:
-            s.close()
+def __getattr__(name: str):
+    if name in ("fetch", "FetchTimeouts"):
+        from connectors import image_fetch
+        return getattr(image_fetch, name)
+    raise AttributeError(name)

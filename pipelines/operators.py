@@ -3,6 +3,7 @@ hands it Arrow batches of raw records, so parsing, memo look-ups and index queri
 per batch of up to `python.fn-execution.arrow.batch.size` rows, not once per record."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from brand_signals.feedback import ContextStore
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
-from connectors.brand_feed import LedgerFeed, open_brand_feed
+from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
 from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
 from pipelines.steps import RowKind, ScanContext, scan_records
+
+log = logging.getLogger(__name__)
 
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
@@ -44,16 +47,24 @@ class ScanFunction(ScalarFunction):
 
     def open(self, function_context: FunctionContext):
         cfg = self.config
-        self.feed = open_brand_feed(cfg["brands"])
-        led = cfg.get("ledger") or {}
-        self.ledger = LedgerFeed(led.get("kafka"), led.get("topic"))
+        group = function_context.get_metric_group().add_group("zeroscan")
+        try:
+            self.feed = open_brand_feed(cfg["brands"])
+            led = cfg.get("ledger") or {}
+            self.ledger = LedgerFeed(led.get("kafka"), led.get("topic"))
+        except CatchUpError as e:
+            # Flink restarts the task; the reason must be in the job log (and the exception
+            # history of the job), not only a silent wait.
+            group.counter("startup_failures").inc()
+            log.error("scan operator cannot start: %s", e)
+            raise
         if cfg.get("contexts_dir"):
             self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
         else:
             self.contexts = ContextStore()
         self.scanner = Scanner(cfg["model_version"], images=_image_factory(cfg.get("images")),
                                image_base_dir=(cfg.get("images") or {}).get("listing_base_dir"))
-        self.metrics = _Metrics(function_context.get_metric_group())
+        self.metrics = _Metrics(group)
 
     def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
         # `seen` (updates of this listing so far) comes from the keyed step before this one;
@@ -95,8 +106,7 @@ class _Metrics:
     """The scan operator's metrics, reported through Flink's metric system (its Prometheus
     reporter is configured in flink-conf/config.yaml), next to Flink's own operator metrics."""
 
-    def __init__(self, group):
-        g = group.add_group("zeroscan")
+    def __init__(self, g):
         self.records = g.counter("records")
         self.feedback = g.counter("feedback_events")
         self.dead = g.counter("dead_letters")
@@ -105,6 +115,8 @@ class _Metrics:
         self.flagged = {a.value: g.add_group("action", a.value).counter("flagged") for a in Action}
         self.batch_ms = g.distribution("batch_ms")
         self.batch_rows = g.distribution("batch_rows")
+        self._max_ms = 0
+        g.gauge("batch_ms_max", lambda: self._max_ms)   # the slowest batch since start
 
     def batch(self, rows, started: float, hits: int, misses: int) -> None:
         self.records.inc(len(rows))
@@ -117,26 +129,39 @@ class _Metrics:
                 self.feedback.inc()
             if r.kind is RowKind.DECISION:
                 self.flagged[r.action.split("+", 1)[0]].inc()
-        self.batch_ms.update(int((time.perf_counter() - started) * 1000))
+        ms = int((time.perf_counter() - started) * 1000)
+        self.batch_ms.update(ms)
+        self._max_ms = max(self._max_ms, ms)
         self.batch_rows.update(len(rows))
 
 
 def _image_factory(cfg: dict | None):
     """Builds the image signal source for a catalogue (logo, OCR and product-photo indexes, the
-    ONNX models, the sha256 result cache), or None when image scanning is off."""
+    ONNX models, the sha256 result cache), or None when image scanning is off. Brand images
+    (operator input) are read by the trusted fetch; listing images (seller input) only by the
+    ListingFetcher under the egress policy: http(s) in Kafka mode, in file mode also paths
+    inside the listings file's folder (`listing_base_dir`)."""
     if not cfg or not cfg.get("enabled"):
         return None
     slot: list[Path] = []
+    fetchers: list = []
+    references: list = []
 
     def build(catalog):
-        from brand_signals.image_signals import ImageSignals
-        from connectors.image_store import fetch
+        from brand_signals.image_signals import ImageSignals, ReferenceCache
+        from connectors.egress import EgressPolicy
+        from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime
             slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+            references.append(ReferenceCache())  # brand images analysed once, not on every rebuild
+        if not fetchers:  # one fetch pool and negative cache per worker, across catalogue rebuilds
+            policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(cfg.get("listing_base_dir"))
+            fetchers.append(ListingFetcher(policy, FetchBudgets.from_config(cfg.get("fetch"))))
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
                                   cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
-                                  ocr_upscale=cfg.get("ocr_upscale", False))
+                                  ocr_upscale=cfg.get("ocr_upscale", False), references=references[0],
+                                  listing_fetch=fetchers[0])
 
     return build
 

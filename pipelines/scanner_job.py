@@ -182,9 +182,15 @@ def image_config(settings: Settings) -> dict:
     ocr = os.environ.get("ZEROSCAN_IMAGE_OCR", "on")
     if ocr not in ("on", "off", "upscale"):
         raise ValueError(f"ZEROSCAN_IMAGE_OCR must be on, off or upscale, got {ocr!r}")
+    from connectors.egress import EgressPolicy
+    from connectors.image_fetch import FetchBudgets
+
     return {"enabled": os.environ.get("ZEROSCAN_IMAGES", "on") != "off",
             "ocr": ocr != "off", "ocr_upscale": ocr == "upscale",
-            "cache_dir": str(settings.state_dir / "image-cache")}
+            "cache_dir": str(settings.state_dir / "image-cache"),
+            # seller-supplied uris: the policy (checked here, so a bad list fails at start) and budgets
+            "egress": EgressPolicy.from_lists(list(settings.egress_allow), list(settings.egress_deny)).to_config(),
+            "fetch": FetchBudgets.from_config(settings.fetch_budgets).to_config()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,13 @@
-"""Brand-owner accounts for the HTTP API: a name and the sha256 of its API token (the token itself
-is shown once, at creation or rotation, and never stored). Kept in one small JSON file that the
+"""Accounts of the HTTP API and the command line: a name, a role and the sha256 of its API token
+(the token itself is shown once, at creation or rotation, and never stored). Roles: `owner`
+(registers and manages its own brands, removes listings, reads its signals and standing),
+`reviewer` (decides appeals), `operator` (approves or rejects owners' submissions, grants
+privileges). Kept in one small JSON file that the
 command line writes (under a file lock, replaced atomically) and the API server re-reads when it
 changes, so a rotated or revoked token stops working at the next request."""
 from __future__ import annotations
 
+import enum
 import fcntl
 import hashlib
 import hmac
@@ -25,6 +29,12 @@ TOKEN_BYTES = 32
 TOKEN_PREFIX = "zs_"
 
 
+class Role(enum.Enum):
+    OWNER = "owner"
+    REVIEWER = "reviewer"
+    OPERATOR = "operator"
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     name: str
@@ -32,6 +42,7 @@ class Account:
     created_at_ms: int
     token_at_ms: int = 0         # when the current token was issued (0: at creation)
     revoked: bool = False        # no token works; the account's brands stay its own
+    role: Role = Role.OWNER
 
 
 def hash_token(token: str) -> str:
@@ -64,7 +75,8 @@ class AccountStore:
                 return self._cache[1]
             raw = orjson.loads(self.path.read_bytes())
             accounts = {a["name"]: Account(a["name"], a["token_sha256"], a["created_at_ms"], a.get("token_at_ms", 0),
-                                           a.get("revoked", False)) for a in raw["accounts"]}
+                                           a.get("revoked", False), Role(a.get("role", "owner")))
+                        for a in raw["accounts"]}
             self._cache = (stamp, accounts)
             return accounts
 
@@ -74,7 +86,7 @@ class AccountStore:
     def get(self, name: str) -> Account | None:
         return self._load().get(name)
 
-    def create(self, name: str) -> tuple[Account, str]:
+    def create(self, name: str, role: Role = Role.OWNER) -> tuple[Account, str]:
         """A new account and its token; the token is returned once and only its hash is kept."""
         check_account_name(name)
         token = _new_token()
@@ -83,7 +95,7 @@ class AccountStore:
         def add(accounts: dict[str, Account]) -> Account:
             if name in accounts:
                 raise ValueError(f"account {name!r} already exists")
-            return Account(name, hash_token(token), now, now)
+            return Account(name, hash_token(token), now, now, role=role)
 
         return self._update(name, add), token
 
@@ -95,7 +107,7 @@ class AccountStore:
 
         def renew(accounts: dict[str, Account]) -> Account:
             old = self._existing(accounts, name)
-            return Account(name, hash_token(token), old.created_at_ms, now)
+            return Account(name, hash_token(token), old.created_at_ms, now, role=old.role)
 
         return self._update(name, renew), token
 
@@ -104,7 +116,7 @@ class AccountStore:
         else may change them)."""
         def disable(accounts: dict[str, Account]) -> Account:
             old = self._existing(accounts, name)
-            return Account(name, "", old.created_at_ms, old.token_at_ms, revoked=True)
+            return Account(name, "", old.created_at_ms, old.token_at_ms, revoked=True, role=old.role)
 
         return self._update(name, disable)
 
@@ -128,7 +140,7 @@ class AccountStore:
     def _write(self, accounts: dict[str, Account]) -> None:
         body = orjson.dumps({"accounts": [
             {"name": a.name, "token_sha256": a.token_sha256, "created_at_ms": a.created_at_ms,
-             "token_at_ms": a.token_at_ms, "revoked": a.revoked}
+             "token_at_ms": a.token_at_ms, "revoked": a.revoked, "role": a.role.value}
             for a in sorted(accounts.values(), key=lambda a: a.name)]}, option=orjson.OPT_INDENT_2)
         write_atomically(self.path, body, 0o600)
 

@@ -1,7 +1,10 @@
-"""The brand owners' HTTP API: register, update, withdraw and read their own brands (with logos and
-product images) over the brand registry, which publishes every accepted change to the `brands`
-topic. Bearer tokens per account (stored hashed), per-token rate limits, request size limits,
-Prometheus metrics. `create_app` builds it from its parts; `zeroscan api serve` runs it.
+"""The HTTP API of zeroscan's accounts, by role. Owners register, update, withdraw and read their
+own brands (with logos and product images), remove listings (when granted), and read their
+signals and standing; their submissions wait for an operator. Operators list pending
+submissions with the reasons to look at, approve (granting privileges) or reject them with a
+reason. Reviewers decide appeals. Bearer tokens per account (stored hashed), per-token rate
+limits, request size limits, Prometheus metrics. `create_app` builds it from its parts;
+`zeroscan api serve` runs it.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures, whose
 dependency aliases are local to `create_app`."""
@@ -30,14 +33,18 @@ from brand_signals.registry import (
     Actor,
     AlreadyWithdrawnError,
     BrandEntry,
+    ImageBudgetError,
     BrandNotFoundError,
     BrandRegistry,
     ChangeKind,
     NotOwnerError,
+    NotPendingError,
+    Privilege,
     PublishFailedError,
+    RegistryLockedError,
 )
-from connectors.image_store import ImageRejected, ImageStore
-from zeroscan.accounts import Account, AccountStore, hash_token
+from connectors.image_store import ImageRejected, ImageStore, probe
+from zeroscan.accounts import Account, AccountStore, Role, hash_token
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,30 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 
 class RemovalRequest(BaseModel):
     listing_id: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=2000)
+
+
+class ApprovalRequest(BaseModel):
+    grant: list[Privilege] = Field(default_factory=list, description="privileges granted with the approval")
+
+
+class RejectionRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class PrivilegeChange(BaseModel):
+    privilege: Privilege
+    granted: bool = True
+
+
+class PrivilegeRequest(BaseModel):
+    privilege: Privilege
+
+
+class AppealDecision(BaseModel):
+    brand_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    listing_id: str = Field(min_length=1, max_length=128)
+    upheld: bool = Field(description="true: the removal was wrong, reinstate the listing")
     reason: str = Field(default="", max_length=2000)
 
 
@@ -170,7 +201,10 @@ class RequestMetrics:
 
 
 def _entry_json(e: BrandEntry) -> dict[str, Any]:
-    return {"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms}
+    return {"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms,
+            "status": e.status.value, "published": brand_to_obj(e.live) if e.live is not None else None,
+            "concerns": list(e.concerns), "grants": sorted(p.value for p in e.grants),
+            "requests": sorted(p.value for p in e.requests), "note": e.note}
 
 
 _MULTIPART_BODY = {
@@ -231,7 +265,20 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
                                 headers={"Retry-After": str(math.ceil(wait))})
         return found
 
-    Owner = Annotated[Account, Depends(account)]
+    def role(needed: Role):
+        def check(who: Annotated[Account, Depends(account)]) -> Account:
+            if who.role is not needed:
+                raise HTTPException(403, f"this needs the {needed.value} role; "
+                                         f"{who.name} has the {who.role.value} role")
+            return who
+        return check
+
+    Owner = Annotated[Account, Depends(role(Role.OWNER))]
+    Operator = Annotated[Account, Depends(role(Role.OPERATOR))]
+    Reviewer = Annotated[Account, Depends(role(Role.REVIEWER))]
+
+    def operator_actor(who: Account) -> Actor:
+        return Actor(who.name, is_admin=True)
 
     def owned(brand_id: str, who: Account) -> BrandEntry:
         e = registry.get(brand_id)
@@ -286,7 +333,7 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
         if isinstance(raw, str):
             raw = raw.encode()
         change = await run_in_threadpool(_put, brand_id, raw, uploads, who)
-        status = 201 if change.kind is ChangeKind.REGISTERED else 200
+        status = {ChangeKind.REGISTERED: 201, ChangeKind.SUBMITTED: 202}.get(change.kind, 200)
         return JSONResponse(_entry_json(change.entry), status_code=status)
 
     def _put(brand_id: str, raw: bytes, uploads: dict[str, bytes], who: Account):
@@ -294,26 +341,47 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
         if brand.brand_id != brand_id:
             raise ContractError(f"brand_id: {brand.brand_id!r} in the body, {brand_id!r} in the path")
         actor = Actor.account(who.name)
-        registry.check_put(brand, actor)
+        pixels = _pixels(brand.logos + brand.product_images, uploads)
+        registry.check_put(brand, actor, image_pixels=pixels)     # the image budget, before storing
         used: set[str] = set()
+        mine = registry.images_of(who.name)
         brand = dataclasses.replace(
-            brand, logos=_store_refs(brand.logos, "logos", uploads, used),
-            product_images=_store_refs(brand.product_images, "product_images", uploads, used))
+            brand, logos=_store_refs(brand.logos, "logos", uploads, used, mine),
+            product_images=_store_refs(brand.product_images, "product_images", uploads, used, mine))
         unused = sorted(set(uploads) - used)
         if unused:
             raise ContractError(f"uploaded file(s) {', '.join(map(repr, unused))} not referenced by "
                                 f"logos or product_images")
-        return registry.put(brand, actor)
+        return registry.put(brand, actor, image_pixels=pixels)
 
-    def _store_refs(refs: tuple[ImageRef, ...], name: str, uploads: dict[str, bytes], used: set[str]):
+    def _pixels(refs: tuple[ImageRef, ...], uploads: dict[str, bytes]) -> int:
+        """Header pixels of the images a brand names (what `_store_refs` refuses counts 0)."""
+        n = 0
+        for ref in refs:
+            try:
+                if ref.uri in uploads:
+                    n += probe(uploads[ref.uri]).pixels
+                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                    n += image_store.get(ref.sha256).info.pixels
+            except ImageRejected:
+                continue
+        return n
+
+    def _store_refs(refs: tuple[ImageRef, ...], name: str, uploads: dict[str, bytes], used: set[str],
+                    mine: set[str]):
+        """Uploaded files are checked and stored; a reference by sha256 alone must name an image
+        of one of the account's own brands (the store is shared: another brand's logo is not
+        the account's to reuse by its digest)."""
         out = []
         for i, ref in enumerate(refs):
             try:
                 if ref.uri in uploads:
                     used.add(ref.uri)
                     out.append(image_store.put(uploads[ref.uri], ref.sha256).ref())
-                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                elif ref.sha256 is not None and ref.sha256 in mine and image_store.has(ref.sha256):
                     out.append(image_store.get(ref.sha256).ref())
+                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                    raise ImageRejected(f"sha256 {ref.sha256[:12]}… is not an image of your brands; upload the file")
                 else:
                     raise ImageRejected(f"uri {ref.uri[:200]!r} is neither an uploaded file nor a stored image "
                                         f"(sha256); the API does not fetch urls or paths")
@@ -335,10 +403,50 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             """Self-service removal of a listing that presents your brand. The scanner takes it
             down if it has seen the listing present the brand; a removal of a listing it never
             saw is held for review; one of a listing that presents other brands only is refused."""
-            owned(brand_id, who)
+            e = owned(brand_id, who)
+            if e.live is None or e.live.deleted:
+                raise HTTPException(403, f"brand {brand_id}: not approved yet, nothing to remove listings for")
+            if Privilege.SELF_SERVICE_REMOVAL not in e.grants:
+                raise HTTPException(403, f"brand {brand_id}: self-service removal is not granted; request it "
+                                         f"(POST /v1/brands/{brand_id}/requests)")
             ev = FeedbackEvent(FeedbackKind.BRAND_REMOVAL, body.listing_id, brand_id, int(time.time() * 1000),
                                who.name, body.reason)
             return {"submitted": feedback.submit(ev)}
+
+        @app.post("/v1/appeals", tags=["reviewers"], status_code=202)
+        def decide_appeal(body: AppealDecision, who: Reviewer) -> dict[str, Any]:
+            """A reviewer's answer to an appeal against a removal: upheld reinstates the listing."""
+            kind = FeedbackKind.APPEAL_UPHELD if body.upheld else FeedbackKind.APPEAL_REJECTED
+            ev = FeedbackEvent(kind, body.listing_id, body.brand_id, int(time.time() * 1000), who.name, body.reason)
+            return {"submitted": feedback.submit(ev)}
+
+    @app.post("/v1/brands/{brand_id}/requests", tags=["brands"])
+    def request_privilege(brand_id: str, body: PrivilegeRequest, who: Owner) -> dict[str, Any]:
+        """Ask the operator for `takedown` enforcement or self-service removal."""
+        owned(brand_id, who)
+        return _entry_json(registry.request(brand_id, body.privilege, Actor.account(who.name)).entry)
+
+    @app.get("/v1/review/pending", tags=["operators"])
+    def list_pending(who: Operator) -> dict[str, list]:
+        """Owners' submissions waiting for approval, with the reasons to look at (concerns)."""
+        return {"pending": [_entry_json(e) for e in registry.pending()]}
+
+    @app.post("/v1/review/brands/{brand_id}/approve", tags=["operators"])
+    def approve(brand_id: str, body: ApprovalRequest, who: Operator) -> dict[str, Any]:
+        return _entry_json(registry.approve(brand_id, operator_actor(who), body.grant).entry)
+
+    @app.post("/v1/review/brands/{brand_id}/reject", tags=["operators"])
+    def reject(brand_id: str, body: RejectionRequest, who: Operator) -> dict[str, Any]:
+        return _entry_json(registry.reject(brand_id, operator_actor(who), body.reason).entry)
+
+    @app.post("/v1/review/brands/{brand_id}/privileges", tags=["operators"])
+    def set_privilege(brand_id: str, body: PrivilegeChange, who: Operator) -> dict[str, Any]:
+        return _entry_json(registry.set_privilege(brand_id, body.privilege, operator_actor(who), body.granted).entry)
+
+    @app.get("/v1/review/brands/{brand_id}/audit", tags=["operators"])
+    def audit(brand_id: str, who: Operator) -> dict[str, list]:
+        """Who did what to the brand, and when."""
+        return {"audit": [dataclasses.asdict(a) for a in registry.audit(brand_id)]}
 
     if signals is not None:
         @app.get("/v1/brands/{brand_id}/signals", tags=["feedback"])
@@ -361,9 +469,9 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             return JSONResponse({"detail": str(exc)}, status_code=status)
         return handler
 
-    for exc, status in ((ContractError, 422), (ImageRejected, 422), (NotOwnerError, 403),
+    for exc, status in ((ContractError, 422), (ImageRejected, 422), (ImageBudgetError, 422), (NotOwnerError, 403),
                         (BrandNotFoundError, 404), (StaleVersionError, 409), (AlreadyWithdrawnError, 409),
-                        (PublishFailedError, 503)):
+                        (NotPendingError, 409), (PublishFailedError, 503), (RegistryLockedError, 503)):
         app.add_exception_handler(exc, _error(status))
 
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)

@@ -1,13 +1,18 @@
 """`zeroscan brands|accounts|api ...`: the operator's side of the brand registry. `register` adds
 the subcommands to the main parser; each handler takes `(args, settings)` and returns an exit code.
 
-`brands put` and `brands delete` act as the operator (any brand) unless `--account NAME` is given,
-and publish every accepted change to the `brands` topic unless `--no-publish`.
+`brands put` and `brands delete` act as the operator (any brand) unless `--account NAME` is given
+(an owner's submission then waits for approval), and publish every accepted change to the
+`brands` topic unless `--no-publish`. `brands pending|approve|reject|grant|history` are the
+operator's review of owners' submissions; they act as the local operator, or as the operator
+account whose token is in `$ZEROSCAN_TOKEN`. The registry takes several writers, so all of this
+works while `zeroscan api serve` runs.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +20,14 @@ from typing import Any, Iterator
 import orjson
 
 from brand_signals.contract import MAX_BRAND_RECORD_BYTES, ContractError, brand_from_obj, brand_to_obj, loads
-from brand_signals.registry import Actor, BrandEntry, BrandRegistry, PublishFailedError, RegistryLockedError
+from brand_signals.registry import (
+    Actor,
+    BrandEntry,
+    BrandRegistry,
+    Privilege,
+    PublishFailedError,
+    RegistryLockedError,
+)
 from zeroscan.settings import Settings
 
 BRAND_FILE_SUFFIXES = (".json", ".jsonl")
@@ -56,10 +68,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("brand_ids", nargs="*", help="default: every brand, tombstones included")
     r.set_defaults(fn=cmd_brands_republish)
 
-    a = subparsers.add_parser("accounts", help="brand-owner accounts of the HTTP API")
+    pe = bs.add_parser("pending", help="owners' submissions waiting for approval, with the reasons to look at")
+    pe.set_defaults(fn=cmd_brands_pending)
+    ap = bs.add_parser("approve", help="approve a pending submission: it is published to the brands topic")
+    ap.add_argument("brand_id")
+    ap.add_argument("--grant", action="append", default=[], choices=[p.value for p in Privilege],
+                    help="grant a privilege with the approval (repeatable)")
+    ap.set_defaults(fn=cmd_brands_approve)
+    rj = bs.add_parser("reject", help="reject a pending submission, with the reason the owner is shown")
+    rj.add_argument("brand_id")
+    rj.add_argument("--reason", required=True)
+    rj.set_defaults(fn=cmd_brands_reject)
+    gr = bs.add_parser("grant", help="grant (or with --revoke, take back) a privilege")
+    gr.add_argument("brand_id")
+    gr.add_argument("privilege", choices=[p.value for p in Privilege])
+    gr.add_argument("--revoke", action="store_true")
+    gr.set_defaults(fn=cmd_brands_grant)
+    hi = bs.add_parser("history", help="who did what to a brand, and when (the registry's audit trail)")
+    hi.add_argument("brand_id")
+    hi.set_defaults(fn=cmd_brands_history)
+
+    a = subparsers.add_parser("accounts", help="accounts of the HTTP API: owners, reviewers, operators")
     acs = a.add_subparsers(dest="accounts_command", required=True)
     ac = acs.add_parser("create", help="create an account and print its API token (shown once)")
     ac.add_argument("name")
+    ac.add_argument("--role", choices=["owner", "reviewer", "operator"], default="owner")
     ac.set_defaults(fn=cmd_accounts_create)
     al = acs.add_parser("list", help="account names, creation and token times, revoked or not")
     al.set_defaults(fn=cmd_accounts_list)
@@ -72,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     api = subparsers.add_parser("api", help="the brand owners' HTTP API")
     aps = api.add_subparsers(dest="api_command", required=True)
-    sv = aps.add_parser("serve", help="serve the API (holds the registry open for writing)")
+    sv = aps.add_parser("serve", help="serve the API (the operator's commands keep working beside it)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
     sv.add_argument("--no-publish", action="store_true", help="do not publish changes to Kafka")
@@ -146,6 +179,8 @@ def _actor(settings: Settings, account: str | None) -> Actor:
         raise ValueError(f"account {account!r} does not exist (zeroscan accounts create {account})")
     if found.revoked:
         raise ValueError(f"account {account!r} is revoked (zeroscan accounts rotate {account} restores it)")
+    if found.role.value != "owner":
+        raise ValueError(f"account {account!r} has the {found.role.value} role, not the owner role")
     return Actor.account(account)
 
 
@@ -163,7 +198,7 @@ def cmd_brands_put(args, settings: Settings) -> int:
     ok = failed = 0
     last_error: Exception | None = None
     try:
-        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             for path in files:
                 if isinstance(last_error, PublishFailedError):
                     break
@@ -181,7 +216,8 @@ def cmd_brands_put(args, settings: Settings) -> int:
                             brand,
                             logos=tuple(store.ingest(r, path.parent) for r in brand.logos),
                             product_images=tuple(store.ingest(r, path.parent) for r in brand.product_images))
-                        change = reg.put(brand, actor)
+                        pixels = sum(store.get(r.sha256).info.pixels for r in brand.logos + brand.product_images)
+                        change = reg.put(brand, actor, image_pixels=pixels)
                     except PublishFailedError as e:  # the broker is unreachable: stop, change nothing more
                         print(f"error: {where}: {e}; stopping", file=sys.stderr)
                         failed, last_error = failed + 1, e
@@ -216,13 +252,14 @@ def cmd_brands_list(args, settings: Settings) -> int:
     with reg:
         for e in reg.entries(owner=args.owner, include_withdrawn=args.all):
             state = "withdrawn" if e.brand.deleted else e.brand.enforcement.value
-            print(f"{e.brand.brand_id}\tv{e.brand.version}\t{state}\t{e.owner}\t{e.brand.name}")
+            print(f"{e.brand.brand_id}\tv{e.brand.version}\t{state}\t{e.status.value}\t{e.owner}\t{e.brand.name}")
     return 0
 
 
 def _entry_json(e: BrandEntry) -> bytes:
-    return orjson.dumps({"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms},
-                        option=orjson.OPT_INDENT_2)
+    from zeroscan.api import _entry_json as entry_obj
+
+    return orjson.dumps(entry_obj(e), option=orjson.OPT_INDENT_2)
 
 
 def cmd_brands_get(args, settings: Settings) -> int:
@@ -284,25 +321,99 @@ def cmd_brands_republish(args, settings: Settings) -> int:
     return 0
 
 
+def _operator(settings: Settings) -> Actor:
+    """The local operator, or the operator account of $ZEROSCAN_TOKEN (named in the audit trail)."""
+    token = os.environ.get("ZEROSCAN_TOKEN")
+    if not token:
+        return Actor.admin()
+    from zeroscan.accounts import AccountStore, Role
+
+    account = AccountStore.at_state_dir(settings.state_dir).authenticate(token)
+    if account is None or account.role is not Role.OPERATOR:
+        raise ValueError("ZEROSCAN_TOKEN is not an operator account's token (unset it to act as the local operator)")
+    return Actor(account.name, is_admin=True)
+
+
+def _review(settings: Settings, change) -> int:
+    """Run one operator decision `change(registry, actor)` and print the entry."""
+    publish = _publisher(settings, False)
+    try:
+        actor = _operator(settings)
+        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+            result = change(reg, actor)
+    except (ValueError, RegistryLockedError, PublishFailedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        publish.close()
+    e = result.entry
+    live = e.live is not None and not e.live.deleted
+    print(f"{e.brand.brand_id} v{e.brand.version} {result.kind.value} by {actor.name}: status {e.status.value}, "
+          f"grants {','.join(sorted(p.value for p in e.grants)) or 'none'}"
+          + (f", published enforcement {e.live.enforcement.value}" if live else ""))
+    return 0
+
+
+def cmd_brands_pending(args, settings: Settings) -> int:
+    reg = _open_read_only(settings)
+    if reg is None:
+        return 0
+    with reg:
+        for e in reg.pending():
+            requested = ",".join(sorted(p.value for p in e.requests)) or "none"
+            print(f"{e.brand.brand_id}\tv{e.brand.version}\t{e.owner}\t{e.brand.name}\tmarks: "
+                  f"{'; '.join(e.brand.trademarks)}\trequests: {requested}")
+            for c in e.concerns:
+                print(f"  ! {c}")
+    return 0
+
+
+def cmd_brands_approve(args, settings: Settings) -> int:
+    grants = [Privilege(g) for g in args.grant]
+    return _review(settings, lambda reg, actor: reg.approve(args.brand_id, actor, grants))
+
+
+def cmd_brands_reject(args, settings: Settings) -> int:
+    return _review(settings, lambda reg, actor: reg.reject(args.brand_id, actor, args.reason))
+
+
+def cmd_brands_grant(args, settings: Settings) -> int:
+    return _review(settings, lambda reg, actor: reg.set_privilege(args.brand_id, Privilege(args.privilege), actor,
+                                                                   granted=not args.revoke))
+
+
+def cmd_brands_history(args, settings: Settings) -> int:
+    from datetime import datetime, timezone
+
+    reg = _open_read_only(settings)
+    if reg is None:
+        return 0
+    with reg:
+        for a in reg.audit(args.brand_id):
+            at = datetime.fromtimestamp(a.at_ms / 1000, timezone.utc).isoformat(timespec="seconds")
+            print(f"{at}\t{a.actor}\t{a.action}\t{orjson.dumps(a.detail).decode()}")
+    return 0
+
+
 def cmd_accounts_create(args, settings: Settings) -> int:
-    return _issue_token(settings, args.name, rotate=False)
+    return _issue_token(settings, args.name, rotate=False, role=args.role)
 
 
 def cmd_accounts_rotate(args, settings: Settings) -> int:
     return _issue_token(settings, args.name, rotate=True)
 
 
-def _issue_token(settings: Settings, name: str, *, rotate: bool) -> int:
+def _issue_token(settings: Settings, name: str, *, rotate: bool, role: str = "owner") -> int:
     """Create an account or rotate its token; the token goes to stdout, once, the rest to stderr."""
-    from zeroscan.accounts import AccountStore
+    from zeroscan.accounts import AccountStore, Role
 
     store = AccountStore.at_state_dir(settings.state_dir)
     try:
-        account, token = store.rotate(name) if rotate else store.create(name)
+        account, token = store.rotate(name) if rotate else store.create(name, Role(role))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    what = "new API token (the old one no longer works)" if rotate else "created; its API token"
+    what = "new API token (the old one no longer works)" if rotate else f"({account.role.value}) created; its API token"
     print(f"account {account.name} {what}, shown only this once:", file=sys.stderr)
     print(token)
     return 0
@@ -318,7 +429,8 @@ def cmd_accounts_list(args, settings: Settings) -> int:
 
     for a in AccountStore.at_state_dir(settings.state_dir).list():
         state = "revoked" if a.revoked else "active"
-        print(f"{a.name}\t{state}\tcreated {iso(a.created_at_ms)}\ttoken {iso(a.token_at_ms or a.created_at_ms)}")
+        print(f"{a.name}\t{a.role.value}\t{state}\tcreated {iso(a.created_at_ms)}\t"
+              f"token {iso(a.token_at_ms or a.created_at_ms)}")
     return 0
 
 
@@ -356,7 +468,7 @@ def cmd_api_serve(args, settings: Settings) -> int:
         signals = SignalIndex(settings.kafka, settings.topics.decisions)
         standing = StandingIndex(settings.kafka, settings.topics.ledger)
     try:
-        with BrandRegistry.at_state_dir(settings.state_dir, publish) as reg:
+        with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
                              AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
                              standing=standing)

@@ -112,12 +112,21 @@ def cmd_produce(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_consume(args, settings: Settings) -> int:
-    from connectors.kafka_io import consume
+# A person at the terminal: a topic that does not show up within this is reported as missing.
+CONSUME_METADATA_TIMEOUT_S = 5.0
 
-    for _key, value, _p, _o in consume(settings.kafka, args.topic, idle_timeout_s=args.idle,
-                                        max_messages=args.max):
-        sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
+
+def cmd_consume(args, settings: Settings) -> int:
+    from connectors.kafka_io import TopicMissingError, consume
+
+    try:
+        for _key, value, _p, _o in consume(settings.kafka, args.topic, idle_timeout_s=args.idle,
+                                            max_messages=args.max, stop_at_end=True,
+                                            metadata_timeout_s=CONSUME_METADATA_TIMEOUT_S):
+            sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
+    except TopicMissingError as e:
+        print(f"error: {e} on {settings.bootstrap}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -158,10 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-field", default="listing_id", help="JSON field used as the message key")
     p.set_defaults(fn=cmd_produce)
 
-    c = sub.add_parser("consume", help="print a topic's committed records from the beginning")
+    c = sub.add_parser("consume", help="print a topic's committed records from the beginning to its end")
     c.add_argument("topic")
     c.add_argument("--max", type=int)
-    c.add_argument("--idle", type=float, default=3.0, help="stop after this many idle seconds")
+    c.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record, even before the end")
     c.set_defaults(fn=cmd_consume)
 
     from zeroscan import brands_cli, feedback_cli

@@ -1,6 +1,7 @@
 """The brand owners' API on a live uvicorn server (127.0.0.1, free port) over a real registry in a
-temp folder, publishing to the session's real Kafka broker: authz, the brand life cycle, limits,
-OpenAPI and metrics, and the published records on the brands topic."""
+temp folder, publishing to the session's real Kafka broker: authz and roles, the brand life cycle
+(an owner's submission published only once an operator approves it), limits, OpenAPI and
+metrics, and the published records on the brands topic."""
 from __future__ import annotations
 
 import io
@@ -16,12 +17,12 @@ import uvicorn
 from PIL import Image
 
 from brand_signals.contract import parse_brand
-from brand_signals.registry import BrandRegistry
+from brand_signals.registry import BrandRegistry, ImageBudget
 from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.image_store import ImageStore, sha256_hex
 from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 from connectors.kafka_io import consume, produce_lines
-from zeroscan.accounts import AccountStore
+from zeroscan.accounts import AccountStore, Role
 from zeroscan.api import ApiLimits, create_app
 
 pytestmark = pytest.mark.integration
@@ -60,17 +61,28 @@ class Api:
     def delete(self, who, brand_id, **params):
         return self.http.delete(f"{self.base}/v1/brands/{brand_id}", headers=self.auth(who), params=params, timeout=30)
 
+    def post(self, who, path, body):
+        return self.http.post(f"{self.base}{path}", json=body, headers=self.auth(who), timeout=30)
+
+    def approve(self, brand_id, *grant):
+        r = self.post("ops", f"/v1/review/brands/{brand_id}/approve", {"grant": list(grant)})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+ROLES = {"alice": Role.OWNER, "bob": Role.OWNER, "ops": Role.OPERATOR, "rev": Role.REVIEWER}
+
 
 @pytest.fixture
 def start_api(kafka_settings):
     started = []
 
-    def start(limits: ApiLimits = ApiLimits(max_request_bytes=256 << 10)) -> Api:
+    def start(limits: ApiLimits = ApiLimits(max_request_bytes=256 << 10), budget: ImageBudget = ImageBudget()) -> Api:
         state = kafka_settings.state_dir
         publisher = KafkaBrandPublisher.from_settings(kafka_settings)
-        registry = BrandRegistry.at_state_dir(state, publisher)
+        registry = BrandRegistry.at_state_dir(state, publisher, image_budget=budget)
         accounts = AccountStore.at_state_dir(state)
-        tokens = {name: accounts.create(name)[1] for name in ("alice", "bob")}
+        tokens = {name: accounts.create(name, role)[1] for name, role in ROLES.items()}
         feedback = FeedbackPublisher(kafka_settings.bootstrap, kafka_settings.topics.feedback)
         signals = SignalIndex(kafka_settings.bootstrap, kafka_settings.topics.decisions)
         standing = StandingIndex(kafka_settings.bootstrap, kafka_settings.topics.ledger)
@@ -104,8 +116,10 @@ def start_api(kafka_settings):
 def test_life_cycle_is_published(start_api, kafka_settings):
     api = start_api()
     r = api.put("alice", brand(logos=[{"uri": "acme.png"}], enforcement="takedown"), files=[("acme.png", LOGO)])
-    assert r.status_code == 201, r.text
-    body = r.json()
+    assert r.status_code == 202, r.text  # submitted: pending until an operator approves it
+    assert (r.json()["status"], r.json()["published"], r.json()["requests"]) == ("pending", None, ["takedown"])
+    body = api.approve("acme", "takedown")
+    assert body["status"] == "approved" and body["published"]["enforcement"] == "takedown"
     assert body["owner"] == "alice"
     logo = body["brand"]["logos"][0]
     assert logo["sha256"] == sha256_hex(LOGO) and logo["uri"].startswith("file:///")
@@ -115,8 +129,9 @@ def test_life_cycle_is_published(start_api, kafka_settings):
     # an update that keeps the stored logo by its sha256, no upload needed
     r = api.put("alice", brand(version=2, logos=[{"uri": "acme.png", "sha256": logo["sha256"]}],
                                trademarks=["ACME", "ACME PRO"]))
-    assert r.status_code == 200, r.text
-    assert r.json()["brand"]["trademarks"] == ["ACME", "ACME PRO"]
+    assert r.status_code == 202, r.text
+    assert r.json()["brand"]["trademarks"] == ["ACME", "ACME PRO"] and r.json()["published"]["version"] == 1
+    api.approve("acme")
     assert [b["brand"]["version"] for b in api.get("alice", "/v1/brands").json()["brands"]] == [2]
 
     r = api.delete("alice", "acme")
@@ -136,7 +151,7 @@ def test_life_cycle_is_published(start_api, kafka_settings):
 
 def test_authz(start_api):
     api = start_api()
-    assert api.put("alice", brand()).status_code == 201
+    assert api.put("alice", brand()).status_code == 202
     r = api.get(None, "/v1/brands/acme")
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     assert api.get("zs_not-a-real-token", "/v1/brands/acme").status_code == 401
@@ -146,15 +161,20 @@ def test_authz(start_api):
     assert api.put("bob", brand(version=2)).status_code == 403
     assert api.delete("bob", "acme").status_code == 403
     assert api.get("bob", "/v1/brands").json() == {"brands": []}
-    assert api.put("bob", brand(brand_id="zeta")).status_code == 201  # first come, first claimed
+    assert api.put("bob", brand(brand_id="zeta")).status_code == 202  # first come, first claimed
     assert api.get("alice", "/v1/brands/zeta").status_code == 403
     assert api.get("alice", "/v1/brands/nope").status_code == 404
     assert api.get("alice", "/v1/brands/acme").json()["brand"]["version"] == 1
+    # roles: owners' routes for owners, review for operators, appeals for reviewers
+    assert api.get("ops", "/v1/brands").status_code == 403 and api.put("rev", brand(brand_id="r")).status_code == 403
+    assert api.get("alice", "/v1/review/pending").status_code == 403
+    assert api.post("alice", "/v1/review/brands/acme/approve", {}).status_code == 403
+    assert [e["brand"]["brand_id"] for e in api.get("ops", "/v1/review/pending").json()["pending"]] == ["acme", "zeta"]
 
 
 def test_stale_version_is_a_conflict(start_api):
     api = start_api()
-    assert api.put("alice", brand(version=3)).status_code == 201
+    assert api.put("alice", brand(version=3)).status_code == 202
     r = api.put("alice", brand(version=3))
     assert r.status_code == 409 and "send version 4 or higher" in r.json()["detail"]
     assert api.delete("alice", "acme", version=2).status_code == 409
@@ -184,6 +204,20 @@ def test_bad_requests(start_api, obj, files, path_id, status, fragment, reason):
     assert r.status_code == status, r.text
     assert re.search(fragment, r.json()["detail"]), r.json()
     assert api.get("alice", "/v1/brands").json() == {"brands": []}
+
+
+def test_image_pixel_budget_is_refused_at_registration(start_api):
+    """Each 24 x 24 logo is 576 pixels: three are over a 1,200-pixel brand budget, refused (before
+    the uploads are stored); one fits, and a second brand's two then take the catalogue over its
+    1,500."""
+    api = start_api(budget=ImageBudget(per_brand=1_200, per_catalog=1_500))
+    three = [("a.png", LOGO), ("b.png", png((10, 200, 10))), ("c.png", png((10, 10, 200)))]
+    r = api.put("alice", brand(logos=[{"uri": n} for n, _ in three]), files=three)
+    assert r.status_code == 422 and "1728 pixels in all, above the per-brand limit of 1200" in r.json()["detail"]
+    assert api.get("alice", "/v1/brands").json() == {"brands": []}
+    assert api.put("alice", brand(logos=[{"uri": "a.png"}]), files=three[:1]).status_code == 201
+    r = api.put("bob", brand(brand_id="other", logos=[{"uri": "b.png"}, {"uri": "c.png"}]), files=three[1:])
+    assert r.status_code == 422 and "above the catalogue limit of 1500" in r.json()["detail"]
 
 
 def test_request_size_limit(start_api):
@@ -224,10 +258,12 @@ def test_openapi_docs_health_and_metrics(start_api):
 
     api.put("alice", brand())
     api.get(None, "/v1/brands/acme")
+    api.approve("acme")
     text = api.get(None, "/metrics").text
-    assert 'zeroscan_api_requests_total{method="PUT",route="/v1/brands/{brand_id}",status="201"} 1.0' in text
+    assert 'zeroscan_api_requests_total{method="PUT",route="/v1/brands/{brand_id}",status="202"} 1.0' in text
     assert 'zeroscan_api_requests_total{method="GET",route="/v1/brands/{brand_id}",status="401"} 1.0' in text
-    assert 'zeroscan_registry_changes_total{kind="registered"} 1.0' in text
+    assert 'zeroscan_registry_changes_total{kind="submitted"} 1.0' in text
+    assert 'zeroscan_registry_changes_total{kind="approved"} 1.0' in text
     assert "zeroscan_registry_publish_seconds_count 1.0" in text
     assert "zeroscan_api_auth_failures_total 1.0" in text
     assert api.tokens["alice"] not in text
@@ -271,9 +307,18 @@ def test_cli_put_resolves_logos_and_publishes(kafka_settings, tmp_path, capsys):
 
 def test_self_service_removal_and_open_signals(start_api, kafka_settings):
     api = start_api()
-    assert api.put("alice", brand(enforcement="takedown")).status_code == 201
-    assert api.put("bob", brand(brand_id="other")).status_code == 201
+    assert api.put("alice", brand(enforcement="takedown")).status_code == 202
+    assert api.put("bob", brand(brand_id="other")).status_code == 202
     url = f"{api.base}/v1/brands/acme/removals"
+    r = api.http.post(url, json={"listing_id": "l-1", "reason": "fake"}, headers=api.auth("alice"), timeout=30)
+    assert r.status_code == 403 and "not approved yet" in r.json()["detail"]
+    api.approve("acme")
+    r = api.http.post(url, json={"listing_id": "l-1", "reason": "fake"}, headers=api.auth("alice"), timeout=30)
+    assert r.status_code == 403 and "self-service removal is not granted" in r.json()["detail"]
+    r = api.post("alice", "/v1/brands/acme/requests", {"privilege": "self_service_removal"})
+    assert r.status_code == 200 and r.json()["requests"] == ["self_service_removal", "takedown"]
+    r = api.post("ops", "/v1/review/brands/acme/privileges", {"privilege": "self_service_removal"})
+    assert r.status_code == 200 and r.json()["grants"] == ["self_service_removal"]
     r = api.http.post(url, json={"listing_id": "l-1", "reason": "fake"}, headers=api.auth("alice"), timeout=30)
     assert r.status_code == 202, r.text
     assert r.json()["submitted"]["actor"] == "alice"
@@ -320,18 +365,23 @@ def test_self_service_removal_and_open_signals(start_api, kafka_settings):
 
 def test_cli_removal_needs_the_owners_token_and_appeals_are_recorded(kafka_settings, tmp_path, capsys,
                                                                      monkeypatch):
-    """`zeroscan removals create` acts only with the token of the brand's owner; `appeals decide`
-    records the reviewer's answer; both land on the feedback topic."""
+    """`zeroscan removals create` acts only with the token of the brand's owner (approved, with
+    the removal privilege); `appeals decide` only with a reviewer's token, which names the
+    reviewer; both land on the feedback topic."""
     import argparse
 
     from brand_signals.contract import brand_from_obj
     from brand_signals.registry import Actor
     from zeroscan.feedback_cli import register
 
+    from brand_signals.registry import Privilege
+
     accounts = AccountStore.at_state_dir(kafka_settings.state_dir)
     alice, bob = accounts.create("alice")[1], accounts.create("bob")[1]
+    reviewer = accounts.create("r-7", Role.REVIEWER)[1]
     with BrandRegistry.at_state_dir(kafka_settings.state_dir) as reg:
         reg.put(brand_from_obj(brand()), Actor.account("alice"))
+        reg.approve("acme", Actor.admin(), [Privilege.SELF_SERVICE_REMOVAL])
     ap = argparse.ArgumentParser()
     register(ap.add_subparsers(dest="command", required=True))
 
@@ -345,9 +395,13 @@ def test_cli_removal_needs_the_owners_token_and_appeals_are_recorded(kafka_setti
     assert run("removals", "create", "--brand", "acme", "--listing", "l-1") == 2
     monkeypatch.setenv("ZEROSCAN_TOKEN", alice)
     assert run("removals", "create", "--brand", "acme", "--listing", "l-1", "--reason", "fake") == 0
-    assert run("appeals", "decide", "--brand", "acme", "--listing", "l-1", "--upheld", "--reviewer", "r-7") == 0
+    assert run("appeals", "decide", "--brand", "acme", "--listing", "l-1", "--upheld") == 3  # an owner's token
+    monkeypatch.setenv("ZEROSCAN_TOKEN", reviewer)
+    assert run("appeals", "decide", "--brand", "acme", "--listing", "l-1", "--upheld") == 0
+    assert run("signals", "list", "--brand", "acme") == 3  # a reviewer is not the owner
     err = capsys.readouterr().err
     assert "not registered to account bob" in err and "invalid API token" in err
+    assert "with the reviewer role; alice has the owner role" in err
     sent = [json.loads(v) for _k, v, _p, _o in consume(kafka_settings.bootstrap, kafka_settings.topics.feedback,
                                                       idle_timeout_s=2.0)]
     assert [(e["kind"], e["actor"]) for e in sent] == [("brand_removal", "alice"), ("appeal_upheld", "r-7")]

@@ -52,7 +52,7 @@ def wait_committed(settings, job: subprocess.Popen, timeout_s: float = JOB_START
 
 
 def read(settings, topic: str) -> list[dict]:
-    return [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, topic, idle_timeout_s=3)]
+    return [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, topic, stop_at_end=True)]
 
 
 def stop(job: subprocess.Popen) -> None:

@@ -131,4 +131,4 @@ def test_cli_acts_only_as_a_live_account(tmp_path, monkeypatch, capsys):
     assert main(["accounts", "rotate", "alice"]) == 0
     assert main(["brands", "put", "--account", "alice", "--no-publish", str(brand)]) == 0
     assert main(["accounts", "list"]) == 0
-    assert "alice\tactive" in capsys.readouterr().out
+    assert "alice\towner\tactive" in capsys.readouterr().out

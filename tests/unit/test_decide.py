@@ -122,3 +122,13 @@ def test_strongest_brand_wins_and_signals_of_one_brand_combine():
 
 def test_weak_evidence_is_not_flagged():
     assert decide(listing(), [text("sony", 0.35)], {"sony": brand("sony")}, NOW) is None
+
+
+@pytest.mark.parametrize("score, action, reason", [
+    (0.9, Action.TAKEDOWN, "a confident near-duplicate of a removed listing: taken down, as the owner asked"),
+    (0.6, Action.NOTIFY, "a weak one follows the brand's own enforcement"),
+])
+def test_near_duplicate_of_a_removal_follows_the_removal(score, action, reason):
+    ev = [Evidence("b", (Signal(SignalKind.FEEDBACK_NEIGHBOR, score, {"removed_listing_id": "x"}),))]
+    d = decide(listing(), ev, {"b": brand("b", Action.NOTIFY)}, NOW)
+    assert d.action is action, reason

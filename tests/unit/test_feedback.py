@@ -1,5 +1,7 @@
-"""The feedback loop as plain Python with an injected clock: removals, near-duplicates, seller
-suspicion, appeals, the rolling accuracy window, suspension and recovery."""
+"""The feedback loop as plain Python with an injected clock: removals (accepted, refused with
+the reason and counted, held under a daily cap), near-duplicates only on specific evidence
+(rare shared words, image bytes the scanner hashed, not stock photos), seller suspicion,
+appeals, the rolling accuracy window, suspension and recovery."""
 from __future__ import annotations
 
 import json
@@ -16,6 +18,7 @@ from brand_signals.feedback import (
     LedgerEvent,
     LedgerKind,
     ListingContext,
+    Refusal,
     fingerprint,
     handle_feedback,
 )
@@ -61,17 +64,67 @@ def test_accepted_removal_is_a_takedown_with_brand_removal_evidence():
 @pytest.mark.parametrize("context, brand, expected, reason", [
     (None, "veltrix", LedgerKind.REMOVAL_HELD, "listing never seen: a human decides"),
     ("other", "veltrix", LedgerKind.REMOVAL_REFUSED, "listing presents only another brand"),
+    ("nothing", "veltrix", LedgerKind.REMOVAL_REFUSED, "listing seen presenting no brand at all"),
     ("own", "nobody", LedgerKind.REMOVAL_REFUSED, "brand not registered"),
 ])
 def test_removals_that_are_not_accepted(context, brand, expected, reason):
     state = FeedbackState()
-    c = {None: None, "other": ctx("a", "Lumora cream", ("lumora",)), "own": ctx("a", "Veltrix drill")}[context]
+    c = {None: None, "other": ctx("a", "Lumora cream", ("lumora",)), "own": ctx("a", "Veltrix drill"),
+         "nothing": ctx("a", "case for Veltrix drills", ())}[context]
     d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a", brand), c, state, BRANDS, now_ms=T0)
     assert led.kind is expected, reason
     if expected is LedgerKind.REMOVAL_HELD:
         assert d.action is Action.REVIEW
     else:
-        assert d is None
+        assert d is None and led.reason and led.refusal is not None
+    assert LedgerEvent.from_json(led.to_json()) == led
+
+
+def test_refused_removal_counts_against_the_brand_and_unseen_ones_are_capped():
+    state = FeedbackState(FeedbackPolicy(max_held_per_day=2))
+    for i in range(5):  # five removals of listings the scanner saw without the brand
+        _d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, f"n{i}", t=T0 + i),
+                                  ctx(f"n{i}", "case for Veltrix drills", ()), state, BRANDS, now_ms=T0 + i)
+        assert led.refusal is Refusal.NOT_PRESENTED and "presents nothing of any brand" in led.reason
+        state.apply(led)
+    assert state.accuracy("veltrix", T0 + 10) == (0.0, 5) and state.suspended("veltrix", T0 + 10)
+    got = []
+    for i in range(3):  # unseen listings: two held, then refused for the day
+        d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, f"u{i}", t=T0 + 20 + i), None, state, BRANDS,
+                                 now_ms=T0)
+        state.apply(led)
+        got.append((led.kind, d is not None))
+    assert got == [(LedgerKind.REMOVAL_HELD, True)] * 2 + [(LedgerKind.REMOVAL_REFUSED, False)]
+    assert led.refusal is Refusal.HELD_CAP and "2 removals of unseen listings" in led.reason
+    _d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "u9", t=T0 + DAY_MS), None, state, BRANDS, now_ms=T0)
+    assert led.kind is LedgerKind.REMOVAL_HELD  # a new day
+    assert state.accuracy("veltrix", T0 + 10)[1] == 5  # refusals over the cap do not count against it
+
+
+def test_generic_words_are_not_a_neighbour():
+    """The abuse: one accepted removal must not take down another seller's honest listing that
+    shares only category words (plain Jaccard 0.78)."""
+    state = FeedbackState()
+    remove(state, "a", "Veltrix Wireless Bluetooth Headphones Black Over Ear Foldable")
+    b = listing("b", "Wireless Bluetooth Headphones Black Over Ear Foldable", seller="s-9")
+    assert state.evidence(b, fingerprint(b), presented=()) == []
+
+
+def test_a_claimed_digest_and_a_stock_photo_are_not_neighbours():
+    state = FeedbackState(FeedbackPolicy(stock_image_sellers=3))
+    sha, stock = "ab" * 32, "cd" * 32
+    d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a"), ListingContext(
+        "a", "s-1", frozenset({"veltrix"}), fingerprint(listing("a", "x"), [sha, stock])), state, BRANDS, now_ms=T0)
+    state.apply(led)
+    claim = listing("b", "Completely different words", images=[{"uri": "j.jpg", "sha256": sha}])
+    assert state.evidence(claim, fingerprint(claim), presented=()) == []  # only claimed, never hashed here
+    for seller in ("s-1", "s-2", "s-3"):
+        state.observe_images(seller, [stock])
+    assert state.is_stock_image(stock) and not state.is_stock_image(sha)
+    c = listing("c", "Completely different words")
+    assert state.evidence(c, fingerprint(c, [stock]), presented=()) == []
+    [e] = state.evidence(c, fingerprint(c, [sha]), presented=())
+    assert e.signals[0].detail["via"] == "image"
 
 
 @pytest.mark.parametrize("title, found, reason", [
@@ -95,26 +148,27 @@ def test_same_image_is_a_neighbour_even_with_another_title():
     state = FeedbackState()
     sha = "ab" * 32
     d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a"), ListingContext(
-        "a", "s-1", frozenset({"veltrix"}), fingerprint(listing("a", "x", images=[{"uri": "i.jpg", "sha256": sha}]))),
-        state, BRANDS, now_ms=T0)
+        "a", "s-1", frozenset({"veltrix"}), fingerprint(listing("a", "x"), [sha])), state, BRANDS, now_ms=T0)
     state.apply(led)
-    b = listing("b", "Completely different words", images=[{"uri": "j.jpg", "sha256": sha}])
-    [e] = state.evidence(b, fingerprint(b), presented=())
+    b = listing("b", "Completely different words")
+    [e] = state.evidence(b, fingerprint(b, [sha]), presented=())  # the same bytes, hashed by the scanner
     assert e.signals[0].detail["via"] == "image"
 
 
 def test_scanner_flags_neighbour_and_raises_suspicion_on_the_seller():
     cat = Catalog.build(BRANDS.values(), version=1)
     state, contexts, scanner = FeedbackState(), ContextStore(), Scanner("t")
-    first = listing("a", "Veltrix cordless drill 18V two batteries", seller="bad-seller")
+    first = listing("a", "Veltrix cordless drill VX-4471 18V two batteries", seller="bad-seller")
     scanner.scan(cat, [first], T0, state, contexts)
     d, led = handle_feedback(fb(FeedbackKind.BRAND_REMOVAL, "a"), contexts.get("a"), state, cat.brands, T0)
     state.apply(led)
-    # a lightly edited copy by another seller, with no mark at all in it
-    copy = listing("b", "cordless drill 18V two batteries original", seller="s-2")
+    # a lightly edited copy by another seller, with no mark at all in it, but its model number
+    copy = listing("b", "cordless drill VX-4471 18V two batteries original", seller="s-2")
     [dec] = scanner.scan(cat, [copy], T0, state, contexts)
     assert dec is not None and dec.brand_id == "veltrix"
     assert SignalKind.FEEDBACK_NEIGHBOR in {s.kind for s in dec.signals}
+    # the scanner remembered that the copy presented nothing: a removal of it would be refused
+    assert contexts.get("b").presented == frozenset()
     # the same seller's weak (misspelt) mention of the brand gets raised suspicion
     weak = listing("c", "Veltrex impact driver", seller="bad-seller")
     [dec] = scanner.scan(cat, [weak], T0, state, contexts)
@@ -222,3 +276,20 @@ def test_a_listing_confirmed_again_for_another_brand_leaves_no_stale_evidence():
     b = listing("b", "Veltrix cordless drill 18V two batteries", seller="s-9")
     assert not any(s.kind is SignalKind.FEEDBACK_NEIGHBOR for e in state.evidence(b, fingerprint(b), ())
                    for s in e.signals)
+
+
+def test_ledger_events_follow_the_documented_schema():
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "brand_signals" / "schemas" / "project"
+                         / "feedback-ledger.schema.json").read_text())
+    state = FeedbackState()
+    _d, accepted = remove(state, "a", "Veltrix cordless drill VX-4471")
+    _d, refused = handle_feedback(FeedbackEvent(FeedbackKind.BRAND_REMOVAL, "b", "veltrix", T0, "owner", "fake"),
+                                  ctx("b", "case for drills", ()), state, BRANDS, now_ms=T0 + 5)
+    for led in (accepted, refused):
+        jsonschema.validate(led.to_json(), schema)
+    assert refused.to_json() | {} == {**refused.to_json(), "actor": "owner", "actor_reason": "fake",
+                                      "judged_at": T0 + 5, "refusal": "not_presented"}

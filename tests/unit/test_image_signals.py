@@ -3,6 +3,7 @@ is not, the cache skips fetch and model, hostile bytes become image_error signal
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import struct
 import zlib
 
@@ -148,11 +149,12 @@ def test_cache_hits_skip_fetch_and_model(extractor, tmp_path):
     assert store.calls == fetch0 + 2                      # only l3, which carries no digest
     assert again[0] == first[0] and again[1] == first[0]
     sig.close()
-    # a new instance on the same rocksdict path: still no model call
+    # a new instance on the same rocksdict path: still no model call; the image is fetched
+    # once, since this process never hashed its bytes (a claimed sha256 is only a hint)
     sig2, store2 = _signals(extractor, {"a.jpg": data}, reader, tmp_path)
     calls1 = extractor.calls
     assert sig2.find([_listing("l4", "a.jpg", sha={"a.jpg": digest})])[0] == first[0]
-    assert extractor.calls == calls1 and store2.calls == 2   # the logo and product files at build only
+    assert extractor.calls == calls1 and store2.calls == 2 + 1   # logo and product at build, a.jpg once
     sig2.close()
 
 
@@ -330,3 +332,21 @@ def test_geometry_hnsw_neighbours_agree_with_an_exact_search():
     _, exact_ids = exact.search(queries, 1)
     recall = float((approx_ids[:, 0] == exact_ids[:, 0]).mean())
     assert recall >= 0.95, recall
+
+
+def test_digests_are_only_those_computed_here(extractor):
+    """The feedback loop learns images by the digest of the bytes fetched here: a cached image
+    named by a claimed digest yields none, unless the claim must be verified (a removed
+    listing's image), and then a wrong claim yields none either."""
+    data = _jpeg(_photo(3))
+    digest = hashlib.sha256(data).hexdigest()
+    sig, store = _signals(extractor, {"a.jpg": data, "b.jpg": _jpeg(_photo(4))})
+    sig.find([_listing("l1", "a.jpg")])
+    assert sig.last_digests == [frozenset({digest})]
+    sig.find([_listing("l2", "a.jpg", sha={"a.jpg": digest})])             # a cache hit on the claim
+    assert sig.last_digests == [frozenset()]
+    sig.verify = lambda sha: sha == digest
+    fetched = store.calls
+    sig.find([_listing("l3", "a.jpg", sha={"a.jpg": digest}), _listing("l4", "b.jpg", sha={"b.jpg": digest})])
+    assert store.calls == fetched + 2 and sig.last_digests == [frozenset({digest}), frozenset()]
+    sig.close()

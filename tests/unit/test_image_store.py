@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from connectors import image_store
+from connectors.egress import EgressPolicy
 from connectors.image_store import (
     MAX_IMAGE_BYTES,
     FetchTimeouts,
@@ -113,7 +114,11 @@ REFUSED = [
     (png_header_only(30_000, 30_000), None, None, "900000000 pixels", "30,000 x 30,000 PNG bomb"),
     (jpeg_header_only(65_000, 65_000), None, None, "pixel limit", "65,000 x 65,000 JPEG bomb"),
     (webp_vp8x_header_only(16_384, 16_384), None, None, "pixel limit", "largest WebP canvas"),
-    (png_header_only(5_001, 5_000), None, None, "pixel limit", "just above the 25 MP cap"),
+    (png_header_only(7_072, 7_071), None, None, "pixel limit", "just above the 50 MP cap (listing photos' too)"),
+    (webp_vp8x_header_only(4_100, 4_000), None, None, "max_full_decode_pixels",
+     "WebP above 16 MP: no reduced decoding, so the full-size cap"),
+    (encode("JPEG", size=(40, 30), progressive=True), ImageLimits(max_full_decode_pixels=1_000), None,
+     "max_full_decode_pixels", "progressive JPEG keeps all coefficients: the full-size cap"),
     (png_header_only(0, 10), None, None, "empty size", "zero width"),
     (b"\xff\xd8\xff\xda\x00\x02", None, None, "no frame header", "JPEG with scan before frame"),
 ]
@@ -289,12 +294,18 @@ def http_base():
 
 
 FAST = FetchTimeouts(connect_s=1.0, read_s=0.3, total_s=0.6)
+LOOPBACK = EgressPolicy.from_lists(allow="127.0.0.1/32")  # the test server: allowed explicitly
 
 
 def test_fetch_http_ok(http_base):
-    assert fetch(f"{http_base}/logo.png", None, sha256_hex(PNG), timeouts=FAST) == PNG
-    assert fetch(f"{http_base}/logo.jpg", None, timeouts=FAST) == JPEG
-    assert fetch(f"{http_base}/redirect.png", None, timeouts=FAST) == PNG
+    assert fetch(f"{http_base}/logo.png", None, sha256_hex(PNG), timeouts=FAST, policy=LOOPBACK) == PNG
+    assert fetch(f"{http_base}/logo.jpg", None, timeouts=FAST, policy=LOOPBACK) == JPEG
+    assert fetch(f"{http_base}/redirect.png", None, timeouts=FAST, policy=LOOPBACK) == PNG
+
+
+def test_fetch_http_refuses_loopback_unless_allowed(http_base):
+    with pytest.raises(ImageRejected, match="internal-address"):
+        fetch(f"{http_base}/logo.png", None, timeouts=FAST)
 
 
 HTTP_REFUSED = [
@@ -313,7 +324,7 @@ HTTP_REFUSED = [
 def test_fetch_http_refused(http_base, path, limits, fragment, reason):
     t0 = time.monotonic()
     with pytest.raises(ImageRejected, match=fragment):
-        fetch(f"{http_base}{path}", None, limits=limits or ImageLimits(), timeouts=FAST)
+        fetch(f"{http_base}{path}", None, limits=limits or ImageLimits(), timeouts=FAST, policy=LOOPBACK)
     assert time.monotonic() - t0 < 2.0
 
 

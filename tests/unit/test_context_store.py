@@ -1,0 +1,27 @@
+"""The per-worker context store: presentations and absences remembered, merged, and kept across
+a reopen (rocksdict in a temp folder)."""
+from __future__ import annotations
+
+import pytest
+
+from brand_signals.feedback import NO_FINGERPRINT, Fingerprint, ListingContext
+from connectors.context_store import RocksContextStore
+
+pytestmark = pytest.mark.unit
+
+
+def test_absences_and_presentations_are_remembered(tmp_path):
+    fp = Fingerprint(frozenset({1, 2}), frozenset(), {2: 3.0})
+    store = RocksContextStore(tmp_path)
+    store.remember(ListingContext("a", "s-1", frozenset(), NO_FINGERPRINT))          # presented nothing
+    store.remember(ListingContext("b", "s-2", frozenset({"acme"}), fp))
+    store.remember(ListingContext("b", "s-2", frozenset(), NO_FINGERPRINT))          # edited: now nothing
+    assert store.get("a") == ListingContext("a", "s-1", frozenset(), NO_FINGERPRINT)
+    assert store.get("b") == ListingContext("b", "s-2", frozenset({"acme"}), fp)     # what it ever showed
+    assert store.get("c") is None
+    store.close()
+    again = RocksContextStore(tmp_path)
+    try:
+        assert again.get("a").presented == frozenset() and again.get("b").fingerprint == fp
+    finally:
+        again.close()
