@@ -38,7 +38,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.hostile_servers import HostileServer  # noqa: E402
-from benchmarks.kafka_measures import _tree, rss_mib, stop_job  # noqa: E402
+from benchmarks.kafka_measures import _tree, plaintext_env, rss_mib, stop_job  # noqa: E402
 from benchmarks.traffic import Mix, Traffic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hostile.json"
@@ -507,7 +507,7 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         produce_lines(settings.kafka, settings.topics.brands, (orjson.dumps(b) for b in BRANDS), "brand_id")
         produced = produce_lines(settings.kafka, settings.topics.listings, records, "listing_id")
         assert produced == len(records), (produced, len(records))
-        env = {**os.environ, "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+        env = {**plaintext_env(), "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
                "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
                "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")], "ZEROSCAN_IMAGES": "on",
                "ZEROSCAN_EGRESS_ALLOW": "127.0.0.1/32"}     # the loopback hosts: allowed explicitly
@@ -621,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = KafkaBroker(work / "kafka", base.jar_dir / "kafka-broker", port=_free_port())
     broker.up()
     tag = uuid.uuid4().hex[:6]
-    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, state_dir=work / "state",
+    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work / "state",
                                    consumer_group=f"hostile-{tag}", transactional_id_prefix=f"hostile-{tag}",
                                    topics=Topics.prefixed(f"h{tag}-"))
     try:

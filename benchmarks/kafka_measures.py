@@ -91,12 +91,16 @@ def passthrough_rate(settings: Settings, n: int) -> tuple[float, float]:
     return got / cpu, got / wall
 
 
+def plaintext_env() -> dict[str, str]:
+    """This environment for a job on a benchmark's own plaintext broker: a client properties
+    file of the caller (ZEROSCAN_KAFKA_CONFIG) does not apply there."""
+    return {k: v for k, v in os.environ.items() if k != "ZEROSCAN_KAFKA_CONFIG"}
+
+
 def _job_env(settings: Settings) -> dict[str, str]:
     # Text path end to end; image throughput has its own benchmark (benchmarks/images.py): the
     # generated image uris point nowhere.
-    # The benchmark's own broker is plaintext: a client properties file of the caller does not apply.
-    env = {k: v for k, v in os.environ.items() if k != "ZEROSCAN_KAFKA_CONFIG"}
-    return {**env, "ZEROSCAN_IMAGES": "off", "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+    return {**plaintext_env(), "ZEROSCAN_IMAGES": "off", "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
             "ZEROSCAN_GROUP": settings.consumer_group, "ZEROSCAN_TXN_PREFIX": settings.transactional_id_prefix,
             "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 import requests
 
+from benchmarks.kafka_measures import plaintext_env
 from brand_signals.contract import brand_from_obj
 from brand_signals.registry import Actor, BrandRegistry
 from connectors.brand_feed import LedgerFeed
@@ -99,7 +100,7 @@ def _decisions(n: int) -> list[tuple[bytes, bytes]]:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
+    return {**plaintext_env(), "ZEROSCAN_BOOTSTRAP": settings.bootstrap, "ZEROSCAN_STATE_DIR": str(settings.state_dir),
             "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")], "ZEROSCAN_IMAGES": "off"}
 
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = KafkaBroker(Path(tmp) / "kafka", base.jar_dir / "kafka-broker", port=_free_port_pair())
         broker.up()
         try:
-            settings = dataclasses.replace(base, bootstrap=broker.bootstrap, state_dir=Path(tmp) / "state",
+            settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=Path(tmp) / "state",
                                            topics=Topics.prefixed("bench-"))
             settings.state_dir.mkdir(parents=True)
             ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=2))
