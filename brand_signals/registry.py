@@ -328,18 +328,21 @@ class BrandRegistry:
         if image_pixels is not None and not brand.deleted:
             self._check_budget(brand.brand_id, image_pixels, current)
 
-    def catalog_image_pixels(self) -> int:
+    def catalog_image_pixels(self, entries: Iterable[BrandEntry] | None = None) -> int:
         """Header pixels of all brands' images (live or waiting for review), as recorded when each
-        was submitted; summed afresh, since other processes write the registry too."""
-        return sum(e.image_pixels for e in self.entries() if e.status is not Status.REJECTED)
+        was submitted; summed afresh, since other processes write the registry too. Inside a
+        write transaction pass its entries (the thread lock is held)."""
+        return sum(e.image_pixels for e in (self.entries() if entries is None else entries)
+                   if e.status is not Status.REJECTED and not e.brand.deleted)
 
-    def _check_budget(self, brand_id: str, pixels: int, current: BrandEntry | None) -> None:
+    def _check_budget(self, brand_id: str, pixels: int, current: BrandEntry | None,
+                      entries: Iterable[BrandEntry] | None = None) -> None:
         budget = self.image_budget
         if pixels > budget.per_brand:
             self.metrics.refused.labels("image_budget").inc()
             raise ImageBudgetError(f"brand {brand_id}: its logos and product images have {pixels} pixels in all, "
                                    f"above the per-brand limit of {budget.per_brand}; send fewer or smaller images")
-        others = self.catalog_image_pixels() - (current.image_pixels if current and not current.brand.deleted else 0)
+        others = self.catalog_image_pixels(entries) - (current.image_pixels if current and not current.brand.deleted else 0)
         if others + pixels > budget.per_catalog:
             self.metrics.refused.labels("image_budget").inc()
             raise ImageBudgetError(f"brand {brand_id}: its {pixels} image pixels would take the catalogue to "
@@ -368,7 +371,7 @@ class BrandRegistry:
             self._check(brand, actor, current)
             pixels = 0 if brand.deleted or image_pixels is None else image_pixels
             if not brand.deleted and image_pixels is not None:
-                self._check_budget(brand.brand_id, pixels, current)
+                self._check_budget(brand.brand_id, pixels, current, self._all_locked())
             if _claimable(current, actor):
                 current = None
             owner = current.owner if current is not None else actor.name
