@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             with BrandRegistry.at_state_dir(settings.state_dir, pub) as reg:
                 reg.put(brand_from_obj({"brand_id": "bench", "name": "Benchmarko", "trademarks": ["Benchmarko"],
                                         "version": 1}), Actor.account("bench"))
+                reg.approve("bench", Actor.admin())
             pub.close()
             print(f"filling {settings.topics.ledger} with {args.ledger} and {settings.topics.decisions} with "
                   f"{args.decisions} records (transactions of {TXN_RECORDS}, 1 in {ABORT_EVERY} aborted) ...", flush=True)

@@ -20,7 +20,7 @@ import requests
 from confluent_kafka import Producer
 
 from brand_signals.contract import brand_from_obj
-from brand_signals.registry import Actor, BrandRegistry
+from brand_signals.registry import ALL_PRIVILEGES, Actor, BrandRegistry
 from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.kafka_io import produce_lines
 from tests.conftest import ROOT, settings_env
@@ -72,7 +72,8 @@ def test_job_and_api_restart_after_removals_with_aborted_transactions(kafka_sett
     token = AccountStore.at_state_dir(s.state_dir).create("alice")[1]
     publisher = KafkaBrandPublisher.from_settings(s)
     with BrandRegistry.at_state_dir(s.state_dir, publisher) as reg:
-        reg.put(brand_from_obj(BRAND), Actor.account("alice"))
+        reg.put(brand_from_obj(BRAND), Actor.account("alice"))           # an owner's submission ...
+        reg.approve("veltrix", Actor.admin(), grant=ALL_PRIVILEGES)      # ... enforced once approved
     publisher.close()
     # Aborted records that would change the brand's standing and open signals if they were read.
     aborted(s.bootstrap, s.topics.ledger, [("ghost", {"kind": "removal_accepted", "listing_id": "ghost",
