@@ -160,7 +160,8 @@ def test_job_api_and_cli_as_their_principals(secure_broker, secure_topics, tmp_p
                          headers={"Authorization": f"Bearer {token}"},
                          files=[("brand", (None, json.dumps({"brand_id": "quillon", "version": 1, "name": "Quillon",
                                                              "trademarks": ["Quillon"]}), "application/json"))])
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202, r.text                     # pending until the operator approves it
+        _zeroscan(["brands", "approve", "quillon"], env["cli"])  # the operator, beside the running API
         published = {json.loads(v)["brand_id"] for _k, v, _p, _o in
                      consume(secure_broker.client_config("cli"), topics.brands, idle_timeout_s=2)}
         assert published == {"veltrix", "quillon"}
