@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -35,7 +34,7 @@ import orjson
 from benchmarks.traffic import SEED, Mix, Traffic, brand_records
 from connectors.flink_cluster import FlinkCluster
 from connectors.kafka_admin import committed_offsets, contract_topics, end_offsets, ensure_topics
-from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_io import consume, produce_lines
 from zeroscan.settings import ROOT, Settings, Topics
 
@@ -50,20 +49,6 @@ FIRST_FAULT_S = 20.0
 MIN_GAP_S = 8.0
 RECOVERY_TIMEOUT_S = 300.0
 JOB_PACKAGES = ("brand_signals", "connectors", "pipelines", "models", "zeroscan")
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def make_input(n: int, marks: int, removals: int, seed: int = SEED) -> tuple[list[dict], list[bytes], list[bytes]]:
@@ -291,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings.from_env()
     work = base.state_dir / "bench-faults"
     shutil.rmtree(work, ignore_errors=True)
-    port = _free_port_pair()
+    port = free_port_pair()
     broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=port)
-    rest = _free_port_pair()
+    rest = free_port_pair()
     cluster = FlinkCluster(work / "flink-cluster", base.flink_conf_dir, rest_port=rest, rpc_port=rest + 1, dynamic={
         "execution.checkpointing.dir": (work / "flink-cluster" / "checkpoints").as_uri(),
         "execution.checkpointing.savepoint-dir": (work / "flink-cluster" / "savepoints").as_uri()})

@@ -34,7 +34,7 @@ from connectors.brand_feed import LedgerFeed
 from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.feedback_io import SignalIndex
 from connectors.kafka_admin import contract_topics, ensure_topics
-from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_client import producer
 from connectors.kafka_io import consume, produce_lines
 from zeroscan.accounts import AccountStore
@@ -44,20 +44,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 TXN_RECORDS = 500        # records per transaction
 ABORT_EVERY = 10         # every 10th transaction is aborted (its records must be skipped)
 T0 = 1_700_000_000_000
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def _fill(kafka: KafkaClientConfig, topic: str, records: list[tuple[bytes, bytes]]) -> int:
@@ -162,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     base = Settings.from_env()
     with tempfile.TemporaryDirectory(prefix="zeroscan-restart-") as tmp:
-        broker = KafkaBroker(Path(tmp) / "kafka", base.jar_dir / "kafka-broker", port=_free_port_pair())
+        broker = KafkaBroker(Path(tmp) / "kafka", base.jar_dir / "kafka-broker", port=free_port_pair())
         broker.up()
         try:
             settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=Path(tmp) / "state",

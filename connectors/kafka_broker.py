@@ -54,6 +54,21 @@ class BrokerStatus:
         return f"kafka not running (would listen on {self.bootstrap}{how}; data {self.data_dir})"
 
 
+
+def free_port_pair() -> int:
+    """A free loopback port P whose P + 1 is free too (a broker's client and controller ports)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
 class KafkaBroker:
     """Owns one broker's config, data and process under `state_dir`."""
 

@@ -3,13 +3,14 @@ jars) for the whole session on a free port, in a temporary state folder."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 import subprocess
 import uuid
 import warnings
 from pathlib import Path
 
 import pytest
+
+from connectors.kafka_broker import free_port_pair
 
 # PyFlink and Apache Beam (its Python runtime) warn about their own internals at import; import
 # them once here with those warnings silenced so `filterwarnings = error` applies to our code.
@@ -37,20 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
 
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
     from connectors.kafka_broker import KafkaBroker
@@ -58,7 +45,7 @@ def kafka_broker(tmp_path_factory):
 
     settings = Settings.from_env()
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka-state"), settings.jar_dir / "kafka-broker",
-                         port=_free_port_pair())
+                         port=free_port_pair())
     broker.up()
     yield broker
     broker.down()
@@ -86,7 +73,7 @@ def flink_cluster(tmp_path_factory):
     from zeroscan.cli import dev_cluster
     from zeroscan.settings import Settings
 
-    port = _free_port_pair()
+    port = free_port_pair()
     settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path_factory.mktemp("flink-cluster"),
                                    flink_rest_port=port, flink_rpc_port=port + 1)
     cluster = dev_cluster(settings)

@@ -21,10 +21,10 @@ from confluent_kafka.admin import AdminClient
 
 from connectors.dev_certs import DevCA
 from connectors.kafka_admin import contract_topics, ensure_topics, grant_roles
-from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_io import consume, produce_lines
 from zeroscan.settings import KafkaClientConfig, Settings, Topics
-from tests.conftest import ROOT, _free_port_pair
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ ROLE_NAMES = ("admin", "scanner", "api", "cli", "reader")
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory):
     broker = KafkaBroker(tmp_path_factory.mktemp("secure-kafka"), Settings.from_env().jar_dir / "kafka-broker",
-                         port=_free_port_pair(), secure=True)
+                         port=free_port_pair(), secure=True)
     broker.up()
     yield broker
     broker.down()
