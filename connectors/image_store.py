@@ -146,11 +146,3 @@ class ImageStore:
         data = fetch(ref.uri, base_dir, ref.sha256, limits=self.limits)
         return self.put(data, ref.sha256).ref()
 
-
-# -- fetching: connectors/image_fetch.py (kept importable from here) -------------------------
-
-def __getattr__(name: str):
-    if name in ("fetch", "FetchTimeouts"):
-        from connectors import image_fetch
-        return getattr(image_fetch, name)
-    raise AttributeError(name)

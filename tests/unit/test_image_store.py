@@ -16,15 +16,14 @@ from PIL import Image
 
 from connectors import image_store
 from connectors.egress import EgressPolicy
+from connectors.image_fetch import FetchTimeouts, fetch
 from connectors.image_store import (
     MAX_IMAGE_BYTES,
-    FetchTimeouts,
     ImageFormat,
     ImageLimits,
     ImageRejected,
     ImageStore,
     check_image,
-    fetch,
     probe,
     sha256_hex,
 )
