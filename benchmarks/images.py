@@ -1,7 +1,9 @@
 """Throughput of the image signals on one core: new images (fetch, decode, backbone, logo and
 copy matching, OCR) and cached ones (sha256 known, answered from the cache), with OCR as
-shipped, with the optional upscaled second reading, and without OCR; then where a new
-image's time goes, stage by stage.
+shipped, with the optional upscaled second reading, and without OCR; with official product
+photos in the catalogue (PRODUCT_PHOTOS_PER_BRAND per brand, other dev photos than those
+measured), without and with their geometric verification; then where a new image's time goes,
+stage by stage.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/images.py [--data DIR] [--n 96]
 
@@ -27,6 +29,7 @@ from models.embedder import letterbox  # noqa: E402
 from models.logo_head import QUERY_SIDE  # noqa: E402
 
 BATCH = 32
+PRODUCT_PHOTOS_PER_BRAND = 2
 
 
 def run(sig: ImageSignals, listings, base: str) -> float:
@@ -52,7 +55,10 @@ def stages(sig: ImageSignals, listings, base: str) -> dict[str, float]:
     t0 = time.perf_counter()
     sig.extractor.features(canv)     # used when the catalogue has official product photos
     t["backbone"] = round((time.perf_counter() - t0) / len(canv) * 1000, 2)
-    timed("logo_geometry", sig.geometry.match, rgbs)
+    queries = timed("local_features", sig.geometry.query, rgbs)
+    timed("logo_geometry", lambda x: sig.geometry.match(x[0], x[1]), list(zip(rgbs, queries)))
+    if sig.copy_geometry is not None:
+        timed("copy_geometry", lambda x: sig.copy_geometry.match(x[0], x[1]), list(zip(rgbs, queries)))
     timed("pdq", pdq, rgbs)
     timed("ocr", lambda r: sig.reader.read([r]), rgbs)
     return t
@@ -69,17 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     brands = [parse_brand(x) for x in (a.data / "brands.jsonl").read_bytes().splitlines() if x.strip()]
     listings = [parse_listing(x) for x in (a.data / "listings.jsonl").read_bytes().splitlines() if x.strip()]
     base = str(a.data)
-    res: dict = {"threads": 1, "images": a.n}
-    for tag, ocr, upscale in (("", True, False), ("_ocr_upscale", True, True), ("_without_ocr", False, False)):
+    import dataclasses
+
+    from brand_signals.records import ImageRef
+    spare = iter(listings[a.n:])
+    with_products = [dataclasses.replace(b, product_images=tuple(
+        ImageRef(next(spare).images[0].uri) for _ in range(PRODUCT_PHOTOS_PER_BRAND))) for b in brands]
+    res: dict = {"threads": 1, "images": a.n, "product_photos": PRODUCT_PHOTOS_PER_BRAND * len(brands)}
+    for tag, ocr, upscale, catalogue, copy_geo in (
+            ("", True, False, brands, True), ("_ocr_upscale", True, True, brands, True),
+            ("_without_ocr", False, False, brands, True),
+            ("_with_product_photos_hash_embedding_only", True, False, with_products, False),
+            ("_with_product_photos", True, False, with_products, True)):
         with tempfile.TemporaryDirectory() as tmp:
-            sig = ImageSignals.build(brands, file_fetch, base, ocr=ocr, ocr_upscale=upscale,
-                                     cache_path=Path(tmp) / "c", threads=1)
+            sig = ImageSignals.build(catalogue, file_fetch, base, ocr=ocr, ocr_upscale=upscale,
+                                     cache_path=Path(tmp) / "c", threads=1, copy_geometry=copy_geo)
             sig.find(listings[-2:], base)                       # warm-up (sessions, allocations)
             chunk = listings[:a.n]
             t_new = run(sig, chunk, base)
             reps = max(1, 20_000 // a.n)
             t_cached = run(sig, chunk * reps, base)
-            if tag == "":
+            if tag == "_with_product_photos":
                 res["stage_ms_per_image"] = stages(sig, chunk, base)
             sig.close()
         res[f"new_images_per_s_per_core{tag}"] = round(a.n / t_new, 2)

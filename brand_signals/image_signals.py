@@ -1,11 +1,14 @@
 """The image signal source the Scanner calls: for each listing, evidence that its photos show an
 enrolled brand's logo (`logo`), its word mark as text (`ocr_text`, through the WordMarkIndex)
-or a copy of its official product photos (`image_copy`).
+or a copy of its official product photos (`image_copy`: by PDQ hash, by backbone embedding, or
+verified geometrically by local features, which finds cropped, padded, rotated, flipped and
+framed copies).
 
 `ImageSignals.build(brands, fetch, base_dir)` fetches and indexes every logo and product image
 once; `find(listings, base_dir)` looks each listing image up by sha256 first (the listing's
 own digest when given, so a known image is neither fetched nor embedded again), then decodes
-all new images with caps, verifies logos geometrically (logo_geometry), runs them through the
+all new images with caps, verifies logos and product photos geometrically (logo_geometry, one
+set of local features per image searched in both indexes), runs them through the
 backbone in one batched call where the catalogue has official product photos (copies) or the
 research logo head is on, reads text, and caches the per-image outcome in rocksdict. A broken
 or hostile image becomes an `image_error` signal (score 0, brand_id "") and never an exception.
@@ -27,7 +30,8 @@ import orjson
 from brand_signals.decide import combine
 from brand_signals.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, global_embedding, pdq
 from brand_signals.image_decode import ImageDecodeError, ImageLimits, decode_rgb, probe
-from brand_signals.logo_geometry import LogoGeometryIndex, RefFeatures, reference_features
+from brand_signals.logo_geometry import (LogoGeometryIndex, RefFeatures, PRODUCT_PARAMS,
+                                         product_reference_features, reference_features)
 from brand_signals.logos import LogoIndex
 from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
 from brand_signals.wordmarks import WordMarkIndex
@@ -62,10 +66,27 @@ GEO_ENFORCE_INLIERS = 6
 GEO_SUPPORT_INLIERS = 4
 GEO_ENFORCE_SCORE = 0.85
 GEO_SUPPORT_SCORE = 0.3
+# A geometrically verified copy of an official product photo (the same RootSIFT + RANSAC
+# verification against the whole photo and its mirror image, logo_geometry.PRODUCT_PARAMS).
+# Measured on edited copies of the dev photos standing in as product photos
+# (benchmarks/eval_photo_copies.py): see the README's table. COPY_GEO_ENFORCE_INLIERS flag on
+# their own; COPY_GEO_REVIEW_INLIERS ask for a human look (decide.REVIEW_SCORE).
+COPY_GEO_ENFORCE_INLIERS = 12
+COPY_GEO_REVIEW_INLIERS = 8
+COPY_GEO_ENFORCE_SCORE = 0.85
+COPY_GEO_REVIEW_SCORE = 0.6
+# What the product index may hold: it keeps ~1,000 RootSIFT descriptors per photo (plain and
+# mirrored views, logo_geometry.PRODUCT_REF_MAX_FEATURES each), ~0.77 MB with the HNSW links,
+# so the first photos of each brand (in the brand's order) up to these counts are verified
+# geometrically (~1.5 GB at the catalogue cap); the others are still matched by hash and
+# embedding (`copy_geometry_left_out` counts them). The per-image cost does not grow with the
+# count beyond the HNSW search (logarithmic) and TOP_CANDIDATES RANSAC fits.
+COPY_GEOMETRY_MAX_PHOTOS_PER_BRAND = 8
+COPY_GEOMETRY_MAX_PHOTOS = 2_000
 # Bump when anything that changes per-image results changes (models, scores, matching).
 # 2: geometric logo verification. 3: OCR without the angle classifier, tilted reference views.
-# 4: no tilted views.
-RESULT_VERSION = 4
+# 4: no tilted views. 5: geometric verification of product photo copies.
+RESULT_VERSION = 5
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
 # Decoded pixels a batch holds before they are analysed (then freed): 32 MP is ~96 MB of RGB,
@@ -89,16 +110,21 @@ class ImageOutcome:
     error: str | None = None
     # (brand_id, logo uri, RANSAC inliers, box) per geometrically verified brand
     geo: tuple[tuple[str, str, int, tuple[int, int, int, int]], ...] = ()
+    # (brand_id, product image uri, RANSAC inliers, box) per brand whose official photo was
+    # verified geometrically (box: the photo's outline in this image, clipped)
+    copy_geo: tuple[tuple[str, str, int, tuple[int, int, int, int]], ...] = ()
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"l": self.logos, "c": self.copies, "t": self.text, "e": self.error, "g": self.geo})
+        return orjson.dumps({"l": self.logos, "c": self.copies, "t": self.text, "e": self.error, "g": self.geo,
+                             "p": self.copy_geo})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ImageOutcome":
         d = orjson.loads(data)
         return cls(tuple((a, b, p, s, tuple(box)) for a, b, p, s, box in d["l"]),
                    tuple(tuple(c) for c in d["c"]), tuple(d["t"]), d["e"],
-                   tuple((a, b, n, tuple(box)) for a, b, n, box in d["g"]))
+                   tuple((a, b, n, tuple(box)) for a, b, n, box in d["g"]),
+                   tuple((a, b, n, tuple(box)) for a, b, n, box in d.get("p", ())))
 
 
 @dataclass
@@ -157,6 +183,14 @@ def geo_score(inliers: int) -> float:
     return 0.0
 
 
+def copy_geo_score(inliers: int) -> float:
+    if inliers >= COPY_GEO_ENFORCE_INLIERS:
+        return COPY_GEO_ENFORCE_SCORE
+    if inliers >= COPY_GEO_REVIEW_INLIERS:
+        return COPY_GEO_REVIEW_SCORE
+    return 0.0
+
+
 def _scaled(box: tuple[int, int, int, int], k: float) -> tuple[int, int, int, int]:
     return tuple(int(round(v * k)) for v in box)  # type: ignore[return-value]
 
@@ -166,10 +200,13 @@ class ImageSignals:
                  extractor: FeatureExtractor, reader, fetch: Fetch, fingerprint: bytes,
                  cache_path: str | Path | None = None, build_errors: Sequence[str] = (),
                  geometry: LogoGeometryIndex | None = None, limits: ImageLimits = ImageLimits(),
+                 copy_geometry: LogoGeometryIndex | None = None,
                  max_held_pixels: int = MAX_HELD_PIXELS, verified_ttl_s: float = VERIFIED_TTL_S,
                  now: Callable[[], float] = time.monotonic):
         self.logos, self.copies, self.wordmarks = logos, copies, wordmarks
         self.geometry = geometry
+        self.copy_geometry = copy_geometry if copy_geometry is not None and len(copy_geometry) else None
+        self.copy_geometry_left_out = 0      # product photos over the caps (hash and embedding only)
         self.extractor, self.reader, self._fetch = extractor, reader, fetch
         self._fingerprint = fingerprint
         self._memo: OrderedDict[bytes, ImageOutcome] = OrderedDict()
@@ -196,14 +233,16 @@ class ImageSignals:
               extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
               ocr_upscale: bool = False, limits: ImageLimits = ImageLimits(),
               references: ReferenceCache | None = None, listing_fetch: Fetch | None = None,
-              **kw) -> "ImageSignals":
+              copy_geometry: bool = True, **kw) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks).
         `ocr_upscale`: small photos are also read scaled up (models.ocr.UPSCALE_SIDE).
         `references`: kept by the caller across rebuilds, so an unchanged image (same bytes)
         is not decoded again. `listing_fetch` reads listing images (seller input: the job passes
-        its egress-policed fetcher; `fetch` when None). Other keywords go to the constructor."""
+        its egress-policed fetcher; `fetch` when None). `copy_geometry` (with `geometry`):
+        official product photos are also verified geometrically. Other keywords go to the
+        constructor."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         cv2.setNumThreads(threads)
@@ -218,7 +257,9 @@ class ImageSignals:
         fp = hashlib.blake2b(digest_size=16)
         # what the cached per-image outcomes depend on besides the catalogue
         reading = "none" if reader is None else f"{type(reader).__name__}|{getattr(reader, 'upscale', False)}"
-        fp.update(f"{RESULT_VERSION}|{geometry}|{Path(model_path).name}|{reading}|{limits.analysis_side}".encode())
+        copy_geometry = geometry and copy_geometry
+        fp.update(f"{RESULT_VERSION}|{geometry}|{copy_geometry}|{Path(model_path).name}|{reading}|"
+                  f"{limits.analysis_side}".encode())
         if head_path is not None:
             fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
         # what the kept reference analysis depends on besides the image's bytes
@@ -247,14 +288,19 @@ class ImageSignals:
 
         logo_feats: list[tuple[str, str, RefFeatures]] = []
         head_imgs: list[tuple[str, str, np.ndarray]] = []
-        prod: list[tuple[str, str, tuple[np.ndarray, np.ndarray]]] = []
-        new_prod: list[tuple[int, tuple[str, str, str], np.ndarray]] = []   # (slot in prod, key, rgb)
+        # kept per product photo: (PDQ hash, embedding, local features of its views or None)
+        prod: list[tuple[str, str, tuple[np.ndarray, np.ndarray, tuple[RefFeatures, ...] | None]]] = []
+        new_prod: list[tuple[int, tuple[str, str, str], np.ndarray, bool]] = []   # (slot in prod, key, rgb, geo)
+        geo_total = 0
+        left_out = 0
 
         def analyse_products() -> None:
-            """Hash and embed the decoded new product photos (held pixels stay under MAX_HELD_PIXELS)."""
-            feats = extractor.features([letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb in new_prod])
-            for (slot, key, rgb), f in zip(new_prod, feats):
-                kept = (pdq(rgb)[0], global_embedding(f, valid_cells(*rgb.shape[:2])))
+            """Hash, embed and (within the copy geometry caps) describe the decoded new product
+            photos (held pixels stay under MAX_HELD_PIXELS)."""
+            feats = extractor.features([letterbox(rgb, QUERY_SIDE)[0] for _, _, rgb, _ in new_prod])
+            for (slot, key, rgb, geo), f in zip(new_prod, feats):
+                kept = (pdq(rgb)[0], global_embedding(f, valid_cells(*rgb.shape[:2])),
+                        product_reference_features(rgb) if geo else None)
                 references.put(key, kept)
                 b_id, uri, _ = prod[slot]
                 prod[slot] = (b_id, uri, kept)
@@ -282,21 +328,27 @@ class ImageSignals:
                     logo_feats.append((b.brand_id, ref.uri, feats))
                 if head_path is not None:
                     head_imgs.append((b.brand_id, ref.uri, rgb))
+            geo_brand = 0
             for ref in b.product_images:
                 got = load(ref, b.brand_id)
                 if got is None:
                     continue
                 sha, data = got
-                key = ("product", sha, setting)
+                geo = (copy_geometry and geo_brand < COPY_GEOMETRY_MAX_PHOTOS_PER_BRAND
+                       and geo_total < COPY_GEOMETRY_MAX_PHOTOS)
+                key = ("product", sha, f"{setting}|{geo}")
                 kept = references.get(key)
                 if kept is None:
                     rgb = decoded(b.brand_id, ref, data)
                     if rgb is None:
                         continue
-                    new_prod.append((len(prod), key, rgb))
+                    new_prod.append((len(prod), key, rgb, geo))
                 used.add(key)
                 prod.append((b.brand_id, ref.uri, kept))
-                if sum(rgb.shape[0] * rgb.shape[1] for _, _, rgb in new_prod) > MAX_HELD_PIXELS:
+                geo_brand += geo
+                geo_total += geo
+                left_out += copy_geometry and not geo
+                if sum(rgb.shape[0] * rgb.shape[1] for _, _, rgb, _ in new_prod) > MAX_HELD_PIXELS:
                     analyse_products()
         if new_prod:
             analyse_products()
@@ -305,11 +357,16 @@ class ImageSignals:
         copies = ImageCopyIndex([(b, u) for b, u, _ in prod],
                                 np.array([k[0] for _, _, k in prod], np.uint8).reshape(-1, 32),
                                 np.array([k[1] for _, _, k in prod], np.float32).reshape(len(prod), 1280))
-        return cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
-                   reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
-                   fingerprint=fp.digest(), cache_path=cache_path,
-                   build_errors=errors, geometry=LogoGeometryIndex.from_features(logo_feats) if geometry else None,
-                   limits=limits, **kw)
+        sig = cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
+                  reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
+                  fingerprint=fp.digest(), cache_path=cache_path,
+                  build_errors=errors, geometry=LogoGeometryIndex.from_features(logo_feats) if geometry else None,
+                  copy_geometry=LogoGeometryIndex.from_features(
+                      [(b, u, v) for b, u, k in prod if k[2] is not None for v in k[2]], PRODUCT_PARAMS)
+                  if copy_geometry and prod else None,
+                  limits=limits, **kw)
+        sig.copy_geometry_left_out = left_out
+        return sig
 
     # --- cache -------------------------------------------------------------------------
     def _key(self, sha256: str) -> bytes:
@@ -506,14 +563,22 @@ class ImageSignals:
                 copies = tuple((c.brand_id, c.image_uri, c.distance, round(c.similarity, 4))
                                for c in self.copies.match(packed, quality, global_embedding(f, valid_cells(*hw))))
             geo: tuple = ()
-            if self.geometry is not None:
-                geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box) for g in self.geometry.match(rgb)
-                            if geo_score(g.inliers) > 0)
+            copy_geo: tuple = ()
+            if self.geometry is not None or self.copy_geometry is not None:
+                # one set of local features per photo, searched in the logo and product indexes
+                q = (self.geometry if self.geometry is not None else self.copy_geometry).query(rgb)
+                if self.geometry is not None:
+                    geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box) for g in self.geometry.match(rgb, q)
+                                if geo_score(g.inliers) > 0)
+                if self.copy_geometry is not None:
+                    copy_geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box)
+                                     for g in self.copy_geometry.match(rgb, q) if copy_geo_score(g.inliers) > 0)
             k = (scales or {}).get(sha)
             if k is not None:
                 logos = tuple((a, b, p, sim, _scaled(box, k)) for a, b, p, sim, box in logos)
                 geo = tuple((a, b, n, _scaled(box, k)) for a, b, n, box in geo)
-            out[sha] = ImageOutcome(logos, copies, tuple(line.text for line in lines), geo=geo)
+                copy_geo = tuple((a, b, n, _scaled(box, k)) for a, b, n, box in copy_geo)
+            out[sha] = ImageOutcome(logos, copies, tuple(line.text for line in lines), geo=geo, copy_geo=copy_geo)
         return out
 
     def _evidence(self, listing: Listing, outcomes: Sequence[ImageOutcome | None],
@@ -546,10 +611,21 @@ class ImageSignals:
                 d.update(inliers=n, geo_logo_uri=logo_uri, geo_box=list(box), score_geo=geo_score(n))
             for brand_id, d in logo_detail.items():
                 keep(brand_id, Signal(SignalKind.LOGO, combine([d.get("score_head", 0.0), d.get("score_geo", 0.0)]), d))
+            # one copy signal per brand and image: hash or embedding and geometric evidence combined
+            copy_detail: dict[str, dict] = {}
             for brand_id, uri, dist, sim in out.copies:
                 score = PDQ_SCORE if dist is not None else EMBED_SCORE
-                keep(brand_id, Signal(SignalKind.IMAGE_COPY, score, {
-                    "image_uri": ref.uri, "product_image_uri": uri, "pdq_distance": dist, "similarity": sim}))
+                cur = copy_detail.get(brand_id)
+                if cur is None or score > cur["score_copy"]:
+                    copy_detail[brand_id] = {"image_uri": ref.uri, "product_image_uri": uri, "pdq_distance": dist,
+                                             "similarity": sim, "score_copy": score}
+            for brand_id, uri, n, box in out.copy_geo:
+                d = copy_detail.setdefault(brand_id, {"image_uri": ref.uri, "product_image_uri": uri,
+                                                      "pdq_distance": None, "similarity": None})
+                d.update(inliers=n, geo_product_image_uri=uri, geo_box=list(box), score_geo=copy_geo_score(n))
+            for brand_id, d in copy_detail.items():
+                keep(brand_id, Signal(SignalKind.IMAGE_COPY,
+                                      combine([d.get("score_copy", 0.0), d.get("score_geo", 0.0)]), d))
             if out.text:
                 for ev in self.wordmarks.match_text(" \n ".join(out.text), field="ocr_text"):
                     for sig in ev.signals:

@@ -1,8 +1,14 @@
-"""Geometric logo verification: local features (RootSIFT) of every enrolled logo are computed
-once at build time and kept in one FAISS index; a listing photo's features are searched in
-that index at once, matches that pass a ratio test against the nearest *other* brand are
-grouped by reference file, and the few best-supported references are verified with RANSAC.
-A logo counts as found only when a non-degenerate transform explains enough matches.
+"""Geometric verification by local features: RootSIFT features of every enrolled logo (and,
+in a second index, of every official product photo) are computed once at build time and kept
+in a FAISS index; a listing photo's features are computed once (`query`), searched in each
+index, matches that pass a ratio test against the nearest *other* brand are grouped by
+reference file, and the few best-supported references are verified with RANSAC. A reference
+counts as found only when a non-degenerate transform explains enough matches.
+
+Product photos (`product_reference_features`, `PRODUCT_PARAMS`) differ from logos in what a
+listing does to them: the whole photo is the reference (no tight crop, one polarity), a
+mirrored view is kept beside it (SIFT is not mirror-invariant: a flipped copy), and a copy may
+be cropped, so the reference may map to several times the listing photo's area.
 """
 from __future__ import annotations
 
@@ -58,6 +64,30 @@ RANSAC_PX = 6.0
 MIN_AREA_FRACTION_OF_PHOTO = 0.0005   # ~ 13 x 13 px on a 640 x 480 photo
 MAX_AREA_FRACTION_OF_PHOTO = 1.5
 MAX_ANISOTROPY = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class GeometryParams:
+    """What an index's matching and verification accept (module constants: logos)."""
+
+    ratio: float = RATIO
+    top_candidates: int = TOP_CANDIDATES
+    min_matches: int = MIN_MATCHES
+    ransac_px: float = RANSAC_PX
+    min_area_fraction: float = MIN_AREA_FRACTION_OF_PHOTO
+    max_area_fraction: float = MAX_AREA_FRACTION_OF_PHOTO
+    max_anisotropy: float = MAX_ANISOTROPY
+
+
+LOGO_PARAMS = GeometryParams()
+# Official product photos: the whole photo at this longest side, strongest keypoints kept per
+# view (plain and mirrored): 2 x 500 descriptors per photo (~0.8 MB in the HNSW index).
+PRODUCT_REF_SIDE = 512
+PRODUCT_REF_MAX_FEATURES = 500
+# A product copy may be cropped to a quarter of the photo's area (the reference then maps to 4x
+# the listing photo; 16x allows a crop to a quarter of each side) and framed small in a
+# screenshot (1 %: a 64 x 48 px copy on a 640 x 480 screenshot is no evidence anyway).
+PRODUCT_PARAMS = GeometryParams(min_area_fraction=0.01, max_area_fraction=16.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +155,45 @@ def reference_features(rgb: np.ndarray) -> RefFeatures:
     return (crop.shape[1], crop.shape[0]), tuple(views)
 
 
+def product_reference_features(rgb: np.ndarray) -> tuple[RefFeatures, RefFeatures]:
+    """What the product index keeps of one official photo: RootSIFT keypoints of the whole photo
+    at PRODUCT_REF_SIDE, as it is and mirrored left to right, both in the photo's own pixel frame
+    (the mirrored view's transform to a flipped copy then includes the reflection). Two entries,
+    so a flipped copy's matches are verified apart from the plain ones."""
+    sift = _sift(PRODUCT_REF_MAX_FEATURES)
+    h, w = rgb.shape[:2]
+    s = PRODUCT_REF_SIDE / max(h, w)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    img = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    sx, sy = img.shape[1] / w, img.shape[0] / h
+    out = []
+    for mirrored in (False, True):
+        p, d = _features(cv2.flip(img, 1) if mirrored else img, sift)
+        if mirrored and len(p):
+            p = np.float32(np.c_[img.shape[1] - 1 - p[:, 0], p[:, 1]])
+        back = (p / np.float32([sx, sy])) if len(p) else p
+        out.append(((w, h), ((back, d),) if len(d) else ()))
+    return out[0], out[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A listing photo's local features, computed once and searched in every index."""
+
+    points: np.ndarray                 # keypoints in the analysed (reduced) photo's pixels
+    descriptors: np.ndarray            # RootSIFT
+    hw: tuple[int, int]                # the analysed photo's height, width
+    scale: float                       # analysed pixels per source pixel (<= 1)
+
+
 class LogoGeometryIndex:
-    """Immutable once built; `match` is pure given a photo."""
+    """Immutable once built; `match` is pure given a photo. `params` says what it accepts
+    (LOGO_PARAMS for logos, PRODUCT_PARAMS for official product photos)."""
 
     def __init__(self, refs: Sequence[tuple[str, str, tuple[int, int]]], ref_of: np.ndarray,
-                 points: np.ndarray, descriptors: np.ndarray):
+                 points: np.ndarray, descriptors: np.ndarray, params: GeometryParams = LOGO_PARAMS):
+        self.params = params
         if not (len(ref_of) == len(points) == len(descriptors)):
             raise ValueError(f"{len(ref_of)} ref ids, {len(points)} points, {len(descriptors)} descriptors")
         self._refs = tuple(refs)                       # (brand_id, uri, (w, h) of the crop frame)
@@ -150,7 +214,14 @@ class LogoGeometryIndex:
         return cls.from_features([(brand_id, uri, reference_features(rgb)) for brand_id, uri, rgb in logos])
 
     @classmethod
-    def from_features(cls, logos: Sequence[tuple[str, str, "RefFeatures"]]) -> "LogoGeometryIndex":
+    def build_products(cls, photos: Sequence[tuple[str, str, np.ndarray]]) -> "LogoGeometryIndex":
+        """`photos`: (brand_id, product image uri, RGB image) for every official product photo."""
+        return cls.from_features([(b, uri, f) for b, uri, rgb in photos for f in product_reference_features(rgb)],
+                                 PRODUCT_PARAMS)
+
+    @classmethod
+    def from_features(cls, logos: Sequence[tuple[str, str, "RefFeatures"]],
+                      params: GeometryParams = LOGO_PARAMS) -> "LogoGeometryIndex":
         """`logos`: (brand_id, logo uri, reference_features of its image), e.g. kept from an
         earlier build (they depend on the image alone)."""
         refs, ref_of, pts, descs = [], [], [], []
@@ -162,24 +233,32 @@ class LogoGeometryIndex:
                 descs.append(d)
                 ref_of.append(np.full(len(d), r, np.int32))
         if not descs:
-            return cls(refs, np.zeros(0, np.int32), np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
-        return cls(refs, np.concatenate(ref_of), np.concatenate(pts), np.concatenate(descs))
+            return cls(refs, np.zeros(0, np.int32), np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
+                       params)
+        return cls(refs, np.concatenate(ref_of), np.concatenate(pts), np.concatenate(descs), params)
 
     def __len__(self) -> int:
         return self._index.ntotal
 
-    def match(self, rgb: np.ndarray) -> list[GeoHit]:
-        """Geometrically verified logos in one photo (any inlier count), best reference per
-        brand, most inliers first."""
-        if not self._index.ntotal:
-            return []
+    def query(self, rgb: np.ndarray) -> Query:
+        """The photo's local features as every index searches them (same for any index)."""
         h, w = rgb.shape[:2]
         scale = min(1.0, QUERY_MAX_SIDE / max(h, w))
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
             grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         qpts, qdesc = _features(grey, self._sift)
-        if len(qdesc) < MIN_MATCHES:
+        return Query(qpts, qdesc, (grey.shape[0], grey.shape[1]), scale)
+
+    def match(self, rgb: np.ndarray, query: Query | None = None) -> list[GeoHit]:
+        """Geometrically verified references in one photo (any inlier count), best reference
+        per brand, most inliers first. `query`: the photo's features when already computed."""
+        if not self._index.ntotal:
+            return []
+        prm = self.params
+        q = query if query is not None else self.query(rgb)
+        qpts, qdesc = q.points, q.descriptors
+        if len(qdesc) < prm.min_matches:
             return []
         k = min(KNN, self._index.ntotal)
         dist, rows = self._index.search(qdesc, k)
@@ -189,18 +268,18 @@ class LogoGeometryIndex:
         # distance to the nearest neighbour of another brand (k-th when all k are one brand)
         first_other = np.where(other.any(1), other.argmax(1), k - 1)
         d2 = dist[np.arange(len(dist)), first_other]
-        good = dist[:, 0] < RATIO * d2
+        good = dist[:, 0] < prm.ratio * d2
         groups: dict[int, dict[int, int]] = {}        # ref -> photo kp -> reference row
         for qi in np.nonzero(good)[0]:
             for j in range(k):
-                if brand[qi, j] != brand[qi, 0] or dist[qi, j] >= RATIO * d2[qi]:
+                if brand[qi, j] != brand[qi, 0] or dist[qi, j] >= prm.ratio * d2[qi]:
                     continue
                 g = groups.setdefault(int(self._ref_of[rows[qi, j]]), {})
                 g.setdefault(int(qi), int(rows[qi, j]))   # nearest row of that reference
-        cands = sorted((r for r, g in groups.items() if len(g) >= MIN_MATCHES), key=lambda r: -len(groups[r]))
+        cands = sorted((r for r, g in groups.items() if len(g) >= prm.min_matches), key=lambda r: -len(groups[r]))
         best: dict[str, GeoHit] = {}
-        for r in cands[:TOP_CANDIDATES]:
-            hit = self._verify(r, groups[r], qpts, (grey.shape[0], grey.shape[1]), scale)
+        for r in cands[:prm.top_candidates]:
+            hit = self._verify(r, groups[r], qpts, q.hw, q.scale)
             if hit is not None and (hit.brand_id not in best or hit.inliers > best[hit.brand_id].inliers):
                 best[hit.brand_id] = hit
         return sorted(best.values(), key=lambda x: -x.inliers)
@@ -210,11 +289,11 @@ class LogoGeometryIndex:
         q_idx = np.fromiter(pairs.keys(), np.int64)
         src = self._points[np.fromiter(pairs.values(), np.int64)]
         dst = qpts[q_idx]
-        H, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX, maxIters=500, confidence=0.995)
+        H, mask = cv2.findHomography(src, dst, cv2.RANSAC, self.params.ransac_px, maxIters=500, confidence=0.995)
         if H is None or mask is None:
             return None
         brand_id, uri, (rw, rh) = self._refs[r]
-        if not _plausible(H, rw, rh, qhw):
+        if not _plausible(H, rw, rh, qhw, self.params):
             return None
         inl = mask.ravel().astype(bool)
         # distinct photo locations (SIFT repeats a keypoint per dominant orientation)
@@ -229,7 +308,7 @@ class LogoGeometryIndex:
         return GeoHit(brand_id, uri, n, box)
 
 
-def _plausible(H: np.ndarray, rw: int, rh: int, qhw: tuple[int, int]) -> bool:
+def _plausible(H: np.ndarray, rw: int, rh: int, qhw: tuple[int, int], prm: GeometryParams = LOGO_PARAMS) -> bool:
     """False for transforms that collapse, blow up, shear strongly or fold the reference."""
     if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-9:
         return False
@@ -240,10 +319,10 @@ def _plausible(H: np.ndarray, rw: int, rh: int, qhw: tuple[int, int]) -> bool:
         return False
     area = abs(cv2.contourArea(corners))
     photo = qhw[0] * qhw[1]
-    if not (MIN_AREA_FRACTION_OF_PHOTO * photo <= area <= MAX_AREA_FRACTION_OF_PHOTO * photo):
+    if not (prm.min_area_fraction * photo <= area <= prm.max_area_fraction * photo):
         return False
     A = H[:2, :2] / H[2, 2]
     sv = np.linalg.svd(A, compute_uv=False)
-    if sv[1] <= 1e-9 or sv[0] / sv[1] > MAX_ANISOTROPY:
+    if sv[1] <= 1e-9 or sv[0] / sv[1] > prm.max_anisotropy:
         return False
     return True
