@@ -144,12 +144,16 @@ class ImageStats:
 class ReferenceCache:
     """What the index keeps of each brand image (logo geometry features, product photo hash and
     embedding), by the sha256 of the bytes fetched for it, across catalogue rebuilds: a rebuild
-    fetches and hashes every image but decodes only new ones. Holds only the last build's images."""
+    fetches and hashes every image but decodes only new ones. Holds only the last build's images,
+    and the last build's product photo index (`copy_index`): a rebuild whose geometrically
+    verified product photos are the same (same brands, uris, bytes) reuses it as it is instead of
+    inserting every descriptor again."""
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], object] = {}
         self.analysed = 0            # images decoded and analysed
         self.reused = 0
+        self.copy_index: tuple[bytes, "LogoGeometryIndex"] | None = None   # (what it holds, index)
 
     def get(self, key: tuple[str, str, str]) -> object | None:
         hit = self._entries.get(key)
@@ -295,6 +299,7 @@ class ImageSignals:
         new_prod: list[tuple[int, tuple[str, str, str], np.ndarray, bool]] = []   # (slot in prod, key, rgb, geo)
         geo_total = 0
         left_out = 0
+        geo_ids = hashlib.blake2b(digest_size=16)     # the geometrically verified photos, in order
 
         def analyse_products() -> None:
             """Hash, embed and (within the copy geometry caps) describe the decoded new product
@@ -347,6 +352,8 @@ class ImageSignals:
                     new_prod.append((len(prod), key, rgb, geo))
                 used.add(key)
                 prod.append((b.brand_id, ref.uri, kept))
+                if geo:
+                    geo_ids.update(f"{b.brand_id}|{ref.uri}|{sha}|{setting}\n".encode())
                 geo_brand += geo
                 geo_total += geo
                 left_out += copy_geometry and not geo
@@ -359,13 +366,22 @@ class ImageSignals:
         copies = ImageCopyIndex([(b, u) for b, u, _ in prod],
                                 np.array([k[0] for _, _, k in prod], np.uint8).reshape(-1, 32),
                                 np.array([k[1] for _, _, k in prod], np.float32).reshape(len(prod), 1280))
+        copy_index = None
+        if copy_geometry and geo_total:
+            held = geo_ids.digest()
+            if references.copy_index is not None and references.copy_index[0] == held:
+                copy_index = references.copy_index[1]            # immutable: shared as it is
+            else:
+                copy_index = LogoGeometryIndex.from_features(
+                    [(b, u, v) for b, u, k in prod if k[2] is not None for v in k[2]], PRODUCT_PARAMS)
+                references.copy_index = (held, copy_index)
+        else:
+            references.copy_index = None
         sig = cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
                   reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
                   fingerprint=fp.digest(), cache_path=cache_path,
                   build_errors=errors, geometry=LogoGeometryIndex.from_features(logo_feats) if geometry else None,
-                  copy_geometry=LogoGeometryIndex.from_features(
-                      [(b, u, v) for b, u, k in prod if k[2] is not None for v in k[2]], PRODUCT_PARAMS)
-                  if copy_geometry and prod else None,
+                  copy_geometry=copy_index,
                   limits=limits, **kw)
         sig.copy_geometry_left_out = left_out
         return sig

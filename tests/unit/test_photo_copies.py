@@ -281,3 +281,20 @@ def test_product_index_caps_photos_per_brand(extractor, monkeypatch):
     x, y = capped.find(listings)
     assert _copies(x)["maker"].detail["geo_product_image_uri"] == "p/a.jpg"
     assert "inliers" not in _copies(y).get("maker", type("S", (), {"detail": {}})).detail
+
+
+def test_rebuild_reuses_the_product_index_only_while_its_photos_are_unchanged(extractor):
+    from brand_signals.image_signals import ReferenceCache
+    refs = ReferenceCache()
+    store = Store({"p/a.jpg": jpeg(product(1)), "p/c.jpg": jpeg(product(3))})
+    kw = dict(extractor=extractor, reader=None, ocr=False, references=refs)
+    first = ImageSignals.build(BRANDS, store, None, **kw)
+    again = ImageSignals.build(BRANDS, store, None, **kw)
+    assert again.copy_geometry is first.copy_geometry                 # nothing changed: not rebuilt
+    store.files["p/c.jpg"] = jpeg(product(4))                          # one photo's bytes changed
+    changed = ImageSignals.build(BRANDS, store, None, **kw)
+    assert changed.copy_geometry is not first.copy_geometry
+    store.files["x.jpg"] = jpeg(crop(product(4)))
+    assert set(_copies(changed.find([_listing("l1", "x.jpg")])[0])) == {"rival"}
+    ImageSignals.build(BRANDS, store, None, copy_geometry=False, **kw)
+    assert refs.copy_index is None                                     # not held when not used
