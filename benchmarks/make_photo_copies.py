@@ -9,10 +9,11 @@ shirt, can, car, sign) and GroceryStoreDataset shelf photos (fruit and vegetable
 per folder). Brands and classes are split in two: half are *enrolled* (a few photos each
 become that brand's `product_images`), the other half are *distractors* (photos of other
 products, never enrolled). Every enrolled and distractor photo is edited by every
-transformation in TRANSFORMS, with parameters drawn from a generator seeded by (seed, photo,
+transformation in TRANSFORMS (AugLy's, except the off-axis view: OpenCV, see _perspective),
+with parameters drawn from a generator seeded by (seed, photo,
 transformation); an edit of an enrolled photo should be found for its brand, an edit of a
 distractor photo should not be found at all. Writes, under DIR (default
-benchmarks/results/tmp/photo_copies, not committed; about 40 MB):
+benchmarks/results/tmp/photo_copies, not committed; about 60 MB, ~15 s):
 
     brands.jsonl     enrolled brands (contract brand records; product_images under official/)
     official/        the enrolled photos as the brands would submit them
