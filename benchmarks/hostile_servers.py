@@ -11,6 +11,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from connectors.egress import EgressRefused
+
 # Longest a hostile connection is held open; the fetcher's deadlines are far shorter.
 HOLD_S = 30.0
 
@@ -166,3 +168,80 @@ class Listener:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+class SilentDns:
+    """A DNS server on loopback (UDP) that reads every query and never answers: a seller's
+    name server that holds lookups of its names. Counts the queries that reached it."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, 0))
+        self._sock.settimeout(0.1)
+        self.addr = self._sock.getsockname()
+        self.queries: list[str] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._serve, name=f"silent-dns-{self.addr[1]}", daemon=True)
+        self._t.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self._sock.recvfrom(4096)
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            self.queries.append(_qname(data[12:]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(5)
+        self._sock.close()
+
+    def __enter__(self) -> "SilentDns":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def _qname(q: bytes) -> str:
+    labels, i = [], 0
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    return ".".join(labels)
+
+
+def udp_resolver(server: tuple[str, int], wait_s: float = 30.0):
+    """A stub resolver for `EgressPolicy` that asks one DNS server for A records over UDP and
+    waits for the answer as getaddrinfo does (glibc: 5 s a try, retried; here `wait_s` in
+    all), so a server that never answers holds the calling thread that long."""
+    import random
+    import struct
+
+    def resolve(host: str, port: int) -> list[str]:
+        qid = random.getrandbits(16)
+        q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+        q += b"".join(bytes([len(p)]) + p.encode("ascii") for p in host.split(".") if p) + b"\0"
+        q += struct.pack(">HH", 1, 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(wait_s)
+            s.sendto(q, server)
+            try:
+                data = s.recv(4096)      # a silent server: blocks until wait_s
+            except (socket.timeout, TimeoutError):
+                raise EgressRefused("unresolvable", "no answer from the name server") from None
+        # the answer's A records (enough for a server that does answer)
+        an, out, i = struct.unpack(">H", data[6:8])[0], [], len(q)
+        for _ in range(an):
+            i += 2 if data[i] & 0xC0 == 0xC0 else data.index(b"\0", i) + 1 - i
+            rtype, _cls, _ttl, rdlen = struct.unpack(">HHIH", data[i:i + 10])
+            i += 10
+            if rtype == 1 and rdlen == 4:
+                out.append(socket.inet_ntoa(data[i:i + 4]))
+            i += rdlen
+        return out
+
+    return resolve

@@ -70,7 +70,8 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
     merged = _merge(evidence)
     # images that could not be scanned (refused uri, timeout, bomb) travel with a decision, so
     # a reviewer sees what was not looked at
-    unscanned = tuple(s for s in merged.get("", ()) if s.kind is SignalKind.IMAGE_ERROR)
+    # (brand-less evidence is rare: most listings skip the scan)
+    unscanned = tuple(s for s in merged[""] if s.kind is SignalKind.IMAGE_ERROR) if "" in merged else ()
     for brand_id, signals in merged.items():
         brand = brands.get(brand_id)
         if brand is None or brand.deleted or listing.seller_id in brand.authorized_sellers:

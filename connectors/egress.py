@@ -51,9 +51,7 @@ def address_class(ip: IPAddress) -> str | None:
             return "unspecified"
         if ip.is_loopback:
             return "loopback"
-        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if inner is None and (ip in _NAT64 or ip in _COMPAT):
-            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        inner = _embedded_ipv4(ip)
         if ip in _NAT64_LOCAL:
             return "private"
         if inner is not None:
@@ -205,14 +203,37 @@ class EgressPolicy:
         return tuple(addresses)
 
     def check_address(self, ip: IPAddress, host: str = "") -> None:
-        if any(ip in n for n in self.deny_nets if n.version == ip.version):
+        """Deny list first, then the internal-address rule unless the allow list exempts it.
+        An IPv4-mapped address (::ffff:a.b.c.d) is the IPv4 host itself, so it matches IPv4
+        entries of both lists; the deny list also matches the IPv4 address any other IPv6 form
+        carries (compatible, NAT64, 6to4, Teredo), the allow list does not (another host)."""
+        mapped = _mapped(ip)
+        if any(_in(a, self.deny_nets) for a in (mapped, _embedded_ipv4(ip)) if a is not None):
             raise EgressRefused("deny-list", "address is on the deny list")
         why = address_class(ip)
         if why is None:
             return
-        if host in self.allow_hosts or any(ip in n for n in self.allow_nets if n.version == ip.version):
+        if host in self.allow_hosts or _in(mapped, self.allow_nets):
             return
         raise EgressRefused("internal-address", f"host resolves to a {why} address")
+
+
+def _mapped(ip: IPAddress) -> IPAddress:
+    """The address to compare with list entries: ::ffff:a.b.c.d as a.b.c.d."""
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(ip, ipaddress.IPv6Address) or ip.is_loopback or ip.is_unspecified:
+        return None
+    inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+    if inner is None and (ip in _NAT64 or ip in _COMPAT):
+        inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return inner
+
+
+def _in(ip: IPAddress, nets: tuple[IPNetwork, ...]) -> bool:
+    return any(ip in n for n in nets if n.version == ip.version)
 
 
 def _parse_list(items: str | list[str], what: str) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
@@ -224,12 +245,25 @@ def _parse_list(items: str | list[str], what: str) -> tuple[tuple[IPNetwork, ...
         if not item:
             continue
         try:
-            nets.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+            nets.append(_network(item))
         except ValueError:
             if not all(c.isalnum() or c in "-." for c in item):
                 raise ValueError(f"egress {what} list: {raw.strip()!r} is neither a CIDR, an address nor a host name") from None
             hosts.add(item.rstrip("."))
     return tuple(nets), frozenset(hosts)
+
+
+def _network(item: str) -> IPNetwork:
+    """A CIDR or an address, IPv6 also in brackets (`[::1]`, `[::1]/128`, `[fe80::]/10`); an
+    IPv4-mapped network (`::ffff:127.0.0.0/104`) becomes the IPv4 network it maps."""
+    addr, slash, prefix = item.partition("/")
+    if addr.startswith("[") and addr.endswith("]"):
+        addr = addr[1:-1]
+    net = ipaddress.ip_network(addr + slash + prefix, strict=False)
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.network_address.ipv4_mapped:
+        v4 = net.network_address.ipv4_mapped
+        return ipaddress.ip_network(f"{v4}/{net.prefixlen - 96}", strict=False)
+    return net
 
 
 def open_regular_file(path: Path, max_bytes: int) -> bytes:

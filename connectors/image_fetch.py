@@ -4,13 +4,17 @@ sellers write, every one under the egress policy (connectors/egress.py) and time
 
 HTTP is a small HTTP/1.1 client of our own over a socket to the address the policy checked
 (Host and TLS SNI carry the name), so no DNS answer is used twice, no proxy, `.netrc` or
-credential comes from the environment, and one deadline covers connect, TLS, headers and body.
+credential comes from the environment, and one deadline covers the name lookup, connect, TLS,
+headers and body (`BoundedResolver`: a lookup cannot be interrupted, so it runs on a bounded
+pool of its own and the fetch waits for it no longer than its deadline).
 A listing batch's images are fetched concurrently from a bounded pool, at most a few per host,
 under a per-listing and a per-batch budget; failures are remembered per uri for a while.
 """
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import queue
 import socket
 import ssl
 import threading
@@ -19,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -61,6 +66,17 @@ PER_HOST_FETCHES = 4
 # within minutes); at most 50,000 uris remembered (~10 MB).
 NEGATIVE_TTL_S = 600.0
 NEGATIVE_ENTRIES = 50_000
+# Threads that run name lookups (getaddrinfo cannot be interrupted). A fetch waits for its
+# lookup only until its deadline, so a lookup that never answers holds one of these, never a
+# fetch thread, until the system resolver gives up (glibc: 5 s per try and server). At most 16
+# fetches start a new lookup per 10 s deadline, so 64 leave room for the lookups that answer
+# even while sellers' stalled names hold dozens; lookups of one name share one thread.
+DNS_THREADS = 64
+# A lookup still unanswered after this long (a TCP connect's timeout, or half the fetch
+# deadline if that is shorter) is a stalled name: the host is remembered for NEGATIVE_TTL_S and
+# its other uris are not looked up again. A shorter wait, cut by a listing's or batch's budget,
+# is not held against the name.
+DNS_STALLED_S = CONNECT_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +98,22 @@ class FetchBudgets:
     per_host: int = PER_HOST_FETCHES
     negative_ttl_s: float = NEGATIVE_TTL_S
     negative_entries: int = NEGATIVE_ENTRIES
+    dns_threads: int = DNS_THREADS
 
     def __post_init__(self) -> None:
         for name in ("listing_s", "batch_s", "negative_ttl_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"fetch budget {name} must be >= 0, got {getattr(self, name)}")
-        if self.threads < 1 or self.per_host < 1:
-            raise ValueError(f"fetch threads and per_host must be >= 1, got {self.threads}, {self.per_host}")
+        if self.threads < 1 or self.per_host < 1 or self.dns_threads < 1:
+            raise ValueError(f"fetch threads, per_host and dns_threads must be >= 1, got "
+                             f"{self.threads}, {self.per_host}, {self.dns_threads}")
 
     def to_config(self) -> dict:
         t = self.timeouts
         return {"connect_s": t.connect_s, "read_s": t.read_s, "total_s": t.total_s, "listing_s": self.listing_s,
                 "batch_s": self.batch_s, "batch_bytes": self.batch_bytes, "threads": self.threads, "per_host": self.per_host,
-                "negative_ttl_s": self.negative_ttl_s, "negative_entries": self.negative_entries}
+                "negative_ttl_s": self.negative_ttl_s, "negative_entries": self.negative_entries,
+                "dns_threads": self.dns_threads}
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "FetchBudgets":
@@ -111,19 +130,31 @@ class FetchFailed(ImageRejected):
 
 
 class DeadlineExceeded(FetchFailed):
-    """The fetch's deadline passed (connect, TLS, headers and body share it)."""
+    """The fetch's deadline passed (lookup, connect, TLS, headers and body share it)."""
+
+
+class LookupTimedOut(DeadlineExceeded):
+    """The host name lookup did not answer within the fetch's deadline (rule 'dns-deadline')."""
+
+    rule = "dns-deadline"
 
 
 # -- HTTP ------------------------------------------------------------------------------------
 
 def http_get(uri: str, policy: EgressPolicy, limits: ImageLimits = ImageLimits(),
              timeouts: FetchTimeouts = FetchTimeouts(), *, deadline: float | None = None,
-             clock: Clock = time.monotonic, resolver: Resolver = system_resolver,
+             clock: Clock = time.monotonic, resolver: "Resolver | BoundedResolver" = system_resolver,
              tls: ssl.SSLContext | None = None) -> bytes:
-    """GET an image under the policy, following up to MAX_REDIRECTS redirects, each checked."""
+    """GET an image under the policy, following up to MAX_REDIRECTS redirects, each checked.
+    Every hop's lookup runs under the same deadline (`BoundedResolver`)."""
     end = clock() + timeouts.total_s if deadline is None else min(deadline, clock() + timeouts.total_s)
+    dns = resolver if isinstance(resolver, BoundedResolver) else BoundedResolver.shared(resolver)
+
+    def lookup(host: str, port: int) -> list[str]:
+        return dns.resolve(host, port, end, clock)
+
     for _ in range(MAX_REDIRECTS + 1):
-        dest = policy.destination(uri, resolver)
+        dest = policy.destination(uri, lookup)
         status, headers, conn = _exchange(dest, timeouts, end, clock, tls)
         try:
             if status in (301, 302, 303, 307, 308):
@@ -142,6 +173,95 @@ def http_get(uri: str, policy: EgressPolicy, limits: ImageLimits = ImageLimits()
         finally:
             conn.sock.close()
     raise FetchFailed(f"more than {MAX_REDIRECTS} redirects")
+
+
+class BoundedResolver:
+    """Name lookups under a fetch's deadline. `getaddrinfo` cannot be interrupted, so each
+    lookup runs on a daemon thread of this resolver (at most `threads`, started on demand and
+    ended when idle), and the fetch waits for it only until its deadline: a name whose DNS never
+    answers costs the fetch its deadline and holds a resolver thread, never a fetch thread. One
+    lookup per name and port is in flight whoever asks; a name still unanswered after
+    `stalled_s` is remembered (`failures`), so its other uris fail at once. Address literals
+    need no lookup."""
+
+    IDLE_S = 30.0
+    _shared: "dict[Callable, BoundedResolver]" = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, resolver: Resolver = system_resolver, threads: int = DNS_THREADS,
+                 ttl_s: float = NEGATIVE_TTL_S, entries: int = NEGATIVE_ENTRIES,
+                 stalled_s: float = DNS_STALLED_S, clock: Clock = time.monotonic):
+        self.resolver, self.threads, self.stalled_s = resolver, threads, stalled_s
+        self.failures = NegativeCache(ttl_s, entries, clock)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._inflight: dict[tuple[str, int], tuple[Future, float]] = {}
+        self._lock = threading.Lock()
+        self._running = self._idle = 0
+        self.lookups = 0           # lookups started (a test and the benchmark read it)
+
+    @classmethod
+    def shared(cls, resolver: Resolver) -> "BoundedResolver":
+        """One per resolver function, for callers without their own (the trusted fetch, tests)."""
+        with cls._shared_lock:
+            if resolver not in cls._shared:
+                cls._shared[resolver] = cls(resolver)
+            return cls._shared[resolver]
+
+    def resolve(self, host: str, port: int, end: float, clock: Clock = time.monotonic) -> list[str]:
+        """The addresses of `host`, or LookupTimedOut once `end` (on `clock`) passes."""
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+            return [host]
+        except ValueError:
+            pass
+        known = self.failures.get(host)
+        if known is not None:
+            raise FetchFailed(f"{known} (a remembered failure, not looked up again)")
+        key = (host, port)
+        with self._lock:
+            job = self._inflight.get(key)
+            if job is None:
+                job = self._inflight[key] = (Future(), time.monotonic())
+                self.lookups += 1
+                self._jobs.put((key, job[0]))
+                if self._idle > 0:                 # an idle thread takes it
+                    self._idle -= 1
+                elif self._running < self.threads:
+                    self._running += 1
+                    threading.Thread(target=self._work, name="zeroscan-dns", daemon=True).start()
+                # else: every thread is busy; it waits its turn (and the fetch its deadline)
+        fut, started = job
+        try:
+            return fut.result(timeout=max(end - clock(), 0.0))
+        except FutureTimeout:
+            pending = time.monotonic() - started
+            why = (f"host name lookup did not answer within the fetch's deadline "
+                   f"(rule {LookupTimedOut.rule!r}; pending {pending:.1f}s)")
+            if pending >= self.stalled_s:
+                self.failures.put(host, f"host name lookup stalled (rule {LookupTimedOut.rule!r})")
+            raise LookupTimedOut(why) from None
+
+    def _work(self) -> None:
+        """`_idle` counts threads free for a new lookup: a thread becomes free when its lookup
+        ends, and is taken when a lookup is queued; a free thread with nothing to do ends."""
+        while True:
+            try:
+                key, fut = self._jobs.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty() and self._idle > 0:
+                        self._idle -= 1
+                        self._running -= 1
+                        return
+                continue
+            try:
+                fut.set_result(self.resolver(*key))
+            except BaseException as e:          # EgressRefused('unresolvable'), anything it raises
+                fut.set_exception(e)
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                    self._idle += 1
 
 
 class _Conn:
@@ -392,6 +512,8 @@ class ListingFetcher:
                  resolver: Resolver = system_resolver, tls: ssl.SSLContext | None = None):
         self.policy, self.budgets, self.limits, self.clock = policy, budgets, limits, clock
         self.resolver, self.tls = resolver, tls
+        self.dns = BoundedResolver(resolver, budgets.dns_threads, budgets.negative_ttl_s,
+                                   budgets.negative_entries, min(DNS_STALLED_S, budgets.timeouts.total_s / 2), clock)
         self.failures = NegativeCache(budgets.negative_ttl_s, budgets.negative_entries, clock)
         # hosts that recently let a fetch time out: their uris go last, one at a time, so a
         # seller's slow hosts cannot take the pool from the hosts that answer
@@ -413,7 +535,7 @@ class ListingFetcher:
             data = open_regular_file(self.policy.local_file(uri), self.limits.max_bytes)
         else:
             data = http_get(uri, self.policy, self.limits, self.budgets.timeouts, deadline=deadline,
-                            clock=self.clock, resolver=self.resolver, tls=self.tls)
+                            clock=self.clock, resolver=self.dns, tls=self.tls)
         sniff_format(data)
         return data
 

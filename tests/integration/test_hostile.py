@@ -17,6 +17,7 @@ def test_hostile_corpus_small(kafka_settings, tmp_path):
                      timeout_s=600, under_limit_bombs=1)
     assert res["dead_letters_match_refused_records"], res
     assert res["job_restarts"] == 0 and res["checkpoints_failed"] == 0 and res["checkpoints_completed"] > 0, res
+    assert res["job_probe"]["rest_api_answered"] and res["max_batch_s"] > 0, res   # measured, from the job
     assert res["flagged_hostile_listings_without_decision"] == 0, res
     assert res["peak_rss_mib"] <= WORKER_RSS_BOUND_MIB, res
     rules = res["image_errors_on_decisions"]

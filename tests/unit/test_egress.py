@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.hostile_servers import HostileServer, Listener
+from benchmarks.hostile_servers import HostileServer, Listener, SilentDns, udp_resolver
 from connectors.egress import EgressPolicy, EgressRefused, address_class
 from connectors.image_fetch import (
     FetchBudgets,
@@ -21,6 +21,7 @@ from connectors.image_fetch import (
     FetchRequest,
     FetchTimeouts,
     ListingFetcher,
+    LookupTimedOut,
     NegativeCache,
     fetch,
     http_get,
@@ -167,6 +168,133 @@ def test_deny_list_wins_and_allow_list_takes_cidrs_and_names(server):
     assert http_get(f"http://localhost:{server.port}/img/a.png", by_name, timeouts=FAST) == PNG
     with pytest.raises(ValueError, match="neither a CIDR"):
         EgressPolicy.from_lists(allow="10.0.0.0/8,not a host!")
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+
+
+def _policy_from_env(monkeypatch, allow: str, deny: str = "") -> EgressPolicy:
+    """The policy as the job builds it: ZEROSCAN_EGRESS_ALLOW/_DENY -> Settings -> the operator's
+    JSON configuration -> the worker's policy."""
+    from zeroscan.settings import Settings
+
+    monkeypatch.setenv("ZEROSCAN_EGRESS_ALLOW", allow)
+    monkeypatch.setenv("ZEROSCAN_EGRESS_DENY", deny)
+    st = Settings.from_env()
+    cfg = EgressPolicy.from_lists(list(st.egress_allow), list(st.egress_deny)).to_config()
+    return EgressPolicy.from_config(cfg)
+
+
+@needs_ipv6
+@pytest.mark.parametrize("allow", ["::1/128", "[::1]/128", "[::1]", "::1", "::/127", "0:0::1/128"])
+def test_ipv6_loopback_is_allowed_by_cidr_from_settings(monkeypatch, allow):
+    with HostileServer("::1", images={"a.png": PNG}) as v6:
+        f = ListingFetcher(_policy_from_env(monkeypatch, allow), FetchBudgets(timeouts=FAST))
+        assert f.fetch_many([FetchRequest(0, f"{v6.base}/img/a.png")]) == [PNG]
+        assert v6.seen.requests[-1]["host"] == f"[::1]:{v6.port}"
+
+
+@needs_ipv6
+def test_ipv6_loopback_is_refused_unless_allowed_itself(monkeypatch):
+    """127.0.0.1/32 (or 127.0.0.0/8) does not allow ::1, another address; nothing connects."""
+    with HostileServer("::1", images={"a.png": PNG}) as v6:
+        for allow in ("", "127.0.0.1/32", "127.0.0.0/8", "::2/128"):
+            f = ListingFetcher(_policy_from_env(monkeypatch, allow), FetchBudgets(timeouts=FAST))
+            [out] = f.fetch_many([FetchRequest(0, f"{v6.base}/img/a.png")])
+            assert isinstance(out, FetchFailed) and "'internal-address'" in str(out), (allow, out)
+        assert v6.seen.connections == 0
+
+
+def test_ipv4_mapped_forms_match_ipv4_entries_of_both_lists(server, monkeypatch):
+    """::ffff:127.0.0.1 is 127.0.0.1: an IPv4 allow entry allows it (a real dual-stack
+    connection to the IPv4 server), a mapped allow entry allows the IPv4 address, and an IPv4
+    deny entry refuses the mapped spelling (no way around the deny list)."""
+    mapped = f"http://[::ffff:127.0.0.1]:{server.port}/img/a.png"
+    plain = f"{server.base}/img/a.png"
+    for allow in ("127.0.0.1/32", "::ffff:127.0.0.1", "[::ffff:127.0.0.0]/104", "::ffff:7f00:1/128"):
+        pol = _policy_from_env(monkeypatch, allow)
+        assert http_get(plain, pol, timeouts=FAST) == PNG, allow
+        assert http_get(mapped, pol, timeouts=FAST) == PNG, allow
+    before = server.seen.connections
+    deny = _policy_from_env(monkeypatch, "127.0.0.0/8,::ffff:127.0.0.0/104", deny="127.0.0.1")
+    for uri in (plain, mapped):
+        with pytest.raises(EgressRefused, match="deny-list"):
+            http_get(uri, deny, timeouts=FAST)
+    assert server.seen.connections == before
+
+
+@pytest.mark.parametrize("address", ["::ffff:203.0.113.9", "64:ff9b::cb00:7109", "2002:cb00:7109::"])
+def test_a_denied_ipv4_address_is_denied_inside_ipv6(address):
+    """A deny entry for a (global) IPv4 address also refuses the IPv6 forms that carry it."""
+    pol = EgressPolicy.from_lists(deny="203.0.113.9/32")
+    with pytest.raises(EgressRefused, match="deny-list"):
+        pol.destination("http://cdn.example/x.png", lambda h, p: [address])
+
+
+# -- name lookups under the fetch's deadline ----------------------------------------------------
+
+def test_a_lookup_that_never_answers_is_cut_at_the_fetch_deadline(server):
+    """The seller's name server (a real UDP server on loopback) never answers: the fetch ends
+    at its one deadline with an error naming the rule, the stuck lookup holds a resolver thread
+    and no fetch thread, and the name is remembered: a re-post and the host's other uris fail
+    at once, without another query."""
+    with SilentDns() as dns:
+        f = ListingFetcher(V4, FetchBudgets(timeouts=FAST, threads=1, listing_s=5.0, batch_s=5.0),
+                           resolver=udp_resolver(dns.addr, wait_s=20.0))
+        t0 = time.monotonic()
+        [out] = f.fetch_many([FetchRequest(0, f"http://img.stalled.example:{server.port}/img/a.png")])
+        took = time.monotonic() - t0
+        assert isinstance(out, LookupTimedOut) and "'dns-deadline'" in str(out), out
+        assert took < FAST.total_s + 0.5, took
+        assert dns.queries == ["img.stalled.example"]
+        # the only fetch thread is free again: an address literal is fetched at once
+        t0 = time.monotonic()
+        assert f.fetch_many([FetchRequest(0, f"{server.base}/img/a.png")]) == [PNG]
+        assert time.monotonic() - t0 < 0.5
+        t0 = time.monotonic()
+        again = f.fetch_many([FetchRequest(0, f"http://img.stalled.example:{server.port}/img/a.png"),
+                              FetchRequest(1, f"http://img.stalled.example:{server.port}/img/b.png")])
+        assert time.monotonic() - t0 < 0.2
+        assert all("remembered failure" in str(o) and "dns-deadline" in str(o) for o in again), again
+        assert dns.queries == ["img.stalled.example"]
+
+
+def test_stalled_lookups_are_bounded_and_shared_per_name(server):
+    """Two resolver threads, five stalled names, twelve uris: at most two lookups run, uris of
+    one name share its lookup, every fetch ends at its deadline, and address literals need no
+    lookup (fetched while every resolver thread is stuck)."""
+    with SilentDns() as dns:
+        f = ListingFetcher(V4, FetchBudgets(timeouts=FAST, dns_threads=2, listing_s=5.0, batch_s=5.0),
+                           resolver=udp_resolver(dns.addr, wait_s=20.0))
+        reqs = [FetchRequest(i, f"http://n{i % 5}.stalled.example:{server.port}/img/{i}.png") for i in range(10)]
+        reqs += [FetchRequest(20, f"{server.base}/img/a.png"), FetchRequest(21, f"{server.base}/img/a.png?2")]
+        t0 = time.monotonic()
+        out = f.fetch_many(reqs)
+        took = time.monotonic() - t0
+        assert took < FAST.total_s + 1.0, took
+        assert out[10:] == [PNG, PNG]
+        assert all(isinstance(o, FetchFailed) and "dns-deadline" in str(o) for o in out[:10]), out[:10]
+        time.sleep(0.2)
+        assert len(dns.queries) == 2 and f.dns.lookups <= 5
+
+
+def test_lookups_that_answer_run_under_the_deadline_too(server):
+    """A resolver that answers is used once per hop, through the bounded pool."""
+    calls = []
+    f = ListingFetcher(V4, FetchBudgets(timeouts=FAST), resolver=lambda h, p: calls.append(h) or ["127.0.0.1"])
+    assert f.fetch_many([FetchRequest(0, f"http://cdn.example:{server.port}/redirect?to=/img/a.png")]) == [PNG]
+    assert calls == ["cdn.example", "cdn.example"] and f.dns.lookups == 2
 
 
 # -- slow hosts: one deadline over connect, headers and body -----------------------------------
