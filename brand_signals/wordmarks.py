@@ -354,6 +354,42 @@ class WordMarkIndex:
         return self._correct(token, field in ANY_FIRST_LETTER)
 
     @property
+    def max_tokens(self) -> int:
+        """Tokens of the longest mark: how far from a field's start typos are read."""
+        return self._max_tokens
+
+    def touches(self, texts: Iterable[str]) -> bool:
+        """Whether these marks could take part in matching any of these texts, in this index or
+        in a larger one that holds them: a hit of a mark in any stream (compatibility mentions,
+        weak and filtered readings included), a token that is a mark word (such a token is not
+        read as a typo of another brand's word), a join or kanji cut into a mark word, or a
+        typo, padding or look-alike reading of any token (which may displace another brand's
+        reading). Conservative: texts it says no to match the same in an index with and
+        without these marks."""
+        for text in texts:
+            if not text:
+                continue
+            folded = tn.fold(text)
+            t = folded.text
+            tokens = tn.TOKEN_RE.findall(t)
+            if not tokens:
+                continue
+            exact = self._exact
+            if any(tok in exact for tok in tokens):
+                return True
+            plain = _Stream(tokens, 0, t)
+            if _MAYBE_GLUED_RE.search(t) is not None and _glued_stream(t, plain, exact.__contains__) is not None:
+                return True
+            if (not folded.original.isascii() and tn.OTHER_CJK_RE.search(t) is not None
+                    and _kanji_prefix_stream(plain, exact.__contains__, CJK_CUES_AFTER) is not None):
+                return True
+            if self._words and any(len(tok) >= FUZZY_MIN_LEN - 1 and self._correct(tok, True) for tok in tokens):
+                return True
+            if self._occurrences(folded, True, True):
+                return True
+        return False
+
+    @property
     def mark_words(self) -> tuple[str, ...]:
         """The words that typo and padding lookups can return (mark words of 4+ letters)."""
         return self._words

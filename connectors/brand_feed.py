@@ -5,7 +5,8 @@ state (from the `feedback-ledger` topic), or loads them from files in file mode.
 A `TopicFollower` replays its topic from the beginning at start (the topic is the durable
 source of truth, so no Flink state is needed to recover it), waits until it has caught up,
 then follows it in a background thread. Brand changes arriving together are applied in one
-rebuild of the catalogue, built off to the side and swapped in whole.
+rebuild of the catalogue, built off to the side from the previous one (so it knows which
+brands changed, and scanners keep what holds for the others) and swapped in whole.
 """
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ class KafkaBrandFeed:
             log.warning("brand feed: refused record for key %r: %s", key, e)
 
     def _rebuild(self) -> None:
-        self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1)
+        self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1, previous=self.catalog)
 
     def close(self) -> None:
         self._follower.close()
