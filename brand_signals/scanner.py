@@ -167,6 +167,7 @@ class Scanner:
         evidence = self.evidence(catalog, listings)
         out: list[Decision | None] = []
         learned = feedback is not None and feedback.has_confirmed()
+        seen: list[ListingContext] = []
         for listing, ev in zip(listings, evidence):
             if listing.op is not Op.DELETE:
                 presented = frozenset(e.brand_id for e in ev if e.brand_id)
@@ -181,7 +182,9 @@ class Scanner:
                     if digests:
                         feedback.observe_images(listing.seller_id, digests)
                 if contexts is not None:  # absences too: a removal of it is then refused, not held
-                    contexts.remember(ListingContext(listing.listing_id, listing.seller_id, presented,
-                                                     fp if presented else NO_FINGERPRINT))
+                    seen.append(ListingContext(listing.listing_id, listing.seller_id, presented,
+                                               fp if presented else NO_FINGERPRINT))
             out.append(decide(listing, ev, catalog.brands, now_ms, self.model_version))
+        if seen:   # one store write for the batch
+            contexts.remember_many(seen)
         return out

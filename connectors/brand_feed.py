@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
-from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent
+from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent, outcome_from_json
 from brand_signals.records import BrandReference
 from connectors.kafka_client import KafkaTarget, consumer
 from connectors.kafka_io import (METADATA_TIMEOUT_S, CatchUp, TopicMissingError, end_offsets, reader_config,
@@ -194,7 +194,9 @@ class LedgerFeed:
         if value is None:
             return
         try:
-            self.state.apply(LedgerEvent.from_json(orjson.loads(value)))
+            ev = outcome_from_json(orjson.loads(value))
+            if ev is not None:   # action records (who approved, granted, ...) change no state
+                self.state.apply(ev)
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ledger feed: skipped a record it cannot read: %s", e)
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 
+import orjson
 import pytest
 
 from benchmarks.traffic import Traffic, brand_records
@@ -208,7 +209,6 @@ def test_incremental_memo_equals_a_fresh_scan_under_random_mark_churn():
 
 
 def _line(traffic: Traffic) -> bytes:
-    import orjson
     return orjson.dumps(traffic.next())
 
 
