@@ -163,7 +163,7 @@ class Catalog:
         """Whether evidence found at catalogue version `made_at` for a listing with these texts
         (its fields, and text read from its images), showing brands `shown`, is the evidence
         this catalogue would find."""
-        if made_at < self.text_floor or (has_images and made_at < self.image_floor):
+        if made_at < self.text_floor or made_at > self.version or (has_images and made_at < self.image_floor):
             return False
         todo = []
         for bid, change in self.recent:
