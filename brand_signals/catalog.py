@@ -149,8 +149,11 @@ class Catalog:
                 marks, since = prev.marks | set(old) | set(new), prev.since
             else:
                 marks, since = frozenset(old) | frozenset(new), (prev.version if prev is not None else 0)
-            changes[bid] = BrandChange(version, since, frozenset(marks),
-                                       _probe_index(bid, marks, live.get(bid) or previous.brands.get(bid)))
+            marks = frozenset(marks)
+            # the same marks as before (an owner toggling one): the same index, its typo cache warm
+            probe = (prev.probe if prev is not None and prev.marks == marks
+                     else _probe_index(bid, marks, live.get(bid) or previous.brands.get(bid)))
+            changes[bid] = BrandChange(version, since, marks, probe)
         recent = tuple(sorted(changes.items(), key=lambda kv: -kv[1].version)) if changed else previous.recent
         return cls(version=version, brands=live, wordmarks=wordmarks, images_key=ikey, text_floor=text_floor,
                    image_floor=image_floor, matching=matching, changes=changes, recent=recent)
