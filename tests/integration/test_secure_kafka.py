@@ -203,7 +203,8 @@ def test_api_serves_https_only(tmp_path):
     ca = DevCA(tmp_path / "ca")
     cert = ca.issue("api", "zeroscan-api")
     env = {**os.environ, "ZEROSCAN_STATE_DIR": str(tmp_path / "state")}
-    token = _zeroscan(["accounts", "create", "alice"], env).stdout.decode().strip()
+    # no broker here: the account (like the API below) is not recorded on a ledger
+    token = _zeroscan(["accounts", "create", "alice", "--no-publish"], env).stdout.decode().strip()
     port = _free_port()
     log = tmp_path / "api.log"
     api = _start(["api", "serve", "--no-publish", "--port", str(port), "--tls-cert", str(cert.cert),
