@@ -28,7 +28,7 @@ import re
 import unicodedata
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -88,6 +88,37 @@ class LedgerKind(enum.Enum):
     REMOVAL_REFUSED = "removal_refused"     # seen without the brand, unknown brand, or over the cap
     APPEAL_UPHELD = "appeal_upheld"
     APPEAL_REJECTED = "appeal_rejected"
+
+
+# Operator, owner and account actions on the ledger beside the removal outcomes: who (actor),
+# when (event_time), what (kind, brand_id or account, detail). The feedback state ignores them.
+ACTION_KINDS = frozenset({
+    "brand_registered", "brand_updated", "brand_withdrawn", "brand_submitted", "brand_approved",
+    "brand_rejected", "privilege_granted", "privilege_revoked", "privilege_requested",
+    "account_created", "account_rotated", "account_revoked",
+})
+
+
+def action_record(kind: str, actor: str, at_ms: int, *, brand_id: str | None = None, account: str | None = None,
+                  detail: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ledger record of an action (not a removal outcome); see the ledger schema."""
+    if kind not in ACTION_KINDS:
+        raise ValueError(f"not a ledger action kind: {kind!r}")
+    d: dict[str, Any] = {"kind": kind, "actor": actor, "event_time": at_ms}
+    if brand_id is not None:
+        d["brand_id"] = brand_id
+    if account is not None:
+        d["account"] = account
+    if detail:
+        d["detail"] = dict(detail)
+    return d
+
+
+def outcome_from_json(d: Mapping[str, Any]) -> "LedgerEvent | None":
+    """The removal or appeal outcome a ledger record holds, or None for an action record."""
+    if d.get("kind") in ACTION_KINDS:
+        return None
+    return LedgerEvent.from_json(d)
 
 
 class Refusal(enum.Enum):
@@ -518,6 +549,11 @@ class ContextStore:
     def remember(self, ctx: ListingContext) -> None:
         old = self._d.get(ctx.listing_id)
         self._d[ctx.listing_id] = merge_context(old, ctx)
+
+    def remember_many(self, ctxs: Sequence[ListingContext]) -> None:
+        """A batch's contexts, in order (the store behind may write them in one go)."""
+        for ctx in ctxs:
+            self.remember(ctx)
 
     def close(self) -> None:
         pass

@@ -224,6 +224,9 @@ class ImageSignals:
         # sha256 of the bytes fetched per listing of the last `find` batch: digests computed
         # here, which the feedback loop may trust (a listing's own sha256 is only a claim).
         self.last_digests: list[frozenset[str]] = []
+        # text read from each listing's images in the last `find` batch (per listing, per image):
+        # what a memo entry is re-checked against when word marks change
+        self.last_texts: list[tuple[str, ...]] = []
         # When set and true for a claimed digest, that image is fetched and hashed even if its
         # outcome is cached (the feedback loop must not take the claim of a removed image's digest).
         self.verify: Callable[[str], bool] | None = None
@@ -313,8 +316,9 @@ class ImageSignals:
                 prod[slot] = (b_id, uri, kept)
             new_prod.clear()
 
+        # The per-image results depend on the images of the catalogue (hashed by `load`), not on
+        # brand versions: an update that keeps a brand's images keeps every cached result.
         for b in sorted(live, key=lambda b: b.brand_id):
-            fp.update(f"brand|{b.brand_id}|{b.version}".encode())
             for ref in b.logos:
                 got = load(ref, b.brand_id)
                 if got is None:
@@ -533,6 +537,9 @@ class ImageSignals:
             self.stats.chunks += 1
             flush()
         self.last_digests = [frozenset(d) for d in digests]
+        self.last_texts = [tuple(" \n ".join(o.text) for ii in range(len(listing.images))
+                                 if (o := outcome.get((li, ii))) is not None and o.text)
+                           for li, listing in enumerate(listings)]
         return [self._evidence(listing, [outcome.get((li, ii)) for ii in range(len(listing.images))],
                                [notes.get((li, ii)) for ii in range(len(listing.images))])
                 for li, listing in enumerate(listings)]

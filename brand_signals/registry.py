@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from brand_signals.catalog import StaleVersionError
 from brand_signals.contract import ContractError, brand_from_obj, brand_to_obj
 from brand_signals.records import Action, BrandReference
+from brand_signals.feedback import action_record
 from brand_signals.vetting import concerns as vet_concerns
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,16 @@ class ChangeKind(enum.Enum):
     GRANTED = "granted"
     REVOKED = "revoked"
     REQUESTED = "requested"
+
+
+# The ledger action record kind of each registry change.
+LEDGER_KIND = {
+    ChangeKind.REGISTERED: "brand_registered", ChangeKind.UPDATED: "brand_updated",
+    ChangeKind.WITHDRAWN: "brand_withdrawn", ChangeKind.SUBMITTED: "brand_submitted",
+    ChangeKind.APPROVED: "brand_approved", ChangeKind.REJECTED: "brand_rejected",
+    ChangeKind.GRANTED: "privilege_granted", ChangeKind.REVOKED: "privilege_revoked",
+    ChangeKind.REQUESTED: "privilege_requested",
+}
 
 
 class Status(enum.Enum):
@@ -220,8 +231,13 @@ class BrandRegistry:
 
     def __init__(self, path: Path, publish: Publish | None = None, *, read_only: bool = False,
                  collector: CollectorRegistry | None = None, now_ms: Callable[[], int] = _now_ms,
-                 vet: Vet | None = None, image_budget: ImageBudget = ImageBudget()) -> None:
+                 vet: Vet | None = None, image_budget: ImageBudget = ImageBudget(),
+                 ledger: Callable[[dict], None] | None = None) -> None:
+        """`ledger` receives every action (who, when, what) as a ledger action record, inside the
+        change's transaction: a change whose record is not acknowledged is rolled back. Default:
+        the publisher's `record` method, if it has one."""
         self.path = Path(path)
+        self._ledger = ledger if ledger is not None else getattr(publish, "record", None)
         self.image_budget = image_budget
         self.read_only = read_only
         self.collector = collector if collector is not None else CollectorRegistry()
@@ -549,8 +565,16 @@ class BrandRegistry:
         self._db.execute("INSERT OR REPLACE INTO brands VALUES (?, ?)", (entry.brand.brand_id, _encode(entry)))
 
     def _record(self, actor: Actor, brand_id: str, kind: ChangeKind, detail: dict) -> None:
+        at = self._now_ms()
         self._db.execute("INSERT INTO audit (at_ms, actor, brand_id, action, detail) VALUES (?, ?, ?, ?, ?)",
-                         (self._now_ms(), actor.name, brand_id, kind.value, orjson.dumps(detail)))
+                         (at, actor.name, brand_id, kind.value, orjson.dumps(detail)))
+        if self._ledger is not None:
+            try:
+                self._ledger(action_record(LEDGER_KIND[kind], actor.name, at, brand_id=brand_id, detail=detail))
+            except Exception as e:  # the change is rolled back with the transaction
+                self.metrics.refused.labels("ledger_failed").inc()
+                raise PublishFailedError(f"brand {brand_id}: {kind.value} by {actor.name} was not recorded on the "
+                                         f"ledger, registry unchanged: {e}") from e
         self.metrics.changes.labels(kind.value).inc()
 
     def _check(self, brand: BrandReference, actor: Actor, current: BrandEntry | None) -> None:

@@ -2,6 +2,13 @@
 decide. Evidence depends only on a listing's content and the catalogue, so it is memoised by
 content hash: an unchanged re-post (most of the traffic) costs a hash and a dict look-up, and
 only seller and price are re-evaluated.
+
+A memo entry remembers the catalogue version it was made at. After a brand update it stays
+valid unless it shows the changed brand or the changed brand's marks, old or new, could take
+part in matching its texts (`Catalog.still_valid`: a re-check against that brand alone); a
+policy-only update (enforcement, sellers, price floor) changes no evidence. The image source
+is rebuilt only when a brand's images change; otherwise it keeps its indexes and per-image
+results and only reads text found in images against the new word marks.
 """
 from __future__ import annotations
 
@@ -21,8 +28,8 @@ from brand_signals.feedback import (
 )
 from brand_signals.records import Decision, Evidence, Listing, Op
 
-# Memo entries kept per scanner instance. An entry is ~200 bytes with its key; 200 k entries
-# is ~40 MB per Python worker, enough to cover the re-post horizon of a slot's partition.
+# Memo entries kept per scanner instance. An entry is ~280 bytes with its key; 200 k entries
+# is ~56 MB per Python worker, enough to cover the re-post horizon of a slot's partition.
 MEMO_ENTRIES = 200_000
 # Written into every decision: which matching logic made it.
 MODEL_VERSION = "zeroscan-text-1"
@@ -39,6 +46,11 @@ def content_key(listing: Listing) -> bytes:
     for im in listing.images:
         h.update(b"\x1d" + (im.sha256 or im.uri).encode("utf-8", "surrogatepass"))
     return h.digest()
+
+
+def _texts(listing: Listing) -> tuple[str, ...]:
+    """The fields word marks are read in."""
+    return (listing.title, listing.brand, listing.description, " \n ".join(listing.bullet_points))
 
 
 class ImageSource(Protocol):
@@ -59,10 +71,10 @@ class Scanner:
         self.model_version = model_version
         self._images_factory = images
         self._images: ImageSource | None = None
-        self._images_version = -1
+        self._images_key: bytes | None = None
         self.image_base_dir = image_base_dir
-        self._memo: OrderedDict[bytes, list[Evidence]] = OrderedDict()
-        self._memo_version = -1
+        # content key -> (evidence, catalogue version it holds for, text read from its images)
+        self._memo: OrderedDict[bytes, tuple[list[Evidence], int, tuple[str, ...]]] = OrderedDict()
         self._memo_entries = memo_entries
         self._fingerprints: OrderedDict[bytes, Fingerprint] = OrderedDict()
         # Image digests the image source computed, by content key (memo hits skip the source).
@@ -70,13 +82,11 @@ class Scanner:
         self.feedback: FeedbackState | None = None
         self.memo_hits = 0
         self.memo_misses = 0
+        self.memo_rechecks = 0   # hits that were re-checked against changed brands and held
 
     def evidence(self, catalog: Catalog, listings: Sequence[Listing]) -> list[list[Evidence]]:
         if not catalog.brands:
             return [[] for _ in listings]
-        if catalog.version != self._memo_version:
-            self._memo.clear()
-            self._memo_version = catalog.version
         out: list[list[Evidence] | None] = [None] * len(listings)
         todo: list[int] = []
         todo_keys: list[bytes] = []
@@ -87,8 +97,15 @@ class Scanner:
                 continue
             k = content_key(listing)
             hit = memo.get(k)
+            if hit is not None and hit[1] != catalog.version:
+                if catalog.still_valid(hit[1], (e.brand_id for e in hit[0]), _texts(listing) + hit[2],
+                                       bool(listing.images)):
+                    hit = memo[k] = (hit[0], catalog.version, hit[2])
+                    self.memo_rechecks += 1
+                else:
+                    hit = None
             if hit is not None:
-                out[i] = hit
+                out[i] = hit[0]
                 self.memo_hits += 1
             else:
                 todo.append(i)
@@ -97,30 +114,36 @@ class Scanner:
             self.memo_misses += len(todo)
             batch = [listings[i] for i in todo]
             found = catalog.wordmarks.match_many(batch)
+            texts: Sequence[tuple[str, ...]] = ()
             if self._images_factory is not None and any(x.images for x in batch):
                 images = self._image_source(catalog)
                 found = [ev + iev for ev, iev in zip(found, images.find(batch, self.image_base_dir))]
+                texts = getattr(images, "last_texts", ())
                 for k, d in zip(todo_keys, getattr(images, "last_digests", ())):
                     if d:
                         self._digests[k] = d
                 while len(self._digests) > self._memo_entries:
                     self._digests.popitem(last=False)
-            for i, k, ev in zip(todo, todo_keys, found):
+            for n, (i, k, ev) in enumerate(zip(todo, todo_keys, found)):
                 out[i] = ev
-                memo[k] = ev
+                memo[k] = (ev, catalog.version, texts[n] if n < len(texts) else ())
             while len(memo) > self._memo_entries:
                 memo.popitem(last=False)
         return out  # type: ignore[return-value]
 
     def _image_source(self, catalog: Catalog) -> "ImageSource":
-        """Built on first use and again whenever the catalogue changes (logos, product images)."""
-        if self._images is None or self._images_version != catalog.version:
+        """Built on first use and again whenever a brand's images (logos, product images)
+        change; after other brand updates it keeps its indexes and cached per-image results and
+        reads text found in images against the catalogue's word marks."""
+        if self._images is None or self._images_key != catalog.images_key:
             if self._images is not None:
                 self._images.close()
             self._images = self._images_factory(catalog)
-            self._images_version = catalog.version
+            self._images_key = catalog.images_key
             if hasattr(self._images, "verify"):  # fetch a claimed digest of a removed listing's image
                 self._images.verify = lambda sha: self.feedback is not None and self.feedback.has_image(sha)
+        if hasattr(self._images, "wordmarks"):
+            self._images.wordmarks = catalog.wordmarks
         return self._images
 
     def close(self) -> None:
@@ -144,6 +167,7 @@ class Scanner:
         evidence = self.evidence(catalog, listings)
         out: list[Decision | None] = []
         learned = feedback is not None and feedback.has_confirmed()
+        seen: list[ListingContext] = []
         for listing, ev in zip(listings, evidence):
             if listing.op is not Op.DELETE:
                 presented = frozenset(e.brand_id for e in ev if e.brand_id)
@@ -158,7 +182,9 @@ class Scanner:
                     if digests:
                         feedback.observe_images(listing.seller_id, digests)
                 if contexts is not None:  # absences too: a removal of it is then refused, not held
-                    contexts.remember(ListingContext(listing.listing_id, listing.seller_id, presented,
-                                                     fp if presented else NO_FINGERPRINT))
+                    seen.append(ListingContext(listing.listing_id, listing.seller_id, presented,
+                                               fp if presented else NO_FINGERPRINT))
             out.append(decide(listing, ev, catalog.brands, now_ms, self.model_version))
+        if seen:   # one store write for the batch
+            contexts.remember_many(seen)
         return out

@@ -176,12 +176,16 @@ class Occurrence:
     lead: bool        # in the brand position (first words of the field, or after "by")
 
 
+# Hash tables up to this many keys also keep a dict (~100 bytes a key).
+SMALL_TABLE = 1 << 16
+
+
 class _HashTable:
     """Sorted int64 hashes of strings -> int32 ids: a compact multi-map for millions of keys
     (a dict of 10 M short strings costs ~1.5 GiB, this ~120 MiB). Uses the process's own
     str hash, so it is rebuilt, never pickled; false hits are possible and callers verify."""
 
-    __slots__ = ("_keys", "_values")
+    __slots__ = ("_keys", "_values", "_small")
 
     def __init__(self, hashes: array, values: array) -> None:
         keys = np.frombuffer(hashes, dtype=np.int64) if len(hashes) else np.zeros(0, np.int64)
@@ -189,8 +193,24 @@ class _HashTable:
         order = np.argsort(keys, kind="stable")
         self._keys = keys[order]
         self._values = vals[order]
+        # A small table (a catalogue of thousands of marks, one brand's re-check index) is also
+        # a dict: a look-up is a hash probe instead of a NumPy call (~10 us each).
+        self._small: dict[int, list[int]] | None = None
+        if len(keys) <= SMALL_TABLE:
+            small: dict[int, list[int]] = {}
+            for k, v in zip(self._keys.tolist(), self._values.tolist()):
+                small.setdefault(k, []).append(v)
+            self._small = small
 
     def lookup(self, strings: Iterable[str]) -> list[int]:
+        if self._small is not None:
+            small = self._small
+            out = []
+            for s in strings:
+                hit = small.get(hash(s))
+                if hit is not None:
+                    out.extend(hit)
+            return out
         hs = np.fromiter((hash(s) for s in strings), dtype=np.int64)
         lo = np.searchsorted(self._keys, hs, "left").tolist()
         hi = np.searchsorted(self._keys, hs, "right").tolist()
@@ -201,6 +221,8 @@ class _HashTable:
         return out
 
     def __contains__(self, s: str) -> bool:
+        if self._small is not None:
+            return hash(s) in self._small
         h = hash(s)
         i = int(np.searchsorted(self._keys, h))
         return i < len(self._keys) and int(self._keys[i]) == h
@@ -236,7 +258,7 @@ class WordMarkIndex:
     """Immutable index of the word marks of the enrolled (not deleted) brands."""
 
     __slots__ = ("_brands", "_marks", "_automaton", "_collisions", "_max_tokens", "_exact",
-                 "_words", "_in_multi", "_deletes", "_squeezed", "_cache", "_cache_any_first")
+                 "_words", "_in_multi", "_deletes", "_squeezed", "_cache", "_cache_any_first", "_key_words")
 
     def __init__(self, brands: Mapping[str, BrandReference], marks: tuple[Mark, ...]) -> None:
         if 2 * len(marks) >= _COLLISION_BASE:
@@ -294,6 +316,7 @@ class WordMarkIndex:
         self._squeezed = _HashTable(sq_h, sq_v)
         self._cache: dict[str, tuple[tuple[str, int], ...]] = {}
         self._cache_any_first: dict[str, tuple[tuple[str, int], ...]] = {}
+        self._key_words: frozenset[str] | None = None   # prefixes of mark words, for `touches`
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -352,6 +375,61 @@ class WordMarkIndex:
         """The mark words a folded text token may misspell or pad, best first, each with its
         folds (for tests and debugging; matching uses the same memoised lookup)."""
         return self._correct(token, field in ANY_FIRST_LETTER)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens of the longest mark: how far from a field's start typos are read."""
+        return self._max_tokens
+
+    def touches(self, texts: Iterable[str]) -> bool:
+        """Whether these marks could take part in matching any of these texts, in this index or
+        in a larger one that holds them: a hit of a mark in any stream (compatibility mentions,
+        weak and filtered readings included), a token that is a mark word (such a token is not
+        read as a typo of another brand's word), a join or kanji cut into a mark word, or a
+        typo, padding or look-alike reading of any token (which may displace another brand's
+        reading). Conservative: texts it says no to match the same in an index with and
+        without these marks."""
+        keys = self._key_words
+        if keys is None:
+            words = {w for m in self._marks for w in m.norm.split(" ")} | {m.joined for m in self._marks}
+            keys = self._key_words = frozenset(w[:n] for w in words for n in range(1, len(w) + 1))
+        for text in texts:
+            if not text:
+                continue
+            folded = tn.fold(text)
+            t = folded.text
+            tokens = tn.TOKEN_RE.findall(t)
+            if not tokens:
+                continue
+            exact = self._exact
+            if any(tok in exact for tok in tokens):
+                return True
+            plain = _Stream(tokens, 0, t)
+            # a join starts with a token that begins a mark word or joined mark
+            if (_MAYBE_GLUED_RE.search(t) is not None and any(tok in keys for tok in tokens)
+                    and _glued_stream(t, plain, exact.__contains__) is not None):
+                return True
+            if (not folded.original.isascii() and tn.OTHER_CJK_RE.search(t) is not None
+                    and _kanji_prefix_stream(plain, exact.__contains__, CJK_CUES_AFTER) is not None):
+                return True
+            if self._words and any(len(tok) >= FUZZY_MIN_LEN - 1 and self._correct(tok, True) for tok in tokens):
+                return True
+            # no reading, no join, no cut: what is left are the streams every text is searched
+            # in, and any key found in them (before any check of the hit) counts
+            automaton = self._automaton
+            if len(automaton) == 0:
+                continue
+            streams = [plain]
+            if _MAYBE_SPLIT_RE.search(t) is not None:
+                streams += _despaced_streams(t, plain)
+            if _LEET_SYMBOL_RE.search(t) is not None:
+                symbols = _symbol_stream(t)
+                if symbols is not None:
+                    streams.append(symbols)
+            for stream in streams:
+                for _ in automaton.iter(stream.hay):
+                    return True
+        return False
 
     @property
     def mark_words(self) -> tuple[str, ...]:

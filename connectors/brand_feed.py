@@ -5,7 +5,8 @@ state (from the `feedback-ledger` topic), or loads them from files in file mode.
 A `TopicFollower` replays its topic from the beginning at start (the topic is the durable
 source of truth, so no Flink state is needed to recover it), waits until it has caught up,
 then follows it in a background thread. Brand changes arriving together are applied in one
-rebuild of the catalogue, built off to the side and swapped in whole.
+rebuild of the catalogue, built off to the side from the previous one (so it knows which
+brands changed, and scanners keep what holds for the others) and swapped in whole.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
-from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent
+from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent, outcome_from_json
 from brand_signals.records import BrandReference
 from connectors.kafka_client import KafkaTarget, consumer
 from connectors.kafka_io import (METADATA_TIMEOUT_S, CatchUp, TopicMissingError, end_offsets, reader_config,
@@ -164,7 +165,7 @@ class KafkaBrandFeed:
             log.warning("brand feed: refused record for key %r: %s", key, e)
 
     def _rebuild(self) -> None:
-        self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1)
+        self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1, previous=self.catalog)
 
     def close(self) -> None:
         self._follower.close()
@@ -193,7 +194,9 @@ class LedgerFeed:
         if value is None:
             return
         try:
-            self.state.apply(LedgerEvent.from_json(orjson.loads(value)))
+            ev = outcome_from_json(orjson.loads(value))
+            if ev is not None:   # action records (who approved, granted, ...) change no state
+                self.state.apply(ev)
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ledger feed: skipped a record it cannot read: %s", e)
 

@@ -1,5 +1,6 @@
 """Accepted registry changes onto the compacted `brands` topic, keyed by brand_id, where every
-running scanner instance picks them up (`connectors.brand_feed`). One idempotent producer; each
+running scanner instance picks them up (`connectors.brand_feed`), and the registry's and the
+accounts' action records (who, when, what) onto the feedback-ledger topic. One idempotent producer; each
 publish waits for the broker's acknowledgement and raises when there is none."""
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ class PublishError(RuntimeError):
 class KafkaBrandPublisher:
     """`publisher(brand)` sends the brand's contract JSON (a tombstone record when withdrawn)."""
 
-    def __init__(self, kafka: KafkaTarget, topic: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> None:
+    def __init__(self, kafka: KafkaTarget, topic: str, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS,
+                 ledger_topic: str | None = None) -> None:
+        """`ledger_topic`: where `record` writes the registry's action records (the
+        feedback-ledger topic; the registry calls it for every change)."""
         self.topic = topic
+        self.ledger_topic = ledger_topic
         self._flush_timeout_s = delivery_timeout_ms / 1000 + 5
         self._lock = threading.Lock()
         self._producer = producer(kafka, {
@@ -43,13 +48,24 @@ class KafkaBrandPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "KafkaBrandPublisher":
-        return cls(settings.kafka, settings.topics.brands)
+        return cls(settings.kafka, settings.topics.brands, ledger_topic=settings.topics.ledger)
 
     def __call__(self, brand: BrandReference) -> None:
         value = orjson.dumps(brand_to_obj(brand))
         if len(value) > MAX_PUBLISHED_BYTES:
             raise PublishError(f"brand {brand.brand_id}: record is {len(value)} bytes, above the "
                                f"{MAX_PUBLISHED_BYTES}-byte message limit")
+        self._send(self.topic, brand.brand_id, value, f"brand {brand.brand_id}")
+
+    def record(self, action: dict) -> None:
+        """One action record (who, when, what) onto the ledger topic, keyed by its brand or
+        account; returns once the broker acknowledged it."""
+        if self.ledger_topic is None:
+            raise PublishError("no ledger topic to record actions on")
+        key = action.get("brand_id") or f"account:{action.get('account', '')}"
+        self._send(self.ledger_topic, key, orjson.dumps(action), f"{action['kind']} record")
+
+    def _send(self, topic: str, key: str, value: bytes, what: str) -> None:
         errors: list[str] = []
 
         def on_delivery(err, _msg) -> None:
@@ -58,16 +74,14 @@ class KafkaBrandPublisher:
 
         with self._lock:  # one message in flight at a time, so the flush reports on this one
             try:
-                self._producer.produce(self.topic, key=brand.brand_id.encode(), value=value,
-                                       on_delivery=on_delivery)
+                self._producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
             except (KafkaException, BufferError) as e:
-                raise PublishError(f"brand {brand.brand_id}: not sent to {self.topic}: {e}") from None
+                raise PublishError(f"{what}: not sent to {topic}: {e}") from None
             remaining = self._producer.flush(self._flush_timeout_s)
         if errors:
-            raise PublishError(f"brand {brand.brand_id}: {self.topic} refused it: {errors[0]}")
+            raise PublishError(f"{what}: {topic} refused it: {errors[0]}")
         if remaining:
-            raise PublishError(f"brand {brand.brand_id}: no acknowledgement from {self.topic} "
-                               f"within {self._flush_timeout_s:.0f}s")
+            raise PublishError(f"{what}: no acknowledgement from {topic} within {self._flush_timeout_s:.0f}s")
 
     def close(self) -> None:
         self._producer.flush(self._flush_timeout_s)

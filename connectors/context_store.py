@@ -5,7 +5,8 @@ index, so each worker claims the first free numbered slot folder with an exclusi
 
 Every scanned listing is remembered, also one that presented nothing (a removal of it is then
 refused, not held); the latest contexts are kept in memory too, so an unchanged re-post costs a
-dict look-up, not a read of the store.
+dict look-up, not a read of the store. A batch's contexts are read with one multi-get and
+written with one write batch (`remember_many`), not one store call per listing.
 
 It is a monotone cache: replaying records after a restart re-applies the same facts. With one
 worker (the embedded default) it is exact. With several, a restart may hand a worker another
@@ -17,9 +18,10 @@ import fcntl
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Sequence
 
 import orjson
-from rocksdict import Options, Rdict
+from rocksdict import Options, Rdict, WriteBatch
 
 from brand_signals.feedback import ListingContext, merge_context
 
@@ -61,14 +63,33 @@ class RocksContextStore:
         return ListingContext.from_json(orjson.loads(raw)) if raw is not None else None
 
     def remember(self, ctx: ListingContext) -> None:
-        old = self.get(ctx.listing_id)
-        merged = merge_context(old, ctx)
-        if merged != old:  # re-posts of unchanged content write nothing
-            self._db[ctx.listing_id.encode()] = orjson.dumps(merged.to_json())
+        self.remember_many((ctx,))
+
+    def remember_many(self, ctxs: Sequence[ListingContext]) -> None:
+        """A batch's contexts: those not in memory read with one multi-get, the changed ones
+        written in one write batch (re-posts of unchanged content write nothing)."""
         recent = self._recent
-        recent[ctx.listing_id] = merged
-        recent.move_to_end(ctx.listing_id)
-        if len(recent) > RECENT_ENTRIES:
+        known: dict[str, ListingContext | None] = {}
+        missing = [c.listing_id for c in ctxs if c.listing_id not in recent]
+        if missing:
+            missing = list(dict.fromkeys(missing))
+            for lid, raw in zip(missing, self._db.get([m.encode() for m in missing])):
+                known[lid] = ListingContext.from_json(orjson.loads(raw)) if raw is not None else None
+        changed: dict[str, ListingContext] = {}
+        for ctx in ctxs:
+            lid = ctx.listing_id
+            old = changed.get(lid) or recent.get(lid) or known.get(lid)
+            merged = merge_context(old, ctx)
+            if merged != old:
+                changed[lid] = merged
+            recent[lid] = merged
+            recent.move_to_end(lid)
+        if changed:
+            wb = WriteBatch(raw_mode=True)
+            for lid, merged in changed.items():
+                wb.put(lid.encode(), orjson.dumps(merged.to_json()))
+            self._db.write(wb)
+        while len(recent) > RECENT_ENTRIES:
             recent.popitem(last=False)
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import orjson
-from brand_signals.feedback import FeedbackState, LedgerEvent, LedgerKind
+from brand_signals.feedback import FeedbackState, LedgerKind, outcome_from_json
 from brand_signals.records import FeedbackEvent
 from connectors.brand_feed import TopicFollower
 from connectors.kafka_client import KafkaTarget, producer
@@ -95,8 +95,9 @@ def brand_standing(kafka: KafkaTarget, ledger_topic: str, brand_id: str, now_ms:
     """Accuracy, suspension and removal counts of a brand, from the feedback ledger."""
     state = state or FeedbackState()
     for _k, v, _p, _o in consume(kafka, ledger_topic, stop_at_end=True):
-        if v is not None:
-            state.apply(LedgerEvent.from_json(orjson.loads(v)))
+        ev = outcome_from_json(orjson.loads(v)) if v is not None else None
+        if ev is not None:
+            state.apply(ev)
     return standing_of(state, brand_id, now_ms)
 
 

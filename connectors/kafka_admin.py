@@ -110,9 +110,9 @@ class Role:
 ROLES: dict[str, Role] = {
     "scanner": Role(reads=("listings", "feedback", "brands", "ledger"), writes=("decisions", "dead_letter", "ledger"),
                     runs_job=True),
-    "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback")),
+    "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback", "ledger")),
     "cli": Role(reads=("listings", "brands", "feedback", "decisions", "dead_letter", "ledger"),
-                writes=("listings", "brands", "feedback"), watches_job=True),
+                writes=("listings", "brands", "feedback", "ledger"), watches_job=True),
     "reader": Role(reads=("decisions",), writes=()),
 }
 # The super user that creates topics and ACLs (and the broker's own inter-broker principal).

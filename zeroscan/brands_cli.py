@@ -27,6 +27,7 @@ from brand_signals.registry import (
     Privilege,
     PublishFailedError,
     RegistryLockedError,
+    check_account_name,
 )
 from zeroscan.settings import Settings
 
@@ -93,14 +94,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ac = acs.add_parser("create", help="create an account and print its API token (shown once)")
     ac.add_argument("name")
     ac.add_argument("--role", choices=["owner", "reviewer", "operator"], default="owner")
+    ac.add_argument("--no-publish", action="store_true", help="change the account store only, not the ledger")
     ac.set_defaults(fn=cmd_accounts_create)
     al = acs.add_parser("list", help="account names, creation and token times, revoked or not")
     al.set_defaults(fn=cmd_accounts_list)
     ar = acs.add_parser("rotate", help="issue a new API token (printed once); the old one stops working")
     ar.add_argument("name")
+    ar.add_argument("--no-publish", action="store_true")
     ar.set_defaults(fn=cmd_accounts_rotate)
     ad = acs.add_parser("revoke", help="stop every token of an account (its brands stay its own); rotate restores")
     ad.add_argument("name")
+    ad.add_argument("--no-publish", action="store_true")
     ad.set_defaults(fn=cmd_accounts_revoke)
 
     api = subparsers.add_parser("api", help="the brand owners' HTTP API")
@@ -396,20 +400,56 @@ def cmd_brands_history(args, settings: Settings) -> int:
 
 
 def cmd_accounts_create(args, settings: Settings) -> int:
-    return _issue_token(settings, args.name, rotate=False, role=args.role)
+    return _issue_token(settings, args.name, rotate=False, role=args.role, no_publish=args.no_publish)
 
 
 def cmd_accounts_rotate(args, settings: Settings) -> int:
-    return _issue_token(settings, args.name, rotate=True)
+    return _issue_token(settings, args.name, rotate=True, no_publish=args.no_publish)
 
 
-def _issue_token(settings: Settings, name: str, *, rotate: bool, role: str = "owner") -> int:
-    """Create an account or rotate its token; the token goes to stdout, once, the rest to stderr."""
+def _existing(store, name: str):
+    found = store.get(name)
+    if found is None:
+        raise ValueError(f"no account {name!r}")
+    return found
+
+
+def _record_account(settings: Settings, no_publish: bool, kind: str, account) -> None:
+    """The account action onto the ledger (who: the operator at the machine), acknowledged."""
+    from brand_signals.feedback import action_record
+    from zeroscan.accounts import _now_ms
+
+    publish = _publisher(settings, no_publish)
+    if publish is None:
+        return
+    from connectors.brand_publisher import PublishError
+
+    try:
+        publish.record(action_record(kind, Actor.admin().name, _now_ms(), account=account.name,
+                                     detail={"role": account.role.value}))
+    except PublishError as e:
+        raise ValueError(f"account {account.name}: not recorded on the ledger, nothing changed: {e}") from None
+    finally:
+        publish.close()
+
+
+def _issue_token(settings: Settings, name: str, *, rotate: bool, role: str = "owner", no_publish: bool = False) -> int:
+    """Create an account or rotate its token; the token goes to stdout, once, the rest to stderr.
+    The action is recorded on the ledger first (unless `no_publish`): an action the ledger does
+    not have is not done."""
     from zeroscan.accounts import AccountStore, Role
 
     store = AccountStore.at_state_dir(settings.state_dir)
     try:
-        account, token = store.rotate(name) if rotate else store.create(name, Role(role))
+        if rotate:
+            _record_account(settings, no_publish, "account_rotated", _existing(store, name))
+            account, token = store.rotate(name)
+        else:
+            from zeroscan.accounts import Account
+            if store.get(check_account_name(name)) is not None:
+                raise ValueError(f"account {name!r} already exists")
+            _record_account(settings, no_publish, "account_created", Account(name, "", 0, 0, role=Role(role)))
+            account, token = store.create(name, Role(role))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -438,8 +478,10 @@ def cmd_accounts_list(args, settings: Settings) -> int:
 def cmd_accounts_revoke(args, settings: Settings) -> int:
     from zeroscan.accounts import AccountStore
 
+    store = AccountStore.at_state_dir(settings.state_dir)
     try:
-        account = AccountStore.at_state_dir(settings.state_dir).revoke(args.name)
+        _record_account(settings, args.no_publish, "account_revoked", _existing(store, args.name))
+        account = store.revoke(args.name)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -64,7 +64,8 @@ def test_removal_neighbour_suspension_and_refusal(kafka_settings):
             feedback("brand_removal", "l4", "veltrix", T + 1, "veltrix-owner"),  # seen, presents nothing
             feedback("brand_removal", "l5", "veltrix", T + 2, "veltrix-owner"),
             feedback("brand_removal", "l9", "lumora", T + 3, "lumora-owner"),
-        ], "listing_id")
+        ] + [feedback("brand_removal", f"ghost-{i}", "lumora", T + 4 + i, "lumora-owner")   # never seen:
+             for i in range(51)], "listing_id")                                              # held, 50 a day
         got = wait_for(s, job, lambda d: (latest(d, "l1") or {}).get("action") == "takedown"
                        and latest(d, "l9") is not None)
         a = latest(got, "l1")
@@ -118,4 +119,8 @@ def test_removal_neighbour_suspension_and_refusal(kafka_settings):
     assert (l4["kind"], l4["refusal"], l4["actor"]) == ("removal_refused", "not_presented", "veltrix-owner")
     assert "presents nothing of any brand" in l4["reason"] and l4["judged_at"] > 0
     assert ("l30", "removal_demoted") in kinds
+    ghosts = [e for e in ledger if e["listing_id"].startswith("ghost-")]
+    assert sorted(e["kind"] for e in ghosts) == ["removal_held"] * 50 + ["removal_refused"]
+    [capped] = [e for e in ghosts if e["kind"] == "removal_refused"]
+    assert capped["refusal"] == "held_cap" and "already held for review for this brand today" in capped["reason"]
     assert [e["brand_status"] for e in ledger if e.get("brand_status")] == ["suspended"]  # the brand is told once

@@ -77,10 +77,13 @@ def test_plaintext_wrong_password_and_missing_rights_are_refused(secure_broker, 
     errors = _errors_of({**reader.conf(), "ssl.ca.location": str(other_ca.cert_path)})
     assert {e.code() for e in errors} & {KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}, errors
 
-    # Authenticated but without the right: the reader may not write brands nor read listings,
-    # the API may not write listings.
+    # Authenticated but without the right: the reader may not write brands, feedback (a removal
+    # or an appeal past the API) or the ledger, nor read listings; the API may not write listings.
     with pytest.raises(RuntimeError, match="TOPIC_AUTHORIZATION_FAILED|[Aa]uthoriz"):
         produce_lines(reader, topics.brands, [b'{"brand_id": "evil"}'], "brand_id")
+    for topic in (topics.feedback, topics.ledger):
+        with pytest.raises(RuntimeError, match="TOPIC_AUTHORIZATION_FAILED|[Aa]uthoriz"):
+            produce_lines(reader, topic, [b'{"listing_id": "l1", "kind": "appeal_upheld"}'], "listing_id")
     with pytest.raises(RuntimeError, match="[Aa]uthoriz"):
         list(consume(reader, topics.listings, idle_timeout_s=REFUSAL_TIMEOUT_S))
     with pytest.raises(RuntimeError, match="[Aa]uthoriz"):
@@ -200,7 +203,8 @@ def test_api_serves_https_only(tmp_path):
     ca = DevCA(tmp_path / "ca")
     cert = ca.issue("api", "zeroscan-api")
     env = {**os.environ, "ZEROSCAN_STATE_DIR": str(tmp_path / "state")}
-    token = _zeroscan(["accounts", "create", "alice"], env).stdout.decode().strip()
+    # no broker here: the account (like the API below) is not recorded on a ledger
+    token = _zeroscan(["accounts", "create", "alice", "--no-publish"], env).stdout.decode().strip()
     port = _free_port()
     log = tmp_path / "api.log"
     api = _start(["api", "serve", "--no-publish", "--port", str(port), "--tls-cert", str(cert.cert),

@@ -2,7 +2,8 @@
 real broker, the streaming job, the live API and the command line in another process: an owner
 account's brand of ordinary phrases with `takedown` makes no decision until an operator approves
 it (the operator is shown why to refuse it and does, from the command line while the API
-serves); appeals need a reviewer; another account cannot reuse a stored logo by its sha256."""
+serves); appeals need a reviewer; another account cannot reuse a stored logo by its sha256; every
+action of an owner, the operator or an account change is on the ledger (who, when, what)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import jsonschema
 import pytest
 
 from connectors.kafka_io import consume, produce_lines
@@ -82,3 +84,18 @@ def test_owner_brand_waits_for_the_operator_who_works_beside_the_api(start_api, 
     r = api.put("bob", brand(brand_id="acme-deals", logos=[{"uri": "x.png"}]), files=[("x.png", LOGO)])
     assert r.status_code == 202
     assert f"logo {sha[:12]}… is also a logo of brand acme (owner alice)" in r.json()["concerns"]
+
+    # every action is on the ledger, who, when and what, beside the removal outcomes
+    assert cli(s, "accounts", "create", "dave", "--role", "reviewer").returncode == 0
+    schema = json.loads((ROOT / "brand_signals" / "schemas" / "project" / "feedback-ledger.schema.json").read_text())
+    ledger = [(k, json.loads(v)) for k, v, _p, _o in consume(s.bootstrap, s.topics.ledger, idle_timeout_s=2)]
+    for _k, rec in ledger:
+        jsonschema.validate(rec, schema)
+    assert [(k, r["kind"], r["actor"]) for k, r in ledger] == [
+        (b"gadgetco", "brand_submitted", "alice"), (b"veltrix", "brand_registered", "@admin"),
+        (b"gadgetco", "brand_rejected", "@admin"), (b"acme", "brand_submitted", "alice"),
+        (b"acme", "brand_approved", "ops"), (b"acme-deals", "brand_submitted", "bob"),
+        (b"account:dave", "account_created", "@admin")]
+    rejected = ledger[2][1]
+    assert rejected["detail"] == {"version": 1, "reason": "ordinary phrases, not trademarks"}
+    assert ledger[-1][1]["detail"] == {"role": "reviewer"} and all(r["event_time"] > 0 for _k, r in ledger)

@@ -121,14 +121,14 @@ def test_cli_acts_only_as_a_live_account(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ZEROSCAN_STATE_DIR", str(tmp_path))
     brand = tmp_path / "b.json"
     brand.write_text('{"brand_id": "acme", "name": "Acme", "trademarks": ["Acme"], "version": 1}')
-    assert main(["accounts", "create", "alice"]) == 0
-    assert main(["accounts", "revoke", "alice"]) == 0
+    assert main(["accounts", "create", "alice", "--no-publish"]) == 0
+    assert main(["accounts", "revoke", "alice", "--no-publish"]) == 0
     capsys.readouterr()
     assert main(["brands", "put", "--account", "alice", "--no-publish", str(brand)]) != 0
     assert "is revoked" in capsys.readouterr().err
     assert main(["brands", "put", "--account", "carol", "--no-publish", str(brand)]) != 0
     assert "does not exist" in capsys.readouterr().err
-    assert main(["accounts", "rotate", "alice"]) == 0
+    assert main(["accounts", "rotate", "alice", "--no-publish"]) == 0
     assert main(["brands", "put", "--account", "alice", "--no-publish", str(brand)]) == 0
     assert main(["accounts", "list"]) == 0
     assert "alice\towner\tactive" in capsys.readouterr().out

@@ -25,3 +25,25 @@ def test_absences_and_presentations_are_remembered(tmp_path):
         assert again.get("a").presented == frozenset() and again.get("b").fingerprint == fp
     finally:
         again.close()
+
+
+def test_a_batch_is_merged_in_order_and_written_at_once(tmp_path):
+    fp = Fingerprint(frozenset({1}), frozenset(), {})
+    store = RocksContextStore(tmp_path)
+    store.remember(ListingContext("old", "s-0", frozenset({"acme"}), fp))
+    store.close()
+    store = RocksContextStore(tmp_path)     # "old" is in the store only, not in memory
+    store.remember_many([
+        ListingContext("b", "s-2", frozenset({"acme"}), fp),
+        ListingContext("b", "s-2", frozenset({"veltrix"}), NO_FINGERPRINT),   # twice in one batch
+        ListingContext("old", "s-0", frozenset(), NO_FINGERPRINT),
+        ListingContext("new", "s-3", frozenset(), NO_FINGERPRINT),
+    ])
+    store.close()
+    again = RocksContextStore(tmp_path)
+    try:
+        assert again.get("b").presented == frozenset({"acme", "veltrix"})
+        assert again.get("old") == ListingContext("old", "s-0", frozenset({"acme"}), fp)
+        assert again.get("new").presented == frozenset()
+    finally:
+        again.close()

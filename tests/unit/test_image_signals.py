@@ -355,3 +355,17 @@ def test_digests_are_only_those_computed_here(extractor):
     assert store.calls == fetched + 2                                       # verified claims are fetched again
     assert sig.last_digests == [frozenset({digest}), frozenset({other_digest})]  # b's lie is not learned
     sig.close()
+
+
+def test_cached_outcomes_survive_a_brand_update_that_keeps_its_images(extractor):
+    """The per-image results depend on the catalogue's images, not on brand versions: an owner
+    editing marks or policy keeps every cached result; a new logo does not."""
+    def fp(brand):
+        store = Store({"logos/emblem.png": _png(_logo()), "logos/other.png": _png(255 - _logo())})
+        return ImageSignals.build([brand], store, "/base", extractor=extractor, reader=None, ocr=False)._fingerprint
+
+    base = dataclasses.replace(BRAND, product_images=())
+    edited = dataclasses.replace(base, version=base.version + 1, trademarks=base.trademarks + ("Zorblat",))
+    relogo = dataclasses.replace(edited, version=edited.version + 1,
+                                 logos=base.logos + (ImageRef("logos/other.png"),))
+    assert fp(base) == fp(edited) != fp(relogo)

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from brand_signals.catalog import StaleVersionError
-from brand_signals.contract import ContractError
+from brand_signals.contract import ContractError, parse_brand
 from brand_signals.records import Action, BrandReference
 from brand_signals.registry import (
     ADMIN_OWNER,
@@ -291,3 +291,40 @@ def test_operator_brands_work_as_before(reg, pub):
     change = reg.put_obj(B(enforcement="takedown", trademarks=["Phone Case"]), ADMIN)
     assert change.entry.status is Status.APPROVED and change.entry.grants == set(Privilege)
     assert pub.sent == [change.entry.brand] and pub.sent[0].enforcement is Action.TAKEDOWN
+
+
+def test_every_change_is_a_ledger_action_record_and_an_unrecorded_change_is_rolled_back(tmp_path):
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "brand_signals" / "schemas" / "project"
+                         / "feedback-ledger.schema.json").read_text())
+    records: list[dict] = []
+    fail = []
+
+    def ledger(rec: dict) -> None:
+        if fail:
+            raise RuntimeError("broker down")
+        records.append(rec)
+
+    reg = BrandRegistry(tmp_path / "r", lambda b: None, ledger=ledger, now_ms=lambda: 7, vet=lambda *_: ())
+    alice = Actor.account("alice")
+    reg.put(parse_brand('{"brand_id": "acme", "name": "Acme", "trademarks": ["Acme"], "version": 1}'), alice)
+    reg.request("acme", Privilege.SELF_SERVICE_REMOVAL, alice)
+    reg.approve("acme", Actor.admin(), [Privilege.SELF_SERVICE_REMOVAL])
+    reg.set_privilege("acme", Privilege.TAKEDOWN, Actor.admin())
+    reg.set_privilege("acme", Privilege.TAKEDOWN, Actor.admin(), granted=False)
+    reg.withdraw("acme", alice)
+    for r in records:
+        jsonschema.validate(r, schema)
+    assert [(r["kind"], r["actor"], r["brand_id"], r["event_time"]) for r in records] == [
+        ("brand_submitted", "alice", "acme", 7), ("privilege_requested", "alice", "acme", 7),
+        ("brand_approved", "@admin", "acme", 7), ("privilege_granted", "@admin", "acme", 7),
+        ("privilege_revoked", "@admin", "acme", 7), ("brand_withdrawn", "alice", "acme", 7)]
+    assert records[2]["detail"]["grants"] == ["self_service_removal"]
+    fail.append(True)
+    with pytest.raises(PublishFailedError, match="not recorded on the ledger"):
+        reg.put(parse_brand('{"brand_id": "beta", "name": "Beta", "trademarks": ["Beta"], "version": 1}'), alice)
+    assert reg.get("beta") is None and [a.action for a in reg.audit("beta")] == []

@@ -57,7 +57,10 @@ def test_roles_rights_on_topics():
         t.feedback: {"api", "cli"},           # removals via the API, appeals via the operator
         t.decisions: {"scanner"},             # only the job decides
         t.dead_letter: {"scanner"},
-        t.ledger: {"scanner"},                # only the job records what feedback did
+        # the job records what feedback did; the registry (through the API or the operator)
+        # records who approved, rejected, granted, created accounts: the principals that may
+        # write brands already
+        t.ledger: {"scanner", "api", "cli"},
     }
     assert rights["reader"] == {(t.decisions, "READ")}
     assert set(rights) == set(ROLES)
