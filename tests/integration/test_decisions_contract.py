@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from connectors.kafka_admin import contract_topics, ensure_topics
@@ -43,8 +43,15 @@ def decision(lid: str, brand: str, action: str) -> dict:
 
 def configs(bootstrap: str, topic: str) -> dict[str, str]:
     client = admin(bootstrap)  # kept alive until the answer is in
-    (fut,) = client.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
-    return {k: v.value for k, v in fut.result(timeout=30).items()}
+    deadline = time.monotonic() + 15
+    while True:  # a topic created a moment ago may not be known to the broker's metadata yet
+        (fut,) = client.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
+        try:
+            return {k: v.value for k, v in fut.result(timeout=30).items()}
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_decisions_are_kept_forever_and_listing_status_is_compacted(kafka_settings):
