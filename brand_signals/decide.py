@@ -105,7 +105,8 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
             listing_id=listing.listing_id, seller_id=listing.seller_id, brand_id=brand_id,
             action=action, score=score,
             signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra) + unscanned,
-            decided_at=now_ms, brand_version=brand.version, model_version=model_version)
+            decided_at=now_ms, brand_version=brand.version, model_version=model_version,
+            event_time=listing.event_time_ms)
         if best is None or candidate.score > best.score:
             best = candidate
     return best

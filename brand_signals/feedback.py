@@ -492,7 +492,7 @@ def handle_feedback(ev: FeedbackEvent, context: ListingContext | None, state: Fe
                         signals=(Signal(SignalKind.BRAND_REMOVAL, score, {
                             "kind": ev.kind.value, "actor": ev.actor, "reason": ev.reason, **detail}),),
                         decided_at=now_ms, brand_version=brand.version if brand else None,
-                        model_version=model_version)
+                        model_version=model_version, event_time=ev.event_time_ms)
 
     def ledger(kind: LedgerKind, fp: Fingerprint | None = None, refusal: Refusal | None = None,
                reason: str = "") -> LedgerEvent:

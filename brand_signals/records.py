@@ -115,6 +115,11 @@ class Decision:
     decided_at: int
     brand_version: int | None = None
     model_version: str | None = None
+    # The record the decision was made from (project fields beside the contract's): its event
+    # time (epoch ms; a listing's or a feedback event's `event_time`) and where it was read,
+    # {topic, partition, offset} on Kafka or {file, line} in file mode.
+    event_time: int | None = None
+    source: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -130,6 +135,10 @@ class Decision:
             out["brand_version"] = self.brand_version
         if self.model_version is not None:
             out["model_version"] = self.model_version
+        if self.event_time is not None:
+            out["event_time"] = self.event_time
+        if self.source is not None:
+            out["source"] = dict(self.source)
         return out
 
 

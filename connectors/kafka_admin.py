@@ -2,15 +2,19 @@
 and the ACLs of each zeroscan principal on a secured cluster."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, NewTopic,
-                                   ResourcePatternType, ResourceType)
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourcePatternType,
+                                   ResourceType)
 
 from connectors.kafka_client import KafkaTarget, admin, consumer, kafka_config
 from zeroscan.settings import Topics
+
+log = logging.getLogger(__name__)
 
 _COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                                  KafkaError.COORDINATOR_NOT_AVAILABLE})
@@ -24,7 +28,12 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
         # scanner instance at start; tombstone records are kept a day so replays see them.
         t.brands: {"partitions": 1, "config": {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}},
         t.feedback: {"partitions": partitions},
-        t.decisions: {"partitions": partitions},
+        # Kept forever: a flag stays open until its `clear`, however old (the history of every
+        # decision; listing-status below is the compacted latest state).
+        t.decisions: {"partitions": partitions, "config": {"retention.ms": "-1", "retention.bytes": "-1"}},
+        # Compacted: the latest decision per listing and brand (key ["listing_id","brand_id"]),
+        # a `clear` included, so it converges to one record per pair ever flagged.
+        t.status: {"partitions": partitions, "config": {"cleanup.policy": "compact"}},
         t.dead_letter: {"partitions": 1},
         # One partition: a single order of removals and appeals for every replica of the state;
         # kept forever (it is the memory of the feedback loop, thousands of events a day).
@@ -48,7 +57,9 @@ def wait_for_broker(kafka: KafkaTarget, timeout_s: float = 60.0) -> None:
 
 
 def ensure_topics(kafka: KafkaTarget, topics: dict[str, dict]) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet; return the names created. Topics that exist get
+    the configs named in their spec where they differ (a `decisions` topic created before it was
+    kept forever is switched to unlimited retention); other configs are left as they are."""
     client = admin(kafka)
     existing = set(client.list_topics(timeout=10).topics)
     new = [NewTopic(name, num_partitions=spec.get("partitions", 1), replication_factor=1,
@@ -62,7 +73,29 @@ def ensure_topics(kafka: KafkaTarget, topics: dict[str, dict]) -> list[str]:
         except KafkaException as e:
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise
+    reconcile_configs(client, {n: s.get("config", {}) for n, s in topics.items() if n in existing})
     return created
+
+
+def reconcile_configs(client, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Set the wanted configs of existing topics where they differ; returns what was changed."""
+    wanted = {n: c for n, c in wanted.items() if c}
+    if not wanted:
+        return {}
+    changes: dict[str, dict[str, str]] = {}
+    for res, fut in client.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in wanted]).items():
+        current = fut.result(timeout=30)
+        diff = {k: v for k, v in wanted[res.name].items() if k not in current or current[k].value != v}
+        if diff:
+            changes[res.name] = diff
+    if changes:
+        resources = [ConfigResource(ResourceType.TOPIC, n, incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in diff.items()])
+            for n, diff in changes.items()]
+        for _res, fut in client.incremental_alter_configs(resources).items():
+            fut.result(timeout=30)
+        log.info("topic configs changed: %s", changes)
+    return changes
 
 
 def end_offsets(kafka: KafkaTarget, topic: str) -> dict[int, int]:
@@ -108,12 +141,12 @@ class Role:
 
 
 ROLES: dict[str, Role] = {
-    "scanner": Role(reads=("listings", "feedback", "brands", "ledger"), writes=("decisions", "dead_letter", "ledger"),
-                    runs_job=True),
+    "scanner": Role(reads=("listings", "feedback", "brands", "ledger"),
+                    writes=("decisions", "status", "dead_letter", "ledger"), runs_job=True),
     "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback", "ledger")),
-    "cli": Role(reads=("listings", "brands", "feedback", "decisions", "dead_letter", "ledger"),
+    "cli": Role(reads=("listings", "brands", "feedback", "decisions", "status", "dead_letter", "ledger"),
                 writes=("listings", "brands", "feedback", "ledger"), watches_job=True),
-    "reader": Role(reads=("decisions",), writes=()),
+    "reader": Role(reads=("decisions", "status"), writes=()),
 }
 # The super user that creates topics and ACLs (and the broker's own inter-broker principal).
 ADMIN_PRINCIPAL = "admin"

@@ -11,8 +11,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from connectors.kafka_client import RDKAFKA_LOG, KafkaTarget, consumer, producer
 
-__all__ = ["RDKAFKA_LOG", "CatchUp", "TopicMissingError", "consume", "end_offsets", "key_of", "produce_lines",
-           "produce_waiting", "reader_config", "topic_partitions"]
+__all__ = ["RDKAFKA_LOG", "BrokerUnreachableError", "CatchUp", "TopicMissingError", "check_topic", "consume",
+           "end_offsets", "key_of", "produce_lines", "produce_waiting", "read_topic", "reader_config",
+           "topic_partitions"]
 
 
 def key_of(raw: bytes, field: str) -> bytes | None:
@@ -67,6 +68,41 @@ _RETRIABLE_METADATA = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NO
 
 class TopicMissingError(RuntimeError):
     """The topic does not exist (or the broker did not answer for it)."""
+
+
+class BrokerUnreachableError(RuntimeError):
+    """No broker answered at the bootstrap address."""
+
+
+_BROKER_DOWN = (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE,
+                KafkaError._AUTHENTICATION, KafkaError._SSL)
+
+
+def check_topic(consumer: Consumer, topic: str, bootstrap: str, timeout_s: float = METADATA_TIMEOUT_S) -> list[int]:
+    """The topic's partitions, or a clear error: `BrokerUnreachableError` when no broker answers
+    (or the client cannot connect: TLS, authentication), `TopicMissingError` when the broker
+    answers and the topic does not exist or this principal may not see it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            md = consumer.list_topics(timeout=max(0.5, min(10.0, deadline - time.monotonic())))
+        except KafkaException as e:
+            err = e.args[0]
+            if err.code() not in _BROKER_DOWN and not err.retriable():
+                raise
+            if time.monotonic() >= deadline:
+                raise BrokerUnreachableError(f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
+                                             f"({err.str()})") from None
+            time.sleep(0.2)
+            continue
+        if md.brokers:
+            break
+        if time.monotonic() >= deadline:
+            raise BrokerUnreachableError(f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s")
+    if topic not in md.topics:
+        raise TopicMissingError(f"topic {topic!r} is not available: it does not exist on {bootstrap} "
+                                "(or this principal may not describe it)")
+    return topic_partitions(consumer, topic, max(1.0, deadline - time.monotonic()))
 
 
 def topic_partitions(consumer: Consumer, topic: str, timeout_s: float = METADATA_TIMEOUT_S) -> list[int]:
@@ -201,3 +237,95 @@ def consume(kafka: KafkaTarget, topic: str, *, idle_timeout_s: float = 5.0, max_
                 return
     finally:
         c.close()
+
+
+def read_topic(kafka: KafkaTarget, topic: str, *, group: str | None = None, follow: bool = False,
+               max_messages: int | None = None, timeout_s: float | None = None, idle_timeout_s: float | None = None,
+               metadata_timeout_s: float = METADATA_TIMEOUT_S, read_committed: bool = True,
+               ) -> Iterator[tuple[bytes | None, bytes | None, int, int]]:
+    """The records of a topic as (key, value, partition, offset), committed ones only when
+    `read_committed`, for `zeroscan consume`.
+
+    Without `group`: every partition from the beginning, nothing committed. With `group`: as a
+    member of that consumer group (subscribed, so instances share the partitions), from the
+    group's committed offsets (the beginning for a new group), committing what was yielded.
+    Stops at the end of what the topic held (every partition assigned and at its end), unless
+    `follow`: then it keeps reading new records. Also stops after `max_messages`, after
+    `timeout_s` in all, or after `idle_timeout_s` without a record. Raises
+    `BrokerUnreachableError` or `TopicMissingError` before reading."""
+    from connectors.kafka_client import kafka_config
+
+    conf = reader_config(group_prefix="zeroscan-reader", read_committed=read_committed)
+    if group is not None:
+        conf.update({"group.id": group, "auto.offset.reset": "earliest", "enable.auto.offset.store": False})
+    c = consumer(kafka, conf)
+    started = time.monotonic()
+    pending: dict[int, int] = {}        # partition -> next offset to commit (group mode)
+
+    def commit() -> None:
+        if pending:
+            c.commit(offsets=[TopicPartition(topic, p, o) for p, o in pending.items()], asynchronous=False)
+            pending.clear()
+
+    try:
+        parts = check_topic(c, topic, kafka_config(kafka).bootstrap, metadata_timeout_s)
+        at_end: set[int] = set()
+        assigned: set[int] = set()
+        if group is None:
+            catch_up = None if follow else CatchUp(c, topic, end_offsets(c, topic, parts))
+            c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+            assigned = set(parts)
+        else:
+            catch_up = None
+
+            def on_assign(_c, tps):
+                assigned.update(tp.partition for tp in tps)
+
+            def on_revoke(_c, tps):
+                commit()
+                for tp in tps:
+                    assigned.discard(tp.partition)
+                    at_end.discard(tp.partition)
+
+            c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+        n, last, last_commit = 0, time.monotonic(), time.monotonic()
+        while True:
+            now = time.monotonic()
+            if timeout_s is not None and now - started >= timeout_s:
+                return
+            if idle_timeout_s is not None and now - last >= idle_timeout_s:
+                return
+            if not follow:
+                if catch_up is not None and catch_up.check():
+                    return
+                if group is not None and assigned and assigned <= at_end:
+                    return
+            if group is not None and now - last_commit >= 1.0:
+                commit()
+                last_commit = now
+            msg = c.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+                    if catch_up is not None:
+                        catch_up.on_eof(msg.partition(), msg.offset())
+                    continue
+                raise RuntimeError(f"consuming {topic}: {msg.error()}")
+            last = time.monotonic()
+            at_end.discard(msg.partition())
+            if catch_up is not None:
+                catch_up.on_message(msg.partition(), msg.offset())
+            yield msg.key(), msg.value(), msg.partition(), msg.offset()
+            if group is not None:
+                pending[msg.partition()] = msg.offset() + 1
+            n += 1
+            if max_messages is not None and n >= max_messages:
+                return
+    finally:
+        try:
+            if group is not None:
+                commit()
+        finally:
+            c.close()

@@ -29,12 +29,13 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("action", DataTypes.STRING()),
     DataTypes.FIELD("payload", DataTypes.STRING()),
     DataTypes.FIELD("ledger", DataTypes.STRING()),
+    DataTypes.FIELD("clear", DataTypes.STRING()),
 ])
 TAGGED = "tagged"
 
 
 class ScanFunction(ScalarFunction):
-    """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger).
+    """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger, clear).
 
     `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
     KafkaClientConfig holding secrets: never log the config),
@@ -94,6 +95,7 @@ class ScanFunction(ScalarFunction):
             "action": [r.action for r in rows],
             "payload": [r.payload for r in rows],
             "ledger": [r.ledger for r in rows],
+            "clear": [r.clear for r in rows],
         })
 
     def close(self):

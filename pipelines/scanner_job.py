@@ -6,8 +6,9 @@
              flagged / changed brand or action  -> decision
              flagged before, not now (or delete) -> clear
                                                  -> sink(decisions)
+                                                 -> sink(listing-status): latest per listing+brand
 
-Kafka mode reads `listings` and writes `decisions` and `dead-letter` exactly once
+Kafka mode reads `listings` and writes `decisions`, `listing-status` and `dead-letter` exactly once
 (checkpoints + transactional sinks + read_committed). File mode reads JSON Lines files on the
 local mini-cluster and collects the results to files. `main()` only wires configuration.
 """
@@ -155,8 +156,8 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
         # Must stay below the broker's transaction.max.timeout.ms (15 min by default).
         "properties.transaction.timeout.ms": "900000",
     }
-    for name, topic in (("decisions_kafka", t.decisions), ("dead_letter_kafka", t.dead_letter),
-                        ("ledger_kafka", t.ledger)):
+    for name, topic in (("decisions_kafka", t.decisions), ("status_kafka", t.status),
+                        ("dead_letter_kafka", t.dead_letter), ("ledger_kafka", t.ledger)):
         t_env.execute_sql(_kafka_table(
             name, topic, settings, "`k` STRING, `v` STRING",
             {**sink_opts, "sink.transactional-id-prefix": f"{settings.transactional_id_prefix}-{topic}"}))
@@ -173,7 +174,8 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
 
 
 def define_scan(t_env: TableEnvironment, config: dict) -> None:
-    """Views `decisions_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)` over `raw_in`."""
+    """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
+    over `raw_in`."""
     t_env.create_temporary_function("scan", scan_udf({**config, "model_version": MODEL_VERSION}))
     # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
     # listing), so a listing's updates and the feedback about it always reach the same scan
@@ -187,25 +189,39 @@ def define_scan(t_env: TableEnvironment, config: dict) -> None:
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW scanned AS
         SELECT r.kind AS kind, r.listing_id AS listing_id, r.brand_id AS brand_id, r.action AS action,
-               r.payload AS payload, r.ledger AS ledger, PROCTIME() AS pt
+               r.payload AS payload, r.ledger AS ledger, r.clear AS clear_prefix, PROCTIME() AS pt
         FROM (SELECT scan(`value`, src, part, pos, input_kind, seen) AS r FROM keyed_in) AS s""")
     # Per listing, what the previous scan said: a decision is emitted when the listing becomes
     # flagged or its brand/action changes, and a `clear` when a flagged listing stops being one.
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW transitions AS
-        SELECT kind, listing_id, brand_id, action, payload,
+        SELECT kind, listing_id, brand_id, action, payload, clear_prefix,
                LAG(kind) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_kind,
                LAG(brand_id) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_brand,
                LAG(action) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_action
         FROM scanned WHERE kind IN ('decision', 'pass')""")
     t_env.execute_sql("""
-        CREATE TEMPORARY VIEW decisions_out AS
-        SELECT listing_id AS k,
-               CASE WHEN kind = 'decision' THEN payload ELSE CONCAT(payload, '"', prev_brand, '"}') END AS v
+        CREATE TEMPORARY VIEW changes AS
+        SELECT listing_id, CASE WHEN kind = 'decision' THEN brand_id ELSE prev_brand END AS brand_id,
+               CASE WHEN kind = 'decision' THEN payload ELSE CONCAT(payload, '"', prev_brand, '"}') END AS v,
+               -- the listing was flagged for another brand before: that brand's entry is cleared
+               CASE WHEN kind = 'decision' AND prev_kind = 'decision' AND prev_brand <> brand_id
+                    THEN CONCAT(clear_prefix, '"', prev_brand, '"}') END AS superseded,
+               prev_brand
         FROM transitions
         WHERE (kind = 'decision' AND (prev_kind IS NULL OR prev_kind <> 'decision'
                                       OR prev_brand <> brand_id OR prev_action <> action))
            OR (kind = 'pass' AND prev_kind = 'decision')""")
+    t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT listing_id AS k, v FROM changes")
+    # The latest state per listing and brand, for the compacted `listing-status` topic: key
+    # ["listing_id","brand_id"] (a JSON array), value the latest decision for that pair, `clear`
+    # included (never a tombstone, so a reader that was away longer than the topic's tombstone
+    # retention still sees the clearance).
+    t_env.execute_sql("""
+        CREATE TEMPORARY VIEW status_out AS
+        SELECT JSON_ARRAY(listing_id, brand_id) AS k, v FROM changes
+        UNION ALL
+        SELECT JSON_ARRAY(listing_id, prev_brand) AS k, superseded AS v FROM changes WHERE superseded IS NOT NULL""")
     t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS "
                       "SELECT COALESCE(listing_id, '') AS k, payload AS v FROM scanned WHERE kind = 'dead'")
     t_env.execute_sql("CREATE TEMPORARY VIEW ledger_out AS "
@@ -283,6 +299,7 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     })
     stmts = t_env.create_statement_set()
     stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
+    stmts.add_insert_sql("INSERT INTO status_kafka SELECT k, v FROM status_out")
     stmts.add_insert_sql("INSERT INTO dead_letter_kafka SELECT k, v FROM dead_out")
     stmts.add_insert_sql("INSERT INTO ledger_kafka SELECT k, v FROM ledger_out")
     return t_env, stmts

@@ -37,6 +37,9 @@ class OutRow:
     action: str | None
     payload: str
     ledger: str | None = None
+    # On a decision: the `clear` prefix for a different brand the listing was flagged for before
+    # (completed by the job with that brand; see `_superseded`).
+    clear: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +83,8 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
         if stream == FEEDBACK:
             ev, dead = _parse(raw, origins[i], now_ms, feedback_from_obj)
             if dead is None:
-                _scan_pending(ok_idx, listings, rows, ctx, now_ms)
-            rows[i] = dead or _feedback_row(ev, ctx, now_ms)
+                _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins)
+            rows[i] = dead or _feedback_row(ev, ctx, now_ms, origins[i])
             continue
         listing, dead = _parse(raw, origins[i], now_ms, listing_from_obj)
         if dead is not None:
@@ -89,28 +92,40 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
             continue
         ok_idx.append(i)
         listings.append(listing)
-    _scan_pending(ok_idx, listings, rows, ctx, now_ms)
+    _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins)
     return rows  # type: ignore[return-value]
 
 
 def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow | None], ctx: ScanContext,
-                  now_ms: int) -> None:
-    """Scan the listings collected so far into their rows, and empty the lists."""
+                  now_ms: int, origins: Sequence[Origin]) -> None:
+    """Scan the listings collected so far into their rows, and empty the lists. Every decision
+    names the record it was made from (`source`: where the listing update was read)."""
     if not listings:
         return
     decisions = ctx.scanner.scan(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
     for i, listing, d in zip(ok_idx, listings, decisions):
         if d is not None:
-            rows[i] = OutRow(RowKind.DECISION, listing.listing_id, d.brand_id, _transition_key(d), decision_json(d))
+            d = dataclasses.replace(d, source=origins[i].to_json())
+            rows[i] = OutRow(RowKind.DECISION, listing.listing_id, d.brand_id, _transition_key(d), decision_json(d),
+                             clear=_superseded(listing.listing_id, listing.seller_id, now_ms, d, origins[i]))
         else:
             reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
             rows[i] = OutRow(RowKind.PASS, listing.listing_id, None, None,
-                             clear_prefix(listing.listing_id, listing.seller_id, now_ms, reason))
+                             clear_prefix(listing.listing_id, listing.seller_id, now_ms, reason,
+                                          listing.event_time_ms, origins[i]))
     ok_idx.clear()
     listings.clear()
 
 
-def _feedback_row(ev, ctx: ScanContext, now_ms: int) -> OutRow:
+def _superseded(listing_id: str, seller_id: str, now_ms: int, d: Decision, origin: Origin) -> str:
+    """The `clear` for the listing's previous brand, should the job find it was flagged for
+    another one (a listing is reported for its strongest brand): written to `listing-status`
+    only, so that the previous brand's entry there does not stay open."""
+    return clear_prefix(listing_id, seller_id, now_ms, f"superseded: the listing is now reported for {d.brand_id}",
+                        d.event_time, origin)
+
+
+def _feedback_row(ev, ctx: ScanContext, now_ms: int, origin: Origin) -> OutRow:
     if ctx.feedback is None:
         raise RuntimeError("feedback events need a feedback state")
     context = ctx.contexts.get(ev.listing_id) if ctx.contexts is not None else None
@@ -123,7 +138,10 @@ def _feedback_row(ev, ctx: ScanContext, now_ms: int) -> OutRow:
     if decision is None:
         return OutRow(RowKind.NONE, ev.listing_id, None, None, "", ledger)
     if decision.action is Action.CLEAR:
-        prefix = clear_prefix(ev.listing_id, decision.seller_id, now_ms, f"appeal upheld: reinstated ({ev.actor})")
+        prefix = clear_prefix(ev.listing_id, decision.seller_id, now_ms, f"appeal upheld: reinstated ({ev.actor})",
+                              ev.event_time_ms, origin)
         return OutRow(RowKind.PASS, ev.listing_id, None, None, prefix, ledger)
+    decision = dataclasses.replace(decision, source=origin.to_json())
     return OutRow(RowKind.DECISION, ev.listing_id, decision.brand_id, _transition_key(decision),
-                  decision_json(decision), ledger)
+                  decision_json(decision), ledger,
+                  clear=_superseded(ev.listing_id, decision.seller_id, now_ms, decision, origin))

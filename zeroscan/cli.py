@@ -193,16 +193,33 @@ CONSUME_METADATA_TIMEOUT_S = 5.0
 
 
 def cmd_consume(args, settings: Settings) -> int:
-    from connectors.kafka_io import TopicMissingError, consume
+    """Print a topic's committed records, one per line (with --keys: key TAB value)."""
+    from connectors.kafka_io import BrokerUnreachableError, TopicMissingError, read_topic
 
+    if not args.verbose:  # a missing broker is reported once, below, not by every connection attempt
+        logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
+    # Without --follow, stop when nothing new arrived for --idle seconds even before the end.
+    idle = None if args.follow else args.idle
+    out = sys.stdout
     try:
-        for _key, value, _p, _o in consume(settings.kafka, args.topic, idle_timeout_s=args.idle,
-                                            max_messages=args.max, stop_at_end=True,
-                                            metadata_timeout_s=CONSUME_METADATA_TIMEOUT_S):
-            sys.stdout.write((value or b"null").decode("utf-8", "replace") + "\n")
-    except TopicMissingError as e:
-        print(f"error: {e} on {settings.bootstrap}", file=sys.stderr)
+        for key, value, _p, _o in read_topic(settings.kafka, args.topic, group=args.group, follow=args.follow,
+                                             max_messages=args.max, timeout_s=args.timeout, idle_timeout_s=idle,
+                                             metadata_timeout_s=CONSUME_METADATA_TIMEOUT_S):
+            line = (value or b"null").decode("utf-8", "replace")
+            if args.keys:
+                line = ("null" if key is None else key.decode("utf-8", "replace")) + "\t" + line
+            out.write(line + "\n")
+            if args.follow:
+                out.flush()
+    except BrokerUnreachableError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
+    except TopicMissingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:   # the way to stop --follow; offsets of --group are committed
+        out.flush()
+        return 0
     return 0
 
 
@@ -252,10 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-field", default="listing_id", help="JSON field used as the message key")
     p.set_defaults(fn=cmd_produce)
 
-    c = sub.add_parser("consume", help="print a topic's committed records from the beginning to its end")
+    c = sub.add_parser("consume", help="print a topic's committed records (read_committed), from the beginning "
+                                       "to its end, or on with --follow")
     c.add_argument("topic")
-    c.add_argument("--max", type=int)
-    c.add_argument("--idle", type=float, default=3.0, help="stop after this many seconds without a record, even before the end")
+    c.add_argument("--keys", action="store_true", help="print each record as KEY<TAB>VALUE (null for no key)")
+    c.add_argument("--follow", "-f", action="store_true",
+                   help="keep reading new records past the end until Ctrl-C, --max-records or --timeout")
+    c.add_argument("--group", metavar="G", help="read as a member of consumer group G: from its committed "
+                                                 "offsets (the beginning for a new group), committing what was printed")
+    c.add_argument("--max-records", "--max", dest="max", type=int, metavar="N", help="stop after N records")
+    c.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds in all")
+    c.add_argument("--idle", type=float, default=3.0,
+                   help="without --follow: stop after this many seconds without a record, even before the end")
     c.set_defaults(fn=cmd_consume)
 
     from zeroscan import brands_cli, feedback_cli

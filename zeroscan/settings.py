@@ -126,6 +126,8 @@ class Topics:
     brands: str = "brands"
     feedback: str = "feedback"
     decisions: str = "decisions"
+    # Compacted: the latest decision per listing and brand (a `clear` included).
+    status: str = "listing-status"
     dead_letter: str = "dead-letter"
     # Internal: what the job learned from feedback (accepted/refused removals, appeal outcomes),
     # replayed by every scan operator.

@@ -15,6 +15,7 @@ import pytest
 from connectors.kafka_admin import committed_offsets, end_offsets
 from connectors.kafka_io import consume, produce_lines
 from tests.conftest import ROOT, settings_env
+from tests.unit.test_record_schemas import STATUS, STATUS_KEY, check_decision
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,12 @@ def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafk
         decisions = read(s, s.topics.decisions)
         assert sorted((d["listing_id"], d["brand_id"], d["action"]) for d in decisions) == [
             ("l1", "veltrix", "takedown"), ("l3", "lumora", "review")]
+        # each names the listing update it was made from: its event time, topic, partition, offset
+        sources = {d["listing_id"]: d["source"] for d in decisions}
+        assert {d["listing_id"]: d["event_time"] for d in decisions} == {"l1": 1_700_000_000_001,
+                                                                         "l3": 1_700_000_000_003}
+        assert {src["topic"] for src in sources.values()} == {s.topics.listings}
+        assert all(isinstance(src["partition"], int) and isinstance(src["offset"], int) for src in sources.values())
         dead = read(s, s.topics.dead_letter)
         assert len(dead) == 2
         assert {d["origin"]["topic"] for d in dead} == {s.topics.listings}
@@ -108,3 +115,17 @@ def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafk
     assert {f"l{100 + i}" for i in range(200)} <= {d["listing_id"] for d in decisions}
     assert per_listing[("l1", "clear")] == 1 and per_listing[("l3", "review")] == 1
     assert len(read(s, s.topics.dead_letter)) == 2
+    # listing-status: the latest decision per listing and brand, written once per change like
+    # decisions (same transactions), and l1's clear kept as a record
+    status = [(json.loads(k), json.loads(v)) for k, v, _p, _o in consume(s.bootstrap, s.topics.status,
+                                                                          stop_at_end=True)]
+    assert len(status) == len(decisions)
+    for d in decisions:
+        check_decision(d)
+    for k, v in status:
+        STATUS_KEY.validate(k)
+        STATUS.validate(v)
+    latest = {tuple(k): v for k, v in status}
+    assert all(list(k) == [v["listing_id"], v["brand_id"]] for k, v in latest.items())
+    assert latest["l1", "veltrix"]["action"] == "clear" and latest["l1", "veltrix"]["event_time"] == 9
+    assert latest["l3", "lumora"]["action"] == "review"

@@ -10,6 +10,7 @@ import pytest
 from pipelines.scanner_job import run_file_scan
 from tests.conftest import SAMPLES
 from tests.unit.test_contract import SCHEMAS
+from tests.unit.test_record_schemas import check_decision
 from zeroscan.settings import Settings
 
 pytestmark = pytest.mark.pipeline
@@ -32,6 +33,12 @@ def test_decisions_are_contract_valid(sample_scan):
     assert res.decisions == len(decisions) > 0
     for d in decisions:
         jsonschema.validate(d, schema)
+        check_decision(d)       # the project's format: event time and the file line it came from
+    listings = (SAMPLES / "listings.jsonl").read_bytes().split(b"\n")   # one line is not UTF-8 (a dead letter)
+    for d in decisions:
+        assert d["source"]["file"] == str((SAMPLES / "listings.jsonl").resolve())
+        src = json.loads(listings[d["source"]["line"] - 1])
+        assert src["listing_id"] == d["listing_id"]
 
 
 def test_what_the_sample_presents_is_flagged_for_the_right_brand(sample_scan):

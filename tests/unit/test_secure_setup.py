@@ -50,19 +50,20 @@ def test_roles_rights_on_topics():
     t = Topics.prefixed("p-")
     rights = _rights(t)
     writers = {topic: {who for who, r in rights.items() if (topic, "WRITE") in r} for topic in (
-        t.listings, t.brands, t.feedback, t.decisions, t.dead_letter, t.ledger)}
+        t.listings, t.brands, t.feedback, t.decisions, t.status, t.dead_letter, t.ledger)}
     assert writers == {
         t.listings: {"cli"},                  # listing updates come from the operator's feeds
         t.brands: {"api", "cli"},             # the registry, through the API or the operator
         t.feedback: {"api", "cli"},           # removals via the API, appeals via the operator
         t.decisions: {"scanner"},             # only the job decides
+        t.status: {"scanner"},                # and keeps the latest state per listing and brand
         t.dead_letter: {"scanner"},
         # the job records what feedback did; the registry (through the API or the operator)
         # records who approved, rejected, granted, created accounts: the principals that may
         # write brands already
         t.ledger: {"scanner", "api", "cli"},
     }
-    assert rights["reader"] == {(t.decisions, "READ")}
+    assert rights["reader"] == {(t.decisions, "READ"), (t.status, "READ")}
     assert set(rights) == set(ROLES)
 
 
