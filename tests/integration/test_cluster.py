@@ -84,38 +84,15 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-class FileMode:
-    """`zeroscan scan` on files of these listings and feedback events, started in the background
-    (it needs no cluster, so it runs while the cluster starts and the cluster job works);
-    `results()` waits for it and returns its (decisions, dead letters, ledger events)."""
-
-    def __init__(self, tmp: Path, listings: list[bytes], feedback: list[bytes]):
-        self.tmp = tmp
-        (tmp / "listings.jsonl").write_bytes(b"\n".join(listings) + b"\n")
-        (tmp / "feedback.jsonl").write_bytes(b"\n".join(feedback) + b"\n")
-        self.started = time.monotonic()
-        with open(tmp / "scan.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "zeroscan", "scan", "--brands", str(SAMPLES / "brands.jsonl"),
-                 "--listings", str(tmp / "listings.jsonl"), "--feedback", str(tmp / "feedback.jsonl"),
-                 "--out", str(tmp / "decisions.jsonl")], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env={**os.environ, "ZEROSCAN_STATE_DIR": str(tmp / "file-state")})
-        self._results: tuple[list[dict], list[dict], list[dict]] | None = None
-
-    def results(self) -> tuple[list[dict], list[dict], list[dict]]:
-        if self._results is None:
-            rc = self.proc.wait(timeout=max(1.0, self.started + JOB_TIMEOUT_S - time.monotonic()))
-            assert rc == 0, (self.tmp / "scan.log").read_text(errors="replace")[-3000:]
-            tmp = self.tmp
-            self._results = (jsonl(tmp / "decisions.jsonl"), jsonl(tmp / "decisions.dead-letter.jsonl"),
-                             jsonl(tmp / "decisions.ledger.jsonl"))
-            assert all(self._results)
-        return self._results
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+def file_mode(tmp: Path, listings: list[bytes], feedback: list[bytes]) -> tuple[list[dict], list[dict], list[dict]]:
+    (tmp / "listings.jsonl").write_bytes(b"\n".join(listings) + b"\n")
+    (tmp / "feedback.jsonl").write_bytes(b"\n".join(feedback) + b"\n")
+    out = tmp / "decisions.jsonl"
+    subprocess.run([sys.executable, "-m", "zeroscan", "scan", "--brands", str(SAMPLES / "brands.jsonl"),
+                    "--listings", str(tmp / "listings.jsonl"), "--feedback", str(tmp / "feedback.jsonl"),
+                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=JOB_TIMEOUT_S,
+                   env={**os.environ, "ZEROSCAN_STATE_DIR": str(tmp / "file-state")})
+    return jsonl(out), jsonl(tmp / "decisions.dead-letter.jsonl"), jsonl(tmp / "decisions.ledger.jsonl")
 
 
 def wait_consumed(settings, cluster, job_id: str, topics: list[str], timeout_s: float = JOB_TIMEOUT_S) -> None:
@@ -211,13 +188,10 @@ def listening_addresses(pid: int) -> set[tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def expected(tmp_path_factory):
-    """File mode (`zeroscan scan`) on the input every cluster test uses, started before the
-    cluster (tests ask for this fixture first) and awaited where its results are compared."""
-    run = FileMode(tmp_path_factory.mktemp("file-mode"), generated_listings(), feedback_events())
-    try:
-        yield run
-    finally:
-        run.stop()
+    """File mode (`zeroscan scan`) on the input every cluster test uses."""
+    got = file_mode(tmp_path_factory.mktemp("file-mode"), generated_listings(), feedback_events())
+    assert all(got)
+    return got
 
 
 def submit(settings, cluster, parallelism: int) -> tuple[str, dict[str, str]]:
@@ -228,10 +202,11 @@ def submit(settings, cluster, parallelism: int) -> tuple[str, dict[str, str]]:
     return sub.stdout.split("submitted job ", 1)[1].split(";", 1)[0], env
 
 
-def test_cluster_job_matches_file_mode(expected, flink_cluster, kafka_settings):
+def test_cluster_job_matches_file_mode(flink_cluster, kafka_settings, expected):
     s = kafka_settings
     cluster = flink_cluster
     listings, feedback = generated_listings(), feedback_events()
+    expected_decisions, expected_dead, expected_ledger = expected
 
     # Three JVMs, each bound to loopback only (the Prometheus reporter has no bind-address option).
     st = cluster.status()
@@ -277,7 +252,6 @@ def test_cluster_job_matches_file_mode(expected, flink_cluster, kafka_settings):
     assert list((cluster.home / "checkpoints" / job_id).glob("chk-*"))
     assert not (s.state_dir / "checkpoints").exists()
 
-    expected_decisions, expected_dead, expected_ledger = expected.results()
     assert by_listing(read(s, s.topics.decisions)) == by_listing(expected_decisions)
     assert dead_keys(read(s, s.topics.dead_letter)) == dead_keys(expected_dead)
     assert ledger_keys(read(s, s.topics.ledger)) == ledger_keys(expected_ledger)
@@ -298,7 +272,7 @@ def job_workers(cluster, job_id: str, pids: dict[str, int]) -> list[int]:
 
 
 @pytest.mark.faults
-def test_cluster_job_survives_more_python_worker_kills_than_the_old_limit(expected, flink_cluster, kafka_settings):
+def test_cluster_job_survives_more_python_worker_kills_than_the_old_limit(flink_cluster, kafka_settings, expected):
     """kill -9 of the job's Python worker, KILLS times at random moments, each followed by a wave of listings:
     the job restarts every time (exponential-delay, no attempt limit) and its output still
     equals file mode's: nothing lost, nothing written twice. Parallelism 1: the per-worker
@@ -344,7 +318,7 @@ def test_cluster_job_survives_more_python_worker_kills_than_the_old_limit(expect
     finally:
         cancel_and_wait(cluster, job_id)
     print(f"recovery after each kill -9 of the Python worker: {[round(r, 1) for r in recovery]} s")
-    expected_decisions, expected_dead, expected_ledger = expected.results()
+    expected_decisions, expected_dead, expected_ledger = expected
     assert by_listing(read(s, s.topics.decisions)) == by_listing(expected_decisions)
     assert dead_keys(read(s, s.topics.dead_letter)) == dead_keys(expected_dead)
     assert ledger_keys(read(s, s.topics.ledger)) == ledger_keys(expected_ledger)
