@@ -566,10 +566,11 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         finally:
             stop_job(job)
         wall = (done_at or time.monotonic()) - t0
+        # The job has exited: the topics hold all they will (read to their end, no idle wait).
         dead = [json.loads(v) for _k, v, _p, _o in consume(settings.kafka, settings.topics.dead_letter,
-                                                             idle_timeout_s=3)]
+                                                             stop_at_end=True)]
         decisions = [json.loads(v) for _k, v, _p, _o in consume(settings.kafka, settings.topics.decisions,
-                                                                  idle_timeout_s=3)]
+                                                                  stop_at_end=True)]
         got_dead = Counter(d.get("record_sha256") or hashlib.sha256(
             d["record"].encode()).hexdigest() for d in dead)
         restarts_in_log = log_path.read_text(errors="replace").count("to RESTARTING")

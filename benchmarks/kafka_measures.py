@@ -17,6 +17,7 @@ from benchmarks.traffic import Traffic
 from connectors.kafka_admin import committed_offsets, end_offsets
 from connectors.kafka_client import consumer, producer
 from connectors.kafka_io import produce_lines, produce_waiting
+from zeroscan.progress import bar
 from zeroscan.settings import ROOT, Settings
 
 
@@ -127,17 +128,19 @@ def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, l
     marks: list[tuple[float, int, float]] = []
     peak = 0.0
     t_start = time.monotonic()
-    while True:
-        if job.poll() is not None:
-            raise RuntimeError(f"job exited; see {settings.state_dir}/{log}")
-        done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
-        marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
-        peak = max(peak, rss_mib(job.pid))
-        if done >= last:
-            break
-        if time.monotonic() - t_start > 1800:
-            raise RuntimeError("job too slow: over 30 min")
-        time.sleep(0.5)
+    with bar(last - first, log.removesuffix(".log"), "rec") as shown:  # committed so far (stderr, terminals only)
+        while True:
+            if job.poll() is not None:
+                raise RuntimeError(f"job exited; see {settings.state_dir}/{log}")
+            done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
+            marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
+            peak = max(peak, rss_mib(job.pid))
+            shown.update(max(0, min(done, last) - first - shown.n))
+            if done >= last:
+                break
+            if time.monotonic() - t_start > 1800:
+                raise RuntimeError("job too slow: over 30 min")
+            time.sleep(0.5)
     # Committed offsets advance once per checkpoint: take the last poll at or below 10 % and the
     # first at or above 90 % of the way (at least one checkpoint apart).
     span = last - first

@@ -21,7 +21,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
@@ -246,6 +246,12 @@ def image_config(settings: Settings) -> dict:
             "fetch": FetchBudgets.from_config(settings.fetch_budgets).to_config()}
 
 
+class FileScanProgress(Protocol):
+    def started(self, job_id: str) -> None: ...
+    def row(self, kind: str) -> None: ...
+    def close(self, done: bool) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FileScanResult:
     records: int
@@ -255,15 +261,22 @@ class FileScanResult:
 
 
 def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, dead_out: Path,
-                  parallelism: int = 1, feedback: Path | None = None, ledger_out: Path | None = None) -> FileScanResult:
-    """File mode: the same graph on the local mini-cluster, results collected in stream order."""
+                  parallelism: int = 1, feedback: Path | None = None, ledger_out: Path | None = None,
+                  progress: Callable[[int], "FileScanProgress"] | None = None) -> FileScanResult:
+    """File mode: the same graph on the local mini-cluster, results collected in stream order.
+    `progress`, given the number of input records, returns what is told the job id once the job
+    runs and each output row's kind (`zeroscan scan`'s progress bar)."""
     work = settings.state_dir / "file-scan"
     work.mkdir(parents=True, exist_ok=True)
     tagged = work / f"input-{os.getpid()}.tagged"
     n = merge_tagged(listings, feedback, tagged)
+    shown = progress(n) if progress is not None else None
+    done = False
     try:
-        t_env = make_table_env(settings, parallelism, kafka=False, overrides={
-            "state.backend.type": "hashmap", "execution.checkpointing.interval": None})
+        overrides = {"state.backend.type": "hashmap", "execution.checkpointing.interval": None}
+        if shown is not None:  # the web UI's job metrics refreshed every second, not every 10 s
+            overrides["metrics.fetcher.update-interval"] = "1000"
+        t_env = make_table_env(settings, parallelism, kafka=False, overrides=overrides)
         register_file_io(t_env, tagged)
         define_scan(t_env, {"brands": {"kind": "file", "path": str(brands.resolve())},
                             "files": {"listing": str(listings.resolve()),
@@ -276,14 +289,22 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
         counts = {"decision": 0, "dead": 0, "ledger": 0}
         out.parent.mkdir(parents=True, exist_ok=True)
         ledger_path = ledger_out or out.with_name(out.stem + ".ledger.jsonl")
+        result = results.execute()
+        if shown is not None:
+            shown.started(str(result.get_job_client().get_job_id()))
         with open(out, "w", encoding="utf-8") as fd, open(dead_out, "w", encoding="utf-8") as fdl, \
-                open(ledger_path, "w", encoding="utf-8") as fl, results.execute().collect() as rows:
+                open(ledger_path, "w", encoding="utf-8") as fl, result.collect() as rows:
             files = {"decision": fd, "dead": fdl, "ledger": fl}
             for row in rows:
                 files[row[0]].write(row[1] + "\n")
                 counts[row[0]] += 1
+                if shown is not None:
+                    shown.row(row[0])
+        done = True
     finally:
         tagged.unlink(missing_ok=True)
+        if shown is not None:
+            shown.close(done)
     return FileScanResult(n, counts["decision"], counts["dead"], counts["ledger"])
 
 

@@ -155,7 +155,10 @@ def cmd_scan(args, settings: Settings) -> int:
     if args.feedback is not None and not args.feedback.is_file():
         print(f"error: {args.feedback} is not a file", file=sys.stderr)
         return 2
-    res = run_file_scan(settings, args.brands, args.listings, args.out, dead, args.parallelism, args.feedback)
+    from zeroscan.progress import ScanProgress, wanted
+
+    res = run_file_scan(settings, args.brands, args.listings, args.out, dead, args.parallelism, args.feedback,
+                        progress=lambda total: ScanProgress(total, wanted(args.quiet)))
     took = time.monotonic() - t0
     counts = _action_counts(args.out)
     flagged = ", ".join(f"{a.value} {counts.get(a.value, 0)}" for a in Action)
@@ -261,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--feedback", type=Path, help="feedback events (brand removals, appeals)")
     s.add_argument("--dead-letter", type=Path, help="default: OUT's name + .dead-letter.jsonl")
     s.add_argument("--parallelism", type=int, default=1)
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (there is none either when stderr is not a terminal)")
     s.set_defaults(fn=cmd_scan)
 
     p = sub.add_parser("produce", help="send a JSON Lines file to a topic, one record per line")

@@ -106,12 +106,24 @@ def wait_consumed(settings, cluster, job_id: str, topics: list[str], timeout_s: 
         if all(all(committed_offsets(settings.bootstrap, settings.consumer_group, t).get(p, 0) >= o
                    for p, o in target.items()) for t, target in targets.items()):
             return
-        time.sleep(1)
+        time.sleep(0.25)
     raise AssertionError(f"job did not commit {targets} within {timeout_s}s")
 
 
 def read(settings, topic: str) -> list[dict]:
-    return [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, topic, idle_timeout_s=3)]
+    """A topic's committed records, read to the end it has now (the job is cancelled by then:
+    nothing more is written)."""
+    return [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, topic, stop_at_end=True)]
+
+
+def cancel_and_wait(cluster, job_id: str, timeout_s: float = 120) -> None:
+    """Cancel the job and wait until the cluster reports it cancelled (its tasks are gone, so no
+    more output can be committed)."""
+    cluster.cancel(job_id)
+    deadline = time.monotonic() + timeout_s
+    while cluster.rest(f"/jobs/{job_id}")["state"] not in ("CANCELED", "FAILED", "FINISHED"):
+        assert time.monotonic() < deadline, f"job {job_id} not cancelled within {timeout_s}s"
+        time.sleep(0.2)
 
 
 def descendants(pid: int) -> list[int]:
@@ -235,7 +247,7 @@ def test_cluster_job_matches_file_mode(flink_cluster, kafka_settings, expected):
                                              or "heckpoint" in n or "estart" in n))
         assert {f"flink_taskmanager_job_task_operator_zeroscan_{m}" for m in ZEROSCAN_COUNTERS} <= scraped
     finally:
-        cluster.cancel(job_id)
+        cancel_and_wait(cluster, job_id)
     # The cluster owns the state: checkpoints where its configuration says, none in the client's folder.
     assert list((cluster.home / "checkpoints" / job_id).glob("chk-*"))
     assert not (s.state_dir / "checkpoints").exists()
@@ -304,7 +316,7 @@ def test_cluster_job_survives_more_python_worker_kills_than_the_old_limit(flink_
         assert cluster.rest(f"/jobs/{job_id}")["state"] == "RUNNING"
         assert restarts(cluster, job_id) >= KILLS
     finally:
-        cluster.cancel(job_id)
+        cancel_and_wait(cluster, job_id)
     print(f"recovery after each kill -9 of the Python worker: {[round(r, 1) for r in recovery]} s")
     expected_decisions, expected_dead, expected_ledger = expected
     assert by_listing(read(s, s.topics.decisions)) == by_listing(expected_decisions)

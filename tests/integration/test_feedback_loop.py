@@ -11,7 +11,7 @@ import time
 import pytest
 
 from connectors.kafka_io import consume, produce_lines
-from tests.integration.test_kafka_job import listing, read, start_job, stop, wait_committed
+from tests.integration.test_kafka_job import POLL_S, listing, read, start_job, stop, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def wait_for(settings, job, predicate, timeout_s=60):
         got = read(settings, settings.topics.decisions)
         if predicate(got):
             return got
-        time.sleep(1)
+        time.sleep(POLL_S)
     raise AssertionError(f"condition not met; decisions: {got}")
 
 
@@ -112,7 +112,8 @@ def test_removal_neighbour_suspension_and_refusal(kafka_settings):
         assert r["action"] == "review" and r["signals"][0]["detail"]["suspended"] is True
     finally:
         stop(job)
-    ledger = [json.loads(v) for _k, v, _p, _o in consume(s.bootstrap, s.topics.ledger, idle_timeout_s=2)]
+    # The job stopped with a savepoint: its last transactions are committed, the topic is final.
+    ledger = [json.loads(v) for _k, v, _p, _o in consume(s.bootstrap, s.topics.ledger, stop_at_end=True)]
     kinds = [(e["listing_id"], e["kind"]) for e in ledger]
     assert ("l2", "removal_refused") in kinds and ("l1", "removal_accepted") in kinds
     [l4] = [e for e in ledger if e["listing_id"] == "l4"]

@@ -49,7 +49,7 @@ def test_embedded_job_status_web_ui_and_prometheus_metrics(kafka_settings):
                       if c != "feedback_events"}
             if wanted <= mine or time.monotonic() > deadline:
                 break
-            time.sleep(2)
+            time.sleep(0.5)
         assert wanted <= mine, sorted(n for n in mine if "zeroscan" in n)
         assert "flink_jobmanager_job_numRestarts" in mine
     finally:
