@@ -459,21 +459,26 @@ def cmd_api_serve(args, settings: Settings) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         print("error: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
         return 2
+    from pipelines.scanner_job import image_config
+    from zeroscan.portal.check import ListingCheck
+
     publish = _publisher(settings, args.no_publish)
     feedback = signals = standing = None
     if publish is not None:
         from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 
         feedback = FeedbackPublisher(settings.kafka, settings.topics.feedback)
-        signals = SignalIndex(settings.kafka, settings.topics.decisions)
+        signals = SignalIndex(settings.kafka, settings.topics.decisions, settings.topics.listings)
         standing = StandingIndex(settings.kafka, settings.topics.ledger)
+    # the portal's "check a listing": the job's image configuration, photos only under this folder
+    check = ListingCheck(settings.state_dir / "portal-checks", image_config(settings))
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
                              AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
-                             standing=standing)
+                             standing=standing, check=check)
             scheme = "https" if args.tls_cert else "http"
-            print(f"brand API on {scheme}://{args.host}:{args.port} (OpenAPI at /docs); "
+            print(f"brand API on {scheme}://{args.host}:{args.port} (OpenAPI at /docs, the owners' portal at /ui/); "
                   f"{'publishing to ' + settings.topics.brands if publish else 'not publishing'}", file=sys.stderr)
             serve(app, args.host, args.port, str(args.tls_cert) if args.tls_cert else None,
                   str(args.tls_key) if args.tls_key else None)
@@ -481,7 +486,7 @@ def cmd_api_serve(args, settings: Settings) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
-        for part in (publish, feedback, signals, standing):
+        for part in (publish, feedback, signals, standing, check):
             if part is not None:
                 part.close()
     return 0
