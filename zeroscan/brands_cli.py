@@ -459,7 +459,6 @@ def cmd_api_serve(args, settings: Settings) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         print("error: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
         return 2
-    from pipelines.scanner_job import image_config
     from zeroscan.portal.check import ListingCheck
 
     publish = _publisher(settings, args.no_publish)
@@ -470,8 +469,15 @@ def cmd_api_serve(args, settings: Settings) -> int:
         feedback = FeedbackPublisher(settings.kafka, settings.topics.feedback)
         signals = SignalIndex(settings.kafka, settings.topics.decisions, settings.topics.listings)
         standing = StandingIndex(settings.kafka, settings.topics.ledger)
-    # the portal's "check a listing": the job's image configuration, photos only under this folder
-    check = ListingCheck(settings.state_dir / "portal-checks", image_config(settings))
+    def image_config():
+        from pipelines.scanner_job import image_config
+
+        return image_config(settings)
+
+    # the portal's "check a listing": the job's image configuration (read at the first photo
+    # check), photos only under this folder
+    check = ListingCheck(settings.state_dir / "portal-checks",
+                         None if os.environ.get("ZEROSCAN_IMAGES", "on") == "off" else image_config)
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),

@@ -9,7 +9,7 @@ import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide
@@ -29,19 +29,29 @@ class ListingCheck:
     "fetch": ...} as the job's image configuration; uploaded photos are written under
     `work_dir` (the only folder the listing fetcher may read) for the time of one check."""
 
-    def __init__(self, work_dir: Path | None = None, images: dict | None = None) -> None:
+    def __init__(self, work_dir: Path | None = None, images: dict | Callable[[], dict] | None = None) -> None:
+        """`images` may be a function that returns the configuration, called at the first photo
+        check (the job's configuration code imports PyFlink: not at every API start)."""
         if images is not None and work_dir is None:
             raise ValueError("image checks need a work folder")
         self.work_dir = Path(work_dir) if work_dir is not None else Path(".")
-        self.images = images if images and images.get("enabled", True) else None
+        self._images_cfg = images
         self._scanners: dict[str, tuple[tuple, Catalog, Scanner]] = {}
         self._lock = threading.Lock()
         self._fetcher = None
         self._references = None
 
     @property
+    def images(self) -> dict | None:
+        cfg = self._images_cfg
+        if callable(cfg):
+            cfg = self._images_cfg = cfg()
+        return cfg if cfg and cfg.get("enabled", True) else None
+
+    @property
     def images_enabled(self) -> bool:
-        return self.images is not None
+        cfg = self._images_cfg
+        return callable(cfg) or bool(cfg and cfg.get("enabled", True))
 
     def _image_factory(self):
         if self.images is None:
@@ -51,6 +61,8 @@ class ListingCheck:
         from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
 
         cfg = self.images
+        if cfg is None:
+            return None
         if self._fetcher is None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(self.work_dir)
@@ -71,8 +83,9 @@ class ListingCheck:
         if held is not None:
             held[2].close()
         catalog = Catalog.build(brands, version=next(_versions))
-        scanner = Scanner(MODEL_VERSION, memo_entries=256, images=self._image_factory(),
-                          image_base_dir=str(self.work_dir))
+        # the image source is built only for a listing with a photo (text checks load no model)
+        images = (lambda c: self._image_factory()(c)) if self.images_enabled else None
+        scanner = Scanner(MODEL_VERSION, memo_entries=256, images=images, image_base_dir=str(self.work_dir))
         if len(self._scanners) >= MAX_SCANNERS:
             _k, (_key, _c, old) = next(iter(self._scanners.items()))
             old.close()

@@ -81,6 +81,8 @@ def signal_words(sig: dict[str, Any]) -> Markup:
 
 
 def _short(uri: str, n: int = 60) -> str:
+    if uri.startswith("check-"):           # the photo uploaded to "check a listing"
+        return "(your photo)"
     return uri if len(uri) <= n else uri[: n - 1] + "…"
 
 
