@@ -98,13 +98,17 @@ def wait_for(driver, cond, timeout_s: float = 20.0, reload: bool = False, every_
             driver.refresh()
 
 
-def shoot(driver, name: str) -> None:
-    """A small PNG of the page (docs/screenshots/NAME.png) for the README."""
+def shoot(driver, name: str, width: int = 1100) -> None:
+    """A small PNG of the whole page (docs/screenshots/NAME.png) for the README."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = min(1400, driver.execute_script("return document.documentElement.scrollHeight") + 20)
-    driver.set_window_size(1100, max(500, height))
-    path = SCREENSHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": min(1600, max(400, int(size["height"]))), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        path = SCREENSHOTS / f"{name}.png"
+        driver.save_screenshot(str(path))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     _shrink(path)
 
 

@@ -10,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from brand_signals.contract import brand_from_obj
-from brand_signals.registry import Actor, BrandRegistry
+from brand_signals.registry import Actor, BrandRegistry, Privilege
 from connectors.image_store import ImageStore
 from tests.portal_support import CHROMEDRIVER, chromium, png, serve, shoot, sign_in, wait_for
 from zeroscan.accounts import AccountStore, Role
@@ -42,14 +43,10 @@ def portal(tmp_path):
 
 
 def _id(driver, element_id):
-    from selenium.webdriver.common.by import By
-
     return driver.find_element(By.ID, element_id)
 
 
 def _css(driver, selector):
-    from selenium.webdriver.common.by import By
-
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
@@ -90,9 +87,10 @@ def test_sign_in_register_a_brand_with_a_logo_and_check_a_listing(browser, porta
     e = registry.get("acme")
     assert e.owner == "acme-owner" and e.status.value == "pending" and len(e.brand.logos) == 1
 
-    registry.approve("acme", Actor("ops", is_admin=True))                   # the operator, as from the CLI
+    registry.approve("acme", Actor("ops", is_admin=True), [Privilege.SELF_SERVICE_REMOVAL])  # as from the CLI
     browser.refresh()
     assert _css(browser, "#brand-acme .status")[0].text.lower() == "approved"
+    assert "self_service_removal" in _id(browser, "brand-acme").text
     shoot(browser, "brands")
 
     _css(browser, "nav a[href$='/ui/check']")[0].click()

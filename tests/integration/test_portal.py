@@ -2,13 +2,16 @@
 owner signs in and registers a brand with a logo; the operator approves it (granting takedown and
 self-service removal); a listing produced to Kafka is scanned by the job and its signal appears
 on the owner's page with the matched text marked; the owner removes it in one click and sees the
-outcome in the removal history, and, once a reviewer rejects the seller's appeal, the accuracy
-on the standing page. Writes the screenshots of the signals, history and standing pages."""
+outcome in the removal history, removes two more from a CSV file, and, once reviewers have
+answered the sellers' appeals, sees the accuracy and its trend on the standing page. Writes the screenshots of the signals, history and standing pages."""
 from __future__ import annotations
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
-from connectors.kafka_io import produce_lines
+from connectors.feedback_io import SignalIndex
+from connectors.kafka_io import consume, produce_lines
 from tests.integration.test_api import start_api  # noqa: F401 (a fixture)
 from tests.integration.test_kafka_job import listing, start_job, stop, wait_committed
 from tests.portal_support import chromium, png, shoot, sign_in, wait_for
@@ -16,21 +19,11 @@ from tests.portal_support import chromium, png, shoot, sign_in, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-def Select(element):  # noqa: N802 (selenium's class)
-    from selenium.webdriver.support.ui import Select
-
-    return Select(element)
-
-
 def _css(driver, selector):
-    from selenium.webdriver.common.by import By
-
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
 def _id(driver, element_id):
-    from selenium.webdriver.common.by import By
-
     return driver.find_element(By.ID, element_id)
 
 
@@ -57,12 +50,15 @@ def test_signal_appears_is_removed_and_the_outcome_is_shown(start_api, kafka_set
         produce_lines(s.bootstrap, s.topics.listings, [
             listing(1, "Veltrix cordless drill 18V, two batteries", seller="s-7"),
             listing(2, "Plain steel hammer", seller="s-8"),
+            listing(3, "Veltrix angle grinder 125mm", seller="s-9"),
+            listing(4, "Veltrix drill bit set, 20 pieces", seller="s-9"),
         ], "listing_id")
         job = start_job(s, "job.log")
         try:
             wait_committed(s, job)
             browser.get(f"{api.base}/ui/signals")
-            card = wait_for(browser, lambda d: _css(d, "#signal-l1"), timeout_s=60, reload=True)[0]
+            wait_for(browser, lambda d: len(_css(d, "section.signal")) == 3, timeout_s=60, reload=True)
+            card = _id(browser, "signal-l1")
             assert not _css(browser, "#signal-l2")
             assert [m.text for m in card.find_elements("css selector", ".evidence mark")] == ["Veltrix"]
             assert "which matches your mark “Veltrix”" in card.text and "Seller s-7 is not one of" in card.text
@@ -72,6 +68,12 @@ def test_signal_appears_is_removed_and_the_outcome_is_shown(start_api, kafka_set
             card.find_element("css selector", "input[name=reason]").send_keys("counterfeit: not our model")
             card.find_element("css selector", "button.remove").click()
             assert "removal of l1 submitted" in wait_for(browser, lambda d: _css(d, ".flash.ok"))[0].text
+            # the other two from a CSV file
+            sheet = tmp_path / "removals.csv"
+            sheet.write_text("listing_id,reason\nl3,copy of our grinder\nl4,fake bits\n")
+            _css(browser, "input[name=csv]")[0].send_keys(str(sheet))
+            _css(browser, "form[action$='/signals/bulk'] button")[0].click()
+            assert "2 removal(s) of veltrix submitted" in wait_for(browser, lambda d: _css(d, ".flash.ok"))[0].text
 
             browser.get(f"{api.base}/ui/history")
             row = wait_for(browser, lambda d: _css(d, "#history tr[data-listing=l1]"), timeout_s=60, reload=True)[0]
@@ -82,16 +84,33 @@ def test_signal_appears_is_removed_and_the_outcome_is_shown(start_api, kafka_set
             wait_for(browser, lambda d: "Removed at your request." in _id(d, "signal-l1").text, timeout_s=60,
                      reload=True)
 
-            r = api.post("rev", "/v1/appeals", {"brand_id": "veltrix", "listing_id": "l1", "upheld": False,
-                                                "reason": "the seller's invoice is forged"})
-            assert r.status_code == 202, r.text
-            browser.get(f"{api.base}/ui/standing")
-            wait_for(browser, lambda d: _css(d, "#standing-veltrix .accuracy")[0].text == "100 %", timeout_s=60,
+            browser.get(f"{api.base}/ui/history")
+            wait_for(browser, lambda d: len(_css(d, "#history tr[data-kind=removal_accepted]")) == 3, timeout_s=60,
                      reload=True)
-            assert len(_css(browser, "#standing-veltrix svg.chart circle")) == 1
+            # reviewers answer the sellers' appeals: two removals stand, one is overturned
+            for lid, upheld in (("l1", False), ("l3", True), ("l4", False)):
+                r = api.post("rev", "/v1/appeals", {"brand_id": "veltrix", "listing_id": lid, "upheld": upheld,
+                                                    "reason": "the seller's papers" + (" hold" if upheld else " are forged")})
+                assert r.status_code == 202, r.text
+            browser.get(f"{api.base}/ui/standing")
+            wait_for(browser, lambda d: _css(d, "#standing-veltrix .accuracy")[0].text == "67 %", timeout_s=60,
+                     reload=True)
+            assert len(_css(browser, "#standing-veltrix svg.chart circle")) == 3
             shoot(browser, "standing")
             browser.get(f"{api.base}/ui/history")
-            wait_for(browser, lambda d: _css(d, "#history tr[data-kind=appeal_rejected]"), timeout_s=30, reload=True)
+            row = wait_for(browser, lambda d: _css(d, "#history tr[data-kind=appeal_upheld]"), timeout_s=30,
+                           reload=True)[0]
+            assert row.get_attribute("data-listing") == "l3" and "reinstated on appeal" in row.text
             shoot(browser, "history")
         finally:
             stop(job)
+    # where a decision names its source record, the portal reads the listing back (its title, images)
+    [(part, offset)] = [(p, o) for k, _v, p, o in consume(s.bootstrap, s.topics.listings, stop_at_end=True)
+                        if k == b"l1"]
+    index = SignalIndex(s.bootstrap, s.topics.decisions, s.topics.listings)
+    try:
+        got = index.listing_of({"listing_id": "l1", "source": {"partition": part, "offset": offset}})
+        assert got["title"] == "Veltrix cordless drill 18V, two batteries"
+        assert index.listing_of({"listing_id": "l1"}) is None
+    finally:
+        index.close()

@@ -59,7 +59,7 @@ _OWNER_ERRORS = (ContractError, ImageRejected, ImageBudgetError, NotOwnerError, 
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _HEADERS = {"Content-Security-Policy": _CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
 @dataclass
