@@ -83,11 +83,17 @@ def sign_in(driver, base: str, token: str) -> None:
     wait_for(driver, lambda d: d.current_url.endswith("/ui/brands"))
 
 
-def wait_for(driver, cond, timeout_s: float = 20.0, reload: bool = False, every_s: float = 0.5):
-    """Until `cond(driver)` is truthy (reloading the page between tries when asked)."""
+def wait_for(driver, cond, timeout_s: float = 20.0, reload: bool = False, every_s: float = 0.25):
+    """Until `cond(driver)` is truthy (reloading the page between tries when asked); an element
+    not there yet (the next page still loading) is a falsy try."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout_s
     while True:
-        got = cond(driver)
+        try:
+            got = cond(driver)
+        except (NoSuchElementException, StaleElementReferenceException, IndexError):
+            got = None
         if got:
             return got
         if time.monotonic() > deadline:

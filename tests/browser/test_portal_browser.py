@@ -68,7 +68,7 @@ def test_sign_in_register_a_brand_with_a_logo_and_check_a_listing(browser, porta
     _id(browser, "register").click()
     logo = tmp_path / "acme-logo.png"
     logo.write_bytes(png((20, 80, 200), (96, 96), "ACME"))
-    _id(browser, "brand_id").send_keys("acme")
+    wait_for(browser, lambda d: _id(d, "brand_id")).send_keys("acme")
     _id(browser, "name").send_keys("Acme")
     _id(browser, "trademarks").send_keys("ACME\nAcme Pro")
     _id(browser, "authorized_sellers").send_keys("acme-official")
@@ -94,7 +94,7 @@ def test_sign_in_register_a_brand_with_a_logo_and_check_a_listing(browser, porta
     shoot(browser, "brands")
 
     _css(browser, "nav a[href$='/ui/check']")[0].click()
-    _id(browser, "check-title").send_keys("New Acme Pro wireless headphones, acme-official box")
+    wait_for(browser, lambda d: _id(d, "check-title")).send_keys("New Acme Pro wireless headphones, acme-official box")
     _id(browser, "check").click()
     marked = wait_for(browser, lambda d: _css(d, "#results p.title mark"))
     assert [m.text for m in marked] == ["Acme Pro"]
