@@ -6,13 +6,18 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test test-faults setup venv jars bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-contexts kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-contexts kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
 
-test: setup
+test: setup browser
 	$(BIN)/pytest -q -m "not faults"
+
+# The portal's browser tests drive Debian's headless Chromium through its chromedriver; installed
+# from Debian's packages where missing (these machines and CI run as root).
+browser:
+	test -x /usr/bin/chromedriver || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
 
 # The fault tests (kill -9 of a running job's processes); several minutes.
 test-faults: setup

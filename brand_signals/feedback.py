@@ -398,6 +398,20 @@ class FeedbackState:
             return ""
         return "suspended" if now else "reinstated"
 
+    def accuracy_trend(self, brand_id: str, points: int = 200) -> list[tuple[int, float, int]]:
+        """(event time, accuracy over the window ending then, decided removals in it) at each of
+        the brand's last `points` decided removals, oldest first: the trend of its standing."""
+        outcomes = sorted(self._outcomes.get(brand_id, ()))
+        out: list[tuple[int, float, int]] = []
+        lo = good = 0
+        for hi, (t, ok) in enumerate(outcomes):
+            good += ok
+            while outcomes[lo][0] < t - self.policy.window_ms:
+                good -= outcomes[lo][1]
+                lo += 1
+            out.append((t, good / (hi - lo + 1), hi - lo + 1))
+        return out[-points:]
+
     def status_changes(self, brand_id: str) -> list[tuple[int, str]]:
         """(event time, "suspended" | "reinstated") for every change of the brand's standing."""
         return list(self._status_changes.get(brand_id, ()))

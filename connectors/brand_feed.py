@@ -185,8 +185,11 @@ class LedgerFeed:
     writes a ledger event also applies it at once (`apply_local`); the copy that comes back
     through the topic is then a no-op."""
 
-    def __init__(self, kafka: KafkaTarget | None, topic: str | None, policy: FeedbackPolicy | None = None):
+    def __init__(self, kafka: KafkaTarget | None, topic: str | None, policy: FeedbackPolicy | None = None,
+                 listener: Callable[[LedgerEvent], None] | None = None):
+        """`listener` is called (under the lock) with every event the state had not seen."""
         self.state = FeedbackState(policy or FeedbackPolicy())
+        self._listener = listener
         self._follower = (TopicFollower(kafka, topic, self._apply, debounce_s=0.0)
                           if kafka and topic else None)
 
@@ -195,10 +198,13 @@ class LedgerFeed:
             return
         try:
             ev = outcome_from_json(orjson.loads(value))
-            if ev is not None:   # action records (who approved, granted, ...) change no state
-                self.state.apply(ev)
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ledger feed: skipped a record it cannot read: %s", e)
+            return
+        if ev is None:   # action records (who approved, granted, ...) change no state
+            return
+        if self.state.apply(ev) and self._listener is not None:
+            self._listener(ev)
 
     def reading(self):
         """A context in which the state does not change under the reader."""

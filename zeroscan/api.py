@@ -45,6 +45,8 @@ from brand_signals.registry import (
 )
 from connectors.image_store import ImageRejected, ImageStore, probe
 from zeroscan.accounts import Account, AccountStore, Role, hash_token
+from zeroscan.portal import PortalParts, portal_router
+from zeroscan.portal.check import ListingCheck
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,91 @@ class RequestMetrics:
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - t0)
 
 
+class OwnerBrands:
+    """What an owner does to their brands, whichever door they come through (the JSON API, the
+    portal): the same authorisation, contract checks, image checks and budget."""
+
+    def __init__(self, registry: BrandRegistry, image_store: ImageStore, limits: ApiLimits = ApiLimits()) -> None:
+        self.registry, self.image_store, self.limits = registry, image_store, limits
+
+    def owned(self, brand_id: str, who: Account) -> BrandEntry:
+        e = self.registry.get(brand_id)
+        if e is None:
+            raise HTTPException(404, f"brand {brand_id}: not registered")
+        if e.owner != who.name:
+            raise HTTPException(403, f"brand {brand_id}: owned by another account")
+        return e
+
+    def put(self, brand_id: str, raw: bytes, uploads: dict[str, bytes], who: Account):
+        """A brand change from its contract JSON and the uploaded files it names."""
+        registry, limits = self.registry, self.limits
+        brand = brand_from_obj(loads(raw, limits.max_brand_json_bytes))
+        if brand.brand_id != brand_id:
+            raise ContractError(f"brand_id: {brand.brand_id!r} in the body, {brand_id!r} in the path")
+        actor = Actor.account(who.name)
+        pixels = self._pixels(brand.logos + brand.product_images, uploads)
+        registry.check_put(brand, actor, image_pixels=pixels)     # the image budget, before storing
+        used: set[str] = set()
+        mine = registry.images_of(who.name)
+        brand = dataclasses.replace(
+            brand, logos=self._store_refs(brand.logos, "logos", uploads, used, mine),
+            product_images=self._store_refs(brand.product_images, "product_images", uploads, used, mine))
+        unused = sorted(set(uploads) - used)
+        if unused:
+            raise ContractError(f"uploaded file(s) {', '.join(map(repr, unused))} not referenced by "
+                                f"logos or product_images")
+        return registry.put(brand, actor, image_pixels=pixels)
+
+    def _pixels(self, refs: tuple[ImageRef, ...], uploads: dict[str, bytes]) -> int:
+        """Header pixels of the images a brand names (what `_store_refs` refuses counts 0)."""
+        image_store = self.image_store
+        n = 0
+        for ref in refs:
+            try:
+                if ref.uri in uploads:
+                    n += probe(uploads[ref.uri]).pixels
+                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                    n += image_store.get(ref.sha256).info.pixels
+            except ImageRejected:
+                continue
+        return n
+
+    def _store_refs(self, refs: tuple[ImageRef, ...], name: str, uploads: dict[str, bytes], used: set[str],
+                    mine: set[str]):
+        """Uploaded files are checked and stored; a reference by sha256 alone must name an image
+        of one of the account's own brands (the store is shared: another brand's logo is not
+        the account's to reuse by its digest)."""
+        image_store = self.image_store
+        out = []
+        for i, ref in enumerate(refs):
+            try:
+                if ref.uri in uploads:
+                    used.add(ref.uri)
+                    out.append(image_store.put(uploads[ref.uri], ref.sha256).ref())
+                elif ref.sha256 is not None and ref.sha256 in mine and image_store.has(ref.sha256):
+                    out.append(image_store.get(ref.sha256).ref())
+                elif ref.sha256 is not None and image_store.has(ref.sha256):
+                    raise ImageRejected(f"sha256 {ref.sha256[:12]}… is not an image of your brands; upload the file")
+                else:
+                    raise ImageRejected(f"uri {ref.uri[:200]!r} is neither an uploaded file nor a stored image "
+                                        f"(sha256); the API does not fetch urls or paths")
+            except ImageRejected as e:
+                raise ImageRejected(f"{name}[{i}]: {e}") from None
+        return tuple(out)
+
+    def remove(self, feedback: Any, brand_id: str, listing_id: str, reason: str, who: Account) -> dict[str, Any]:
+        """Submit a self-service removal (the brand approved and the privilege granted)."""
+        e = self.owned(brand_id, who)
+        if e.live is None or e.live.deleted:
+            raise HTTPException(403, f"brand {brand_id}: not approved yet, nothing to remove listings for")
+        if Privilege.SELF_SERVICE_REMOVAL not in e.grants:
+            raise HTTPException(403, f"brand {brand_id}: self-service removal is not granted; request it "
+                                     f"(POST /v1/brands/{brand_id}/requests)")
+        ev = FeedbackEvent(FeedbackKind.BRAND_REMOVAL, listing_id, brand_id, int(time.time() * 1000),
+                           who.name, reason)
+        return feedback.submit(ev)
+
+
 def _entry_json(e: BrandEntry) -> dict[str, Any]:
     return {"brand": brand_to_obj(e.brand), "owner": e.owner, "updated_at_ms": e.updated_at_ms,
             "status": e.status.value, "published": brand_to_obj(e.live) if e.live is not None else None,
@@ -231,12 +318,13 @@ _MULTIPART_BODY = {
 
 def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: AccountStore, *,
                limits: ApiLimits = ApiLimits(), clock: Callable[[], float] = time.monotonic,
-               feedback: Any = None, signals: Any = None, standing: Any = None) -> FastAPI:
+               feedback: Any = None, signals: Any = None, standing: Any = None, check: Any = None) -> FastAPI:
     """The API over a registry (which holds the publisher), an image store and the account store.
     With `feedback` (a FeedbackPublisher) owners can remove listings; with `signals` (a
     SignalIndex) they can list their brand's open signals; with `standing` (a StandingIndex)
-    read their removal accuracy and whether self-service is suspended. API metrics go into
-    `registry.collector`, next to the registry's own."""
+    read their removal accuracy and whether self-service is suspended. The portal for owners is
+    at /ui/ (`zeroscan.portal`; `check`: its ListingCheck, text only when None). API metrics go
+    into `registry.collector`, next to the registry's own."""
     collector = registry.collector
     metrics = ApiMetrics(
         requests=Counter("zeroscan_api_requests", "API requests", ["route", "method", "status"], registry=collector),
@@ -280,13 +368,8 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
     def operator_actor(who: Account) -> Actor:
         return Actor(who.name, is_admin=True)
 
-    def owned(brand_id: str, who: Account) -> BrandEntry:
-        e = registry.get(brand_id)
-        if e is None:
-            raise HTTPException(404, f"brand {brand_id}: not registered")
-        if e.owner != who.name:
-            raise HTTPException(403, f"brand {brand_id}: owned by another account")
-        return e
+    brands = OwnerBrands(registry, image_store, limits)
+    owned = brands.owned
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -332,62 +415,9 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             raise HTTPException(415, "send multipart/form-data (brand JSON + images) or application/json")
         if isinstance(raw, str):
             raw = raw.encode()
-        change = await run_in_threadpool(_put, brand_id, raw, uploads, who)
+        change = await run_in_threadpool(brands.put, brand_id, raw, uploads, who)
         status = {ChangeKind.REGISTERED: 201, ChangeKind.SUBMITTED: 202}.get(change.kind, 200)
         return JSONResponse(_entry_json(change.entry), status_code=status)
-
-    def _put(brand_id: str, raw: bytes, uploads: dict[str, bytes], who: Account):
-        brand = brand_from_obj(loads(raw, limits.max_brand_json_bytes))
-        if brand.brand_id != brand_id:
-            raise ContractError(f"brand_id: {brand.brand_id!r} in the body, {brand_id!r} in the path")
-        actor = Actor.account(who.name)
-        pixels = _pixels(brand.logos + brand.product_images, uploads)
-        registry.check_put(brand, actor, image_pixels=pixels)     # the image budget, before storing
-        used: set[str] = set()
-        mine = registry.images_of(who.name)
-        brand = dataclasses.replace(
-            brand, logos=_store_refs(brand.logos, "logos", uploads, used, mine),
-            product_images=_store_refs(brand.product_images, "product_images", uploads, used, mine))
-        unused = sorted(set(uploads) - used)
-        if unused:
-            raise ContractError(f"uploaded file(s) {', '.join(map(repr, unused))} not referenced by "
-                                f"logos or product_images")
-        return registry.put(brand, actor, image_pixels=pixels)
-
-    def _pixels(refs: tuple[ImageRef, ...], uploads: dict[str, bytes]) -> int:
-        """Header pixels of the images a brand names (what `_store_refs` refuses counts 0)."""
-        n = 0
-        for ref in refs:
-            try:
-                if ref.uri in uploads:
-                    n += probe(uploads[ref.uri]).pixels
-                elif ref.sha256 is not None and image_store.has(ref.sha256):
-                    n += image_store.get(ref.sha256).info.pixels
-            except ImageRejected:
-                continue
-        return n
-
-    def _store_refs(refs: tuple[ImageRef, ...], name: str, uploads: dict[str, bytes], used: set[str],
-                    mine: set[str]):
-        """Uploaded files are checked and stored; a reference by sha256 alone must name an image
-        of one of the account's own brands (the store is shared: another brand's logo is not
-        the account's to reuse by its digest)."""
-        out = []
-        for i, ref in enumerate(refs):
-            try:
-                if ref.uri in uploads:
-                    used.add(ref.uri)
-                    out.append(image_store.put(uploads[ref.uri], ref.sha256).ref())
-                elif ref.sha256 is not None and ref.sha256 in mine and image_store.has(ref.sha256):
-                    out.append(image_store.get(ref.sha256).ref())
-                elif ref.sha256 is not None and image_store.has(ref.sha256):
-                    raise ImageRejected(f"sha256 {ref.sha256[:12]}… is not an image of your brands; upload the file")
-                else:
-                    raise ImageRejected(f"uri {ref.uri[:200]!r} is neither an uploaded file nor a stored image "
-                                        f"(sha256); the API does not fetch urls or paths")
-            except ImageRejected as e:
-                raise ImageRejected(f"{name}[{i}]: {e}") from None
-        return tuple(out)
 
     @app.delete("/v1/brands/{brand_id}", tags=["brands"])
     def withdraw_brand(brand_id: str, who: Owner,
@@ -403,15 +433,7 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             """Self-service removal of a listing that presents your brand. The scanner takes it
             down if it has seen the listing present the brand; a removal of a listing it never
             saw is held for review; one of a listing that presents other brands only is refused."""
-            e = owned(brand_id, who)
-            if e.live is None or e.live.deleted:
-                raise HTTPException(403, f"brand {brand_id}: not approved yet, nothing to remove listings for")
-            if Privilege.SELF_SERVICE_REMOVAL not in e.grants:
-                raise HTTPException(403, f"brand {brand_id}: self-service removal is not granted; request it "
-                                         f"(POST /v1/brands/{brand_id}/requests)")
-            ev = FeedbackEvent(FeedbackKind.BRAND_REMOVAL, body.listing_id, brand_id, int(time.time() * 1000),
-                               who.name, body.reason)
-            return {"submitted": feedback.submit(ev)}
+            return {"submitted": brands.remove(feedback, brand_id, body.listing_id, body.reason, who)}
 
         @app.post("/v1/appeals", tags=["reviewers"], status_code=202)
         def decide_appeal(body: AppealDecision, who: Reviewer) -> dict[str, Any]:
@@ -474,6 +496,8 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
                         (NotPendingError, 409), (PublishFailedError, 503), (RegistryLockedError, 503)):
         app.add_exception_handler(exc, _error(status))
 
+    app.include_router(portal_router(PortalParts(brands, accounts, bucket, feedback, signals, standing,
+                                                 check or ListingCheck(), clock)))
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
     return app

@@ -501,21 +501,32 @@ def cmd_api_serve(args, settings: Settings) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         print("error: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
         return 2
+    from zeroscan.portal.check import ListingCheck
+
     publish = _publisher(settings, args.no_publish)
     feedback = signals = standing = None
     if publish is not None:
         from connectors.feedback_io import FeedbackPublisher, SignalIndex, StandingIndex
 
         feedback = FeedbackPublisher(settings.kafka, settings.topics.feedback)
-        signals = SignalIndex(settings.kafka, settings.topics.decisions)
+        signals = SignalIndex(settings.kafka, settings.topics.decisions, settings.topics.listings)
         standing = StandingIndex(settings.kafka, settings.topics.ledger)
+    def image_config():
+        from pipelines.scanner_job import image_config
+
+        return image_config(settings)
+
+    # the portal's "check a listing": the job's image configuration (read at the first photo
+    # check), photos only under this folder
+    check = ListingCheck(settings.state_dir / "portal-checks",
+                         None if os.environ.get("ZEROSCAN_IMAGES", "on") == "off" else image_config)
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),
                              AccountStore.at_state_dir(settings.state_dir), feedback=feedback, signals=signals,
-                             standing=standing)
+                             standing=standing, check=check)
             scheme = "https" if args.tls_cert else "http"
-            print(f"brand API on {scheme}://{args.host}:{args.port} (OpenAPI at /docs); "
+            print(f"brand API on {scheme}://{args.host}:{args.port} (OpenAPI at /docs, the owners' portal at /ui/); "
                   f"{'publishing to ' + settings.topics.brands if publish else 'not publishing'}", file=sys.stderr)
             serve(app, args.host, args.port, str(args.tls_cert) if args.tls_cert else None,
                   str(args.tls_key) if args.tls_key else None)
@@ -523,7 +534,7 @@ def cmd_api_serve(args, settings: Settings) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
-        for part in (publish, feedback, signals, standing):
+        for part in (publish, feedback, signals, standing, check):
             if part is not None:
                 part.close()
     return 0
