@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from zeroscan.accounts import TOKEN_PREFIX, AccountStore, hash_token
-from zeroscan.api import TokenBucket
+from zeroscan.rate_limit import TokenBucket
 
 pytestmark = pytest.mark.unit
 

@@ -44,6 +44,7 @@ from zeroscan.accounts import Account, AccountStore, Role, hash_token
 from zeroscan.portal import words
 from zeroscan.portal.check import ListingCheck
 from zeroscan.portal.sessions import COOKIE, Session, SessionStore, csrf_ok
+from zeroscan.rate_limit import TokenBucket
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -68,7 +69,7 @@ class PortalParts:
 
     brands: Any                 # zeroscan.api.OwnerBrands
     accounts: AccountStore
-    bucket: Any                 # zeroscan.api.TokenBucket, shared with the JSON API
+    bucket: Any                 # zeroscan.rate_limit.TokenBucket, shared with the JSON API
     feedback: Any = None
     signals: Any = None
     standing: Any = None
@@ -93,8 +94,6 @@ def _env() -> Environment:
 def portal_router(parts: PortalParts) -> APIRouter:
     env = _env()
     sessions = SessionStore(parts.clock)
-    from zeroscan.api import TokenBucket
-
     signin_bucket = TokenBucket(SIGNIN_BURST, SIGNIN_PER_S, parts.clock)
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     statics = {p.name: p for p in STATIC.iterdir() if p.is_file()}
