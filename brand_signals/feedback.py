@@ -171,6 +171,15 @@ def word_rarity(word: str) -> float:
     return max(0.0, RARITY_CEIL - max(zipf_frequency(word, lang) for lang in RARITY_LANGUAGES))
 
 
+def load_word_frequencies() -> None:
+    """Load the word frequencies of RARITY_LANGUAGES now (~0.5 s: wordfreq's import and
+    lists) rather than at the first flagged listing."""
+    from wordfreq import zipf_frequency
+
+    for lang in RARITY_LANGUAGES:
+        zipf_frequency("the", lang)
+
+
 def _shingle(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
 
@@ -574,8 +583,11 @@ class ContextStore:
 
 
 def merge_context(old: ListingContext | None, new: ListingContext) -> ListingContext:
-    """Presented brands accumulate; the fingerprint is the latest one that presented a brand."""
+    """Presented brands accumulate; the fingerprint is the latest one that presented a brand.
+    `old` itself when nothing changes (most updates are re-posts)."""
     if old is None:
         return new
     fp = new.fingerprint if new.presented or not old.presented else old.fingerprint
+    if new.seller_id == old.seller_id and new.presented <= old.presented and fp == old.fingerprint:
+        return old
     return ListingContext(new.listing_id, new.seller_id, old.presented | new.presented, fp)

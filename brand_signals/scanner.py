@@ -16,6 +16,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Callable, Protocol, Sequence
 
+from brand_signals import textnorm as tn
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide
 from brand_signals.feedback import (
@@ -25,6 +26,7 @@ from brand_signals.feedback import (
     Fingerprint,
     ListingContext,
     fingerprint,
+    load_word_frequencies,
 )
 from brand_signals.records import Decision, Evidence, Listing, Op
 
@@ -34,6 +36,7 @@ MEMO_ENTRIES = 200_000
 # Written into every decision: which matching logic made it.
 MODEL_VERSION = "zeroscan-text-1"
 _SEP = "\x1f"
+_NOTHING: frozenset[str] = frozenset()
 
 
 def content_key(listing: Listing) -> bytes:
@@ -83,6 +86,14 @@ class Scanner:
         self.memo_hits = 0
         self.memo_misses = 0
         self.memo_rechecks = 0   # hits that were re-checked against changed brands and held
+
+    @staticmethod
+    def load_reference_data() -> None:
+        """Load the word lists, confusables and word frequencies that matching and
+        fingerprints read, once per process; a scan worker calls it at start, so that its
+        first batches (and the records measured after them) do not pay for it."""
+        tn.load_word_lists()
+        load_word_frequencies()
 
     def evidence(self, catalog: Catalog, listings: Sequence[Listing]) -> list[list[Evidence]]:
         if not catalog.brands:
@@ -170,7 +181,7 @@ class Scanner:
         seen: list[ListingContext] = []
         for listing, ev in zip(listings, evidence):
             if listing.op is not Op.DELETE:
-                presented = frozenset(e.brand_id for e in ev if e.brand_id)
+                presented = frozenset(e.brand_id for e in ev if e.brand_id) if ev else _NOTHING
                 fp = NO_FINGERPRINT
                 if ev or learned:
                     fp = self._fingerprint(listing)

@@ -153,6 +153,14 @@ def dictionary_words() -> frozenset[str]:
     return frozenset(w.lower() for w in counts if w.isascii()) | common_words()
 
 
+def load_word_lists() -> None:
+    """Load what folding and typo reading use (word lists, confusables) now rather than at
+    the first record that needs them (~1 s per process): a scan worker calls it at start."""
+    common_words()
+    dictionary_words()
+    confusable_map()
+
+
 @functools.lru_cache(maxsize=1)
 def confusable_map() -> dict[str, str]:
     """Non-ASCII character -> the ASCII letter or digit it is confusable with.
@@ -324,7 +332,7 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
     pending = 0   # folds of removed characters, credited to the next character kept
     n = len(text)
     for i, c in enumerate(text):
-        if pieces and _is_katakana(pieces[-1][-1]) or pieces and "\u3040" <= pieces[-1][-1] <= "\u309f":
+        if pieces and pieces[-1][-1] >= "\u3040" and (_is_katakana(pieces[-1][-1]) or pieces[-1][-1] <= "\u309f"):
             mark = _VOICED_MARKS.get(c)
             if mark is not None:
                 composed = unicodedata.normalize("NFC", pieces[-1][-1] + mark)

@@ -18,6 +18,10 @@ MAYBE_GLUED_RE = re.compile(rf"[^\W_][{re.escape(tn.GLUE_SEPARATORS)}][^\W_]")
 # A mark word split by punctuation into at most this many pieces ("To-shiba": 2; "T-osh-iba":
 # 3); each extra piece is one more lookup per tied token.
 MAX_GLUED_PIECES = 3
+# On ASCII text, textnorm.TOKEN_RE's tokens are the runs of letters and digits (split out
+# with the gaps between them), and a one-character gap of these ties two.
+_ASCII_PARTS_RE = re.compile(r"([^\W_]+)")
+_GLUE_GAPS = frozenset(tn.GLUE_SEPARATORS)
 # A kanji mark glued to what follows it in a run of kanji and hiragana ("東芝製", made by
 # Toshiba; "日立純正", genuine Hitachi; "東芝の"; "東芝用", for Toshiba) is split off when the
 # rest starts with one of these words; otherwise the run is another word ("日立市", the city).
@@ -162,6 +166,12 @@ def glued_stream(text: str, plain: TokenStream, is_key: Callable[[str], bool]) -
     """Tokens tied by one punctuation character joined back where the joined form is a mark
     word or joined mark (`is_key`): "To-shiba" -> "toshiba", "mc-afee" -> "mcafee". Longest
     join first; pieces that join into no key stay as they are."""
+    if text.isascii() and not _ascii_joins_a_key(text, is_key):
+        return None
+    return _glued_walk(text, plain, is_key)
+
+
+def _glued_walk(text: str, plain: TokenStream, is_key: Callable[[str], bool]) -> TokenStream | None:
     toks, spans = plain.tokens, plain.spans()
     n = len(toks)
     out_t: list[str] = []
@@ -194,6 +204,27 @@ def glued_stream(text: str, plain: TokenStream, is_key: Callable[[str], bool]) -
     if not joined_any:
         return None
     return TokenStream(out_t, _PUNCT, text, spans=out_s, tflags=out_f)
+
+
+def _ascii_joins_a_key(text: str, is_key: Callable[[str], bool]) -> bool:
+    """On ASCII text, whether any 2..MAX_GLUED_PIECES tokens tied by one separator join into a
+    key: when none does, glued_stream joins nothing. Most titles tie some tokens ("USB-C",
+    "3.5mm") and join no key; this answers for them without the walk over every token. ASCII
+    tokens are the runs of letters and digits, so a tie lies inside one whitespace-separated
+    word that is not all letters and digits (and ASCII has no long-vowel reading)."""
+    for w in text.split():
+        if w.isalnum():
+            continue
+        parts = _ASCII_PARTS_RE.split(w)   # gap, token, gap, ..., token, gap
+        toks = parts[1::2]
+        n = len(toks)
+        for k in range(n - 1):
+            e = k
+            while e + 1 < n and e - k + 2 <= MAX_GLUED_PIECES and parts[2 * e + 2] in _GLUE_GAPS:
+                e += 1
+                if is_key("".join(toks[k:e + 1])):
+                    return True
+    return False
 
 
 def _joins(text: str, toks: Sequence[str], spans: Sequence[tuple[int, int]], k: int, e: int) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ class ScanFunction(ScalarFunction):
             self.contexts = ContextStore()
         self.scanner = Scanner(cfg["model_version"], images=_image_factory(cfg.get("images")),
                                image_base_dir=(cfg.get("images") or {}).get("listing_base_dir"))
+        Scanner.load_reference_data()   # at start, not inside the first batches
         self.metrics = _Metrics(group)
 
     def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:

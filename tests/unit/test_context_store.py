@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brand_signals.feedback import NO_FINGERPRINT, Fingerprint, ListingContext
+from brand_signals.feedback import NO_FINGERPRINT, Fingerprint, ListingContext, merge_context
 from connectors.context_store import RocksContextStore
 
 pytestmark = pytest.mark.unit
@@ -47,3 +47,15 @@ def test_a_batch_is_merged_in_order_and_written_at_once(tmp_path):
         assert again.get("new").presented == frozenset()
     finally:
         again.close()
+
+
+def test_merge_returns_the_old_context_when_nothing_changes():
+    fp = Fingerprint(frozenset({1}), frozenset(), {})
+    old = ListingContext("a", "s-1", frozenset({"acme"}), fp)
+    assert merge_context(old, ListingContext("a", "s-1", frozenset({"acme"}), fp)) is old
+    assert merge_context(old, ListingContext("a", "s-1", frozenset(), NO_FINGERPRINT)) is old   # an absence
+    assert merge_context(old, ListingContext("a", "s-9", frozenset(), NO_FINGERPRINT)).seller_id == "s-9"
+    grown = merge_context(old, ListingContext("a", "s-1", frozenset({"veltrix"}), NO_FINGERPRINT))
+    assert grown.presented == frozenset({"acme", "veltrix"}) and grown.fingerprint == NO_FINGERPRINT
+    nothing = ListingContext("b", "s-2", frozenset(), NO_FINGERPRINT)
+    assert merge_context(nothing, ListingContext("b", "s-2", frozenset(), NO_FINGERPRINT)) is nothing
