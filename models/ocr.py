@@ -9,6 +9,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from models.device import CUDA_PROVIDER, providers
+
 # PLATFORM.md: with limit_type "max" and side 960 wide images stop taking ~2 s; listing photos
 # are at most a few hundred pixels more than that.
 DET_LIMIT_SIDE = 960
@@ -41,16 +43,21 @@ class TextReader:
     With `upscale`, photos smaller than UPSCALE_SIDE / UPSCALE_MIN_FACTOR are read a second
     time scaled up and the lines of both readings are returned (boxes in source pixels)."""
 
-    def __init__(self, threads: int = 1, det_limit_side: int = DET_LIMIT_SIDE, upscale: bool = False):
+    def __init__(self, threads: int = 1, det_limit_side: int = DET_LIMIT_SIDE, upscale: bool = False,
+                 device: str = "cpu"):
+        """`device`: "cpu" or "cuda" (both OCR models on onnxruntime's CUDA provider)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         threads = min(threads, os.cpu_count() or 1)
         from rapidocr_onnxruntime import RapidOCR
 
+        cuda = providers(device)[0] == CUDA_PROVIDER     # raises where CUDA was asked for and is missing
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1,
+                             det_use_cuda=cuda, rec_use_cuda=cuda, cls_use_cuda=cuda,
                              det_limit_type="max", det_limit_side_len=det_limit_side,
                              text_score=MIN_TEXT_SCORE, use_cls=USE_ANGLE_CLASSIFIER, print_verbose=False)
         self.upscale = upscale
+        self.device = device
         self.calls = 0
 
     def read(self, images: Sequence[np.ndarray]) -> list[list[TextLine]]:
