@@ -596,11 +596,13 @@ class ImageSignals:
                 # one set of local features per photo, searched in the logo and product indexes
                 q = (self.geometry if self.geometry is not None else self.copy_geometry).query(rgb)
                 if self.geometry is not None:
-                    geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box) for g in self.geometry.match(rgb, q)
+                    geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box)
+                                for g in self.geometry.match(rgb, q, min_inliers=GEO_SUPPORT_INLIERS)
                                 if geo_score(g.inliers) > 0)
                 if self.copy_geometry is not None:
                     copy_geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box)
-                                     for g in self.copy_geometry.match(rgb, q) if copy_geo_score(g.inliers) > 0)
+                                     for g in self.copy_geometry.match(rgb, q, min_inliers=COPY_GEO_REVIEW_INLIERS)
+                                     if copy_geo_score(g.inliers) > 0)
             k = (scales or {}).get(sha)
             if k is not None:
                 logos = tuple((a, b, p, sim, _scaled(box, k)) for a, b, p, sim, box in logos)
