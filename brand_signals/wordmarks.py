@@ -640,7 +640,7 @@ class WordMarkIndex:
         # all replaced tokens finds what one stream per replaced token would (a hit must contain
         # a replaced token: `needs`), for one automaton pass instead of several. A stream none
         # of whose replaced tokens can be part of a key where it stands (`_may_hit`) finds
-        # nothing, so it is not built: with a million marks most readings are such.
+        # nothing, so it is not built (benchmarks/text_matching.py at 100 k marks: 65 % of the checks).
         out = []
         if any(self._may_hit(tokens, k, tokens[k]) for k in changed):
             out.append(_Stream(tokens, needs, text, window=(max(0, changed[0] - span), changed[-1] + span + 1),

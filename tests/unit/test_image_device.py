@@ -34,6 +34,16 @@ def test_settings_read_the_device(monkeypatch):
     assert Settings.from_env().image_device == "cpu"
 
 
+def test_the_job_and_the_portal_pass_the_device_on(monkeypatch):
+    from pipelines.scanner_job import image_config
+    from zeroscan.settings import Settings
+
+    monkeypatch.setenv("ZEROSCAN_IMAGE_DEVICE", "cuda")
+    assert image_config(Settings.from_env())["device"] == "cuda"
+    monkeypatch.delenv("ZEROSCAN_IMAGE_DEVICE")
+    assert image_config(Settings.from_env())["device"] == "cpu"
+
+
 @pytest.mark.skipif(cuda_available(), reason="CUDA is available here: the missing-provider error cannot happen")
 def test_cuda_without_the_provider_fails_at_start():
     from models.ocr import TextReader
