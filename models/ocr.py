@@ -29,14 +29,14 @@ USE_ANGLE_CLASSIFIER = False
 # "Google"), only exact repeats are dropped. Off unless asked for.
 UPSCALE_SIDE = 960
 UPSCALE_MIN_FACTOR = 1.3
-# Text lines are recognised one at a time, not six to a call padded to the widest: most lines
-# are shorter than the recogniser's 320 px floor, so padding them to a long neighbour is
-# wasted work. Measured in one process over 80 dev logo photos, the readers interleaved photo
-# by photo: 17 % less OCR time, the same text on 79 of 80 photos (one line's reading moved:
-# the recogniser attends over the padded width); the dev logo decisions are unchanged
-# (benchmarks/eval_logos_offline.py). Reading across a batch's photos in one call was slower
-# (wider padding) and changed more readings.
-REC_BATCH = 1
+# Text lines per recognition call (RapidOCR's default, padded to the widest of them). One at a
+# time was 17 % less OCR time in one process over 80 dev logo photos (readers interleaved photo
+# by photo; most lines are under the recogniser's 320 px floor, so padding them to a long
+# neighbour is wasted work), with the same text on 79 of 80 photos: the recogniser attends over
+# the padded width, so a reading can move. Not switched until the dev logo decisions are shown
+# unchanged with it (benchmarks/eval_logos_offline.py). One call across a batch's photos was
+# slower (wider padding) and moved more readings.
+REC_BATCH = 6
 
 
 @dataclass(frozen=True, slots=True)
