@@ -252,10 +252,10 @@ class LogoGeometryIndex:
 
     def match(self, rgb: np.ndarray, query: Query | None = None, min_inliers: int = 0) -> list[GeoHit]:
         """Geometrically verified references in one photo, best reference per brand, most
-        inliers first. `query`: the photo's features when already computed. `min_inliers`: hits
-        with fewer inliers are not wanted, so a candidate whose matches cannot give that many
-        (fewer distinct photo or reference locations, `inlier_bound`) is not fitted: the same
-        hits at or over it as with 0, for fewer RANSAC fits."""
+        inliers first. `query`: the photo's features when already computed. `min_inliers`: only
+        hits with at least that many inliers are returned, and a candidate whose matches cannot
+        give that many (fewer distinct photo or reference locations, `inlier_bound`) is not
+        fitted: the hits at or over it are those found with 0, for fewer RANSAC fits."""
         if not self._index.ntotal:
             return []
         prm = self.params
@@ -287,7 +287,7 @@ class LogoGeometryIndex:
             hit = self._verify(r, groups[r], qpts, q.hw, q.scale)
             if hit is not None and (hit.brand_id not in best or hit.inliers > best[hit.brand_id].inliers):
                 best[hit.brand_id] = hit
-        return sorted(best.values(), key=lambda x: -x.inliers)
+        return sorted((h for h in best.values() if h.inliers >= min_inliers), key=lambda x: -x.inliers)
 
     def inlier_bound(self, pairs: dict[int, int], qpts: np.ndarray) -> int:
         """The most inliers `_verify` can count for these matches (photo kp -> reference row):
