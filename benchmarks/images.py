@@ -18,13 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.eval_logos_offline import DEFAULT_DATA, file_fetch  # noqa: E402
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
 from brand_signals.image_copy import pdq  # noqa: E402
 from brand_signals.image_decode import decode_rgb  # noqa: E402
-from brand_signals.image_signals import ImageSignals  # noqa: E402
+from brand_signals.image_signals import COPY_GEO_REVIEW_INLIERS, GEO_SUPPORT_INLIERS, ImageSignals  # noqa: E402
 from models.embedder import letterbox  # noqa: E402
 from models.logo_head import QUERY_SIDE  # noqa: E402
 
@@ -56,10 +58,15 @@ def stages(sig: ImageSignals, listings, base: str) -> dict[str, float]:
     sig.extractor.features(canv)     # used when the catalogue has official product photos
     t["backbone"] = round((time.perf_counter() - t0) / len(canv) * 1000, 2)
     queries = timed("local_features", sig.geometry.query, rgbs)
-    timed("logo_geometry", lambda x: sig.geometry.match(x[0], x[1]), list(zip(rgbs, queries)))
+    # with the floors ImageSignals uses (candidates that cannot reach them are not fitted)
+    timed("logo_geometry", lambda x: sig.geometry.match(x[0], x[1], min_inliers=GEO_SUPPORT_INLIERS),
+          list(zip(rgbs, queries)))
     if sig.copy_geometry is not None:
-        timed("copy_geometry", lambda x: sig.copy_geometry.match(x[0], x[1]), list(zip(rgbs, queries)))
+        timed("copy_geometry", lambda x: sig.copy_geometry.match(x[0], x[1], min_inliers=COPY_GEO_REVIEW_INLIERS),
+              list(zip(rgbs, queries)))
     timed("pdq", pdq, rgbs)
+    # the text detector alone (RapidOCR's first stage; recognition runs on its boxes only)
+    timed("ocr_detect", lambda r: sig.reader._ocr.text_det(np.ascontiguousarray(r[:, :, ::-1])), rgbs)
     timed("ocr", lambda r: sig.reader.read([r]), rgbs)
     return t
 

@@ -242,7 +242,7 @@ class ImageSignals:
               extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
               ocr_upscale: bool = False, limits: ImageLimits = ImageLimits(),
               references: ReferenceCache | None = None, listing_fetch: Fetch | None = None,
-              copy_geometry: bool = True, **kw) -> "ImageSignals":
+              copy_geometry: bool = True, device: str = "cpu", **kw) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks).
@@ -250,17 +250,18 @@ class ImageSignals:
         `references`: kept by the caller across rebuilds, so an unchanged image (same bytes)
         is not decoded again. `listing_fetch` reads listing images (seller input: the job passes
         its egress-policed fetcher; `fetch` when None). `copy_geometry` (with `geometry`):
-        official product photos are also verified geometrically. Other keywords go to the
-        constructor."""
+        official product photos are also verified geometrically. `device`: where the backbone
+        and OCR run, "cpu" or "cuda" (models/device.py; ZEROSCAN_IMAGE_DEVICE in the job). Other
+        keywords go to the constructor."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         cv2.setNumThreads(threads)
         faiss.omp_set_num_threads(threads)
         live = [b for b in brands if not b.deleted]
-        extractor = extractor or FeatureExtractor(model_path, threads=threads, batch_size=batch_size)
+        extractor = extractor or FeatureExtractor(model_path, threads=threads, batch_size=batch_size, device=device)
         if reader is None and ocr:
             from models.ocr import TextReader
-            reader = TextReader(threads=threads, upscale=ocr_upscale)
+            reader = TextReader(threads=threads, upscale=ocr_upscale, device=device)
         references = references if references is not None else ReferenceCache()
         errors: list[str] = []
         fp = hashlib.blake2b(digest_size=16)
@@ -269,6 +270,8 @@ class ImageSignals:
         copy_geometry = geometry and copy_geometry
         fp.update(f"{RESULT_VERSION}|{geometry}|{copy_geometry}|{Path(model_path).name}|{reading}|"
                   f"{limits.analysis_side}".encode())
+        if device != "cpu":      # model outputs agree across devices within float tolerance only
+            fp.update(f"|{device}".encode())
         if head_path is not None:
             fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
         # what the kept reference analysis depends on besides the image's bytes
@@ -593,11 +596,13 @@ class ImageSignals:
                 # one set of local features per photo, searched in the logo and product indexes
                 q = (self.geometry if self.geometry is not None else self.copy_geometry).query(rgb)
                 if self.geometry is not None:
-                    geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box) for g in self.geometry.match(rgb, q)
+                    geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box)
+                                for g in self.geometry.match(rgb, q, min_inliers=GEO_SUPPORT_INLIERS)
                                 if geo_score(g.inliers) > 0)
                 if self.copy_geometry is not None:
                     copy_geo = tuple((g.brand_id, g.logo_uri, g.inliers, g.box)
-                                     for g in self.copy_geometry.match(rgb, q) if copy_geo_score(g.inliers) > 0)
+                                     for g in self.copy_geometry.match(rgb, q, min_inliers=COPY_GEO_REVIEW_INLIERS)
+                                     if copy_geo_score(g.inliers) > 0)
             k = (scales or {}).get(sha)
             if k is not None:
                 logos = tuple((a, b, p, sim, _scaled(box, k)) for a, b, p, sim, box in logos)

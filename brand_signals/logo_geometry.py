@@ -250,9 +250,12 @@ class LogoGeometryIndex:
         qpts, qdesc = _features(grey, self._sift)
         return Query(qpts, qdesc, (grey.shape[0], grey.shape[1]), scale)
 
-    def match(self, rgb: np.ndarray, query: Query | None = None) -> list[GeoHit]:
-        """Geometrically verified references in one photo (any inlier count), best reference
-        per brand, most inliers first. `query`: the photo's features when already computed."""
+    def match(self, rgb: np.ndarray, query: Query | None = None, min_inliers: int = 0) -> list[GeoHit]:
+        """Geometrically verified references in one photo, best reference per brand, most
+        inliers first. `query`: the photo's features when already computed. `min_inliers`: only
+        hits with at least that many inliers are returned, and a candidate whose matches cannot
+        give that many (fewer distinct photo or reference locations, `inlier_bound`) is not
+        fitted: the hits at or over it are those found with 0, for fewer RANSAC fits."""
         if not self._index.ntotal:
             return []
         prm = self.params
@@ -279,10 +282,21 @@ class LogoGeometryIndex:
         cands = sorted((r for r, g in groups.items() if len(g) >= prm.min_matches), key=lambda r: -len(groups[r]))
         best: dict[str, GeoHit] = {}
         for r in cands[:prm.top_candidates]:
+            if min_inliers and self.inlier_bound(groups[r], qpts) < min_inliers:
+                continue
             hit = self._verify(r, groups[r], qpts, q.hw, q.scale)
             if hit is not None and (hit.brand_id not in best or hit.inliers > best[hit.brand_id].inliers):
                 best[hit.brand_id] = hit
-        return sorted(best.values(), key=lambda x: -x.inliers)
+        return sorted((h for h in best.values() if h.inliers >= min_inliers), key=lambda x: -x.inliers)
+
+    def inlier_bound(self, pairs: dict[int, int], qpts: np.ndarray) -> int:
+        """The most inliers `_verify` can count for these matches (photo kp -> reference row):
+        it counts distinct rounded locations on both sides, so their numbers here bound it."""
+        if len(pairs) < 2:
+            return len(pairs)
+        q = np.rint(qpts[np.fromiter(pairs.keys(), np.int64)])
+        r = np.rint(self._points[np.fromiter(pairs.values(), np.int64)])
+        return min(len(np.unique(q, axis=0)), len(np.unique(r, axis=0)))
 
     def _verify(self, r: int, pairs: dict[int, int], qpts: np.ndarray, qhw: tuple[int, int],
                 scale: float) -> GeoHit | None:

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from models.device import providers
+
 DEFAULT_MODEL = Path(__file__).resolve().parent / "efficientnet_lite0.onnx"
 # Stride of the backbone's last feature map (five stride-2 stages).
 STRIDE = 32
@@ -35,7 +37,9 @@ def letterbox(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 class FeatureExtractor:
     """Batches same-size RGB uint8 images through the backbone; `calls` counts model runs."""
 
-    def __init__(self, model_path: Path | str = DEFAULT_MODEL, threads: int = 1, batch_size: int = 8):
+    def __init__(self, model_path: Path | str = DEFAULT_MODEL, threads: int = 1, batch_size: int = 8,
+                 device: str = "cpu"):
+        """`device`: "cpu" or "cuda" (onnxruntime's CUDA provider, models/device.py)."""
         if threads < 1 or batch_size < 1:
             raise ValueError(f"threads and batch_size must be >= 1, got {threads}, {batch_size}")
         opts = ort.SessionOptions()
@@ -44,7 +48,8 @@ class FeatureExtractor:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(model_path), sess_options=opts,
-                                             providers=["CPUExecutionProvider"])
+                                             providers=providers(device))
+        self.device = device
         self.batch_size = batch_size
         self.calls = 0
 

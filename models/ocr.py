@@ -9,6 +9,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from models.device import CUDA_PROVIDER, providers
+
 # PLATFORM.md: with limit_type "max" and side 960 wide images stop taking ~2 s; listing photos
 # are at most a few hundred pixels more than that.
 DET_LIMIT_SIDE = 960
@@ -27,6 +29,14 @@ USE_ANGLE_CLASSIFIER = False
 # "Google"), only exact repeats are dropped. Off unless asked for.
 UPSCALE_SIDE = 960
 UPSCALE_MIN_FACTOR = 1.3
+# Text lines per recognition call (RapidOCR's default, padded to the widest of them). One at a
+# time was 17 % less OCR time in one process over 80 dev logo photos (readers interleaved photo
+# by photo; most lines are under the recogniser's 320 px floor, so padding them to a long
+# neighbour is wasted work), with the same text on 79 of 80 photos: the recogniser attends over
+# the padded width, so a reading can move. Not switched until the dev logo decisions are shown
+# unchanged with it (benchmarks/eval_logos_offline.py). One call across a batch's photos was
+# slower (wider padding) and moved more readings.
+REC_BATCH = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +51,21 @@ class TextReader:
     With `upscale`, photos smaller than UPSCALE_SIDE / UPSCALE_MIN_FACTOR are read a second
     time scaled up and the lines of both readings are returned (boxes in source pixels)."""
 
-    def __init__(self, threads: int = 1, det_limit_side: int = DET_LIMIT_SIDE, upscale: bool = False):
+    def __init__(self, threads: int = 1, det_limit_side: int = DET_LIMIT_SIDE, upscale: bool = False,
+                 device: str = "cpu"):
+        """`device`: "cpu" or "cuda" (both OCR models on onnxruntime's CUDA provider)."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         threads = min(threads, os.cpu_count() or 1)
         from rapidocr_onnxruntime import RapidOCR
 
+        cuda = providers(device)[0] == CUDA_PROVIDER     # raises where CUDA was asked for and is missing
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1,
+                             det_use_cuda=cuda, rec_use_cuda=cuda, cls_use_cuda=cuda, rec_batch_num=REC_BATCH,
                              det_limit_type="max", det_limit_side_len=det_limit_side,
                              text_score=MIN_TEXT_SCORE, use_cls=USE_ANGLE_CLASSIFIER, print_verbose=False)
         self.upscale = upscale
+        self.device = device
         self.calls = 0
 
     def read(self, images: Sequence[np.ndarray]) -> list[list[TextLine]]:

@@ -164,7 +164,7 @@ def _image_factory(cfg: dict | None):
         return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
                                   cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
                                   ocr_upscale=cfg.get("ocr_upscale", False), references=references[0],
-                                  listing_fetch=fetchers[0])
+                                  listing_fetch=fetchers[0], device=cfg.get("device", "cpu"))
 
     return build
 

@@ -239,7 +239,7 @@ def image_config(settings: Settings) -> dict:
     from connectors.image_fetch import FetchBudgets
 
     return {"enabled": os.environ.get("ZEROSCAN_IMAGES", "on") != "off",
-            "ocr": ocr != "off", "ocr_upscale": ocr == "upscale",
+            "ocr": ocr != "off", "ocr_upscale": ocr == "upscale", "device": settings.image_device,
             "cache_dir": str(settings.state_dir / "image-cache"),
             # seller-supplied uris: the policy (checked here, so a bad list fails at start) and budgets
             "egress": EgressPolicy.from_lists(list(settings.egress_allow), list(settings.egress_deny)).to_config(),

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brand_signals.registry import MAX_BRAND_IMAGE_PIXELS, MAX_CATALOG_IMAGE_PIXELS, ImageBudget
+from models.device import check_device
 
 ROOT = Path(__file__).resolve().parent.parent
 # The development broker's address (`zeroscan kafka up`).
@@ -159,6 +160,9 @@ class Settings:
     # pixels of one brand's images and of all live brands' (registry.ImageBudget)
     brand_image_pixels: int = MAX_BRAND_IMAGE_PIXELS
     catalog_image_pixels: int = MAX_CATALOG_IMAGE_PIXELS
+    # Where the image models run (ZEROSCAN_IMAGE_DEVICE): cpu, or cuda with onnxruntime-gpu
+    # installed (models/device.py says how; asking for cuda without it fails at start).
+    image_device: str = "cpu"
 
     @property
     def image_budget(self) -> ImageBudget:
@@ -208,6 +212,7 @@ class Settings:
             fetch_budgets=_pairs(_env("FETCH", ""), "ZEROSCAN_FETCH"),
             brand_image_pixels=_int_env("BRAND_IMAGE_PIXELS", MAX_BRAND_IMAGE_PIXELS),
             catalog_image_pixels=_int_env("CATALOG_IMAGE_PIXELS", MAX_CATALOG_IMAGE_PIXELS),
+            image_device=check_device(_env("IMAGE_DEVICE", "cpu")),
             checkpoint_dir=storage_uri(os.environ.get("ZEROSCAN_CHECKPOINT_DIR")),
             savepoint_dir=storage_uri(os.environ.get("ZEROSCAN_SAVEPOINT_DIR")),
             flink_rest_port=int(_env("FLINK_REST_PORT", "8081")),

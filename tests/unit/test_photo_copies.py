@@ -298,3 +298,37 @@ def test_rebuild_reuses_the_product_index_only_while_its_photos_are_unchanged(ex
     assert set(_copies(changed.find([_listing("l1", "x.jpg")])[0])) == {"rival"}
     ImageSignals.build(BRANDS, store, None, copy_geometry=False, **kw)
     assert refs.copy_index is None                                     # not held when not used
+
+
+def _counting_fits(monkeypatch):
+    calls = []
+    real = LogoGeometryIndex._verify
+
+    def verify(self, r, pairs, *a):
+        calls.append(len(pairs))
+        return real(self, r, pairs, *a)
+
+    monkeypatch.setattr(LogoGeometryIndex, "_verify", verify)
+    return calls
+
+
+@pytest.mark.parametrize("edit", ["crop", "hflip", "screenshot"])
+def test_min_inliers_keeps_every_wanted_hit(index, edit):
+    """Cascade rule, positive case: with min_inliers the hits at or over it are exactly those
+    found fitting every candidate (a copy is still verified)."""
+    photo = reencoded(EDITS[edit](product(1)))
+    wanted = [h for h in index.match(photo) if h.inliers >= COPY_GEO_REVIEW_INLIERS]
+    assert wanted and index.match(photo, min_inliers=COPY_GEO_REVIEW_INLIERS) == wanted
+
+
+def test_min_inliers_skips_fits_that_cannot_reach_it(index, monkeypatch):
+    """Cascade rule, negative case: candidates whose matches hold fewer distinct locations than
+    min_inliers are not fitted, and give no hit."""
+    calls = _counting_fits(monkeypatch)
+    photo = reencoded(crop(product(1)))
+    assert index.match(photo) and calls                        # fitted without a floor
+    calls.clear()
+    assert index.match(photo, min_inliers=10_000) == [] and calls == []
+    # matches repeating one photo location bound the inliers by 1 whatever their count
+    pts = np.float32([[5, 5], [5.2, 4.9], [4.8, 5.1], [5, 5], [5.1, 5]])
+    assert index.inlier_bound({i: i for i in range(5)}, pts) == 1

@@ -441,3 +441,57 @@ def test_kana_evidence_says_kana(japanese_index):
     assert ev.signals[0].detail["matched"] == "キャノン" and ev.signals[0].detail["normalisations"] == ["kana"]
     [ev] = japanese_index.match(listing("ナイキ スニーカー"))
     assert ev.signals[0].detail["normalisations"] == []   # a mark written as enrolled needed no fold
+
+
+def test_large_hash_table_answers_as_the_sorted_search():
+    """The directory look-up of a large table (over SMALL_TABLE keys) gives the values the
+    binary search over the sorted hashes gave, in the same order, and no false members."""
+    from array import array
+
+    import numpy as np
+
+    from brand_signals.wordmarks import SMALL_TABLE, _HashTable
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(SMALL_TABLE + 5_000)]
+    hs = array("q", [hash(w) for w in words] * 2)
+    vs = array("i", [rng.randrange(1000) for _ in range(len(hs))])
+    table = _HashTable(hs, vs)
+    assert table._small is None
+    keys = np.frombuffer(hs, np.int64)
+    order = np.argsort(keys, kind="stable")
+    sk, sv = keys[order], np.frombuffer(vs, np.int32)[order]
+
+    def oracle(strings):
+        h = np.fromiter((hash(s) for s in strings), np.int64)
+        return [v for a, b in zip(np.searchsorted(sk, h, "left"), np.searchsorted(sk, h, "right"))
+                for v in sv[a:b].tolist()]
+
+    for q in (words[:40], words[-3:] + ["absent", "w"], rng.sample(words, 200)):
+        assert table.lookup(q) == oracle(q)
+    assert all(w in table for w in rng.sample(words, 500))
+    assert not any(f"x{i}" in table for i in range(2_000))
+
+
+def test_alternative_reading_that_can_form_a_key_is_searched():
+    """Cascade rule, positive case: a misspelt token with several readings gets a stream for
+    a reading that forms a key with its neighbour ("jnes" read as "jones" after "wilson")."""
+    idx = WordMarkIndex.build([brand("wj", "Wilson Jones"), brand("jn", "Janes Kit")])
+    toks = ["wilson", "jones"]
+    assert idx._may_hit(toks, 1, "jones") and idx._may_hit(["janes", "kit"], 0, "janes")
+    (ev,) = idx.match(Listing(listing_id="x", seller_id="s", event_time_ms=1, title="Wilson Jnes stapler"))
+    assert ev.brand_id == "wj"
+
+
+def test_alternative_reading_that_forms_no_key_gets_no_stream():
+    """Cascade rule, negative case: a reading that is only the inner word of multi-word marks
+    and has neither neighbour of any of them builds no stream (and finds nothing)."""
+    idx = WordMarkIndex.build([brand("wj", "Wilson Jones"), brand("jk", "Jones Kit")])
+    assert not idx._may_hit(["blue", "jones", "stapler"], 1, "jones")
+    assert idx._may_hit(["blue", "jones", "kit"], 1, "jones")
+    from brand_signals.token_streams import TokenStream
+
+    title = "blue jnes stapler"
+    stream = TokenStream(title.split(), 0, title)
+    assert idx._corrected_streams(stream, anywhere=True) == []
+    assert idx.match(Listing(listing_id="x", seller_id="s", event_time_ms=1, title="Blue Jnes stapler")) == []

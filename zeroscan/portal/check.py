@@ -72,7 +72,7 @@ class ListingCheck:
         def build(catalog: Catalog):
             return ImageSignals.build(catalog.brands.values(), fetch, None, threads=1, ocr=cfg.get("ocr", True),
                                       ocr_upscale=cfg.get("ocr_upscale", False), references=self._references,
-                                      listing_fetch=self._fetcher)
+                                      listing_fetch=self._fetcher, device=cfg.get("device", "cpu"))
         return build
 
     def _scanner(self, owner: str, brands: Sequence[BrandReference]) -> tuple[Catalog, Scanner]:
