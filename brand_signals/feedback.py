@@ -49,7 +49,7 @@ DAY_MS = 86_400_000
 
 @dataclass(frozen=True, slots=True)
 class FeedbackPolicy:
-    """Tunable by configuration (`ZEROSCAN_ACCURACY_BAR`, `ZEROSCAN_ACCURACY_WINDOW_DAYS`)."""
+    """Tunable per FeedbackState (its fields; the job runs the defaults: none is read from the environment)."""
 
     # Amazon asks brand owners for >= 90 % accuracy to keep self-service removal privileges.
     accuracy_bar: float = 0.90

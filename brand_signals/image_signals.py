@@ -242,7 +242,7 @@ class ImageSignals:
               extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
               ocr_upscale: bool = False, limits: ImageLimits = ImageLimits(),
               references: ReferenceCache | None = None, listing_fetch: Fetch | None = None,
-              copy_geometry: bool = True, **kw) -> "ImageSignals":
+              copy_geometry: bool = True, wordmarks: WordMarkIndex | None = None, **kw) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks).
@@ -250,8 +250,10 @@ class ImageSignals:
         `references`: kept by the caller across rebuilds, so an unchanged image (same bytes)
         is not decoded again. `listing_fetch` reads listing images (seller input: the job passes
         its egress-policed fetcher; `fetch` when None). `copy_geometry` (with `geometry`):
-        official product photos are also verified geometrically. Other keywords go to the
-        constructor."""
+        official product photos are also verified geometrically. `wordmarks`: the catalogue's
+        index, which text read from images is matched against (built here from `brands` when
+        None; the scanner passes the catalogue's, so it is built once per catalogue). Other
+        keywords go to the constructor."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         cv2.setNumThreads(threads)
@@ -381,7 +383,8 @@ class ImageSignals:
                 references.copy_index = (held, copy_index)
         else:
             references.copy_index = None
-        sig = cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
+        sig = cls(logos=logos, copies=copies, wordmarks=wordmarks if wordmarks is not None else WordMarkIndex.build(live),
+                  extractor=extractor,
                   reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
                   fingerprint=fp.digest(), cache_path=cache_path,
                   build_errors=errors, geometry=LogoGeometryIndex.from_features(logo_feats) if geometry else None,
