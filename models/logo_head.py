@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.embedder import PAD_VALUE, STRIDE
+from models.embedder import STRIDE
 
 DEFAULT_HEAD = Path(__file__).resolve().parent / "logo_head.npz"
 # Query photos are letterboxed to this side: a 14 x 14 grid of 32-px cells. Measured 19 ms
@@ -148,6 +148,3 @@ def valid_cells(image_h: int, image_w: int, side: int = QUERY_SIDE) -> tuple[int
     s = side / max(image_h, image_w)
     return (max(1, int(np.ceil(image_h * s / STRIDE))), max(1, int(np.ceil(image_w * s / STRIDE))))
 
-
-def pad_canvas(side: int) -> np.ndarray:
-    return np.full((side, side, 3), PAD_VALUE, np.uint8)
