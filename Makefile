@@ -42,7 +42,7 @@ jars: $(JARS)
 	touch $@
 
 bench: setup
-	$(BIN)/zeroscan bench
+	$(BIN)/python -m benchmarks.pipeline_bench
 
 bench-text: setup
 	$(BIN)/python -m benchmarks.text_matching

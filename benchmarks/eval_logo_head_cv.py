@@ -11,7 +11,7 @@ brands no head held out, e.g. word-mark-only brands, and the no_logo photos alte
 between heads). A photo is flagged with the brand of its most probable window when that
 window passes both thresholds; precision and recall over the dev logo set's labels, for a
 grid of (window probability, cosine similarity) thresholds. The job's thresholds are
-image_signals.LOGO_REVIEW_PROB and logos.MIN_SIMILARITY.
+logos.LOGO_REVIEW_PROB and logos.MIN_SIMILARITY.
 """
 from __future__ import annotations
 

@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         brands = [dataclasses.replace(b, logos=()) for b in brands]
     by_id = {b.brand_id: b for b in brands}
     t0 = time.perf_counter()
-    sig = ImageSignals.build(brands, file_fetch, str(a.data), head_path=a.head, ocr=not a.no_ocr,
+    head = None
+    if a.head is not None:
+        from brand_signals.logos import LearnedHead
+        head = LearnedHead.load(a.head)
+    sig = ImageSignals.build(brands, file_fetch, str(a.data), head=head, ocr=not a.no_ocr,
                              ocr_upscale=a.ocr_upscale, cache_path=a.cache, threads=1)
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()

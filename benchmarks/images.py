@@ -28,7 +28,7 @@ from brand_signals.image_copy import pdq  # noqa: E402
 from brand_signals.image_decode import decode_rgb  # noqa: E402
 from brand_signals.image_signals import COPY_GEO_REVIEW_INLIERS, GEO_SUPPORT_INLIERS, ImageSignals  # noqa: E402
 from models.embedder import letterbox  # noqa: E402
-from models.logo_head import QUERY_SIDE  # noqa: E402
+from models.embedder import QUERY_SIDE  # noqa: E402
 
 BATCH = 32
 PRODUCT_PHOTOS_PER_BRAND = 2

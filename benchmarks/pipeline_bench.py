@@ -2,9 +2,9 @@
 job, side by side with a plain Python Kafka passthrough (the I/O ceiling) and a naive scanner
 that loops over every mark (what a small team writes first), on the same seeded traffic.
 
-    make bench        or        .venv/bin/zeroscan bench [--listings 400000] [--marks 1000]
-                                    [--parallelism 1,2] [--scale-marks 1000000] [--quick]
-                                .venv/bin/zeroscan bench --plot-only   (redraw the chart only)
+    make bench   or   .venv/bin/python -m benchmarks.pipeline_bench [--listings 400000] [--marks 1000]
+                            [--parallelism 1,2] [--scale-marks 1000000] [--quick]
+                     .venv/bin/python -m benchmarks.pipeline_bench --plot-only   (redraw the chart only)
 
 Writes benchmarks/results/latest.json, latest.md and latest.png (matplotlib: throughput per
 CPU-second against the targets, and the latency panel). "Per core" divides by the CPU
@@ -144,8 +144,7 @@ def run(args) -> dict:
                                    transactional_id_prefix=f"bench-{tag}", topics=Topics.prefixed(f"b{tag}-"))
     ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=4))
     ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}})
-    out: dict = {"seed": SEED, "command": "zeroscan bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"]
-                                                                    else sys.argv[1:]),
+    out: dict = {"seed": SEED, "command": "python -m benchmarks.pipeline_bench " + " ".join(sys.argv[1:]),
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                  "mix": dataclasses.asdict(Mix()), "marks": args.marks}
     try:
@@ -320,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale_only:
         res = json.loads((args.results / "latest.json").read_text())
         scale(args, res)
-        res["command"] += f"; scale re-measured: zeroscan bench --scale-only --scale-marks {args.scale_marks}"
+        res["command"] += f"; scale re-measured: python -m benchmarks.pipeline_bench --scale-only --scale-marks {args.scale_marks}"
     else:
         res = run(args)
     write_results(res, args.results)

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from brand_signals.records import (
-    Action,
-    BrandReference,
-    Decision,
-    Evidence,
-    Listing,
-    Op,
-    Signal,
-    SignalKind,
-)
+from brand_signals.records import Action, BrandReference, Decision, Evidence, Listing, Op, Signal
+from brand_signals.signals import BUILTIN, Signals
+from brand_signals.sources.price import PRICE_BOOST, price_evidence  # noqa: F401 (PRICE_BOOST: re-exported)
+from brand_signals.sources.seller import seller_evidence
 
 # Confidence from which the brand's own enforcement applies as asked. Word-mark hits in the
 # title or brand field after normalisation score >= 0.9 (see wordmarks.py); weaker evidence
@@ -28,14 +22,10 @@ ENFORCE_SCORE = 0.8
 # Confidence from which a finding is worth a human look at all; below it nothing is emitted
 # (a decision is only written for flagged listings).
 REVIEW_SCORE = 0.5
-# A price under the brand's floor is not presentation by itself; it raises confidence in a
-# presentation already found (genuine goods are not sold below min_price).
-PRICE_BOOST = 0.5
-
-PRESENTATION_KINDS = frozenset({
-    SignalKind.TRADEMARK_TEXT, SignalKind.BRAND_FIELD, SignalKind.LOGO, SignalKind.OCR_TEXT,
-    SignalKind.IMAGE_COPY, SignalKind.FEEDBACK_NEIGHBOR, SignalKind.BRAND_REMOVAL,
-})
+# What each kind of signal does (presents, supports, a note) is declared by the signal sources
+# (brand_signals.signals): `signals` below. The price floor and the seller's standing are
+# sources too (brand_signals.sources.price, .seller).
+PRESENTATION_KINDS = BUILTIN.presents
 
 
 def combine(scores: Sequence[float]) -> float:
@@ -62,44 +52,47 @@ def _merge(evidence: Sequence[Evidence]) -> dict[str, list[Signal]]:
 
 
 def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, BrandReference],
-           now_ms: int, model_version: str | None = None) -> Decision | None:
-    """The decision for one listing, or None when it is not flagged for any brand."""
+           now_ms: int, model_version: str | None = None, signals: Signals = BUILTIN,
+           facts: bool = True) -> Decision | None:
+    """The decision for one listing, or None when it is not flagged for any brand.
+
+    `signals`: what each kind means (the scanner's configured sources). `facts`: look up the
+    price floor and seller facts here (a caller outside the Scanner); the Scanner passes False,
+    its policy sources having added them for the whole batch."""
     if listing.op is Op.DELETE:
         return None
+    if facts and evidence:
+        evidence = list(evidence)
+        evidence += price_evidence(listing, evidence, brands)
+        evidence += seller_evidence(listing, evidence)
     best: Decision | None = None
     merged = _merge(evidence)
-    # images that could not be scanned (refused uri, timeout, bomb) travel with a decision, so
-    # a reviewer sees what was not looked at
+    presents, supports = signals.presents, signals.supports
+    # signals that only inform (images that could not be scanned: refused uri, timeout, bomb)
+    # travel with a decision under brand "", so a reviewer sees what was not looked at
     # (brand-less evidence is rare: most listings skip the scan)
-    unscanned = tuple(s for s in merged[""] if s.kind is SignalKind.IMAGE_ERROR) if "" in merged else ()
-    for brand_id, signals in merged.items():
+    unscanned = tuple(s for s in merged[""] if s.kind in signals.notes) if "" in merged else ()
+    for brand_id, found in merged.items():
         brand = brands.get(brand_id)
         if brand is None or brand.deleted or listing.seller_id in brand.authorized_sellers:
             continue
-        presentation = [s for s in signals if s.kind in PRESENTATION_KINDS]
+        presentation = [s for s in found if s.kind in presents]
         if not presentation:
             continue
         score = combine([s.score for s in presentation])
-        extra: list[Signal] = []
-        floor = brand.min_price
-        if floor is not None and listing.price is not None and listing.price.currency == floor.currency \
-                and listing.price.amount < floor.amount:
-            extra.append(Signal(SignalKind.PRICE, PRICE_BOOST, {
-                "amount": listing.price.amount, "currency": listing.price.currency,
-                "min_price": floor.amount}))
-            score = combine([score, PRICE_BOOST])
-        # Raised suspicion on a seller (confirmed removals for this brand) strengthens a
-        # presentation already found, like the price floor; it never presents a brand alone.
-        suspicion = [s for s in signals if s.kind is SignalKind.SELLER and s.score > 0]
-        if suspicion:
-            extra.extend(suspicion)
-            score = combine([score] + [s.score for s in suspicion])
-        else:
-            extra.append(Signal(SignalKind.SELLER, 0.0, {"seller_id": listing.seller_id, "authorized": False}))
+        # Supporting facts (price floor, seller suspicion) strengthen a presentation already
+        # found, one kind after another in the order they came; a zero-score fact only informs.
+        extra = [s for s in found if s.kind in supports]
+        by_kind: dict = {}
+        for s in extra:
+            if s.score > 0:
+                by_kind.setdefault(s.kind, []).append(s.score)
+        for scores in by_kind.values():
+            score = combine([score] + scores)
         action = action_for(score, brand.enforcement)
         if action is None:
             continue
-        if any(s.kind is SignalKind.FEEDBACK_NEIGHBOR and s.score >= ENFORCE_SCORE for s in presentation):
+        if signals.takedown and any(s.kind in signals.takedown and s.score >= ENFORCE_SCORE for s in presentation):
             action = Action.TAKEDOWN
         candidate = Decision(
             listing_id=listing.listing_id, seller_id=listing.seller_id, brand_id=brand_id,

@@ -49,7 +49,7 @@ DAY_MS = 86_400_000
 
 @dataclass(frozen=True, slots=True)
 class FeedbackPolicy:
-    """Tunable by configuration (`ZEROSCAN_ACCURACY_BAR`, `ZEROSCAN_ACCURACY_WINDOW_DAYS`)."""
+    """Tunable per FeedbackState (its fields; the job runs the defaults: none is read from the environment)."""
 
     # Amazon asks brand owners for >= 90 % accuracy to keep self-service removal privileges.
     accuracy_bar: float = 0.90
@@ -439,7 +439,15 @@ class FeedbackState:
         return (listing_id, brand_id) in self._exempt
 
     def evidence(self, listing: Listing, fp: Fingerprint, presented: Iterable[str]) -> list[Evidence]:
-        """Feedback-derived evidence for a listing being scanned."""
+        """Feedback-derived evidence for a listing being scanned: its own removal and its
+        neighbours' (`removal_evidence`), then its seller's standing (`seller_evidence`)."""
+        if not self._confirmed:
+            return []
+        return self.removal_evidence(listing, fp) + self.seller_evidence(listing, presented)
+
+    def removal_evidence(self, listing: Listing, fp: Fingerprint) -> list[Evidence]:
+        """The listing's own confirmed removal, and confirmed removals it is a near-duplicate of
+        (by rare shared words, or a shared image that is not a stock photo)."""
         if not self._confirmed:
             return []
         out: list[Evidence] = []
@@ -469,6 +477,18 @@ class FeedbackState:
             if via == "text":
                 detail["shared_rarity"] = round(rare, 2)
             out.append(Evidence(brand_id, (Signal(SignalKind.FEEDBACK_NEIGHBOR, self._neighbor_score(sim), detail),)))
+        return out
+
+    def seller_removals(self, seller_id: str, brand_id: str) -> int:
+        """Confirmed removals of this seller's listings for this brand (0 before any removal)."""
+        return self._seller_brands.get((seller_id, brand_id), 0) if self._confirmed else 0
+
+    def seller_evidence(self, listing: Listing, presented: Iterable[str]) -> list[Evidence]:
+        """Raised suspicion on the listing's seller for each presented brand it had confirmed
+        removals for."""
+        if not self._confirmed:
+            return []
+        out: list[Evidence] = []
         for brand_id in presented:
             n = self._seller_brands.get((listing.seller_id, brand_id))
             if n:

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pdqhash
 
-from models.logo_head import normalise
+from models.embedder import normalise
 
 # ThreatExchange's PDQ_CONFIDENT_MATCH_THRESHOLD (signal_type/pdq): Hamming distance <= 31 of
 # 256 bits is the same picture.

@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import cv2
 import faiss
@@ -32,11 +32,9 @@ from brand_signals.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, glo
 from brand_signals.image_decode import ImageDecodeError, ImageLimits, decode_rgb, probe
 from brand_signals.logo_geometry import (LogoGeometryIndex, RefFeatures, PRODUCT_PARAMS,
                                          product_reference_features, reference_features)
-from brand_signals.logos import LogoIndex
 from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
 from brand_signals.wordmarks import WordMarkIndex
-from models.embedder import DEFAULT_MODEL, FeatureExtractor, letterbox
-from models.logo_head import QUERY_SIDE, LogoHead, valid_cells
+from models.embedder import DEFAULT_MODEL, QUERY_SIDE, FeatureExtractor, letterbox, valid_cells
 
 Fetch = Callable[[str, "str | None", "str | None"], bytes]
 # A listing fetch may also take a whole batch at once, concurrently and under time budgets
@@ -45,18 +43,8 @@ Fetch = Callable[[str, "str | None", "str | None"], bytes]
 FetchMany = Callable[[Sequence[tuple[int, str, "str | None"]]], list]
 
 # --- logo scores (decide.py: >= 0.8 enforce, >= 0.5 review) -----------------------------
-# The learned head (models/logo_head.py) is off unless `head_path` is given: cross-fitted on
-# the dev logo photos (two heads, each brand scored by the head that never saw it), at the
-# thresholds below it found none of the 809 logo photos; without logos.MIN_SIMILARITY it
-# flagged 1,079 of 1,109 photos at precision 0.06 (benchmarks/eval_logo_head_cv.py). It cost
-# ~42 ms per new image. It is kept for research
-# (benchmarks/eval_logos_offline.py --head). When on, the window probability p (softmax over
-# nearest renderings + background) becomes a score through these points, under
-# decide.REVIEW_SCORE, so a head hit only adds to other evidence.
-LOGO_ENFORCE_PROB = 0.97
-LOGO_REVIEW_PROB = 0.9
-LOGO_ENFORCE_SCORE = 0.45
-LOGO_REVIEW_SCORE = 0.3
+# A learned logo head (research, off in the job: brand_signals/logos.py says why) may be passed
+# in as `head` (a LogoHeadPlugin); its window probabilities become scores through `head.score`.
 # A geometrically verified logo (RootSIFT matches + RANSAC, logo_geometry.py) flags on its own.
 # Measured on the dev logo set, geometric hits alone (best brand per photo), 1,109 photos:
 # >= 6 inliers: 178 flagged, precision 0.978, recall 0.215 (none of the 300 no_logo photos;
@@ -100,6 +88,19 @@ MAX_HELD_PIXELS = 32_000_000
 # a uri is seen within this time (as it would be at the next scan anyway).
 VERIFIED_TTL_S = 600.0
 _ERROR_BRAND = ""
+
+
+class LogoHeadPlugin(Protocol):
+    """A learned logo-region head (research only: brand_signals/logos.py `LearnedHead`)."""
+
+    fingerprint: bytes            # what cached per-image outcomes depend on (the weights)
+
+    def index(self, logos: list[tuple[str, str, np.ndarray]], extractor: FeatureExtractor):
+        """An index over (brand_id, logo uri, RGB) whose `match(features, hw)` yields hits with
+        brand_id, logo_uri, probability, similarity and box."""
+        ...
+
+    def score(self, probability: float) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,14 +174,6 @@ class ReferenceCache:
         return len(self._entries)
 
 
-def logo_score(p: float) -> float:
-    if p >= LOGO_ENFORCE_PROB:
-        return LOGO_ENFORCE_SCORE
-    if p >= LOGO_REVIEW_PROB:
-        return LOGO_REVIEW_SCORE
-    return 0.0
-
-
 def geo_score(inliers: int) -> float:
     if inliers >= GEO_ENFORCE_INLIERS:
         return GEO_ENFORCE_SCORE
@@ -202,14 +195,15 @@ def _scaled(box: tuple[int, int, int, int], k: float) -> tuple[int, int, int, in
 
 
 class ImageSignals:
-    def __init__(self, *, logos: LogoIndex | None, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
+    def __init__(self, *, logos: object | None, copies: ImageCopyIndex, wordmarks: WordMarkIndex,
                  extractor: FeatureExtractor, reader, fetch: Fetch, fingerprint: bytes,
                  cache_path: str | Path | None = None, build_errors: Sequence[str] = (),
                  geometry: LogoGeometryIndex | None = None, limits: ImageLimits = ImageLimits(),
                  copy_geometry: LogoGeometryIndex | None = None,
                  max_held_pixels: int = MAX_HELD_PIXELS, verified_ttl_s: float = VERIFIED_TTL_S,
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic, head: LogoHeadPlugin | None = None):
         self.logos, self.copies, self.wordmarks = logos, copies, wordmarks
+        self.head = head
         self.geometry = geometry
         self.copy_geometry = copy_geometry if copy_geometry is not None and len(copy_geometry) else None
         self.copy_geometry_left_out = 0      # product photos over the caps (hash and embedding only)
@@ -238,11 +232,12 @@ class ImageSignals:
     @classmethod
     def build(cls, brands: Iterable[BrandReference], fetch: Fetch, base_dir: str | None = None, *,
               cache_path: str | Path | None = None, threads: int = 1, batch_size: int = 8,
-              model_path: Path = DEFAULT_MODEL, head_path: Path | None = None, ocr: bool = True,
+              model_path: Path = DEFAULT_MODEL, head: LogoHeadPlugin | None = None, ocr: bool = True,
               extractor: FeatureExtractor | None = None, reader=None, geometry: bool = True,
               ocr_upscale: bool = False, limits: ImageLimits = ImageLimits(),
               references: ReferenceCache | None = None, listing_fetch: Fetch | None = None,
-              copy_geometry: bool = True, device: str = "cpu", **kw) -> "ImageSignals":
+              copy_geometry: bool = True, wordmarks: WordMarkIndex | None = None, device: str = "cpu",
+              **kw) -> "ImageSignals":
         """Index every live brand's logos and product images. Logo uris are resolved by
         `fetch` against `base_dir`; an image that cannot be fetched or decoded is skipped and
         listed in `build_errors` (the brand still matches on its other logos and its marks).
@@ -250,8 +245,11 @@ class ImageSignals:
         `references`: kept by the caller across rebuilds, so an unchanged image (same bytes)
         is not decoded again. `listing_fetch` reads listing images (seller input: the job passes
         its egress-policed fetcher; `fetch` when None). `copy_geometry` (with `geometry`):
-        official product photos are also verified geometrically. `device`: where the backbone
-        and OCR run, "cpu" or "cuda" (models/device.py; ZEROSCAN_IMAGE_DEVICE in the job). Other
+        official product photos are also verified geometrically. `wordmarks`: the catalogue's
+        index, which text read from images is matched against (built here from `brands` when
+        None; the scanner passes the catalogue's, so it is built once per catalogue). `device`:
+        where the backbone and OCR run, "cpu" or "cuda" (models/device.py; ZEROSCAN_IMAGE_DEVICE
+        in the job). Other
         keywords go to the constructor."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -272,8 +270,8 @@ class ImageSignals:
                   f"{limits.analysis_side}".encode())
         if device != "cpu":      # model outputs agree across devices within float tolerance only
             fp.update(f"|{device}".encode())
-        if head_path is not None:
-            fp.update(hashlib.sha256(Path(head_path).read_bytes()).digest())
+        if head is not None:
+            fp.update(head.fingerprint)
         # what the kept reference analysis depends on besides the image's bytes
         setting = f"{limits.analysis_side}|{Path(model_path).name}"
         used: set[tuple[str, str, str]] = set()
@@ -330,7 +328,7 @@ class ImageSignals:
                 key = ("logo", sha, setting)
                 feats = references.get(key) if geometry else None
                 rgb = None
-                if (geometry and feats is None) or head_path is not None:
+                if (geometry and feats is None) or head is not None:
                     rgb = decoded(b.brand_id, ref, data)
                     if rgb is None:
                         continue
@@ -340,7 +338,7 @@ class ImageSignals:
                         references.put(key, feats)
                     used.add(key)
                     logo_feats.append((b.brand_id, ref.uri, feats))
-                if head_path is not None:
+                if head is not None:
                     head_imgs.append((b.brand_id, ref.uri, rgb))
             geo_brand = 0
             for ref in b.product_images:
@@ -369,7 +367,7 @@ class ImageSignals:
         if new_prod:
             analyse_products()
         references.retain(used)
-        logos = LogoIndex.build(head_imgs, extractor, LogoHead.load(head_path)) if head_path is not None else None
+        logos = head.index(head_imgs, extractor) if head is not None else None
         copies = ImageCopyIndex([(b, u) for b, u, _ in prod],
                                 np.array([k[0] for _, _, k in prod], np.uint8).reshape(-1, 32),
                                 np.array([k[1] for _, _, k in prod], np.float32).reshape(len(prod), 1280))
@@ -384,12 +382,13 @@ class ImageSignals:
                 references.copy_index = (held, copy_index)
         else:
             references.copy_index = None
-        sig = cls(logos=logos, copies=copies, wordmarks=WordMarkIndex.build(live), extractor=extractor,
+        sig = cls(logos=logos, copies=copies, wordmarks=wordmarks if wordmarks is not None else WordMarkIndex.build(live),
+                  extractor=extractor,
                   reader=reader, fetch=fetch if listing_fetch is None else listing_fetch,
                   fingerprint=fp.digest(), cache_path=cache_path,
                   build_errors=errors, geometry=LogoGeometryIndex.from_features(logo_feats) if geometry else None,
                   copy_geometry=copy_index,
-                  limits=limits, **kw)
+                  limits=limits, head=head, **kw)
         sig.copy_geometry_left_out = left_out
         return sig
 
@@ -584,7 +583,7 @@ class ImageSignals:
             hw = rgb.shape[:2]
             logos = tuple((h.brand_id, h.logo_uri, round(h.probability, 4), round(h.similarity, 4), h.box)
                           for h in (self.logos.match(f, hw) if self.logos is not None else ())
-                          if logo_score(h.probability) > 0)
+                          if self.head.score(h.probability) > 0)
             copies: tuple = ()
             if len(self.copies):
                 packed, quality = pdq(rgb)
@@ -635,7 +634,8 @@ class ImageSignals:
             logo_detail: dict[str, dict] = {}
             for brand_id, logo_uri, p, sim, box in out.logos:
                 logo_detail[brand_id] = {"image_uri": ref.uri, "logo_uri": logo_uri, "probability": p,
-                                         "similarity": sim, "box": list(box), "score_head": logo_score(p)}
+                                         "similarity": sim, "box": list(box),
+                                         "score_head": self.head.score(p) if self.head is not None else 0.0}
             for brand_id, logo_uri, n, box in out.geo:
                 d = logo_detail.setdefault(brand_id, {"image_uri": ref.uri, "logo_uri": logo_uri, "box": list(box)})
                 d.update(inliers=n, geo_logo_uri=logo_uri, geo_box=list(box), score_geo=geo_score(n))

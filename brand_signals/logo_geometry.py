@@ -19,7 +19,6 @@ import cv2
 import faiss
 import numpy as np
 
-from models.logo_head import tight_crop
 
 # Reference renderings: the tight-cropped logo with its longest side at each of these sizes
 # (SIFT's pyramid covers the scales in between), as luminance and inverted luminance (a logo
@@ -64,6 +63,25 @@ RANSAC_PX = 6.0
 MIN_AREA_FRACTION_OF_PHOTO = 0.0005   # ~ 13 x 13 px on a 640 x 480 photo
 MAX_AREA_FRACTION_OF_PHOTO = 1.5
 MAX_ANISOTROPY = 4.0
+
+
+def glyph_mask(rgb: np.ndarray) -> np.ndarray:
+    """Pixels that differ from the rendering's background colour (its corners' median)."""
+    corners = np.concatenate([rgb[:2, :2].reshape(-1, 3), rgb[:2, -2:].reshape(-1, 3),
+                              rgb[-2:, :2].reshape(-1, 3), rgb[-2:, -2:].reshape(-1, 3)])
+    bg = np.median(corners, axis=0)
+    return np.abs(rgb.astype(np.int16) - bg.astype(np.int16)).max(axis=2) > 40
+
+
+def tight_crop(rgb: np.ndarray, margin: float = 0.08) -> np.ndarray:
+    mask = glyph_mask(rgb)
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return rgb
+    x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    m = int(margin * max(x2 - x1, y2 - y1))
+    h, w = mask.shape
+    return rgb[max(0, y1 - m):min(h, y2 + m), max(0, x1 - m):min(w, x2 + m)]
 
 
 @dataclass(frozen=True, slots=True)

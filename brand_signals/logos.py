@@ -7,14 +7,16 @@ like nothing in particular stays low whatever its nearest neighbour.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import faiss
 import numpy as np
 
 from models.embedder import STRIDE, FeatureExtractor
-from models.logo_head import (QUERY_SIDE, LogoHead, normalise, pool_windows, reference_renders,
+from models.logo_head import (DEFAULT_HEAD, QUERY_SIDE, LogoHead, normalise, pool_windows, reference_renders,
                               valid_cells, windows)
 
 # Nearest renderings per window entering the softmax; the rest of the catalogue contributes
@@ -115,3 +117,46 @@ class LogoIndex:
                    min(image_hw[1], int((x + w) * STRIDE * scale_px)), min(image_hw[0], int((y + h) * STRIDE * scale_px)))
             hits.append(LogoHit(b, self._entries[row].logo_uri, p, sim, box))
         return sorted(hits, key=lambda h: -h.probability)
+
+
+# --- scores (decide.py: >= 0.8 enforce, >= 0.5 review) ------------------------------------
+# The learned head (models/logo_head.py) is off unless a `LearnedHead` is passed to ImageSignals.build: cross-fitted on
+# the dev logo photos (two heads, each brand scored by the head that never saw it), at the
+# thresholds below it found none of the 809 logo photos; without logos.MIN_SIMILARITY it
+# flagged 1,079 of 1,109 photos at precision 0.06 (benchmarks/eval_logo_head_cv.py). It cost
+# ~42 ms per new image. It is kept for research
+# (benchmarks/eval_logos_offline.py --head). When on, the window probability p (softmax over
+# nearest renderings + background) becomes a score through these points, under
+# decide.REVIEW_SCORE, so a head hit only adds to other evidence.
+LOGO_ENFORCE_PROB = 0.97
+LOGO_REVIEW_PROB = 0.9
+LOGO_ENFORCE_SCORE = 0.45
+LOGO_REVIEW_SCORE = 0.3
+
+
+def logo_score(p: float) -> float:
+    if p >= LOGO_ENFORCE_PROB:
+        return LOGO_ENFORCE_SCORE
+    if p >= LOGO_REVIEW_PROB:
+        return LOGO_REVIEW_SCORE
+    return 0.0
+
+
+@dataclass(frozen=True)
+class LearnedHead:
+    """The head as an ImageSignals plug-in (image_signals.LogoHeadPlugin): research only,
+    `ImageSignals.build(..., head=LearnedHead.load(path))`."""
+
+    head: LogoHead
+    fingerprint: bytes
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "LearnedHead":
+        path = Path(path) if path is not None else DEFAULT_HEAD
+        return cls(LogoHead.load(path), hashlib.sha256(path.read_bytes()).digest())
+
+    def index(self, logos, extractor: FeatureExtractor) -> LogoIndex:
+        return LogoIndex.build(logos, extractor, self.head)
+
+    def score(self, probability: float) -> float:
+        return logo_score(probability)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 from brand_signals import textnorm as tn
 
 if TYPE_CHECKING:
-    from brand_signals.wordmarks import Mark, Occurrence, _Hit
+    from brand_signals.mark_records import Hit, Mark, Occurrence
 
 # Titles put the brand first ("Brand Model Product"); tokens at index <= this (after
 # LEADING_WORDS such as "New") are in the brand position. Misspellings only count there
@@ -119,7 +119,7 @@ def at_brand_position(tokens: Sequence[str], first: int) -> bool:
     return first > 0 and tokens[first - 1] in MAKER_WORDS
 
 
-def is_compat(hit: "_Hit", covered: bytearray) -> bool:
+def is_compat(hit: "Hit", covered: bytearray) -> bool:
     """A compatibility mention: a cue a few tokens before the mark with only filler, model
     numbers or other found marks between ("for Canon and HP"), or a cue right after it.
     `covered` marks the folded characters that some found mark covers."""

@@ -1,20 +1,20 @@
-"""Scan a batch of listings against a catalogue: find evidence with every signal source, then
-decide. Evidence depends only on a listing's content and the catalogue, so it is memoised by
+"""Scan a batch of listings against a catalogue: find evidence with every configured signal
+source (brand_signals.signals), then decide. Evidence depends only on a listing's content and the catalogue, so it is memoised by
 content hash: an unchanged re-post (most of the traffic) costs a hash and a dict look-up, and
 only seller and price are re-evaluated.
 
 A memo entry remembers the catalogue version it was made at. After a brand update it stays
 valid unless it shows the changed brand or the changed brand's marks, old or new, could take
 part in matching its texts (`Catalog.still_valid`: a re-check against that brand alone); a
-policy-only update (enforcement, sellers, price floor) changes no evidence. The image source
-is rebuilt only when a brand's images change; otherwise it keeps its indexes and per-image
-results and only reads text found in images against the new word marks.
+policy-only update (enforcement, sellers, price floor) changes no evidence. Each source's
+index is built once per catalogue version it is asked at; a source may keep its previous
+index (the image source does unless a brand's images changed).
 """
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from brand_signals import textnorm as tn
 from brand_signals.catalog import Catalog
@@ -29,6 +29,9 @@ from brand_signals.feedback import (
     load_word_frequencies,
 )
 from brand_signals.records import Decision, Evidence, Listing, Op
+from brand_signals.signals import Batch, SignalIndex, SignalSource, Signals, Stage
+from brand_signals.sources import DEFAULT as DEFAULT_SOURCES
+from brand_signals.sources import load as load_sources
 
 # Memo entries kept per scanner instance. An entry is ~280 bytes with its key; 200 k entries
 # is ~56 MB per Python worker, enough to cover the re-post horizon of a slot's partition.
@@ -56,25 +59,25 @@ def _texts(listing: Listing) -> tuple[str, ...]:
     return (listing.title, listing.brand, listing.description, " \n ".join(listing.bullet_points))
 
 
-class ImageSource(Protocol):
-    """Evidence from listing images (logos, text read from images, copies of product photos)."""
-
-    def find(self, listings: Sequence[Listing], base_dir: str | None = None) -> list[list[Evidence]]: ...
-
-    def close(self) -> None: ...
-
-
 class Scanner:
-    """Stateless apart from its memo; one per worker."""
+    """Stateless apart from its memo and its sources' indexes; one per worker.
+
+    Runs the signal sources (brand_signals.signals) it is given, in order: CONTENT sources
+    for the listings the memo does not answer, then LEARNED and POLICY ones, then decides."""
 
     def __init__(self, model_version: str, memo_entries: int = MEMO_ENTRIES,
-                 images: Callable[[Catalog], ImageSource] | None = None, image_base_dir: str | None = None):
-        """`images` builds the image signal source for a catalogue (None: text only);
-        `image_base_dir` resolves relative image uris of listings."""
+                 images: Callable[[Catalog], object] | None = None, image_base_dir: str | None = None,
+                 sources: Sequence[SignalSource] | None = None):
+        """`sources`: the signal sources to run (None: the built-in ones, `sources.DEFAULT`).
+        `images` builds the image signal index for a catalogue (None: text only) when
+        `sources` is None; `image_base_dir` resolves relative image uris of listings."""
         self.model_version = model_version
-        self._images_factory = images
-        self._images: ImageSource | None = None
-        self._images_key: bytes | None = None
+        self.sources: tuple[SignalSource, ...] = tuple(load_sources(DEFAULT_SOURCES, images=images)
+                                                      if sources is None else sources)
+        self.signals = Signals(t for src in self.sources for t in src.types)
+        self._stages = {stage: [src for src in self.sources if src.stage is stage] for stage in Stage}
+        # source name -> (the catalogue it was built for, index)
+        self._indexes: dict[str, tuple[Catalog, SignalIndex]] = {}
         self.image_base_dir = image_base_dir
         # content key -> (evidence, catalogue version it holds for, text read from its images)
         self._memo: OrderedDict[bytes, tuple[list[Evidence], int, tuple[str, ...]]] = OrderedDict()
@@ -94,8 +97,18 @@ class Scanner:
         first batches (and the records measured after them) do not pay for it."""
         tn.load_word_lists()
         load_word_frequencies()
+    def index(self, source: SignalSource, catalog: Catalog) -> SignalIndex:
+        """The source's index for this catalogue version, built on first use."""
+        have = self._indexes.get(source.name)
+        if have is None or have[0] is not catalog:
+            self._indexes[source.name] = have = (catalog, source.build(catalog, have[1] if have else None))
+        return have[1]
+
+    def _batch(self, catalog: Catalog, **kw) -> Batch:
+        return Batch(catalog, self.feedback, self.image_base_dir, **kw)
 
     def evidence(self, catalog: Catalog, listings: Sequence[Listing]) -> list[list[Evidence]]:
+        """What the CONTENT sources find for each listing (memoised by content)."""
         if not catalog.brands:
             return [[] for _ in listings]
         out: list[list[Evidence] | None] = [None] * len(listings)
@@ -124,42 +137,35 @@ class Scanner:
         if todo:
             self.memo_misses += len(todo)
             batch = [listings[i] for i in todo]
-            found = catalog.wordmarks.match_many(batch)
-            texts: Sequence[tuple[str, ...]] = ()
-            if self._images_factory is not None and any(x.images for x in batch):
-                images = self._image_source(catalog)
-                found = [ev + iev for ev, iev in zip(found, images.find(batch, self.image_base_dir))]
-                texts = getattr(images, "last_texts", ())
-                for k, d in zip(todo_keys, getattr(images, "last_digests", ())):
-                    if d:
-                        self._digests[k] = d
+            found: list[list[Evidence]] = [[] for _ in batch]
+            texts: dict[int, tuple[str, ...]] = {}
+            for source in self._stages[Stage.CONTENT]:
+                asked = [n for n, x in enumerate(batch) if source.wants(x)]
+                if not asked:
+                    continue
+                every = len(asked) == len(batch)
+                ctx = self._batch(catalog)
+                got = self.index(source, catalog).find(batch if every else [batch[n] for n in asked], ctx)
+                for n, ev in zip(asked, got):
+                    if ev:
+                        found[n] = found[n] + ev
+                for m, t in ctx.texts.items():
+                    texts[asked[m]] = t
+                for m, d in ctx.digests.items():
+                    self._digests[todo_keys[asked[m]]] = d
                 while len(self._digests) > self._memo_entries:
                     self._digests.popitem(last=False)
             for n, (i, k, ev) in enumerate(zip(todo, todo_keys, found)):
                 out[i] = ev
-                memo[k] = (ev, catalog.version, texts[n] if n < len(texts) else ())
+                memo[k] = (ev, catalog.version, texts.get(n, ()))
             while len(memo) > self._memo_entries:
                 memo.popitem(last=False)
         return out  # type: ignore[return-value]
 
-    def _image_source(self, catalog: Catalog) -> "ImageSource":
-        """Built on first use and again whenever a brand's images (logos, product images)
-        change; after other brand updates it keeps its indexes and cached per-image results and
-        reads text found in images against the catalogue's word marks."""
-        if self._images is None or self._images_key != catalog.images_key:
-            if self._images is not None:
-                self._images.close()
-            self._images = self._images_factory(catalog)
-            self._images_key = catalog.images_key
-            if hasattr(self._images, "verify"):  # fetch a claimed digest of a removed listing's image
-                self._images.verify = lambda sha: self.feedback is not None and self.feedback.has_image(sha)
-        if hasattr(self._images, "wordmarks"):
-            self._images.wordmarks = catalog.wordmarks
-        return self._images
-
     def close(self) -> None:
-        if self._images is not None:
-            self._images.close()
+        for _, index in self._indexes.values():
+            index.close()
+        self._indexes.clear()
 
     def _fingerprint(self, listing: Listing) -> Fingerprint:
         k = content_key(listing)
@@ -170,32 +176,56 @@ class Scanner:
                 self._fingerprints.popitem(last=False)
         return fp
 
+    def _ask(self, stage: Stage, catalog: Catalog, listings: Sequence[Listing], evidence: list[list[Evidence]],
+             idx: Sequence[int], **kw) -> None:
+        """Ask the sources of `stage` about listings[idx] and add what they find to `evidence`."""
+        for source in self._stages[stage]:
+            asked = [i for i in idx if source.wants(listings[i])]
+            if not asked:
+                continue
+            ctx = self._batch(catalog, found=[evidence[i] for i in asked],
+                              **{k: [v[i] for i in asked] for k, v in kw.items()})
+            for i, ev in zip(asked, self.index(source, catalog).find([listings[i] for i in asked], ctx)):
+                if ev:
+                    evidence[i] = evidence[i] + ev
+
     def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
              feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:
         """Decisions for a batch. With `feedback`, evidence learned from removals is added and
         reinstated listings are exempt; with `contexts`, what each listing presented is kept."""
         self.feedback = feedback
         evidence = self.evidence(catalog, listings)
-        out: list[Decision | None] = []
         learned = feedback is not None and feedback.has_confirmed()
-        seen: list[ListingContext] = []
-        for listing, ev in zip(listings, evidence):
-            if listing.op is not Op.DELETE:
-                presented = frozenset(e.brand_id for e in ev if e.brand_id) if ev else _NOTHING
-                fp = NO_FINGERPRINT
-                if ev or learned:
-                    fp = self._fingerprint(listing)
-                    if feedback is not None:
-                        ev = [e for e in ev + feedback.evidence(listing, fp, presented)
-                              if not feedback.is_exempt(listing.listing_id, e.brand_id)]
-                if feedback is not None:
-                    digests = self._digests.get(content_key(listing)) if self._digests else None
-                    if digests:
-                        feedback.observe_images(listing.seller_id, digests)
-                if contexts is not None:  # absences too: a removal of it is then refused, not held
-                    seen.append(ListingContext(listing.listing_id, listing.seller_id, presented,
-                                               fp if presented else NO_FINGERPRINT))
-            out.append(decide(listing, ev, catalog.brands, now_ms, self.model_version))
-        if seen:   # one store write for the batch
-            contexts.remember_many(seen)
-        return out
+        n = len(listings)
+        presented: list[frozenset[str]] = [_NOTHING] * n
+        fps: list[Fingerprint] = [NO_FINGERPRINT] * n
+        seen: list[frozenset[str] | None] = [None] * n
+        live: list[int] = []
+        ask: list[int] = []     # for the LEARNED stage: showed a brand, images seen, or removals confirmed
+        for i, (listing, ev) in enumerate(zip(listings, evidence)):
+            if listing.op is Op.DELETE:
+                continue
+            live.append(i)
+            if ev:
+                presented[i] = frozenset(e.brand_id for e in ev if e.brand_id)
+            if ev or learned:
+                fps[i] = self._fingerprint(listing)
+            if feedback is not None:
+                if self._digests:
+                    seen[i] = self._digests.get(content_key(listing))
+                if ev or learned or seen[i]:
+                    ask.append(i)
+        if ask:
+            self._ask(Stage.LEARNED, catalog, listings, evidence, ask, presented=presented, fingerprints=fps,
+                      images=seen)
+            for i in ask:   # a reinstated listing is exempt for its brand
+                if evidence[i]:
+                    lid = listings[i].listing_id
+                    evidence[i] = [e for e in evidence[i] if not feedback.is_exempt(lid, e.brand_id)]
+        if contexts is not None and live:   # absences too: a removal of it is then refused, not held
+            contexts.remember_many([ListingContext(listings[i].listing_id, listings[i].seller_id, presented[i],
+                                                   fps[i] if presented[i] else NO_FINGERPRINT) for i in live])
+        self._ask(Stage.POLICY, catalog, listings, evidence, [i for i in live if evidence[i]], presented=presented,
+                  fingerprints=fps, images=seen)
+        return [decide(listing, ev, catalog.brands, now_ms, self.model_version, self.signals, facts=False)
+                for listing, ev in zip(listings, evidence)]

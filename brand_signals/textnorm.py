@@ -105,7 +105,6 @@ OTHER_CJK_RE = re.compile(rf"[{OTHER_CJK}]")
 LEET_TOKEN_RE = re.compile(rf"(?:[^\W_{UNSPACED}]|[$@!|])+|{_RUNS}")
 # Symbols that only count as leet inside a token ("Sony!" is not "sonyi").
 LEET_EDGE_STRIP = "!|"
-_HAS_LEET_RE = re.compile(r"[0-9$@!|]")
 _REPEAT_RE = re.compile(r"(.)\1+")
 _TRIPLE_RE = re.compile(r"(.)\1\1")
 # Separators that may split a mark's letters ("S w i n g", "C.a.s.i.o", "L-G", "S_o_n_y").
@@ -373,10 +372,6 @@ def kana_variant(text: str, mark: str) -> bool:
 def leet_key(s: str) -> str:
     """The leet key of folded text (see LEET_TABLE)."""
     return s.translate(LEET_TABLE)
-
-
-def has_leet(s: str) -> bool:
-    return _HAS_LEET_RE.search(s) is not None
 
 
 def leet_reading_ok(text: str, mark: str) -> bool:

@@ -25,6 +25,8 @@ import ahocorasick
 import numpy as np
 
 from brand_signals import textnorm as tn
+from brand_signals.mark_records import SHORT_MARK_MAX, Mark, Occurrence  # noqa: F401 (re-exported)
+from brand_signals.mark_records import Hit as _Hit
 from brand_signals.records import BrandReference, Evidence, Listing, Signal, SignalKind
 from brand_signals.mark_context import CJK_CUES_AFTER, CUES_AFTER, CUES_BEFORE, FILLER_WORDS
 from brand_signals.mark_context import at_brand_position as _at_brand_position
@@ -63,10 +65,7 @@ OCR_FACTOR = 0.9
 # hit to 0.43, under decide.REVIEW_SCORE, so it only counts together with other evidence.
 CATEGORY_MISMATCH_FACTOR = 0.45
 
-# --- matching limits -------------------------------------------------------------------
-# Marks (joined, without spaces) of at most this many characters are "short": exact token
-# only, no typo matching; split letters only when they join into one isolated token.
-SHORT_MARK_MAX = 3
+# --- matching limits (SHORT_MARK_MAX: brand_signals.mark_records) ----------------------
 # Typo matching needs mark words and text tokens of at least this length (4: "Tops" vs
 # "Topps" is in; with 3 letters one edit reaches half the dictionary). A 3-letter token
 # may still be a 4-letter mark missing a letter ("DYO" for DYMO), but only where the brand
@@ -141,39 +140,6 @@ _DIGIT_TYPO, _FIRST, _KANA = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER),
 # key is the joined spelling); keys shared by several marks store _COLLISION_BASE + an
 # index into a side table. Room for 500 M marks.
 _COLLISION_BASE = 1 << 30
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """One enrolled word mark in normal form."""
-
-    brand_id: str
-    text: str          # as enrolled: "Wilson Jones"
-    norm: str          # folded tokens joined by single spaces: "wilson jones"
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return tuple(self.norm.split(" "))
-
-    @property
-    def joined(self) -> str:
-        return self.norm.replace(" ", "")
-
-    @property
-    def short(self) -> bool:
-        return len(self.norm) <= SHORT_MARK_MAX   # short marks are single tokens of <= 3
-
-
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """Where one mark was found in one field (folded-text character span)."""
-
-    mark_id: int
-    start: int
-    end: int
-    flags: int
-    compat: bool
-    lead: bool        # in the brand position (first words of the field, or after "by")
 
 
 # Hash tables up to this many keys also keep a dict (~100 bytes a key).
@@ -251,19 +217,6 @@ class _HashTable:
     @property
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._values.nbytes + self._dir.nbytes)
-
-
-class _Hit(NamedTuple):
-    """A verified key in a stream, before the compatibility check."""
-
-    mark_id: int
-    stream: "_Stream"
-    first: int          # token range in the stream, inclusive
-    last: int
-    start: int          # folded-text character span
-    end: int
-    flags: int
-    lead: bool
 
 
 def _category_related(listing_category: str, brand_categories: Sequence[str]) -> bool:

@@ -171,13 +171,14 @@ class KafkaBrandFeed:
         self._follower.close()
 
 
-def open_brand_feed(config: dict):
-    """`config`: {kind: file, path} or {kind: kafka, kafka: KafkaClientConfig, topic}."""
-    if config["kind"] == "file":
-        return FileBrandFeed(config["path"])
-    if config["kind"] == "kafka":
-        return KafkaBrandFeed(config["kafka"], config["topic"])
-    raise ValueError(f"unknown brand feed kind {config['kind']!r}")
+def open_brand_feed(config) -> "FileBrandFeed | KafkaBrandFeed":
+    """`config` (pipelines.scan_config.BrandInput): a brands file (`path`), or the brands topic
+    (`kafka`, a KafkaClientConfig, and `topic`)."""
+    if config.path is not None:
+        return FileBrandFeed(config.path)
+    if config.kafka is not None and config.topic:
+        return KafkaBrandFeed(config.kafka, config.topic)
+    raise ValueError("a brand input needs a file path or a Kafka topic")
 
 
 class LedgerFeed:

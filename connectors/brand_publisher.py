@@ -12,7 +12,6 @@ from confluent_kafka import KafkaException
 from brand_signals.contract import brand_to_obj
 from brand_signals.records import BrandReference
 from connectors.kafka_client import KafkaTarget, producer
-from zeroscan.settings import Settings
 
 # librdkafka gives up on a message after this long (retries included); the flush waits a little
 # longer so the delivery report, not the flush timeout, says what went wrong.
@@ -47,7 +46,8 @@ class KafkaBrandPublisher:
         })
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "KafkaBrandPublisher":
+    def from_settings(cls, settings) -> "KafkaBrandPublisher":
+        """From `zeroscan.settings.Settings` (its `kafka` and `topics`)."""
         return cls(settings.kafka, settings.topics.brands, ledger_topic=settings.topics.ledger)
 
     def __call__(self, brand: BrandReference) -> None:

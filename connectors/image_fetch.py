@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from connectors.egress import Destination, EgressPolicy, EgressRefused, Resolver, system_resolver, open_regular_file
-from connectors.image_store import ALLOWED_CONTENT_TYPES, ImageLimits, ImageRejected, check_sha256, sniff_format
+from connectors.image_checks import ALLOWED_CONTENT_TYPES, ImageLimits, ImageRejected, check_sha256, sniff_format
 
 Clock = Callable[[], float]
 

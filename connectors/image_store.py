@@ -1,5 +1,6 @@
 """Images in and out of zeroscan: a content-addressed (sha256) store for brand logos and product
-photos and the checks every image passes (fetching is connectors/image_fetch.py).
+photos (the checks every image passes: connectors/image_checks.py; fetching:
+connectors/image_fetch.py).
 
 Every image is checked before it is kept, under the same limits as listing photos
 (brand_signals.image_decode.ImageLimits: one header prober, one decoder): the format from its
@@ -9,31 +10,28 @@ image costs its analysis size, not its header's) and, when given, its sha256.
 """
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from brand_signals import image_decode
-from brand_signals.image_decode import MAX_IMAGE_BYTES, MAX_PIXELS, ImageDecodeError, ImageFormat, ImageInfo, ImageLimits
+from brand_signals.image_decode import MAX_IMAGE_BYTES, ImageFormat, ImageInfo, ImageLimits
 from brand_signals.records import ImageRef
 from connectors.atomic_file import write_atomically
+from connectors.image_checks import (
+    ALLOWED_CONTENT_TYPES,
+    MAX_IMAGE_PIXELS,
+    SHA256_RE,
+    ImageRejected,
+    check_image,
+    check_sha256,
+    probe,
+    sha256_hex,
+    sniff_format,
+)
+from connectors.image_fetch import fetch
 
-__all__ = ["MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "ImageFormat", "ImageInfo", "ImageLimits", "ImageRejected",
-           "ImageStore", "StoredImage", "FetchTimeouts", "check_image", "fetch", "probe", "sha256_hex"]
-
-# The header pixel cap, shared with listing photos (image_decode.MAX_PIXELS says why).
-MAX_IMAGE_PIXELS = MAX_PIXELS
-
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
-
-class ImageRejected(ValueError):
-    """An image that is not kept or not fetched; the message says why."""
-
-
-ALLOWED_CONTENT_TYPES = frozenset(f.content_type for f in ImageFormat) | {"image/jpg"}
-
+__all__ = ["ALLOWED_CONTENT_TYPES", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "SHA256_RE", "ImageFormat", "ImageInfo",
+           "ImageLimits", "ImageRejected", "ImageStore", "StoredImage", "check_image", "check_sha256", "probe",
+           "sha256_hex", "sniff_format"]
 
 @dataclass(frozen=True, slots=True)
 class StoredImage:
@@ -47,59 +45,6 @@ class StoredImage:
 
     def ref(self) -> ImageRef:
         return ImageRef(self.uri, self.sha256)
-
-
-# -- format and header probing: brand_signals.image_decode, its errors as ImageRejected -------
-
-def sniff_format(data: bytes) -> ImageFormat:
-    """The format from the magic bytes (never the file name)."""
-    try:
-        return image_decode.sniff_format(data)
-    except ImageDecodeError as e:
-        raise ImageRejected(str(e)) from None
-
-
-def probe(data: bytes) -> ImageInfo:
-    """Format and dimensions from the header alone."""
-    try:
-        return image_decode.probe(data)
-    except ImageDecodeError as e:
-        raise ImageRejected(str(e)) from None
-
-
-def _decode(data: bytes, info: ImageInfo, limits: ImageLimits) -> None:
-    """Decode the whole image once (with reduction); anything the decoder refuses is refused."""
-    try:
-        image_decode.decode(data, limits)
-    except ImageDecodeError as e:
-        raise ImageRejected(str(e)) from None
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def check_sha256(data: bytes, expected: str | None) -> str:
-    got = sha256_hex(data)
-    if expected is not None:
-        if not SHA256_RE.fullmatch(expected):
-            raise ImageRejected("expected sha256 is not 64 lower-case hex digits")
-        if got != expected:
-            raise ImageRejected(f"sha256 mismatch: the content's sha256 is {got}, not the one expected")
-    return got
-
-
-def check_image(data: bytes, limits: ImageLimits = ImageLimits(), expected_sha256: str | None = None) -> ImageInfo:
-    """All the checks, cheapest first; raises ImageRejected, returns format and size."""
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(f"image is {len(data)} bytes, above the {limits.max_bytes}-byte limit")
-    check_sha256(data, expected_sha256)
-    try:
-        info = image_decode.check_header(data, limits)
-    except ImageDecodeError as e:
-        raise ImageRejected(str(e)) from None
-    _decode(data, info, limits)
-    return info
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -141,8 +86,6 @@ class ImageStore:
         """Fetch an image reference (trusted operator input), keep it, and return the store's ref."""
         if ref.sha256 is not None and self.has(ref.sha256):
             return self.get(ref.sha256).ref()
-        from connectors.image_fetch import fetch
-
         data = fetch(ref.uri, base_dir, ref.sha256, limits=self.limits)
         return self.put(data, ref.sha256).ref()
 

@@ -12,7 +12,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    ResourceType)
 
 from connectors.kafka_client import KafkaTarget, admin, consumer, kafka_config
-from zeroscan.settings import Topics
+from connectors.kafka_config import Topics
 
 log = logging.getLogger(__name__)
 

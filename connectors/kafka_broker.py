@@ -23,7 +23,7 @@ from pathlib import Path
 
 from connectors.dev_certs import DevCA, write_private_text
 from connectors.kafka_admin import ADMIN_PRINCIPAL, ROLES, ensure_topics, wait_for_broker
-from zeroscan.settings import KafkaClientConfig, parse_properties
+from connectors.kafka_config import KafkaClientConfig, parse_properties
 
 # 256-512 MB heap is plenty for a dev broker (measured: ~300 MB resident with the topics here).
 BROKER_HEAP = "-Xms256m -Xmx512m"

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from zeroscan.settings import KafkaClientConfig
+from connectors.kafka_config import KafkaClientConfig
 
 # librdkafka's own log lines (e.g. "coordinator load in progress: retrying" while a fresh broker
 # settles) go through Python logging instead of straight to stderr.

@@ -14,12 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.embedder import PAD_VALUE, STRIDE
+from brand_signals.logo_geometry import glyph_mask, tight_crop  # noqa: F401 (kept here for the research code)
+from models.embedder import QUERY_SIDE, STRIDE, normalise, valid_cells  # noqa: F401
 
 DEFAULT_HEAD = Path(__file__).resolve().parent / "logo_head.npz"
-# Query photos are letterboxed to this side: a 14 x 14 grid of 32-px cells. Measured 19 ms
-# per image on one thread; FlickrLogos boxes are mostly >= 32 px at this scale.
-QUERY_SIDE = 448
 # Reference renderings: the logo drawn over a square of n x n cells, centred in a canvas of
 # REF_SIDE (7 x 7 cells), pooled over exactly that window, like a photo region.
 REF_SIDE = 224
@@ -62,25 +60,6 @@ class LogoHead:
         mean pooling, so pooled projected cells == projected pooled features)."""
         c, h, w = features.shape
         return self.project(features.reshape(c, h * w).T).reshape(h, w, -1)
-
-
-def glyph_mask(rgb: np.ndarray) -> np.ndarray:
-    """Pixels that differ from the rendering's background colour (its corners' median)."""
-    corners = np.concatenate([rgb[:2, :2].reshape(-1, 3), rgb[:2, -2:].reshape(-1, 3),
-                              rgb[-2:, :2].reshape(-1, 3), rgb[-2:, -2:].reshape(-1, 3)])
-    bg = np.median(corners, axis=0)
-    return np.abs(rgb.astype(np.int16) - bg.astype(np.int16)).max(axis=2) > 40
-
-
-def tight_crop(rgb: np.ndarray, margin: float = 0.08) -> np.ndarray:
-    mask = glyph_mask(rgb)
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return rgb
-    x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    m = int(margin * max(x2 - x1, y2 - y1))
-    h, w = mask.shape
-    return rgb[max(0, y1 - m):min(h, y2 + m), max(0, x1 - m):min(w, x2 + m)]
 
 
 def reference_renders(rgb: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
@@ -137,17 +116,3 @@ def pool_windows(cells: np.ndarray, wins: np.ndarray) -> np.ndarray:
     x, y, ww, hh = wins[:, 0], wins[:, 1], wins[:, 2], wins[:, 3]
     s = ii[y + hh, x + ww] - ii[y, x + ww] - ii[y + hh, x] + ii[y, x]
     return s / (ww * hh)[:, None].astype(np.float32)
-
-
-def normalise(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
-
-
-def valid_cells(image_h: int, image_w: int, side: int = QUERY_SIDE) -> tuple[int, int]:
-    """Cells of a letterboxed grid that hold image pixels (not padding), rows and columns."""
-    s = side / max(image_h, image_w)
-    return (max(1, int(np.ceil(image_h * s / STRIDE))), max(1, int(np.ceil(image_w * s / STRIDE))))
-
-
-def pad_canvas(side: int) -> np.ndarray:
-    return np.full((side, side, 3), PAD_VALUE, np.uint8)

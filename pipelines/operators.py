@@ -14,10 +14,12 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from brand_signals.feedback import ContextStore
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
+from brand_signals.sources import load as load_sources
 from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
 from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
+from pipelines.scan_config import ImageScan, ScanConfig
 from pipelines.steps import RowKind, ScanContext, scan_records
 
 log = logging.getLogger(__name__)
@@ -37,12 +39,10 @@ TAGGED = "tagged"
 class ScanFunction(ScalarFunction):
     """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger, clear).
 
-    `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
-    KafkaClientConfig holding secrets: never log the config),
-    contexts_dir (embedded store folder, or absent for memory), files ({listing, feedback}
-    paths for tagged file input), model_version."""
+    `config`: the operator's one frozen configuration (pipelines.scan_config.ScanConfig; it
+    holds Kafka secrets: never log it)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: ScanConfig):
         self.config = config
         self.feed = self.ledger = self.contexts = self.scanner = None
 
@@ -50,30 +50,30 @@ class ScanFunction(ScalarFunction):
         cfg = self.config
         group = function_context.get_metric_group().add_group("zeroscan")
         try:
-            self.feed = open_brand_feed(cfg["brands"])
-            led = cfg.get("ledger") or {}
-            self.ledger = LedgerFeed(led.get("kafka"), led.get("topic"))
+            self.feed = open_brand_feed(cfg.brands)
+            self.ledger = LedgerFeed(cfg.ledger_kafka, cfg.ledger_topic)
         except CatchUpError as e:
             # Flink restarts the task; the reason must be in the job log (and the exception
             # history of the job), not only a silent wait.
             group.counter("startup_failures").inc()
             log.error("scan operator cannot start: %s", e)
             raise
-        if cfg.get("contexts_dir"):
-            self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
+        if cfg.contexts_dir:
+            self.contexts = RocksContextStore(Path(cfg.contexts_dir))
         else:
             self.contexts = ContextStore()
-        self.scanner = Scanner(cfg["model_version"], images=_image_factory(cfg.get("images")),
-                               image_base_dir=(cfg.get("images") or {}).get("listing_base_dir"))
+        self.scanner = Scanner(cfg.model_version, sources=load_sources(cfg.signals, images=_image_factory(cfg.images)),
+                               image_base_dir=cfg.images.listing_base_dir if cfg.images is not None else None)
         Scanner.load_reference_data()   # at start, not inside the first batches
         self.metrics = _Metrics(group)
+        self._files = dict(cfg.files)
 
     def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
         # `seen` (updates of this listing so far) comes from the keyed step before this one;
         # taking it keeps that step, which routes every listing to the same subtask, in the plan.
         n = len(value)
         raws, origins, streams = [], [], []
-        files = self.config.get("files") or {}
+        files = self._files
         for v, s, p, o, st in zip(value, _column(source, n), _column(part, n), _column(pos, n),
                                   _column(stream, n)):
             if st == TAGGED and v is not None:
@@ -138,13 +138,13 @@ class _Metrics:
         self.batch_rows.update(len(rows))
 
 
-def _image_factory(cfg: dict | None):
-    """Builds the image signal source for a catalogue (logo, OCR and product-photo indexes, the
+def _image_factory(cfg: ImageScan | None):
+    """Builds the image signal index for a catalogue (logo, OCR and product-photo indexes, the
     ONNX models, the sha256 result cache), or None when image scanning is off. Brand images
     (operator input) are read by the trusted fetch; listing images (seller input) only by the
     ListingFetcher under the egress policy: http(s) in Kafka mode, in file mode also paths
     inside the listings file's folder (`listing_base_dir`)."""
-    if not cfg or not cfg.get("enabled"):
+    if cfg is None:
         return None
     slot: list[Path] = []
     fetchers: list = []
@@ -152,19 +152,17 @@ def _image_factory(cfg: dict | None):
 
     def build(catalog):
         from brand_signals.image_signals import ImageSignals, ReferenceCache
-        from connectors.egress import EgressPolicy
-        from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
+        from connectors.image_fetch import ListingFetcher, fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime
-            slot.append(claim_slot(Path(cfg["cache_dir"]))[0])
+            slot.append(claim_slot(Path(cfg.cache_dir))[0])
             references.append(ReferenceCache())  # brand images analysed once, not on every rebuild
         if not fetchers:  # one fetch pool and negative cache per worker, across catalogue rebuilds
-            policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(cfg.get("listing_base_dir"))
-            fetchers.append(ListingFetcher(policy, FetchBudgets.from_config(cfg.get("fetch"))))
-        return ImageSignals.build(catalog.brands.values(), fetch, cfg.get("brands_base_dir"),
-                                  cache_path=slot[0], threads=1, ocr=cfg.get("ocr", True),
-                                  ocr_upscale=cfg.get("ocr_upscale", False), references=references[0],
-                                  listing_fetch=fetchers[0], device=cfg.get("device", "cpu"))
+            fetchers.append(ListingFetcher(cfg.egress.with_local_root(cfg.listing_base_dir), cfg.fetch))
+        return ImageSignals.build(catalog.brands.values(), fetch, cfg.brands_base_dir,
+                                  cache_path=slot[0], threads=1, ocr=cfg.ocr, ocr_upscale=cfg.ocr_upscale,
+                                  references=references[0], listing_fetch=fetchers[0], wordmarks=catalog.wordmarks,
+                                  device=cfg.device)
 
     return build
 
@@ -174,5 +172,5 @@ def _column(x, n: int):
     return x if isinstance(x, pd.Series) else [x] * n
 
 
-def scan_udf(config: dict):
+def scan_udf(config: ScanConfig):
     return udf(ScanFunction(config), result_type=SCAN_RESULT, func_type="pandas")

@@ -14,6 +14,7 @@ local mini-cluster and collects the results to files. `main()` only wires config
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from brand_signals.scanner import MODEL_VERSION
 from connectors.file_input import merge_tagged
 from connectors.kafka_client import flink_table_options
 from pipelines.operators import scan_udf
+from pipelines.scan_config import BrandInput, ImageScan, ScanConfig, image_scan
 from zeroscan.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         "parallelism.default": str(parallelism),
         # Workers' Python: this virtualenv on the embedded mini-cluster; on a cluster, the
         # interpreter installed on the TaskManagers.
-        "python.executable": os.environ.get("ZEROSCAN_WORKER_PYTHON", sys.executable),
+        "python.executable": settings.worker_python,
         "python.client.executable": sys.executable,
         **state_storage(settings, cluster=cluster),
     })
@@ -111,9 +113,7 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
             raise RuntimeError(f"Flink Kafka connector jar missing in {settings.jar_dir}: run `make jars`")
         values["pipeline.jars"] = ";".join(j.as_uri() for j in jars)
     # ZEROSCAN_FLINK_OPTS="key=value;key=value" overrides config.yaml (benchmarks, experiments).
-    for item in filter(None, os.environ.get("ZEROSCAN_FLINK_OPTS", "").split(";")):
-        k, _, v = item.partition("=")
-        values[k.strip()] = v.strip()
+    values.update(settings.flink_opts)
     for k, v in (overrides or {}).items():
         if v is None:
             values.pop(k, None)
@@ -173,10 +173,10 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
                       "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos, 'tagged' AS input_kind FROM inputs_file")
 
 
-def define_scan(t_env: TableEnvironment, config: dict) -> None:
+def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
     """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
     over `raw_in`."""
-    t_env.create_temporary_function("scan", scan_udf({**config, "model_version": MODEL_VERSION}))
+    t_env.create_temporary_function("scan", scan_udf(config))
     # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
     # listing), so a listing's updates and the feedback about it always reach the same scan
     # subtask, where what it presented is remembered.
@@ -228,22 +228,9 @@ def define_scan(t_env: TableEnvironment, config: dict) -> None:
                       "SELECT listing_id AS k, ledger AS v FROM scanned WHERE ledger IS NOT NULL")
 
 
-def image_config(settings: Settings) -> dict:
-    """Image scanning: on unless ZEROSCAN_IMAGES=off; OCR unless ZEROSCAN_IMAGE_OCR=off
-    (`upscale`: small photos are read a second time scaled up). Results are cached by image
-    sha256 under the state folder."""
-    ocr = os.environ.get("ZEROSCAN_IMAGE_OCR", "on")
-    if ocr not in ("on", "off", "upscale"):
-        raise ValueError(f"ZEROSCAN_IMAGE_OCR must be on, off or upscale, got {ocr!r}")
-    from connectors.egress import EgressPolicy
-    from connectors.image_fetch import FetchBudgets
-
-    return {"enabled": os.environ.get("ZEROSCAN_IMAGES", "on") != "off",
-            "ocr": ocr != "off", "ocr_upscale": ocr == "upscale", "device": settings.image_device,
-            "cache_dir": str(settings.state_dir / "image-cache"),
-            # seller-supplied uris: the policy (checked here, so a bad list fails at start) and budgets
-            "egress": EgressPolicy.from_lists(list(settings.egress_allow), list(settings.egress_deny)).to_config(),
-            "fetch": FetchBudgets.from_config(settings.fetch_budgets).to_config()}
+def image_config(settings: Settings) -> ImageScan | None:
+    """Image scanning for the job (pipelines.scan_config.image_scan)."""
+    return image_scan(settings)
 
 
 class FileScanProgress(Protocol):
@@ -278,11 +265,14 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
             overrides["metrics.fetcher.update-interval"] = "1000"
         t_env = make_table_env(settings, parallelism, kafka=False, overrides=overrides)
         register_file_io(t_env, tagged)
-        define_scan(t_env, {"brands": {"kind": "file", "path": str(brands.resolve())},
-                            "files": {"listing": str(listings.resolve()),
-                                      "feedback": str(feedback.resolve()) if feedback else ""},
-                            "images": {**image_config(settings), "listing_base_dir": str(listings.resolve().parent),
-                                       "brands_base_dir": str(brands.resolve().parent)}})
+        images = image_config(settings)
+        if images is not None:
+            images = dataclasses.replace(images, listing_base_dir=str(listings.resolve().parent),
+                                         brands_base_dir=str(brands.resolve().parent))
+        define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(brands.resolve())), settings.signals,
+                                      files=(("listing", str(listings.resolve())),
+                                             ("feedback", str(feedback.resolve()) if feedback else "")),
+                                      images=images))
         results = t_env.sql_query(
             "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out "
             "UNION ALL SELECT 'ledger' AS output, v FROM ledger_out")
@@ -312,12 +302,9 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
                            ) -> tuple[TableEnvironment, StatementSet]:
     t_env = make_table_env(settings, parallelism, kafka=True, cluster=cluster)
     register_kafka_io(t_env, settings)
-    define_scan(t_env, {
-        "brands": {"kind": "kafka", "kafka": settings.kafka, "topic": settings.topics.brands},
-        "ledger": {"kafka": settings.kafka, "topic": settings.topics.ledger},
-        "contexts_dir": str(settings.state_dir / "contexts"),
-        "images": image_config(settings),
-    })
+    define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
+                                  settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
+                                  contexts_dir=str(settings.state_dir / "contexts"), images=image_config(settings)))
     stmts = t_env.create_statement_set()
     stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
     stmts.add_insert_sql("INSERT INTO status_kafka SELECT k, v FROM status_out")
@@ -387,9 +374,10 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description="zeroscan scanner job (Kafka in, decisions out)")
-    ap.add_argument("--parallelism", type=int, default=int(os.environ.get("ZEROSCAN_PARALLELISM", "1")))
+    settings = Settings.from_env()
+    ap.add_argument("--parallelism", type=int, default=settings.parallelism)
     args = ap.parse_args(argv)
-    _t_env, stmts = build_kafka_statements(Settings.from_env(), args.parallelism, cluster=True)
+    _t_env, stmts = build_kafka_statements(settings, args.parallelism, cluster=True)
     result = stmts.execute()
     print(f"zeroscan scanner job submitted: {result.get_job_client().get_job_id()}", flush=True)
 

@@ -3,8 +3,8 @@ own brands (with logos and product images), remove listings (when granted), and 
 signals and standing; their submissions wait for an operator. Operators list pending
 submissions with the reasons to look at, approve (granting privileges) or reject them with a
 reason. Reviewers decide appeals. Bearer tokens per account (stored hashed), per-token rate
-limits, request size limits, Prometheus metrics. `create_app` builds it from its parts;
-`zeroscan api serve` runs it.
+limits, request size limits, Prometheus metrics. `create_app` builds it from its routers (ops, brands, feedback,
+review), whose answers are the typed models of `zeroscan.api_models`; `zeroscan api serve` runs it.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures, whose
 dependency aliases are local to `create_app`."""
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -44,6 +44,18 @@ from brand_signals.registry import (
 )
 from connectors.image_store import ImageRejected, ImageStore, probe
 from zeroscan.accounts import Account, AccountStore, Role, hash_token
+from zeroscan.api_models import (
+    AUTH,
+    AuditOut,
+    BrandsOut,
+    EntryOut,
+    HealthOut,
+    PendingOut,
+    SignalsOut,
+    StandingOut,
+    SubmittedOut,
+    errors,
+)
 from zeroscan.portal import PortalParts, portal_router
 from zeroscan.rate_limit import TokenBucket
 from zeroscan.portal.check import ListingCheck
@@ -294,29 +306,18 @@ _MULTIPART_BODY = {
 }
 
 
-def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: AccountStore, *,
-               limits: ApiLimits = ApiLimits(), clock: Callable[[], float] = time.monotonic,
-               feedback: Any = None, signals: Any = None, standing: Any = None, check: Any = None) -> FastAPI:
-    """The API over a registry (which holds the publisher), an image store and the account store.
-    With `feedback` (a FeedbackPublisher) owners can remove listings; with `signals` (a
-    SignalIndex) they can list their brand's open signals; with `standing` (a StandingIndex)
-    read their removal accuracy and whether self-service is suspended. The portal for owners is
-    at /ui/ (`zeroscan.portal`; `check`: its ListingCheck, text only when None). API metrics go
-    into `registry.collector`, next to the registry's own."""
-    collector = registry.collector
-    metrics = ApiMetrics(
-        requests=Counter("zeroscan_api_requests", "API requests", ["route", "method", "status"], registry=collector),
-        latency=Histogram("zeroscan_api_request_seconds", "API request latency", ["route", "method"],
-                          buckets=_LATENCY_BUCKETS, registry=collector),
-        auth_failures=Counter("zeroscan_api_auth_failures", "Requests refused for a missing or bad token",
-                              registry=collector),
-        rate_limited=Counter("zeroscan_api_rate_limited", "Requests refused by the rate limit", registry=collector),
-    )
-    bucket = TokenBucket(limits.rate_burst, limits.rate_per_s, clock)
+@dataclass(frozen=True)
+class _Roles:
+    """The route dependencies: the token's account, checked for a role (FastAPI reads these
+    annotations from the route signatures)."""
+
+    Owner: Any
+    Operator: Any
+    Reviewer: Any
+
+
+def _auth(accounts: AccountStore, bucket: TokenBucket, metrics: ApiMetrics) -> _Roles:
     bearer = HTTPBearer(auto_error=False, description="API token from `zeroscan accounts create`")
-    app = FastAPI(title="zeroscan brand owners' API", version="1",
-                  description="Brand owners register, update and withdraw their brand references. "
-                              "Each accepted change reaches the running scanners within seconds.")
 
     def account(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Account:
         found = accounts.authenticate(creds.credentials) if creds is not None else None
@@ -339,37 +340,45 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
             return who
         return check
 
-    Owner = Annotated[Account, Depends(role(Role.OWNER))]
-    Operator = Annotated[Account, Depends(role(Role.OPERATOR))]
-    Reviewer = Annotated[Account, Depends(role(Role.REVIEWER))]
+    return _Roles(Annotated[Account, Depends(role(Role.OWNER))], Annotated[Account, Depends(role(Role.OPERATOR))],
+                  Annotated[Account, Depends(role(Role.REVIEWER))])
 
-    def operator_actor(who: Account) -> Actor:
-        return Actor(who.name, is_admin=True)
 
-    brands = OwnerBrands(registry, image_store, limits)
-    owned = brands.owned
+def ops_router(collector) -> APIRouter:
+    r = APIRouter(tags=["ops"])
 
-    @app.get("/healthz", tags=["ops"])
+    @r.get("/healthz", response_model=HealthOut)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    @r.get("/metrics", response_class=Response)
     def prometheus() -> Response:
         return Response(generate_latest(collector), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/brands", tags=["brands"])
-    def list_brands(who: Owner, include_withdrawn: bool = False) -> dict[str, list]:
+    return r
+
+
+def brands_router(roles: _Roles, brands: OwnerBrands, limits: ApiLimits) -> APIRouter:
+    """An owner's brands: list, read, register or update (with images), withdraw, ask for privileges."""
+    registry, image_store, owned = brands.registry, brands.image_store, brands.owned
+    r = APIRouter(tags=["brands"], responses=errors(*AUTH, 403))
+
+    @r.get("/v1/brands", response_model=BrandsOut)
+    def list_brands(who: roles.Owner, include_withdrawn: bool = False) -> dict[str, list]:
         return {"brands": [_entry_json(e) for e in registry.entries(owner=who.name,
                                                                       include_withdrawn=include_withdrawn)]}
 
-    @app.get("/v1/brands/{brand_id}", tags=["brands"])
-    def get_brand(brand_id: str, who: Owner) -> dict[str, Any]:
+    @r.get("/v1/brands/{brand_id}", response_model=EntryOut, responses=errors(404))
+    def get_brand(brand_id: str, who: roles.Owner) -> dict[str, Any]:
         return _entry_json(owned(brand_id, who))
 
-    @app.put("/v1/brands/{brand_id}", tags=["brands"], status_code=200, openapi_extra={"requestBody": _MULTIPART_BODY},
-             responses={201: {"description": "registered"}, 200: {"description": "updated"},
-                        409: {"description": "version not newer"}, 413: {"description": "request too large"}})
-    async def put_brand(brand_id: str, request: Request, who: Owner) -> JSONResponse:
+    @r.put("/v1/brands/{brand_id}", status_code=200, response_model=EntryOut,
+           openapi_extra={"requestBody": _MULTIPART_BODY},
+           responses={201: {"model": EntryOut, "description": "registered"},
+                      200: {"model": EntryOut, "description": "updated"},
+                      202: {"model": EntryOut, "description": "submitted, waiting for an operator's approval"},
+                      **errors(400, 404, 409, 413, 415, 422, 503)})
+    async def put_brand(brand_id: str, request: Request, who: roles.Owner) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         uploads: dict[str, bytes] = {}
         if ctype == "multipart/form-data":
@@ -397,72 +406,126 @@ def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: Accou
         status = {ChangeKind.REGISTERED: 201, ChangeKind.SUBMITTED: 202}.get(change.kind, 200)
         return JSONResponse(_entry_json(change.entry), status_code=status)
 
-    @app.delete("/v1/brands/{brand_id}", tags=["brands"])
-    def withdraw_brand(brand_id: str, who: Owner,
+    @r.delete("/v1/brands/{brand_id}", response_model=EntryOut, responses=errors(404, 409, 503))
+    def withdraw_brand(brand_id: str, who: roles.Owner,
                        version: Annotated[int | None, Query(ge=1, description="default: the next version")] = None
                        ) -> dict[str, Any]:
         owned(brand_id, who)
         return _entry_json(registry.withdraw(brand_id, Actor.account(who.name), version).entry)
 
+    @r.post("/v1/brands/{brand_id}/requests", response_model=EntryOut, responses=errors(404, 422))
+    def request_privilege(brand_id: str, body: PrivilegeRequest, who: roles.Owner) -> dict[str, Any]:
+        """Ask the operator for `takedown` enforcement or self-service removal."""
+        owned(brand_id, who)
+        return _entry_json(registry.request(brand_id, body.privilege, Actor.account(who.name)).entry)
+
+    return r
+
+
+def review_router(roles: _Roles, registry: BrandRegistry) -> APIRouter:
+    """Operators: pending submissions, approval (with privileges), rejection, privileges, audit."""
+    r = APIRouter(tags=["operators"], responses=errors(*AUTH, 403))
+
+    def operator_actor(who: Account) -> Actor:
+        return Actor(who.name, is_admin=True)
+
+    @r.get("/v1/review/pending", response_model=PendingOut)
+    def list_pending(who: roles.Operator) -> dict[str, list]:
+        """Owners' submissions waiting for approval, with the reasons to look at (concerns)."""
+        return {"pending": [_entry_json(e) for e in registry.pending()]}
+
+    @r.post("/v1/review/brands/{brand_id}/approve", response_model=EntryOut, responses=errors(404, 409, 422, 503))
+    def approve(brand_id: str, body: ApprovalRequest, who: roles.Operator) -> dict[str, Any]:
+        return _entry_json(registry.approve(brand_id, operator_actor(who), body.grant).entry)
+
+    @r.post("/v1/review/brands/{brand_id}/reject", response_model=EntryOut, responses=errors(404, 409, 422))
+    def reject(brand_id: str, body: RejectionRequest, who: roles.Operator) -> dict[str, Any]:
+        return _entry_json(registry.reject(brand_id, operator_actor(who), body.reason).entry)
+
+    @r.post("/v1/review/brands/{brand_id}/privileges", response_model=EntryOut, responses=errors(404, 422, 503))
+    def set_privilege(brand_id: str, body: PrivilegeChange, who: roles.Operator) -> dict[str, Any]:
+        return _entry_json(registry.set_privilege(brand_id, body.privilege, operator_actor(who), body.granted).entry)
+
+    @r.get("/v1/review/brands/{brand_id}/audit", response_model=AuditOut)
+    def audit(brand_id: str, who: roles.Operator) -> dict[str, list]:
+        """Who did what to the brand, and when."""
+        return {"audit": [dataclasses.asdict(a) for a in registry.audit(brand_id)]}
+
+    return r
+
+
+def feedback_router(roles: _Roles, brands: OwnerBrands, feedback: Any, signals: Any, standing: Any) -> APIRouter:
+    """Removals and appeals (with `feedback`), a brand's open signals (`signals`) and standing
+    (`standing`): each route only when its part is given."""
+    owned = brands.owned
+    r = APIRouter(responses=errors(*AUTH, 403))
     if feedback is not None:
-        @app.post("/v1/brands/{brand_id}/removals", tags=["feedback"], status_code=202,
-                  responses={202: {"description": "removal submitted; the scanner decides within seconds"}})
-        def remove_listing(brand_id: str, body: RemovalRequest, who: Owner) -> dict[str, Any]:
+        @r.post("/v1/brands/{brand_id}/removals", tags=["feedback"], status_code=202, response_model=SubmittedOut,
+                response_model_exclude_none=True,
+                responses={202: {"description": "removal submitted; the scanner decides within seconds"},
+                           **errors(404, 422)})
+        def remove_listing(brand_id: str, body: RemovalRequest, who: roles.Owner) -> dict[str, Any]:
             """Self-service removal of a listing that presents your brand. The scanner takes it
             down if it has seen the listing present the brand; a removal of a listing it never
             saw is held for review; one of a listing that presents other brands only is refused."""
             return {"submitted": brands.remove(feedback, brand_id, body.listing_id, body.reason, who)}
 
-        @app.post("/v1/appeals", tags=["reviewers"], status_code=202)
-        def decide_appeal(body: AppealDecision, who: Reviewer) -> dict[str, Any]:
+        @r.post("/v1/appeals", tags=["reviewers"], status_code=202, response_model=SubmittedOut,
+                response_model_exclude_none=True, responses=errors(422))
+        def decide_appeal(body: AppealDecision, who: roles.Reviewer) -> dict[str, Any]:
             """A reviewer's answer to an appeal against a removal: upheld reinstates the listing."""
             kind = FeedbackKind.APPEAL_UPHELD if body.upheld else FeedbackKind.APPEAL_REJECTED
             ev = FeedbackEvent(kind, body.listing_id, body.brand_id, int(time.time() * 1000), who.name, body.reason)
             return {"submitted": feedback.submit(ev)}
 
-    @app.post("/v1/brands/{brand_id}/requests", tags=["brands"])
-    def request_privilege(brand_id: str, body: PrivilegeRequest, who: Owner) -> dict[str, Any]:
-        """Ask the operator for `takedown` enforcement or self-service removal."""
-        owned(brand_id, who)
-        return _entry_json(registry.request(brand_id, body.privilege, Actor.account(who.name)).entry)
-
-    @app.get("/v1/review/pending", tags=["operators"])
-    def list_pending(who: Operator) -> dict[str, list]:
-        """Owners' submissions waiting for approval, with the reasons to look at (concerns)."""
-        return {"pending": [_entry_json(e) for e in registry.pending()]}
-
-    @app.post("/v1/review/brands/{brand_id}/approve", tags=["operators"])
-    def approve(brand_id: str, body: ApprovalRequest, who: Operator) -> dict[str, Any]:
-        return _entry_json(registry.approve(brand_id, operator_actor(who), body.grant).entry)
-
-    @app.post("/v1/review/brands/{brand_id}/reject", tags=["operators"])
-    def reject(brand_id: str, body: RejectionRequest, who: Operator) -> dict[str, Any]:
-        return _entry_json(registry.reject(brand_id, operator_actor(who), body.reason).entry)
-
-    @app.post("/v1/review/brands/{brand_id}/privileges", tags=["operators"])
-    def set_privilege(brand_id: str, body: PrivilegeChange, who: Operator) -> dict[str, Any]:
-        return _entry_json(registry.set_privilege(brand_id, body.privilege, operator_actor(who), body.granted).entry)
-
-    @app.get("/v1/review/brands/{brand_id}/audit", tags=["operators"])
-    def audit(brand_id: str, who: Operator) -> dict[str, list]:
-        """Who did what to the brand, and when."""
-        return {"audit": [dataclasses.asdict(a) for a in registry.audit(brand_id)]}
-
     if signals is not None:
-        @app.get("/v1/brands/{brand_id}/signals", tags=["feedback"])
-        def brand_signals(brand_id: str, who: Owner) -> dict[str, Any]:
+        @r.get("/v1/brands/{brand_id}/signals", tags=["feedback"], response_model=SignalsOut, responses=errors(404))
+        def brand_signals(brand_id: str, who: roles.Owner) -> dict[str, Any]:
             """Your brand's open signals: listings whose latest decision flags them for it, with the
             evidence (what matched, where) to act on each in one step."""
             owned(brand_id, who)
             return {"brand_id": brand_id, "signals": signals.signals(brand_id)}
 
     if standing is not None:
-        @app.get("/v1/brands/{brand_id}/standing", tags=["feedback"])
-        def brand_standing(brand_id: str, who: Owner) -> dict[str, Any]:
+        @r.get("/v1/brands/{brand_id}/standing", tags=["feedback"], response_model=StandingOut,
+               responses=errors(404))
+        def brand_standing(brand_id: str, who: roles.Owner) -> dict[str, Any]:
             """Removal accuracy over the window, whether self-service removal is suspended, counts
             by outcome, and the notifications of every change of standing."""
             owned(brand_id, who)
             return standing.standing(brand_id)
+
+    return r
+
+
+def create_app(registry: BrandRegistry, image_store: ImageStore, accounts: AccountStore, *,
+               limits: ApiLimits = ApiLimits(), clock: Callable[[], float] = time.monotonic,
+               feedback: Any = None, signals: Any = None, standing: Any = None, check: Any = None) -> FastAPI:
+    """The API over a registry (which holds the publisher), an image store and the account store.
+    With `feedback` (a FeedbackPublisher) owners can remove listings; with `signals` (a
+    SignalIndex) they can list their brand's open signals; with `standing` (a StandingIndex)
+    read their removal accuracy and whether self-service is suspended. The portal for owners is
+    at /ui/ (`zeroscan.portal`; `check`: its ListingCheck, text only when None). API metrics go
+    into `registry.collector`, next to the registry's own."""
+    collector = registry.collector
+    metrics = ApiMetrics(
+        requests=Counter("zeroscan_api_requests", "API requests", ["route", "method", "status"], registry=collector),
+        latency=Histogram("zeroscan_api_request_seconds", "API request latency", ["route", "method"],
+                          buckets=_LATENCY_BUCKETS, registry=collector),
+        auth_failures=Counter("zeroscan_api_auth_failures", "Requests refused for a missing or bad token",
+                              registry=collector),
+        rate_limited=Counter("zeroscan_api_rate_limited", "Requests refused by the rate limit", registry=collector),
+    )
+    bucket = TokenBucket(limits.rate_burst, limits.rate_per_s, clock)
+    roles = _auth(accounts, bucket, metrics)
+    brands = OwnerBrands(registry, image_store, limits)
+    app = FastAPI(title="zeroscan brand owners' API", version="1",
+                  description="Brand owners register, update and withdraw their brand references. "
+                              "Each accepted change reaches the running scanners within seconds.")
+    app.include_router(ops_router(collector))
+    app.include_router(brands_router(roles, brands, limits))
+    app.include_router(feedback_router(roles, brands, feedback, signals, standing))
+    app.include_router(review_router(roles, registry))
 
     def _error(status: int):
         async def handler(_request: Request, exc: Exception) -> JSONResponse:

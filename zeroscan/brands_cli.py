@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -327,7 +326,7 @@ def cmd_brands_republish(args, settings: Settings) -> int:
 
 def _operator(settings: Settings) -> Actor:
     """The local operator, or the operator account of $ZEROSCAN_TOKEN (named in the audit trail)."""
-    token = os.environ.get("ZEROSCAN_TOKEN")
+    token = settings.token
     if not token:
         return Actor.admin()
     from zeroscan.accounts import AccountStore, Role
@@ -512,14 +511,13 @@ def cmd_api_serve(args, settings: Settings) -> int:
         signals = SignalIndex(settings.kafka, settings.topics.decisions, settings.topics.listings)
         standing = StandingIndex(settings.kafka, settings.topics.ledger)
     def image_config():
-        from pipelines.scanner_job import image_config
+        from pipelines.scan_config import image_scan
 
-        return image_config(settings)
+        return image_scan(settings)
 
     # the portal's "check a listing": the job's image configuration (read at the first photo
     # check), photos only under this folder
-    check = ListingCheck(settings.state_dir / "portal-checks",
-                         None if os.environ.get("ZEROSCAN_IMAGES", "on") == "off" else image_config)
+    check = ListingCheck(settings.state_dir / "portal-checks", image_config if settings.images else None)
     try:
         with BrandRegistry.at_state_dir(settings.state_dir, publish, image_budget=settings.image_budget) as reg:
             app = create_app(reg, ImageStore.at_state_dir(settings.state_dir),

@@ -7,14 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from zeroscan.dev_broker import dev_broker
 from zeroscan.settings import Settings
-
-
-def _broker(settings: Settings, secure: bool | None = None):
-    from connectors.kafka_broker import KafkaBroker
-
-    port = int(settings.bootstrap.rsplit(":", 1)[1])
-    return KafkaBroker(settings.state_dir, settings.jar_dir / "kafka-broker", port=port, secure=secure)
 
 
 def cmd_kafka(args, settings: Settings) -> int:
@@ -24,7 +18,7 @@ def cmd_kafka(args, settings: Settings) -> int:
         print("error: --secure goes with `kafka up`", file=sys.stderr)
         return 2
     try:
-        broker = _broker(settings, secure=True if args.secure else None)
+        broker = dev_broker(settings, secure=True if args.secure else None)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -293,8 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     brands_cli.register(sub)
     feedback_cli.register(sub)
 
-    sub.add_parser("bench", help="throughput benchmark through the real broker and job (zeroscan bench --help)")
-
     d = sub.add_parser("demo", help="what `make run` does: broker, sample data, job, summary")
     d.add_argument("--keep-running", action="store_true", help="leave the broker up afterwards")
     d.set_defaults(fn=cmd_demo)
@@ -303,10 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # the benchmark parses its own options
-        from benchmarks.pipeline_bench import main as bench_main
-
-        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

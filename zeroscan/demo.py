@@ -36,9 +36,9 @@ def _wait_scanned(settings: Settings, job: subprocess.Popen, timeout_s: float) -
 
 
 def run_demo(settings: Settings, keep_running: bool = False) -> int:
-    from zeroscan.cli import _broker
+    from zeroscan.dev_broker import dev_broker
 
-    broker = _broker(settings)
+    broker = dev_broker(settings)
     started_here = not broker.status().running
     print("1/5 starting Kafka (KRaft, single node) ...", flush=True)
     broker.up(contract_topics(settings.topics))

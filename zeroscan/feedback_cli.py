@@ -5,7 +5,6 @@ a reviewer (appeals); the event on the `feedback` topic names that account as it
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -72,7 +71,7 @@ def _account(settings: Settings, role):
     """The account of $ZEROSCAN_TOKEN, which must have `role`."""
     from zeroscan.accounts import AccountStore
 
-    token = os.environ.get(TOKEN_ENV)
+    token = settings.token
     if not token:
         raise Refused(2, f"set {TOKEN_ENV} to your API token (zeroscan accounts create NAME)")
     account = AccountStore.at_state_dir(settings.state_dir).authenticate(token)

@@ -4,12 +4,21 @@ address or a path."""
 from __future__ import annotations
 
 import os
-import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from brand_signals.registry import MAX_BRAND_IMAGE_PIXELS, MAX_CATALOG_IMAGE_PIXELS, ImageBudget
 from models.device import check_device
+from brand_signals.sources import DEFAULT as DEFAULT_SIGNALS
+from brand_signals.sources import parse as parse_signals
+from connectors.kafka_config import (  # noqa: F401 (re-exported: the settings' own types)
+    CLIENT_OWNED_KEYS,
+    KafkaClientConfig,
+    Topics,
+    is_secret_key,
+    parse_properties,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The development broker's address (`zeroscan kafka up`).
@@ -18,126 +27,6 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"ZEROSCAN_{name}", default)
-
-
-# Property names whose values are secrets: never printed, logged or written by the project.
-_SECRET_KEY = re.compile(r"password|secret|jaas|token|credential|\.key\.pem$|keystore\.key$")
-# Set by zeroscan per client (read_committed readers, idempotent writers, throw-away groups):
-# a client properties file may not change them.
-CLIENT_OWNED_KEYS = frozenset({"group.id", "isolation.level", "enable.idempotence", "transactional.id",
-                               "enable.auto.commit", "auto.offset.reset", "enable.partition.eof"})
-
-
-def is_secret_key(name: str) -> bool:
-    return bool(_SECRET_KEY.search(name))
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaClientConfig:
-    """Where Kafka is and how to reach it: the bootstrap servers plus client properties in
-    librdkafka's names (`security.protocol`, `sasl.*`, `ssl.*`), shared by every Kafka client of
-    the project (the Flink Kafka tables get them translated, see connectors.kafka_client). The
-    repr hides secret values."""
-
-    bootstrap: str
-    properties: tuple[tuple[str, str], ...] = ()
-
-    def conf(self, **client: object) -> dict[str, object]:
-        """A confluent-kafka configuration: bootstrap, the shared properties, then the client's own."""
-        return {"bootstrap.servers": self.bootstrap, **dict(self.properties), **client}
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return dict(self.properties).get(name, default)
-
-    @property
-    def secured(self) -> bool:
-        return self.get("security.protocol", "PLAINTEXT").upper() != "PLAINTEXT"
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={'***' if is_secret_key(k) else v}" for k, v in self.properties)
-        return f"KafkaClientConfig(bootstrap={self.bootstrap!r}, properties=[{shown}])"
-
-    __str__ = __repr__
-
-    @classmethod
-    def load(cls, path: Path, bootstrap: str | None = None) -> "KafkaClientConfig":
-        """From a client properties file in Kafka's own format; its `bootstrap.servers` is used
-        when no `bootstrap` is given."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ValueError(f"Kafka client properties {path}: cannot read: {e.strerror}") from None
-        props = parse_properties(text, str(path))
-        file_bootstrap = props.pop("bootstrap.servers", None)
-        owned = sorted(CLIENT_OWNED_KEYS & props.keys())
-        if owned:
-            raise ValueError(f"Kafka client properties {path}: {', '.join(owned)} cannot be set here "
-                             "(zeroscan sets them per client)")
-        target = bootstrap or file_bootstrap
-        if not target:
-            raise ValueError(f"Kafka client properties {path}: no bootstrap.servers and ZEROSCAN_BOOTSTRAP unset")
-        return cls(target, tuple(props.items()))
-
-
-def parse_properties(text: str, source: str = "<properties>") -> dict[str, str]:
-    """Java `.properties` text: `key=value`, `key: value` or `key value` lines, `#`/`!` comments,
-    a trailing backslash continues a line, backslash escapes as in java.util.Properties."""
-    out: dict[str, str] = {}
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i].lstrip()
-        i += 1
-        if not line or line[0] in "#!":
-            continue
-        start = i
-        while _continues(line) and i < len(lines):
-            line = line[:-1] + lines[i].lstrip()
-            i += 1
-        if _continues(line):
-            line = line[:-1]
-        m = re.match(r"((?:[^\\=:\s]|\\.)+)\s*[=:\s]?\s*(.*)$", line, re.S)
-        if m is None:
-            raise ValueError(f"{source}:{start}: not a property line")
-        key, value = _unescape(m.group(1)), _unescape(m.group(2))
-        out[key] = value
-    return out
-
-
-def _continues(line: str) -> bool:
-    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
-
-
-_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
-
-
-def _unescape(s: str) -> str:
-    def one(m: re.Match) -> str:
-        c = m.group(1)
-        if len(c) == 5:  # \uXXXX
-            return chr(int(c[1:], 16))
-        return _ESCAPES.get(c, c)
-
-    return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", one, s)
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    listings: str = "listings"
-    brands: str = "brands"
-    feedback: str = "feedback"
-    decisions: str = "decisions"
-    # Compacted: the latest decision per listing and brand (a `clear` included).
-    status: str = "listing-status"
-    dead_letter: str = "dead-letter"
-    # Internal: what the job learned from feedback (accepted/refused removals, appeal outcomes),
-    # replayed by every scan operator.
-    ledger: str = "feedback-ledger"
-
-    @classmethod
-    def prefixed(cls, prefix: str) -> "Topics":
-        base = cls()
-        return cls(**{f: prefix + getattr(base, f) for f in cls.__slots__})
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +71,18 @@ class Settings:
     # The dev session cluster (`zeroscan cluster up`): REST (web UI) and JobManager RPC ports.
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
+    # The scan: image scanning on/off, OCR of images (on, off, upscale), the signal sources run
+    # (brand_signals.sources: built-in names or package.module:Class plug-ins, in order).
+    images: bool = True
+    image_ocr: str = "on"
+    signals: tuple[str, ...] = DEFAULT_SIGNALS
+    # Flink: the workers' Python, overrides of flink-conf/config.yaml, the parallelism of a job
+    # submitted with `flink run` without --parallelism.
+    worker_python: str = sys.executable
+    flink_opts: tuple[tuple[str, str], ...] = ()
+    parallelism: int = 1
+    # An account's API token for the command line (a secret: kept out of the repr).
+    token: str | None = field(default=None, repr=False)
 
     @property
     def jar_dir(self) -> Path:
@@ -217,6 +118,13 @@ class Settings:
             savepoint_dir=storage_uri(os.environ.get("ZEROSCAN_SAVEPOINT_DIR")),
             flink_rest_port=int(_env("FLINK_REST_PORT", "8081")),
             flink_rpc_port=int(_env("FLINK_RPC_PORT", "6123")),
+            images=_switch("IMAGES", ("on", "off")) == "on",
+            image_ocr=_switch("IMAGE_OCR", ("on", "off", "upscale")),
+            signals=parse_signals(_env("SIGNALS", ",".join(DEFAULT_SIGNALS))),
+            worker_python=_env("WORKER_PYTHON", sys.executable),
+            flink_opts=_flink_opts(_env("FLINK_OPTS", "")),
+            parallelism=_int_env("PARALLELISM", 1),
+            token=os.environ.get("ZEROSCAN_TOKEN") or None,
         )
 
     @property
@@ -272,3 +180,21 @@ def _int_env(name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"ZEROSCAN_{name} must be a positive whole number, got {raw[:40]!r}")
     return int(raw)
+
+
+def _switch(name: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, allowed[0]).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"ZEROSCAN_{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value[:40]!r}")
+    return value
+
+
+def _flink_opts(value: str) -> tuple[tuple[str, str], ...]:
+    """`key=value;key=value`: Flink options over flink-conf/config.yaml."""
+    out = []
+    for item in filter(None, (x.strip() for x in value.split(";"))):
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ValueError(f"ZEROSCAN_FLINK_OPTS: expected key=value pairs separated by ';', got {item[:60]!r}")
+        out.append((k.strip(), v.strip()))
+    return tuple(out)

@@ -1,4 +1,4 @@
-"""The benchmark chart is drawn from the results file alone (`zeroscan bench --plot-only`)."""
+"""The benchmark chart is drawn from the results file alone (`python -m benchmarks.pipeline_bench --plot-only`)."""
 from __future__ import annotations
 
 import json

@@ -160,7 +160,7 @@ def test_the_image_source_is_rebuilt_only_when_images_change():
     s.scan(v1, [x], 0)
     v2 = Catalog.build([brand(ACME, trademarks=["Acme", "Zorblat"], version=2)], version=2, previous=v1)
     s.scan(v2, [listing(2, "Zorblat", images=[{"uri": "https://img.example/2.jpg"}])], 0)
-    assert _CountingImages.builds == 1 and s._images.wordmarks is v2.wordmarks
+    assert _CountingImages.builds == 1 and s._indexes["images"][1].signals.wordmarks is v2.wordmarks
     v3 = Catalog.build([dataclasses.replace(brand(ACME, version=3), logos=(ImageRef("a.png", "cd" * 32),))],
                        version=3, previous=v2)
     s.scan(v3, [listing(3, "Other", images=[{"uri": "https://img.example/3.jpg"}])], 0)

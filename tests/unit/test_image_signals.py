@@ -105,11 +105,12 @@ def extractor():
 
 
 def _signals(extractor, files, reader=None, tmp_path=None, brand=BRAND, head=False):
+    from brand_signals.logos import LearnedHead
     from models.logo_head import DEFAULT_HEAD
     store = Store({"logos/emblem.png": _png(_logo()), "products/shot.jpg": _jpeg(_photo(9)), **files})
     sig = ImageSignals.build([brand], store, "/base", extractor=extractor, reader=reader or CountingReader(),
                              cache_path=None if tmp_path is None else tmp_path / "cache",
-                             head_path=DEFAULT_HEAD if head else None)
+                             head=LearnedHead.load(DEFAULT_HEAD) if head else None)
     return sig, store
 
 
@@ -128,7 +129,7 @@ def test_logo_pasted_into_photo_is_found_and_plain_photo_is_not(extractor):
     sig, _ = _signals(extractor, {"a.jpg": _jpeg(_pasted()), "b.jpg": _jpeg(_photo(2))}, head=True)
     found, plain = sig.find([_listing("l1", "a.jpg"), _listing("l2", "b.jpg")])
     logo = [s for ev in found if ev.brand_id == "emblem" for s in ev.signals if s.kind is SignalKind.LOGO]
-    assert logo and logo[0].score > 0        # supporting evidence (see image_signals.LOGO_*)
+    assert logo and logo[0].score > 0        # supporting evidence (see logos.LOGO_*)
     x1, y1, x2, y2 = logo[0].detail["box"]
     assert x1 < 328 and x2 > 200 and y1 < 228 and y2 > 100      # the region overlaps the paste
     assert plain == []
@@ -287,7 +288,7 @@ def test_reference_views_map_back_to_the_logo_frame():
     logo's pixels, and the index maps keypoints back through its inverse: the logo's corners
     land on the rendering's glyph area and come back where they started."""
     from brand_signals.logo_geometry import REF_BORDER, REF_SIDES, reference_views
-    from models.logo_head import tight_crop
+    from brand_signals.logo_geometry import tight_crop
     logo = _logo()
     h, w = tight_crop(logo).shape[:2]
     views = reference_views(logo)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from connectors import image_store
+from connectors import image_checks
 from connectors.egress import EgressPolicy
 from connectors.image_fetch import FetchTimeouts, fetch
 from connectors.image_store import (
@@ -133,7 +133,7 @@ def test_bomb_is_refused_from_the_header_without_decoding(monkeypatch):
     def no_decode(*_a):
         raise AssertionError("the decoder must not run on a bomb")
 
-    monkeypatch.setattr(image_store, "_decode", no_decode)
+    monkeypatch.setattr(image_checks, "_decode", no_decode)
     bomb = png_header_only(30_000, 30_000)
     assert len(bomb) < 200
     assert probe(bomb).pixels == 900_000_000

@@ -22,6 +22,7 @@ from tests.portal_support import png, serve, session_csrf
 from zeroscan.accounts import AccountStore, Role
 from zeroscan.api import create_app
 from zeroscan.portal import _csv_rows, words
+from pipelines.scan_config import ImageScan
 from zeroscan.portal.check import ListingCheck
 from zeroscan.portal.sessions import SessionStore, csrf_ok
 
@@ -42,7 +43,7 @@ def portal(tmp_path):
     accounts = AccountStore.at_state_dir(tmp_path)
     tokens = {n: accounts.create(n, r)[1] for n, r in
               (("alice", Role.OWNER), ("bob", Role.OWNER), ("ops", Role.OPERATOR))}
-    check = ListingCheck(tmp_path / "checks", {"enabled": True, "ocr": False})
+    check = ListingCheck(tmp_path / "checks", ImageScan(ocr=False))
     app = create_app(registry, ImageStore.at_state_dir(tmp_path), accounts, check=check)
     with serve(app) as base:
         yield base, tokens, registry, accounts
@@ -263,7 +264,7 @@ def test_the_image_configuration_is_read_at_the_first_photo_check(tmp_path):
 
     def config():
         calls.append(1)
-        return {"enabled": False}
+        return None
 
     check = ListingCheck(tmp_path, config)
     b = BrandReference("acme", 1, "Acme", ("ACME",), enforcement=Action.REVIEW)

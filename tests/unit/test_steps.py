@@ -142,8 +142,8 @@ def test_image_settings_from_the_environment(monkeypatch, tmp_path, value, ocr, 
     else:
         monkeypatch.setenv("ZEROSCAN_IMAGE_OCR", value)
     cfg = image_config(Settings.from_env())
-    assert (cfg["ocr"], cfg["ocr_upscale"]) == (ocr, upscale)
-    assert cfg["cache_dir"] == str(tmp_path.resolve() / "image-cache")
+    assert (cfg.ocr, cfg.ocr_upscale) == (ocr, upscale)
+    assert cfg.cache_dir == str(tmp_path.resolve() / "image-cache")
 
 
 def test_unknown_image_ocr_setting_is_refused(monkeypatch):

@@ -9,13 +9,16 @@ import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide
 from brand_signals.records import BrandReference, ImageRef, Listing
 from brand_signals.scanner import MODEL_VERSION, Scanner
 from connectors.image_store import check_image, sha256_hex
+
+if TYPE_CHECKING:
+    from pipelines.scan_config import ImageScan
 
 _versions = itertools.count(1)
 # A check's listing: no seller of any brand's authorized list can be named by the portal.
@@ -25,13 +28,14 @@ MAX_SCANNERS = 32
 
 
 class ListingCheck:
-    """`images`: None for text only, else {"ocr": bool, "ocr_upscale": bool, "egress": ...,
-    "fetch": ...} as the job's image configuration; uploaded photos are written under
-    `work_dir` (the only folder the listing fetcher may read) for the time of one check."""
+    """`images`: None for text only, else the job's image configuration
+    (pipelines.scan_config.ImageScan); uploaded photos are written under `work_dir` (the only
+    folder the listing fetcher may read) for the time of one check."""
 
-    def __init__(self, work_dir: Path | None = None, images: dict | Callable[[], dict] | None = None) -> None:
+    def __init__(self, work_dir: Path | None = None,
+                 images: "ImageScan | Callable[[], ImageScan | None] | None" = None) -> None:
         """`images` may be a function that returns the configuration, called at the first photo
-        check (the job's configuration code imports PyFlink: not at every API start)."""
+        check (not at every API start)."""
         if images is not None and work_dir is None:
             raise ValueError("image checks need a work folder")
         self.work_dir = Path(work_dir) if work_dir is not None else Path(".")
@@ -42,37 +46,32 @@ class ListingCheck:
         self._references = None
 
     @property
-    def images(self) -> dict | None:
+    def images(self) -> "ImageScan | None":
         cfg = self._images_cfg
         if callable(cfg):
             cfg = self._images_cfg = cfg()
-        return cfg if cfg and cfg.get("enabled", True) else None
+        return cfg
 
     @property
     def images_enabled(self) -> bool:
-        cfg = self._images_cfg
-        return callable(cfg) or bool(cfg and cfg.get("enabled", True))
+        return self._images_cfg is not None
 
     def _image_factory(self):
-        if self.images is None:
-            return None
-        from brand_signals.image_signals import ImageSignals, ReferenceCache
-        from connectors.egress import EgressPolicy
-        from connectors.image_fetch import FetchBudgets, ListingFetcher, fetch
-
         cfg = self.images
         if cfg is None:
             return None
+        from brand_signals.image_signals import ImageSignals, ReferenceCache
+        from connectors.image_fetch import ListingFetcher, fetch
+
         if self._fetcher is None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
-            policy = EgressPolicy.from_config(cfg.get("egress")).with_local_root(self.work_dir)
-            self._fetcher = ListingFetcher(policy, FetchBudgets.from_config(cfg.get("fetch")))
+            self._fetcher = ListingFetcher(cfg.egress.with_local_root(self.work_dir), cfg.fetch)
             self._references = ReferenceCache()
 
         def build(catalog: Catalog):
-            return ImageSignals.build(catalog.brands.values(), fetch, None, threads=1, ocr=cfg.get("ocr", True),
-                                      ocr_upscale=cfg.get("ocr_upscale", False), references=self._references,
-                                      listing_fetch=self._fetcher, device=cfg.get("device", "cpu"))
+            return ImageSignals.build(catalog.brands.values(), fetch, None, threads=1, ocr=cfg.ocr,
+                                      ocr_upscale=cfg.ocr_upscale, references=self._references,
+                                      listing_fetch=self._fetcher, wordmarks=catalog.wordmarks, device=cfg.device)
         return build
 
     def _scanner(self, owner: str, brands: Sequence[BrandReference]) -> tuple[Catalog, Scanner]:

@@ -1,0 +1,49 @@
+"""Every ZEROSCAN_* variable is read by Settings.from_env, checked at start with a clear error."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from zeroscan.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("env, field, value", [
+    ({}, "images", True),                                                       # default: on
+    ({"ZEROSCAN_IMAGES": "off"}, "images", False),                              # text only
+    ({"ZEROSCAN_IMAGE_OCR": "upscale"}, "image_ocr", "upscale"),
+    ({}, "signals", ("wordmarks", "images", "feedback", "price", "seller")),    # the built-in sources
+    ({"ZEROSCAN_SIGNALS": "wordmarks,price"}, "signals", ("wordmarks", "price")),
+    ({}, "worker_python", sys.executable),
+    ({"ZEROSCAN_WORKER_PYTHON": "/opt/py/bin/python3"}, "worker_python", "/opt/py/bin/python3"),
+    ({"ZEROSCAN_FLINK_OPTS": "a.b=1; c=x=y"}, "flink_opts", (("a.b", "1"), ("c", "x=y"))),
+    ({}, "parallelism", 1),
+    ({"ZEROSCAN_PARALLELISM": "4"}, "parallelism", 4),
+    ({"ZEROSCAN_TOKEN": "t0k"}, "token", "t0k"),
+])
+def test_read_from_the_environment(monkeypatch, env, field, value):
+    for k in ("ZEROSCAN_IMAGES", "ZEROSCAN_IMAGE_OCR", "ZEROSCAN_SIGNALS", "ZEROSCAN_WORKER_PYTHON",
+              "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert getattr(Settings.from_env(), field) == value
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("ZEROSCAN_IMAGES", "yes", "on or off"),                  # only on/off
+    ("ZEROSCAN_SIGNALS", "wordmarks,logos", "unknown"),       # no such source
+    ("ZEROSCAN_FLINK_OPTS", "novalue", "key=value"),          # not a pair
+    ("ZEROSCAN_PARALLELISM", "0", "positive whole number"),
+])
+def test_bad_values_are_refused(monkeypatch, name, value, why):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=why):
+        Settings.from_env()
+
+
+def test_the_token_is_kept_out_of_the_repr(monkeypatch):
+    monkeypatch.setenv("ZEROSCAN_TOKEN", "s3cret-token")
+    assert "s3cret-token" not in repr(Settings.from_env())
