@@ -39,9 +39,9 @@ def test_the_job_and_the_portal_pass_the_device_on(monkeypatch):
     from zeroscan.settings import Settings
 
     monkeypatch.setenv("ZEROSCAN_IMAGE_DEVICE", "cuda")
-    assert image_config(Settings.from_env())["device"] == "cuda"
+    assert image_config(Settings.from_env()).device == "cuda"
     monkeypatch.delenv("ZEROSCAN_IMAGE_DEVICE")
-    assert image_config(Settings.from_env())["device"] == "cpu"
+    assert image_config(Settings.from_env()).device == "cpu"
 
 
 @pytest.mark.skipif(cuda_available(), reason="CUDA is available here: the missing-provider error cannot happen")
