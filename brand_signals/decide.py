@@ -1,10 +1,11 @@
-"""Turn the evidence found for a listing into at most one decision.
+"""Turn the evidence found for a listing into its decisions, one per brand it is flagged for.
 
 Per brand: drop brands whose seller is authorized, combine the presentation signals
 (noisy-OR), add the price-floor and seller facts, and map confidence to an action that
 follows the brand's own `enforcement`, except for a confident near-duplicate of a listing the
-brand owner removed (and nobody reinstated): that is taken down, as the owner asked. The
-strongest brand wins.
+brand owner removed (and nobody reinstated): that is taken down, as the owner asked. Every
+brand the listing presents gets its own decision, so each brand owner sees their own signal;
+`decide` is the strongest of them (the portal's "check a listing", evaluations of one answer).
 """
 from __future__ import annotations
 
@@ -63,10 +64,19 @@ def _merge(evidence: Sequence[Evidence]) -> dict[str, list[Signal]]:
 
 def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, BrandReference],
            now_ms: int, model_version: str | None = None) -> Decision | None:
-    """The decision for one listing, or None when it is not flagged for any brand."""
+    """The strongest decision for one listing, or None when it is not flagged for any brand."""
+    flagged = decide_all(listing, evidence, brands, now_ms, model_version)
+    return flagged[-1] if flagged else None
+
+
+def decide_all(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, BrandReference],
+               now_ms: int, model_version: str | None = None) -> list[Decision]:
+    """One decision per brand the listing is flagged for, the strongest last (on equal scores,
+    the brand whose evidence came first), so a reader that keeps the last decision per listing
+    keeps the strongest. Empty when it is flagged for none."""
     if listing.op is Op.DELETE:
-        return None
-    best: Decision | None = None
+        return []
+    out: list[Decision] = []
     merged = _merge(evidence)
     # images that could not be scanned (refused uri, timeout, bomb) travel with a decision, so
     # a reviewer sees what was not looked at
@@ -107,6 +117,7 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
             signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra) + unscanned,
             decided_at=now_ms, brand_version=brand.version, model_version=model_version,
             event_time=listing.event_time_ms)
-        if best is None or candidate.score > best.score:
-            best = candidate
-    return best
+        out.append(candidate)
+    if len(out) > 1:
+        out = [d for _score, _i, d in sorted((d.score, -i, d) for i, d in enumerate(out))]
+    return out

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Callable, Protocol, Sequence
 
 from brand_signals.catalog import Catalog
-from brand_signals.decide import decide
+from brand_signals.decide import decide_all
 from brand_signals.feedback import (
     NO_FINGERPRINT,
     ContextStore,
@@ -161,11 +161,18 @@ class Scanner:
 
     def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
              feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:
-        """Decisions for a batch. With `feedback`, evidence learned from removals is added and
+        """The strongest decision per listing of a batch (see `scan_all`)."""
+        return [ds[-1] if ds else None for ds in self.scan_all(catalog, listings, now_ms, feedback, contexts)]
+
+    def scan_all(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
+                 feedback: FeedbackState | None = None,
+                 contexts: ContextStore | None = None) -> list[list[Decision]]:
+        """Per listing of a batch, its decisions: one per brand it is flagged for, the strongest
+        last (`decide_all`). With `feedback`, evidence learned from removals is added and
         reinstated listings are exempt; with `contexts`, what each listing presented is kept."""
         self.feedback = feedback
         evidence = self.evidence(catalog, listings)
-        out: list[Decision | None] = []
+        out: list[list[Decision]] = []
         learned = feedback is not None and feedback.has_confirmed()
         seen: list[ListingContext] = []
         for listing, ev in zip(listings, evidence):
@@ -184,7 +191,7 @@ class Scanner:
                 if contexts is not None:  # absences too: a removal of it is then refused, not held
                     seen.append(ListingContext(listing.listing_id, listing.seller_id, presented,
                                                fp if presented else NO_FINGERPRINT))
-            out.append(decide(listing, ev, catalog.brands, now_ms, self.model_version))
+            out.append(decide_all(listing, ev, catalog.brands, now_ms, self.model_version))
         if seen:   # one store write for the batch
             contexts.remember_many(seen)
         return out

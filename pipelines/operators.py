@@ -18,24 +18,43 @@ from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
 from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
-from pipelines.steps import RowKind, ScanContext, scan_records
+from pipelines.steps import OutRow, RowKind, ScanContext, scan_records
 
 log = logging.getLogger(__name__)
 
+# What one record says about one brand (steps.Flag); a listing scan starts its list with a
+# `sweep` entry (brand_id null): the job clears every brand flagged before and not named now.
+FLAG = DataTypes.ROW([
+    DataTypes.FIELD("brand_id", DataTypes.STRING()),
+    DataTypes.FIELD("action", DataTypes.STRING()),
+    DataTypes.FIELD("removed", DataTypes.BOOLEAN()),
+    DataTypes.FIELD("decision", DataTypes.STRING()),
+    DataTypes.FIELD("sweep", DataTypes.BOOLEAN()),
+])
+# One row per input record, typed; the only JSON in it is whole records the scan made (a
+# decision, a dead letter, a ledger event). A `clear` is written by the job from the columns.
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
     DataTypes.FIELD("listing_id", DataTypes.STRING()),
-    DataTypes.FIELD("brand_id", DataTypes.STRING()),
-    DataTypes.FIELD("action", DataTypes.STRING()),
-    DataTypes.FIELD("payload", DataTypes.STRING()),
+    DataTypes.FIELD("flags", DataTypes.ARRAY(FLAG)),
+    DataTypes.FIELD("flagged", DataTypes.ARRAY(DataTypes.STRING())),
+    DataTypes.FIELD("seller_id", DataTypes.STRING()),
+    DataTypes.FIELD("event_time", DataTypes.BIGINT()),
+    DataTypes.FIELD("src_topic", DataTypes.STRING()),
+    DataTypes.FIELD("src_partition", DataTypes.INT()),
+    DataTypes.FIELD("src_offset", DataTypes.BIGINT()),
+    DataTypes.FIELD("src_file", DataTypes.STRING()),
+    DataTypes.FIELD("src_line", DataTypes.INT()),
+    DataTypes.FIELD("reason", DataTypes.STRING()),
+    DataTypes.FIELD("decided_at", DataTypes.BIGINT()),
+    DataTypes.FIELD("dead", DataTypes.STRING()),
     DataTypes.FIELD("ledger", DataTypes.STRING()),
-    DataTypes.FIELD("clear", DataTypes.STRING()),
 ])
 TAGGED = "tagged"
 
 
 class ScanFunction(ScalarFunction):
-    """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger, clear).
+    """(raw record, origin, stream) -> SCAN_RESULT.
 
     `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
     KafkaClientConfig holding secrets: never log the config),
@@ -88,15 +107,7 @@ class ScanFunction(ScalarFunction):
         with self.ledger.reading():
             rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
-        return pd.DataFrame({
-            "kind": [r.kind.value for r in rows],
-            "listing_id": [r.listing_id for r in rows],
-            "brand_id": [r.brand_id for r in rows],
-            "action": [r.action for r in rows],
-            "payload": [r.payload for r in rows],
-            "ledger": [r.ledger for r in rows],
-            "clear": [r.clear for r in rows],
-        })
+        return result_frame(rows)
 
     def close(self):
         for part in (self.feed, self.ledger, self.contexts, self.scanner):
@@ -129,8 +140,9 @@ class _Metrics:
                 self.dead.inc()
             elif r.ledger is not None:
                 self.feedback.inc()
-            if r.kind is RowKind.DECISION:
-                self.flagged[r.action.split("+", 1)[0]].inc()
+            for f in r.flags:
+                if f.action is not Action.CLEAR:
+                    self.flagged[f.action.value].inc()
         ms = int((time.perf_counter() - started) * 1000)
         self.batch_ms.update(ms)
         self._max_ms = max(self._max_ms, ms)
@@ -166,6 +178,45 @@ def _image_factory(cfg: dict | None):
                                   listing_fetch=fetchers[0])
 
     return build
+
+
+def result_frame(rows: list[OutRow]) -> pd.DataFrame:
+    """The scan's rows as SCAN_RESULT columns."""
+    flags, srcs = [], []
+    for r in rows:
+        fl = [_SWEEP] if r.sweep else []   # first: the clears a record causes come before its decisions
+        fl += [{"brand_id": f.brand_id, "action": f.action.value, "removed": f.removed, "decision": f.decision,
+                "sweep": False} for f in r.flags]
+        flags.append(fl)
+        o = r.origin
+        if o is None:
+            srcs.append(_NO_SOURCE)
+        elif o.partition is None and o.offset is None:
+            srcs.append((None, None, None, o.source, o.line or None))
+        else:
+            srcs.append((o.source, o.partition, o.offset, None, None))
+    topic, part, pos, file, line = zip(*srcs) if srcs else ((),) * 5
+    return pd.DataFrame({
+        "kind": [r.kind.value for r in rows],
+        "listing_id": [r.listing_id for r in rows],
+        "flags": flags,
+        "flagged": [list(r.flagged) for r in rows],
+        "seller_id": [r.seller_id for r in rows],
+        "event_time": pd.array([r.event_time for r in rows], dtype="Int64"),
+        "src_topic": list(topic),
+        "src_partition": pd.array(part, dtype="Int32"),
+        "src_offset": pd.array(pos, dtype="Int64"),
+        "src_file": list(file),
+        "src_line": pd.array(line, dtype="Int32"),
+        "reason": [r.reason for r in rows],
+        "decided_at": pd.array([r.decided_at for r in rows], dtype="Int64"),
+        "dead": [r.payload for r in rows],
+        "ledger": [r.ledger for r in rows],
+    })
+
+
+_SWEEP = {"brand_id": None, "action": None, "removed": None, "decision": None, "sweep": True}
+_NO_SOURCE = (None, None, None, None, None)
 
 
 def _column(x, n: int):
