@@ -22,21 +22,19 @@ from pipelines.steps import OutRow, RowKind, ScanContext, scan_records
 
 log = logging.getLogger(__name__)
 
-# What one record says about one brand (steps.Flag); a listing scan starts its list with a
-# `sweep` entry (brand_id null): the job clears every brand flagged before and not named now.
-FLAG = DataTypes.ROW([
-    DataTypes.FIELD("brand_id", DataTypes.STRING()),
-    DataTypes.FIELD("action", DataTypes.STRING()),
-    DataTypes.FIELD("removed", DataTypes.BOOLEAN()),
-    DataTypes.FIELD("decision", DataTypes.STRING()),
-    DataTypes.FIELD("sweep", DataTypes.BOOLEAN()),
-])
 # One row per input record, typed; the only JSON in it is whole records the scan made (a
 # decision, a dead letter, a ledger event). A `clear` is written by the job from the columns.
+# `brands`: the brands the record states (steps.Flag), in order; a listing scan starts it with
+# a null, the sweep: the job clears every brand flagged before and not named now. Per brand,
+# its action, whether it rests on a removal, and its decision (pandas UDFs take no array of
+# rows, so a flag's fields are maps keyed by brand).
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
     DataTypes.FIELD("listing_id", DataTypes.STRING()),
-    DataTypes.FIELD("flags", DataTypes.ARRAY(FLAG)),
+    DataTypes.FIELD("brands", DataTypes.ARRAY(DataTypes.STRING())),
+    DataTypes.FIELD("actions", DataTypes.MAP(DataTypes.STRING(), DataTypes.STRING())),
+    DataTypes.FIELD("removed", DataTypes.MAP(DataTypes.STRING(), DataTypes.BOOLEAN())),
+    DataTypes.FIELD("decisions", DataTypes.MAP(DataTypes.STRING(), DataTypes.STRING())),
     DataTypes.FIELD("flagged", DataTypes.ARRAY(DataTypes.STRING())),
     DataTypes.FIELD("seller_id", DataTypes.STRING()),
     DataTypes.FIELD("event_time", DataTypes.BIGINT()),
@@ -182,12 +180,12 @@ def _image_factory(cfg: dict | None):
 
 def result_frame(rows: list[OutRow]) -> pd.DataFrame:
     """The scan's rows as SCAN_RESULT columns."""
-    flags, srcs = [], []
+    brands, actions, removed, decisions, srcs = [], [], [], [], []
     for r in rows:
-        fl = [_SWEEP] if r.sweep else []   # first: the clears a record causes come before its decisions
-        fl += [{"brand_id": f.brand_id, "action": f.action.value, "removed": f.removed, "decision": f.decision,
-                "sweep": False} for f in r.flags]
-        flags.append(fl)
+        brands.append(([None] if r.sweep else []) + [f.brand_id for f in r.flags])
+        actions.append([(f.brand_id, f.action.value) for f in r.flags])
+        removed.append([(f.brand_id, f.removed) for f in r.flags])
+        decisions.append([(f.brand_id, f.decision) for f in r.flags])
         o = r.origin
         if o is None:
             srcs.append(_NO_SOURCE)
@@ -199,24 +197,32 @@ def result_frame(rows: list[OutRow]) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": [r.kind.value for r in rows],
         "listing_id": [r.listing_id for r in rows],
-        "flags": flags,
+        "brands": brands,
+        "actions": actions,
+        "removed": removed,
+        "decisions": decisions,
         "flagged": [list(r.flagged) for r in rows],
         "seller_id": [r.seller_id for r in rows],
-        "event_time": pd.array([r.event_time for r in rows], dtype="Int64"),
+        "event_time": _ints([r.event_time for r in rows]),
         "src_topic": list(topic),
-        "src_partition": pd.array(part, dtype="Int32"),
-        "src_offset": pd.array(pos, dtype="Int64"),
+        "src_partition": _ints(part),
+        "src_offset": _ints(pos),
         "src_file": list(file),
-        "src_line": pd.array(line, dtype="Int32"),
+        "src_line": _ints(line),
         "reason": [r.reason for r in rows],
-        "decided_at": pd.array([r.decided_at for r in rows], dtype="Int64"),
+        "decided_at": _ints([r.decided_at for r in rows]),
         "dead": [r.payload for r in rows],
         "ledger": [r.ledger for r in rows],
     })
 
 
-_SWEEP = {"brand_id": None, "action": None, "removed": None, "decision": None, "sweep": True}
 _NO_SOURCE = (None, None, None, None, None)
+
+
+def _ints(values) -> pd.Series:
+    """Integers with nulls (object dtype: a float column would lose large values, and Flink's
+    Arrow conversion passes a null mask, which pandas' nullable arrays refuse)."""
+    return pd.Series(list(values), dtype=object)
 
 
 def _column(x, n: int):

@@ -216,7 +216,7 @@ def transition_views() -> list[str]:
     """The per listing and brand transition over `scanned`, as the view `changes(listing_id,
     brand_id, v)`: a decision when a brand's flag is set or its action (or removal) changes, a
     `clear` when a brand flagged before is not any more. A listing scan names every brand it is
-    flagged for after a sweep entry; per listing the job keeps the brands it was ever flagged
+    flagged for after a sweep entry (a null brand); per listing the job keeps the brands it was ever flagged
     for (`ever`), and the sweep puts every one of them not named now to `clear`. A feedback
     record names its own brand only. Per listing and brand, LAG compares with the previous
     state. Both steps are Java (RocksDB state in Kafka mode); so is the `clear` record, built
@@ -236,18 +236,19 @@ def transition_views() -> list[str]:
             ABSENT ON NULL)"""
     return [f"""
         CREATE TEMPORARY VIEW entries AS
-        SELECT {rowcols}, flagged, e.brand_id AS brand_id, e.action AS action, e.removed AS removed,
-               e.decision AS decision, e.sweep AS sweep, PROCTIME() AS pt
-        FROM scanned CROSS JOIN UNNEST(flags) AS e(brand_id, action, removed, decision, sweep)
+        SELECT {rowcols}, flagged, e.brand_id AS brand_id, actions[e.brand_id] AS action,
+               removed[e.brand_id] AS removed, decisions[e.brand_id] AS decision, PROCTIME() AS pt
+        FROM scanned CROSS JOIN UNNEST(brands) AS e(brand_id)
         WHERE kind IN ({rows})""", """
         CREATE TEMPORARY VIEW flag_history AS
         SELECT *, ARRAY_AGG(DISTINCT brand_id) OVER (
                       PARTITION BY listing_id ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ever
         FROM entries""", f"""
         CREATE TEMPORARY VIEW pairs AS
-        SELECT {rowcols}, b AS brand_id, CASE WHEN sweep THEN {clear} ELSE action END AS action,
+        SELECT {rowcols}, b AS brand_id, CASE WHEN brand_id IS NULL THEN {clear} ELSE action END AS action,
                COALESCE(removed, FALSE) AS removed, decision, PROCTIME() AS pt
-        FROM flag_history CROSS JOIN UNNEST(CASE WHEN sweep THEN ARRAY_EXCEPT(ever, flagged) ELSE ARRAY[brand_id] END) AS p(b)
+        FROM flag_history CROSS JOIN UNNEST(
+            CASE WHEN brand_id IS NULL THEN ARRAY_EXCEPT(ever, flagged) ELSE ARRAY[brand_id] END) AS p(b)
         WHERE b IS NOT NULL""", """
         CREATE TEMPORARY VIEW transitions AS
         SELECT *,

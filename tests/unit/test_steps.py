@@ -208,3 +208,32 @@ def test_unknown_image_ocr_setting_is_refused(monkeypatch):
     monkeypatch.setenv("ZEROSCAN_IMAGE_OCR", "yes")
     with pytest.raises(ValueError, match="on, off or upscale"):
         image_config(Settings.from_env())
+
+
+def test_scan_rows_convert_to_the_udf_s_declared_arrow_type():
+    """What Flink's Arrow coder does with the pandas UDF's frame (no JVM): every column typed as
+    SCAN_RESULT declares it (a pandas UDF takes no array of rows, so flags are maps by brand)."""
+    import pyarrow as pa
+    from pyflink.table.types import to_arrow_type
+    from pyflink.table.utils import pandas_to_arrow
+
+    from brand_signals.feedback import ContextStore, FeedbackState
+    from pipelines.operators import SCAN_RESULT, result_frame
+
+    ctx = ScanContext(catalog(BRAND, TWO), Scanner("test"), FeedbackState(), ContextStore())
+    appeal = json.dumps({"kind": "appeal_upheld", "listing_id": "l1", "brand_id": "lumora", "event_time": 7}).encode()
+    rows = scan_records([rec(1, title="Veltrix drill with Lumora night cream"), b"{bad", appeal, rec(2, title="hammer")],
+                        [Origin("listings", 0, 0), Origin("f.jsonl", line=2), Origin("feedback", 1, 9),
+                         Origin("listings", 3, 2 ** 40)], ctx, 42, ["listing", "listing", "feedback", "listing"])
+    batch = pandas_to_arrow(pa.schema([pa.field("r", to_arrow_type(SCAN_RESULT))]), "UTC", [SCAN_RESULT],
+                            [result_frame(rows)])
+    flagged, dead, cleared, clean = (r["r"] for r in batch.to_pylist())
+    assert flagged["brands"] == [None, "lumora", "veltrix"] and flagged["flagged"] == ["lumora", "veltrix"]
+    assert dict(flagged["actions"]) == {"lumora": "review", "veltrix": "takedown"}
+    assert dict(flagged["removed"]) == {"lumora": False, "veltrix": False}
+    assert orjson.loads(dict(flagged["decisions"])["veltrix"])["brand_id"] == "veltrix"
+    assert (flagged["src_topic"], flagged["src_partition"], flagged["src_offset"]) == ("listings", 0, 0)
+    assert dead["kind"] == "dead" and "not valid UTF-8 JSON" in dead["dead"] and dead["brands"] == []
+    assert cleared["brands"] == ["lumora"] and dict(cleared["actions"]) == {"lumora": "clear"}
+    assert cleared["decisions"] == [("lumora", None)] and cleared["reason"].startswith("appeal upheld")
+    assert clean["brands"] == [None] and clean["src_offset"] == 2 ** 40 and clean["event_time"] == 1002
