@@ -224,7 +224,8 @@ def transition_views() -> list[str]:
     clear, rows = _lit(Action.CLEAR), ", ".join(_lit(k) for k in (RowKind.DECISION, RowKind.PASS))
     rowcols = ("listing_id, seller_id, event_time, src_topic, src_partition, src_offset, src_file, src_line, "
                "reason, decided_at")
-    # A `clear` record, in the order of a decision's fields; `source` {topic, partition, offset} or {file, line}.
+    # A `clear` record (JSON_OBJECT writes its keys in name order); `source` {topic, partition,
+    # offset} or {file, line}.
     clear_json = f"""JSON_OBJECT(
             KEY 'listing_id' VALUE listing_id, KEY 'seller_id' VALUE seller_id, KEY 'brand_id' VALUE brand_id,
             KEY 'action' VALUE action, KEY 'score' VALUE CAST(0 AS DOUBLE),

@@ -95,7 +95,7 @@ class Transitions:
                 if action != "clear" and prev != (action, removed):
                     v = decision.encode()
                 elif action == "clear" and prev is not None and prev[0] != "clear":
-                    v = orjson.dumps(clear_record(r, brand))
+                    v = orjson.dumps(clear_record(r, brand), option=orjson.OPT_SORT_KEYS)   # as JSON_OBJECT
                 else:
                     continue
                 self.values.append(v)
