@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in every:
             f.write(orjson.dumps(d.to_json()) + b"\n")
     print(f"index: {len(index)} marks, built in {t_build * 1000:.1f} ms; matched {len(listings)} listings "
-          f"in {t_match:.2f} s ({len(listings) / t_match:,.0f}/s incl. decide); {len(decisions)} decisions "
+          f"in {t_match:.2f} s ({len(listings) / t_match:,.0f}/s incl. decide); {len(every)} decisions for "
+          f"{len(decisions)} listings "
           f"-> {a.out}")
     subprocess.run([sys.executable, str(a.scorer), str(a.data / "labels.jsonl"), str(a.out)], check=True)
     labelled = {}
