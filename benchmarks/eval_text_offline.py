@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/eval_text_offline.py [--data DIR] [--out FILE] [--errors N]
 
 Parses brands and listings with brand_signals.contract, builds the WordMarkIndex, runs
-match_many and decide (now_ms = listing.event_time_ms), writes decision JSONL and runs the
-shared scorer on it. --errors N prints up to N false positives / misses per variant.
+match_many and decide_all (now_ms = listing.event_time_ms), writes decision JSONL as the job
+does (one per listing and brand, the strongest last, which the scorer keeps) and runs the
+shared scorer on it; also counts the listings decided for more than one brand. --errors N prints up to N false positives / misses per variant.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
-from brand_signals.decide import decide  # noqa: E402
+from brand_signals.decide import decide_all  # noqa: E402
 from brand_signals.textnorm import common_words, dictionary_words  # noqa: E402
 from brand_signals.wordmarks import WordMarkIndex  # noqa: E402
 
@@ -48,24 +49,36 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     decisions = {}
+    every: list = []
     evidence_of = {}
     for i in range(0, len(listings), BATCH):
         chunk = listings[i:i + BATCH]
         for listing, ev in zip(chunk, index.match_many(chunk)):
             evidence_of[listing.listing_id] = ev
-            d = decide(listing, ev, by_id, listing.event_time_ms)
-            if d is not None:
-                decisions[listing.listing_id] = d
+            ds = decide_all(listing, ev, by_id, listing.event_time_ms)
+            every += ds
+            if ds:
+                decisions[listing.listing_id] = ds[-1]
     t_match = time.perf_counter() - t0
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "wb") as f:
-        for d in decisions.values():
+        for d in every:
             f.write(orjson.dumps(d.to_json()) + b"\n")
     print(f"index: {len(index)} marks, built in {t_build * 1000:.1f} ms; matched {len(listings)} listings "
-          f"in {t_match:.2f} s ({len(listings) / t_match:,.0f}/s incl. decide); {len(decisions)} decisions "
+          f"in {t_match:.2f} s ({len(listings) / t_match:,.0f}/s incl. decide); {len(every)} decisions for "
+          f"{len(decisions)} listings "
           f"-> {a.out}")
     subprocess.run([sys.executable, str(a.scorer), str(a.data / "labels.jsonl"), str(a.out)], check=True)
+    labelled = {}
+    for x in (a.data / "labels.jsonl").read_text().splitlines():
+        if x.strip():
+            lab = json.loads(x)
+            labelled[lab["listing_id"]] = {lab.get("brand_id")} | set(lab.get("alt_brand_ids") or [])
+    extra = [d for d in every if decisions[d.listing_id] is not d]
+    print(f"per brand: {len({d.listing_id for d in extra})} listings decided for more than one brand, "
+          f"{len(extra)} decisions besides the strongest ({sum(d.brand_id in labelled.get(d.listing_id, ()) for d in extra)}"
+          f" for a labelled brand)")
 
     if a.errors:
         labels = [json.loads(x) for x in (a.data / "labels.jsonl").read_text().splitlines() if x.strip()]

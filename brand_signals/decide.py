@@ -1,10 +1,11 @@
-"""Turn the evidence found for a listing into at most one decision.
+"""Turn the evidence found for a listing into its decisions, one per brand it is flagged for.
 
 Per brand: drop brands whose seller is authorized, combine the presentation signals
 (noisy-OR), add the price-floor and seller facts, and map confidence to an action that
 follows the brand's own `enforcement`, except for a confident near-duplicate of a listing the
-brand owner removed (and nobody reinstated): that is taken down, as the owner asked. The
-strongest brand wins.
+brand owner removed (and nobody reinstated): that is taken down, as the owner asked. Every
+brand the listing presents gets its own decision, so each brand owner sees their own signal;
+`decide` is the strongest of them (the portal's "check a listing", evaluations of one answer).
 """
 from __future__ import annotations
 
@@ -54,18 +55,29 @@ def _merge(evidence: Sequence[Evidence]) -> dict[str, list[Signal]]:
 def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, BrandReference],
            now_ms: int, model_version: str | None = None, signals: Signals = BUILTIN,
            facts: bool = True) -> Decision | None:
-    """The decision for one listing, or None when it is not flagged for any brand.
+    """The strongest decision for one listing, or None when it is not flagged for any brand
+    (see `decide_all`)."""
+    flagged = decide_all(listing, evidence, brands, now_ms, model_version, signals, facts)
+    return flagged[-1] if flagged else None
+
+
+def decide_all(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, BrandReference],
+               now_ms: int, model_version: str | None = None, signals: Signals = BUILTIN,
+               facts: bool = True) -> list[Decision]:
+    """One decision per brand the listing is flagged for, the strongest last (on equal scores,
+    the brand whose evidence came first), so a reader that keeps the last decision per listing
+    keeps the strongest. Empty when it is flagged for none.
 
     `signals`: what each kind means (the scanner's configured sources). `facts`: look up the
     price floor and seller facts here (a caller outside the Scanner); the Scanner passes False,
     its policy sources having added them for the whole batch."""
     if listing.op is Op.DELETE:
-        return None
+        return []
     if facts and evidence:
         evidence = list(evidence)
         evidence += price_evidence(listing, evidence, brands)
         evidence += seller_evidence(listing, evidence)
-    best: Decision | None = None
+    out: list[Decision] = []
     merged = _merge(evidence)
     presents, supports = signals.presents, signals.supports
     # signals that only inform (images that could not be scanned: refused uri, timeout, bomb)
@@ -100,6 +112,7 @@ def decide(listing: Listing, evidence: Sequence[Evidence], brands: Mapping[str, 
             signals=tuple(sorted(presentation, key=lambda s: -s.score)) + tuple(extra) + unscanned,
             decided_at=now_ms, brand_version=brand.version, model_version=model_version,
             event_time=listing.event_time_ms)
-        if best is None or candidate.score > best.score:
-            best = candidate
-    return best
+        out.append(candidate)
+    if len(out) > 1:
+        out = [d for _score, _i, d in sorted((d.score, -i, d) for i, d in enumerate(out))]
+    return out

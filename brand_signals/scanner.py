@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from brand_signals import textnorm as tn
 from brand_signals.catalog import Catalog
-from brand_signals.decide import decide
+from brand_signals.decide import decide_all
 from brand_signals.feedback import (
     NO_FINGERPRINT,
     ContextStore,
@@ -191,7 +191,14 @@ class Scanner:
 
     def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
              feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:
-        """Decisions for a batch. With `feedback`, evidence learned from removals is added and
+        """The strongest decision per listing of a batch (see `scan_all`)."""
+        return [ds[-1] if ds else None for ds in self.scan_all(catalog, listings, now_ms, feedback, contexts)]
+
+    def scan_all(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
+                 feedback: FeedbackState | None = None,
+                 contexts: ContextStore | None = None) -> list[list[Decision]]:
+        """Per listing of a batch, its decisions: one per brand it is flagged for, the strongest
+        last (`decide_all`). With `feedback`, evidence learned from removals is added and
         reinstated listings are exempt; with `contexts`, what each listing presented is kept."""
         self.feedback = feedback
         evidence = self.evidence(catalog, listings)
@@ -227,5 +234,5 @@ class Scanner:
                                                    fps[i] if presented[i] else NO_FINGERPRINT) for i in live])
         self._ask(Stage.POLICY, catalog, listings, evidence, [i for i in live if evidence[i]], presented=presented,
                   fingerprints=fps, images=seen)
-        return [decide(listing, ev, catalog.brands, now_ms, self.model_version, self.signals, facts=False)
+        return [decide_all(listing, ev, catalog.brands, now_ms, self.model_version, self.signals, facts=False)
                 for listing, ev in zip(listings, evidence)]

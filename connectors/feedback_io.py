@@ -54,24 +54,23 @@ class FeedbackPublisher:
 
 
 class _OpenSignals:
-    """Latest flagging decision per listing, grouped by brand; a `clear` or a decision for
-    another brand closes the listing's previous signal."""
+    """Latest decision per listing and brand, grouped by brand: a brand's `clear` closes that
+    brand's signal on the listing only (a listing flagged for two brands is open for both)."""
 
     def __init__(self) -> None:
         self.by_brand: dict[str, dict[str, dict]] = {}
-        self._brand_of: dict[str, str] = {}
 
     def apply(self, value: bytes | None) -> None:
         if value is None:
             return
         d = orjson.loads(value)
         lid, brand = d.get("listing_id"), d.get("brand_id")
-        old = self._brand_of.pop(lid, None)
-        if old is not None:
-            self.by_brand.get(old, {}).pop(lid, None)
-        if d.get("action") != "clear" and brand:
+        if not brand:
+            return
+        if d.get("action") == "clear":
+            self.by_brand.get(brand, {}).pop(lid, None)
+        else:
             self.by_brand.setdefault(brand, {})[lid] = d
-            self._brand_of[lid] = brand
 
 
 def open_signals(kafka: KafkaTarget, decisions_topic: str, brand_id: str) -> list[dict]:

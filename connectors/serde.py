@@ -55,19 +55,3 @@ def dead_letter(reason: str, raw: bytes | None, origin: Origin, now_ms: int,
 
 def decision_json(d: Decision) -> str:
     return orjson.dumps(d.to_json()).decode()
-
-
-def clear_prefix(listing_id: str, seller_id: str, now_ms: int, reason: str, event_time: int | None = None,
-                 source: Origin | None = None) -> str:
-    """A `clear` decision for a listing whose previous brand is only known downstream: the JSON
-    up to `"brand_id":`, which the job completes with the previously flagged brand. `event_time`
-    and `source`: the record that cleared it, as on every decision."""
-    rec: dict[str, Any] = {
-        "listing_id": listing_id, "seller_id": seller_id, "action": "clear", "score": 0.0,
-        "signals": [{"kind": "rescan", "score": 0.0, "detail": {"reason": reason}}], "decided_at": now_ms,
-    }
-    if event_time is not None:
-        rec["event_time"] = event_time
-    if source is not None:
-        rec["source"] = source.to_json()
-    return orjson.dumps(rec).decode()[:-1] + ',"brand_id":'

@@ -20,24 +20,41 @@ from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
 from pipelines.scan_config import ImageScan, ScanConfig
-from pipelines.steps import RowKind, ScanContext, scan_records
+from pipelines.steps import OutRow, RowKind, ScanContext, scan_records
 
 log = logging.getLogger(__name__)
 
+# One row per input record, typed; the only JSON in it is whole records the scan made (a
+# decision, a dead letter, a ledger event). A `clear` is written by the job from the columns.
+# `brands`: the brands the record states (steps.Flag), in order; a listing scan starts it with
+# a null, the sweep: the job clears every brand flagged before and not named now. Per brand,
+# its action, whether it rests on a removal, and its decision (pandas UDFs take no array of
+# rows, so a flag's fields are maps keyed by brand).
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
     DataTypes.FIELD("listing_id", DataTypes.STRING()),
-    DataTypes.FIELD("brand_id", DataTypes.STRING()),
-    DataTypes.FIELD("action", DataTypes.STRING()),
-    DataTypes.FIELD("payload", DataTypes.STRING()),
+    DataTypes.FIELD("brands", DataTypes.ARRAY(DataTypes.STRING())),
+    DataTypes.FIELD("actions", DataTypes.MAP(DataTypes.STRING(), DataTypes.STRING())),
+    DataTypes.FIELD("removed", DataTypes.MAP(DataTypes.STRING(), DataTypes.BOOLEAN())),
+    DataTypes.FIELD("decisions", DataTypes.MAP(DataTypes.STRING(), DataTypes.STRING())),
+    DataTypes.FIELD("flagged", DataTypes.ARRAY(DataTypes.STRING())),
+    DataTypes.FIELD("seller_id", DataTypes.STRING()),
+    DataTypes.FIELD("event_time", DataTypes.BIGINT()),
+    DataTypes.FIELD("src_topic", DataTypes.STRING()),
+    DataTypes.FIELD("src_partition", DataTypes.INT()),
+    DataTypes.FIELD("src_offset", DataTypes.BIGINT()),
+    DataTypes.FIELD("src_file", DataTypes.STRING()),
+    DataTypes.FIELD("src_line", DataTypes.INT()),
+    DataTypes.FIELD("reason", DataTypes.STRING()),
+    DataTypes.FIELD("decided_at", DataTypes.BIGINT()),
+    DataTypes.FIELD("dead", DataTypes.STRING()),
     DataTypes.FIELD("ledger", DataTypes.STRING()),
-    DataTypes.FIELD("clear", DataTypes.STRING()),
 ])
 TAGGED = "tagged"
 
 
 class ScanFunction(ScalarFunction):
-    """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger, clear).
+    """(raw record, origin, stream) -> SCAN_RESULT.
 
     `config`: the operator's one frozen configuration (pipelines.scan_config.ScanConfig; it
     holds Kafka secrets: never log it)."""
@@ -89,15 +106,7 @@ class ScanFunction(ScalarFunction):
         with self.ledger.reading():
             rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
-        return pd.DataFrame({
-            "kind": [r.kind.value for r in rows],
-            "listing_id": [r.listing_id for r in rows],
-            "brand_id": [r.brand_id for r in rows],
-            "action": [r.action for r in rows],
-            "payload": [r.payload for r in rows],
-            "ledger": [r.ledger for r in rows],
-            "clear": [r.clear for r in rows],
-        })
+        return result_frame(rows)
 
     def close(self):
         for part in (self.feed, self.ledger, self.contexts, self.scanner):
@@ -130,8 +139,9 @@ class _Metrics:
                 self.dead.inc()
             elif r.ledger is not None:
                 self.feedback.inc()
-            if r.kind is RowKind.DECISION:
-                self.flagged[r.action.split("+", 1)[0]].inc()
+            for f in r.flags:
+                if f.action is not Action.CLEAR:
+                    self.flagged[f.action.value].inc()
         ms = int((time.perf_counter() - started) * 1000)
         self.batch_ms.update(ms)
         self._max_ms = max(self._max_ms, ms)
@@ -165,6 +175,53 @@ def _image_factory(cfg: ImageScan | None):
                                   device=cfg.device)
 
     return build
+
+
+def result_frame(rows: list[OutRow]) -> pd.DataFrame:
+    """The scan's rows as SCAN_RESULT columns."""
+    brands, actions, removed, decisions, srcs = [], [], [], [], []
+    for r in rows:
+        brands.append(([None] if r.sweep else []) + [f.brand_id for f in r.flags])
+        actions.append([(f.brand_id, f.action.value) for f in r.flags])
+        removed.append([(f.brand_id, f.removed) for f in r.flags])
+        decisions.append([(f.brand_id, f.decision) for f in r.flags])
+        o = r.origin
+        if o is None:
+            srcs.append(_NO_SOURCE)
+        elif o.partition is None and o.offset is None:
+            srcs.append((None, None, None, o.source, o.line or None))
+        else:
+            srcs.append((o.source, o.partition, o.offset, None, None))
+    topic, part, pos, file, line = zip(*srcs) if srcs else ((),) * 5
+    return pd.DataFrame({
+        "kind": [r.kind.value for r in rows],
+        "listing_id": [r.listing_id for r in rows],
+        "brands": brands,
+        "actions": actions,
+        "removed": removed,
+        "decisions": decisions,
+        "flagged": [list(r.flagged) for r in rows],
+        "seller_id": [r.seller_id for r in rows],
+        "event_time": _ints([r.event_time for r in rows]),
+        "src_topic": list(topic),
+        "src_partition": _ints(part),
+        "src_offset": _ints(pos),
+        "src_file": list(file),
+        "src_line": _ints(line),
+        "reason": [r.reason for r in rows],
+        "decided_at": _ints([r.decided_at for r in rows]),
+        "dead": [r.payload for r in rows],
+        "ledger": [r.ledger for r in rows],
+    })
+
+
+_NO_SOURCE = (None, None, None, None, None)
+
+
+def _ints(values) -> pd.Series:
+    """Integers with nulls (object dtype: a float column would lose large values, and Flink's
+    Arrow conversion passes a null mask, which pandas' nullable arrays refuse)."""
+    return pd.Series(list(values), dtype=object)
 
 
 def _column(x, n: int):

@@ -2,9 +2,10 @@
 
     source(listings) -> scan (vectorised Python: parse, validate, match, decide)
         -> dead letters                                  -> sink(dead-letter)
-        -> per-listing transition (Java: LAG over listing_id, RocksDB state)
-             flagged / changed brand or action  -> decision
-             flagged before, not now (or delete) -> clear
+        -> per listing x brand transition (Java, RocksDB state: the brands a listing was ever
+           flagged for, then LAG over listing_id, brand_id)
+             brand flagged / its action changed   -> decision (one per listing and brand)
+             brand flagged before, not now        -> clear (JSON_OBJECT from typed columns)
                                                  -> sink(decisions)
                                                  -> sink(listing-status): latest per listing+brand
 
@@ -15,6 +16,7 @@ local mini-cluster and collects the results to files. `main()` only wires config
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import os
 import signal
@@ -27,11 +29,13 @@ from typing import Callable, Protocol
 import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
 
+from brand_signals.records import Action
 from brand_signals.scanner import MODEL_VERSION
 from connectors.file_input import merge_tagged
 from connectors.kafka_client import flink_table_options
-from pipelines.operators import scan_udf
+from pipelines.operators import SCAN_RESULT, scan_udf
 from pipelines.scan_config import BrandInput, ImageScan, ScanConfig, image_scan
+from pipelines.steps import RESCAN, RowKind
 from zeroscan.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -186,46 +190,77 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
                COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen
         FROM (SELECT *, JSON_VALUE(CAST(`value` AS STRING), '$.listing_id') AS lid, PROCTIME() AS pt
               FROM raw_in)""")
-    t_env.execute_sql("""
+    cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
+    t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW scanned AS
-        SELECT r.kind AS kind, r.listing_id AS listing_id, r.brand_id AS brand_id, r.action AS action,
-               r.payload AS payload, r.ledger AS ledger, r.clear AS clear_prefix, PROCTIME() AS pt
-        FROM (SELECT scan(`value`, src, part, pos, input_kind, seen) AS r FROM keyed_in) AS s""")
-    # Per listing, what the previous scan said: a decision is emitted when the listing becomes
-    # flagged or its brand/action changes, and a `clear` when a flagged listing stops being one.
-    t_env.execute_sql("""
-        CREATE TEMPORARY VIEW transitions AS
-        SELECT kind, listing_id, brand_id, action, payload, clear_prefix,
-               LAG(kind) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_kind,
-               LAG(brand_id) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_brand,
-               LAG(action) OVER (PARTITION BY listing_id ORDER BY pt) AS prev_action
-        FROM scanned WHERE kind IN ('decision', 'pass')""")
-    t_env.execute_sql("""
-        CREATE TEMPORARY VIEW changes AS
-        SELECT listing_id, CASE WHEN kind = 'decision' THEN brand_id ELSE prev_brand END AS brand_id,
-               CASE WHEN kind = 'decision' THEN payload ELSE CONCAT(payload, '"', prev_brand, '"}') END AS v,
-               -- the listing was flagged for another brand before: that brand's entry is cleared
-               CASE WHEN kind = 'decision' AND prev_kind = 'decision' AND prev_brand <> brand_id
-                    THEN CONCAT(clear_prefix, '"', prev_brand, '"}') END AS superseded,
-               prev_brand
-        FROM transitions
-        WHERE (kind = 'decision' AND (prev_kind IS NULL OR prev_kind <> 'decision'
-                                      OR prev_brand <> brand_id OR prev_action <> action))
-           OR (kind = 'pass' AND prev_kind = 'decision')""")
+        SELECT {cols} FROM (SELECT scan(`value`, src, part, pos, input_kind, seen) AS r FROM keyed_in) AS s""")
+    for sql in transition_views():
+        t_env.execute_sql(sql)
     t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT listing_id AS k, v FROM changes")
     # The latest state per listing and brand, for the compacted `listing-status` topic: key
     # ["listing_id","brand_id"] (a JSON array), value the latest decision for that pair, `clear`
     # included (never a tombstone, so a reader that was away longer than the topic's tombstone
     # retention still sees the clearance).
-    t_env.execute_sql("""
-        CREATE TEMPORARY VIEW status_out AS
-        SELECT JSON_ARRAY(listing_id, brand_id) AS k, v FROM changes
-        UNION ALL
-        SELECT JSON_ARRAY(listing_id, prev_brand) AS k, superseded AS v FROM changes WHERE superseded IS NOT NULL""")
-    t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS "
-                      "SELECT COALESCE(listing_id, '') AS k, payload AS v FROM scanned WHERE kind = 'dead'")
+    t_env.execute_sql("CREATE TEMPORARY VIEW status_out AS SELECT JSON_ARRAY(listing_id, brand_id) AS k, v FROM changes")
+    t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS SELECT COALESCE(listing_id, '') AS k, dead AS v "
+                      f"FROM scanned WHERE kind = {_lit(RowKind.DEAD)}")
     t_env.execute_sql("CREATE TEMPORARY VIEW ledger_out AS "
                       "SELECT listing_id AS k, ledger AS v FROM scanned WHERE ledger IS NOT NULL")
+
+
+def _lit(e: enum.Enum) -> str:
+    return _sql_str(e.value)
+
+
+def transition_views() -> list[str]:
+    """The per listing and brand transition over `scanned`, as the view `changes(listing_id,
+    brand_id, v)`: a decision when a brand's flag is set or its action (or removal) changes, a
+    `clear` when a brand flagged before is not any more. A listing scan names every brand it is
+    flagged for after a sweep entry (a null brand); per listing the job keeps the brands it was ever flagged
+    for (`ever`), and the sweep puts every one of them not named now to `clear`. A feedback
+    record names its own brand only. Per listing and brand, LAG compares with the previous
+    state. Both steps are Java (RocksDB state in Kafka mode); so is the `clear` record, built
+    from typed columns. The literals come from the enums (RowKind, Action, RESCAN)."""
+    clear, rows = _lit(Action.CLEAR), ", ".join(_lit(k) for k in (RowKind.DECISION, RowKind.PASS))
+    rowcols = ("listing_id, seller_id, event_time, src_topic, src_partition, src_offset, src_file, src_line, "
+               "reason, decided_at")
+    # A `clear` record (JSON_OBJECT writes its keys in name order); `source` {topic, partition,
+    # offset} or {file, line}.
+    clear_json = f"""JSON_OBJECT(
+            KEY 'listing_id' VALUE listing_id, KEY 'seller_id' VALUE seller_id, KEY 'brand_id' VALUE brand_id,
+            KEY 'action' VALUE action, KEY 'score' VALUE CAST(0 AS DOUBLE),
+            KEY 'signals' VALUE JSON_ARRAY(JSON_OBJECT(KEY 'kind' VALUE {_sql_str(RESCAN)},
+                KEY 'score' VALUE CAST(0 AS DOUBLE), KEY 'detail' VALUE JSON_OBJECT(KEY 'reason' VALUE reason))),
+            KEY 'decided_at' VALUE decided_at, KEY 'event_time' VALUE event_time,
+            KEY 'source' VALUE JSON_OBJECT(KEY 'topic' VALUE src_topic, KEY 'partition' VALUE src_partition,
+                KEY 'offset' VALUE src_offset, KEY 'file' VALUE src_file, KEY 'line' VALUE src_line ABSENT ON NULL)
+            ABSENT ON NULL)"""
+    return [f"""
+        CREATE TEMPORARY VIEW entries AS
+        SELECT {rowcols}, flagged, e.brand_id AS brand_id, actions[e.brand_id] AS action,
+               removed[e.brand_id] AS removed, decisions[e.brand_id] AS decision, PROCTIME() AS pt
+        FROM scanned CROSS JOIN UNNEST(brands) AS e(brand_id)
+        WHERE kind IN ({rows})""", """
+        CREATE TEMPORARY VIEW flag_history AS
+        SELECT *, ARRAY_AGG(DISTINCT brand_id) OVER (
+                      PARTITION BY listing_id ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ever
+        FROM entries""", f"""
+        CREATE TEMPORARY VIEW pairs AS
+        SELECT {rowcols}, b AS brand_id, CASE WHEN brand_id IS NULL THEN {clear} ELSE action END AS action,
+               COALESCE(removed, FALSE) AS removed, decision, PROCTIME() AS pt
+        FROM flag_history CROSS JOIN UNNEST(
+            CASE WHEN brand_id IS NULL THEN ARRAY_EXCEPT(ever, flagged) ELSE ARRAY[brand_id] END) AS p(b)
+        WHERE b IS NOT NULL""", """
+        CREATE TEMPORARY VIEW transitions AS
+        SELECT *,
+               LAG(action) OVER (PARTITION BY listing_id, brand_id ORDER BY pt) AS prev_action,
+               LAG(removed) OVER (PARTITION BY listing_id, brand_id ORDER BY pt) AS prev_removed
+        FROM pairs""", f"""
+        CREATE TEMPORARY VIEW changes AS
+        SELECT listing_id, brand_id, CASE WHEN action = {clear} THEN {clear_json} ELSE decision END AS v
+        FROM transitions
+        WHERE (action <> {clear} AND (prev_action IS NULL OR prev_action <> action OR prev_removed <> removed))
+           OR (action = {clear} AND prev_action <> {clear})"""]
 
 
 def image_config(settings: Settings) -> ImageScan | None:

@@ -1,7 +1,7 @@
 """The per-batch work of the scan operator as plain Python (no pyflink import), so it is tested
 without a JVM: raw records in (listing updates and feedback events), one output row per record
-out: a decision, a pass, nothing, or a dead letter with its reason; feedback also yields a
-ledger event."""
+out: a listing's decisions (one per brand it is flagged for), a pass, nothing, or a dead letter
+with its reason; feedback also yields a ledger event."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,32 +14,56 @@ from brand_signals.contract import ContractError, feedback_from_obj, listing_fro
 from brand_signals.feedback import ContextStore, FeedbackState, LedgerEvent, handle_feedback, ledger_json
 from brand_signals.records import Action, Decision, Listing, Op, SignalKind
 from brand_signals.scanner import Scanner
-from connectors.serde import Origin, clear_prefix, dead_letter, decision_json
+from connectors.serde import Origin, dead_letter, decision_json
 
 LISTING = "listing"
 FEEDBACK = "feedback"
+# The signal kind of a `clear` decision (its detail: the reason).
+RESCAN = "rescan"
 
 
 class RowKind(enum.Enum):
-    DECISION = "decision"   # flagged: payload is the decision JSON
-    PASS = "pass"           # not flagged: payload is a `clear` prefix, used if it was flagged before
+    DECISION = "decision"   # flagged for at least one brand: `flags` holds one decision per brand
+    PASS = "pass"           # flagged for no brand now (a listing scan), or a brand's flag lifted
     NONE = "none"           # nothing to decide (a refused removal, a rejected appeal)
     DEAD = "dead"           # broke the contract: payload is the dead-letter JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """What one record says about one brand: flagged, with `decision` the decision JSON and
+    `removed` set when it rests on the brand owner's removal (what the job compares besides the
+    action, so a removal after an automatic takedown is still reported once); or `Action.CLEAR`
+    without a decision: the brand's flag is lifted (an upheld appeal)."""
+
+    brand_id: str
+    action: Action
+    removed: bool = False
+    decision: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OutRow:
     kind: RowKind
     listing_id: str | None
-    brand_id: str | None
-    # What the per-listing transition compares: the action, marked when the brand removed it,
-    # so a removal after an automatic takedown is still reported once.
-    action: str | None
-    payload: str
+    flags: tuple[Flag, ...] = ()
+    # A listing scan states every brand the listing is flagged for: a brand flagged before and
+    # missing from `flags` is cleared (the job keeps which brands a listing was flagged for).
+    sweep: bool = False
+    # What a `clear` caused by this record says: the listing's seller, the record's event time
+    # and where it was read, why, and when it was decided.
+    seller_id: str | None = None
+    event_time: int | None = None
+    origin: Origin | None = None
+    reason: str | None = None
+    decided_at: int | None = None
+    payload: str | None = None    # DEAD: the dead-letter JSON
     ledger: str | None = None
-    # On a decision: the `clear` prefix for a different brand the listing was flagged for before
-    # (completed by the job with that brand; see `_superseded`).
-    clear: str | None = None
+
+    @property
+    def flagged(self) -> tuple[str, ...]:
+        """The brands this record flags the listing for."""
+        return tuple(f.brand_id for f in self.flags if f.action is not Action.CLEAR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +76,14 @@ class ScanContext:
     apply_ledger: Callable[[LedgerEvent], None] | None = None
 
 
-def _transition_key(d: Decision) -> str:
-    removed = any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals)
-    return d.action.value + ("+removal" if removed else "")
+def _flag(d: Decision, origin: Origin) -> Flag:
+    d = dataclasses.replace(d, source=origin.to_json())
+    return Flag(d.brand_id, d.action, any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals), decision_json(d))
 
 
 def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse) -> tuple[object | None, OutRow | None]:
     if raw is None:
-        return None, OutRow(RowKind.DEAD, None, None, None, dead_letter("empty record (null value)", None, origin,
-                                                                         now_ms))
+        return None, OutRow(RowKind.DEAD, None, payload=dead_letter("empty record (null value)", None, origin, now_ms))
     obj = None
     try:
         obj = loads(raw)
@@ -68,7 +91,7 @@ def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse) -> tuple[objec
     except ContractError as e:
         lid = obj.get("listing_id") if isinstance(obj, dict) else None
         lid = lid if isinstance(lid, str) else None
-        return None, OutRow(RowKind.DEAD, lid, None, None, dead_letter(str(e), raw, origin, now_ms, lid))
+        return None, OutRow(RowKind.DEAD, lid, payload=dead_letter(str(e), raw, origin, now_ms, lid))
 
 
 def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: ScanContext, now_ms: int,
@@ -102,27 +125,14 @@ def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow 
     names the record it was made from (`source`: where the listing update was read)."""
     if not listings:
         return
-    decisions = ctx.scanner.scan(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
-    for i, listing, d in zip(ok_idx, listings, decisions):
-        if d is not None:
-            d = dataclasses.replace(d, source=origins[i].to_json())
-            rows[i] = OutRow(RowKind.DECISION, listing.listing_id, d.brand_id, _transition_key(d), decision_json(d),
-                             clear=_superseded(listing.listing_id, listing.seller_id, now_ms, d, origins[i]))
-        else:
-            reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
-            rows[i] = OutRow(RowKind.PASS, listing.listing_id, None, None,
-                             clear_prefix(listing.listing_id, listing.seller_id, now_ms, reason,
-                                          listing.event_time_ms, origins[i]))
+    decided = ctx.scanner.scan_all(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
+    for i, listing, ds in zip(ok_idx, listings, decided):
+        reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
+        rows[i] = OutRow(RowKind.DECISION if ds else RowKind.PASS, listing.listing_id,
+                         tuple(_flag(d, origins[i]) for d in ds), sweep=True, seller_id=listing.seller_id,
+                         event_time=listing.event_time_ms, origin=origins[i], reason=reason, decided_at=now_ms)
     ok_idx.clear()
     listings.clear()
-
-
-def _superseded(listing_id: str, seller_id: str, now_ms: int, d: Decision, origin: Origin) -> str:
-    """The `clear` for the listing's previous brand, should the job find it was flagged for
-    another one (a listing is reported for its strongest brand): written to `listing-status`
-    only, so that the previous brand's entry there does not stay open."""
-    return clear_prefix(listing_id, seller_id, now_ms, f"superseded: the listing is now reported for {d.brand_id}",
-                        d.event_time, origin)
 
 
 def _feedback_row(ev, ctx: ScanContext, now_ms: int, origin: Origin) -> OutRow:
@@ -136,12 +146,9 @@ def _feedback_row(ev, ctx: ScanContext, now_ms: int, origin: Origin) -> OutRow:
     (ctx.apply_ledger or ctx.feedback.apply)(led)
     ledger = ledger_json(led)
     if decision is None:
-        return OutRow(RowKind.NONE, ev.listing_id, None, None, "", ledger)
-    if decision.action is Action.CLEAR:
-        prefix = clear_prefix(ev.listing_id, decision.seller_id, now_ms, f"appeal upheld: reinstated ({ev.actor})",
-                              ev.event_time_ms, origin)
-        return OutRow(RowKind.PASS, ev.listing_id, None, None, prefix, ledger)
-    decision = dataclasses.replace(decision, source=origin.to_json())
-    return OutRow(RowKind.DECISION, ev.listing_id, decision.brand_id, _transition_key(decision),
-                  decision_json(decision), ledger,
-                  clear=_superseded(ev.listing_id, decision.seller_id, now_ms, decision, origin))
+        return OutRow(RowKind.NONE, ev.listing_id, ledger=ledger)
+    if decision.action is Action.CLEAR:   # that brand's flag only: the listing's others stay
+        return OutRow(RowKind.PASS, ev.listing_id, (Flag(ev.brand_id, Action.CLEAR),), seller_id=decision.seller_id,
+                      event_time=ev.event_time_ms, origin=origin, reason=f"appeal upheld: reinstated ({ev.actor})",
+                      decided_at=now_ms, ledger=ledger)
+    return OutRow(RowKind.DECISION, ev.listing_id, (_flag(decision, origin),), ledger=ledger)

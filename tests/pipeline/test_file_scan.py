@@ -113,3 +113,55 @@ def test_feedback_file_is_merged_by_event_time(tmp_path):
     assert res.ledger_events == 1
     ledger = [json.loads(line) for line in (tmp_path / "d.ledger.jsonl").read_text().splitlines()]
     assert ledger[0]["kind"] == "removal_accepted"
+
+
+def test_every_brand_a_listing_presents_gets_its_decision_and_its_own_clear(tmp_path):
+    """Per listing and brand through the job's SQL: two decisions for a listing presenting two
+    brands, a `clear` for the brand it stops presenting only, a delete clearing the rest, and a
+    removal and an appeal acting on their own brand. Clears are written by the job (JSON_OBJECT,
+    which orders the keys by name): the same compact UTF-8 JSON as the scan's own records."""
+    import orjson
+
+    t0 = 1_767_225_600_000
+    M1 = 'm1 "é"/\\'     # escaped alike by the scan (orjson) and the job (JSON_OBJECT)
+    brands = tmp_path / "brands.jsonl"
+    brands.write_text("".join(json.dumps(b) + "\n" for b in [
+        {"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"], "enforcement": "takedown", "version": 1},
+        {"brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"], "enforcement": "review", "version": 1}]))
+    both = "Veltrix drill with Lumora night cream"
+    listings = tmp_path / "listings.jsonl"
+    listings.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"listing_id": M1, "seller_id": "s-1", "event_time": t0, "title": both},
+        {"listing_id": "m2", "seller_id": "s-2", "event_time": t0 + 1, "title": both},
+        {"listing_id": M1, "seller_id": "s-1", "event_time": t0 + 2, "title": both},           # unchanged
+        {"listing_id": M1, "seller_id": "s-1", "event_time": t0 + 3, "title": "Veltrix drill, \"cordless\" \u00e9"},
+        {"listing_id": M1, "seller_id": "s-1", "event_time": t0 + 4, "op": "delete"},
+        {"listing_id": "m2", "seller_id": "s-2", "event_time": t0 + 7, "title": both},           # after the appeal
+    ]))
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"kind": "brand_removal", "listing_id": "m2", "brand_id": "lumora", "event_time": t0 + 5, "actor": "owner"},
+        {"kind": "appeal_upheld", "listing_id": "m2", "brand_id": "lumora", "event_time": t0 + 6, "actor": "rev"}]))
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
+    out = tmp_path / "d.jsonl"
+    run_file_scan(settings, brands, listings, out, tmp_path / "dead.jsonl", feedback=feedback)
+    lines = out.read_bytes().splitlines()
+    decisions = [json.loads(line) for line in lines]
+    by: dict[str, list] = {}
+    for d in decisions:
+        by.setdefault(d["listing_id"], []).append((d["brand_id"], d["action"]))
+        check_decision(d)
+    assert by[M1] == [("lumora", "review"), ("veltrix", "takedown"), ("lumora", "clear"), ("veltrix", "clear")]
+    assert by["m2"] == [("lumora", "review"), ("veltrix", "takedown"), ("lumora", "takedown"), ("lumora", "clear")]
+    clears = [(line, d) for line, d in zip(lines, decisions) if d["action"] == "clear"]
+    assert [d["signals"][0]["detail"]["reason"] for _l, d in clears] == [
+        "no longer presents the brand", "listing deleted", "appeal upheld: reinstated (rev)"]
+    order = ["listing_id", "seller_id", "brand_id", "action", "score", "signals", "decided_at", "event_time", "source"]
+    for line, d in clears:
+        assert list(d) == sorted(order) and line == orjson.dumps(d)   # the bytes orjson writes for it
+        assert d["score"] == 0 and d["signals"][0] == {"kind": "rescan", "score": 0.0, "detail": d["signals"][0]["detail"]}
+    assert clears[0][1]["source"] == {"file": str(listings.resolve()), "line": 4}
+    assert clears[0][1]["event_time"] == t0 + 3 and clears[1][1]["event_time"] == t0 + 4
+    assert clears[2][1]["source"] == {"file": str(feedback.resolve()), "line": 2}
+    for line, d in zip(lines, decisions):
+        assert line == orjson.dumps(d)

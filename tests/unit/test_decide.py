@@ -1,9 +1,10 @@
-"""decide(): seller allow list, price floor, enforcement mapping, deleted brands, strongest brand."""
+"""decide() and decide_all(): seller allow list, price floor, enforcement mapping, deleted brands, one
+decision per brand (the strongest last)."""
 from __future__ import annotations
 
 import pytest
 
-from brand_signals.decide import ENFORCE_SCORE, REVIEW_SCORE, action_for, combine, decide
+from brand_signals.decide import ENFORCE_SCORE, REVIEW_SCORE, action_for, combine, decide, decide_all
 from brand_signals.records import (
     Action,
     BrandReference,
@@ -118,6 +119,34 @@ def test_strongest_brand_wins_and_signals_of_one_brand_combine():
     d = decide(listing(), ev, {"sony": brand("sony"), "dell": brand("dell")}, NOW)
     assert d is not None and d.brand_id == "sony"
     assert d.score == pytest.approx(1 - 0.3 * 0.3)
+
+
+def test_every_brand_presented_gets_its_own_decision_the_strongest_last():
+    brands = {b: brand(b, e) for b, e in (("sony", Action.TAKEDOWN), ("dell", Action.NOTIFY), ("acer", Action.REVIEW))}
+    ev = [text("sony", 0.95), text("dell", 0.6), text("acer", 0.99), text("asus", 0.99)]   # asus: not registered
+    ds = decide_all(listing(), ev, brands, NOW)
+    assert [(d.brand_id, d.action) for d in ds] == [("dell", Action.NOTIFY), ("sony", Action.TAKEDOWN),
+                                                    ("acer", Action.REVIEW)]
+    assert all(d.listing_id == "l1" and d.brand_version == 3 and d.decided_at == NOW for d in ds)
+    assert {s.detail["mark"] for d in ds for s in d.signals if s.kind is SignalKind.TRADEMARK_TEXT} == {
+        "sony", "dell", "acer"}                        # each brand's decision holds its own evidence only
+    assert decide(listing(), ev, brands, NOW) == ds[-1]
+
+
+def test_per_brand_decisions_follow_each_brand_s_own_policy():
+    brands = {"sony": brand("sony"), "dell": brand("dell", min_price=Money(100.0, "USD"))}
+    ev = [text("sony", 0.9), text("dell", 0.4)]
+    cheap = listing(seller="auth-sony", price=Money(20.0, "USD"))   # authorized for sony, under dell's floor
+    assert [(d.brand_id, d.action) for d in decide_all(cheap, ev, brands, NOW)] == [("dell", Action.REVIEW)]
+    assert decide_all(listing(), ev, brands, NOW)[0].brand_id == "sony"   # dell too weak without the floor
+    assert decide_all(listing(op=Op.DELETE), ev, brands, NOW) == []
+
+
+def test_equal_scores_keep_the_first_brand_strongest():
+    brands = {"sony": brand("sony"), "dell": brand("dell")}
+    ds = decide_all(listing(), [text("sony", 0.9), text("dell", 0.9)], brands, NOW)
+    assert [d.brand_id for d in ds] == ["dell", "sony"]
+    assert decide(listing(), [text("sony", 0.9), text("dell", 0.9)], brands, NOW).brand_id == "sony"
 
 
 def test_weak_evidence_is_not_flagged():

@@ -257,16 +257,18 @@ def test_standing_changes_are_announced_once_each_way():
     assert send("appeal_rejected", "r0", later) == "reinstated"
 
 
-def test_open_signals_follow_the_latest_decision_per_listing():
+def test_open_signals_follow_the_latest_decision_per_listing_and_brand():
     from connectors.feedback_io import _OpenSignals
 
     idx = _OpenSignals()
     for lid, brand, action in [("l1", "veltrix", "takedown"), ("l2", "veltrix", "review"),
-                               ("l1", "lumora", "review"),      # re-flagged for another brand
-                               ("l2", "veltrix", "clear")]:
+                               ("l1", "lumora", "review"),      # flagged for a second brand: both open
+                               ("l2", "veltrix", "clear"), ("l3", "lumora", "notify"), ("l3", "lumora", "clear")]:
         idx.apply(json.dumps({"listing_id": lid, "brand_id": brand, "action": action}).encode())
-    assert idx.by_brand["veltrix"] == {}
+    assert list(idx.by_brand["veltrix"]) == ["l1"]
     assert list(idx.by_brand["lumora"]) == ["l1"]
+    idx.apply(json.dumps({"listing_id": "l1", "brand_id": "lumora", "action": "clear"}).encode())
+    assert list(idx.by_brand["veltrix"]) == ["l1"] and idx.by_brand["lumora"] == {}
 
 
 def test_a_listing_confirmed_again_for_another_brand_leaves_no_stale_evidence():

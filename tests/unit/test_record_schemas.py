@@ -56,35 +56,51 @@ def check_decision(d: dict) -> None:
     CONTRACT_DECISION.validate(d)       # the added fields keep it a contract decision
 
 
+def clear_record(r: OutRow, brand_id: str) -> dict:
+    """The `clear` the job writes (scanner_job.transition_views: JSON_OBJECT) for brand_id."""
+    out = {"listing_id": r.listing_id, "seller_id": r.seller_id, "brand_id": brand_id, "action": "clear",
+           "score": 0.0, "signals": [{"kind": "rescan", "score": 0.0, "detail": {"reason": r.reason}}],
+           "decided_at": r.decided_at}
+    if r.event_time is not None:
+        out["event_time"] = r.event_time
+    if r.origin is not None:
+        out["source"] = r.origin.to_json()
+    return out
+
+
 class Transitions:
-    """The job's transition step in plain Python (scanner_job.define_scan: `transitions`,
-    `changes`, `decisions_out`, `status_out`): per listing the previous row's kind, brand and
-    action; a decision when it becomes flagged or its brand or action changes, a `clear` for
-    the previous brand when a flagged listing passes, and on listing-status the superseded
-    brand's clear."""
+    """The job's transition step in plain Python (scanner_job.transition_views): per listing
+    the brands it was ever flagged for, per listing and brand the previous state; a decision
+    when a brand's flag is set or its action changes, a `clear` when a flagged brand is no
+    longer named by a listing scan (or its flag is lifted on appeal)."""
 
     def __init__(self) -> None:
-        self.prev: dict[str, tuple[str, str | None, str | None]] = {}
+        self.ever: dict[str, list[str]] = {}
+        self.prev: dict[tuple[str, str], tuple[str, bool]] = {}
         self.decisions: list[tuple[str, dict]] = []
         self.status: list[tuple[list, dict]] = []
+        self.values: list[bytes] = []
 
     def feed(self, rows: list[OutRow]) -> None:
         for r in rows:
             if r.kind not in (RowKind.DECISION, RowKind.PASS):
                 continue
-            kind = r.kind.value
-            pk, pb, pa = self.prev.get(r.listing_id, (None, None, None))
-            self.prev[r.listing_id] = (kind, r.brand_id, r.action)
-            if kind == "decision" and (pk != "decision" or pb != r.brand_id or pa != r.action):
-                v, brand = r.payload, r.brand_id
-            elif kind == "pass" and pk == "decision":
-                v, brand = r.payload + f'"{pb}"}}', pb
-            else:
-                continue
-            self.decisions.append((r.listing_id, orjson.loads(v)))
-            self.status.append(([r.listing_id, brand], orjson.loads(v)))
-            if kind == "decision" and pk == "decision" and pb != r.brand_id:
-                self.status.append(([r.listing_id, pb], orjson.loads(r.clear + f'"{pb}"}}')))
+            ever = self.ever.setdefault(r.listing_id, [])
+            pairs = [(b, "clear", False, None) for b in ever if b not in r.flagged] if r.sweep else []
+            pairs += [(f.brand_id, f.action.value, f.removed, f.decision) for f in r.flags]
+            ever += [f.brand_id for f in r.flags if f.brand_id not in ever]
+            for brand, action, removed, decision in pairs:
+                prev = self.prev.get((r.listing_id, brand))
+                self.prev[r.listing_id, brand] = (action, removed)
+                if action != "clear" and prev != (action, removed):
+                    v = decision.encode()
+                elif action == "clear" and prev is not None and prev[0] != "clear":
+                    v = orjson.dumps(clear_record(r, brand), option=orjson.OPT_SORT_KEYS)   # as JSON_OBJECT
+                else:
+                    continue
+                self.values.append(v)
+                self.decisions.append((r.listing_id, orjson.loads(v)))
+                self.status.append(([r.listing_id, brand], orjson.loads(v)))
 
 
 BRANDS = [
@@ -202,12 +218,11 @@ def test_decisions_clears_status_dead_letters_and_ledger_events_follow_the_schem
     assert removed["event_time"] == 2000 and removed["source"] == {"topic": "feedback", "partition": 0, "offset": 0}
     assert by["cheap", "clear"]["source"] == {"topic": "feedback", "partition": 0, "offset": 3}
     assert by["byline", "clear"]["event_time"] == 4000 and by["byline", "clear"]["brand_id"] == "veltrix"
-    # the listing now reported for veltrix: its lumora entry on listing-status is cleared
+    # the listing now presents veltrix besides lumora: one decision each, lumora's unchanged
     status = {tuple(k): v for k, v in run.t.status}
     assert status["cream", "veltrix"]["action"] == "takedown"
-    assert status["cream", "lumora"]["action"] == "clear"
-    assert status["cream", "lumora"]["signals"][0]["detail"]["reason"].startswith("superseded")
-    assert ("cream", "clear") not in by                       # decisions: the new brand's decision only
+    assert status["cream", "lumora"]["action"] == "review"
+    assert [d["brand_id"] for lid, d in run.t.decisions if lid == "cream"] == ["lumora", "veltrix"]
 
 
 def test_feedback_neighbour_and_seller_suspicion_follow_the_signal_schema():
@@ -216,13 +231,14 @@ def test_feedback_neighbour_and_seller_suspicion_follow_the_signal_schema():
     run.batch(F(feedback("brand_removal", "a")))
     rows = run.batch(L(listing("b", "cordless drill VX-4471 18V two batteries original", seller="s-2")),
                      L(listing("c", "Veltrex impact driver", seller="bad")))
-    signals = [s for r in rows for s in orjson.loads(r.payload)["signals"]]
+    decisions = [orjson.loads(f.decision) for r in rows for f in r.flags]
+    signals = [s for d in decisions for s in d["signals"]]
     assert {"feedback_neighbor", "seller"} <= {s["kind"] for s in signals}
     assert any(s["kind"] == "seller" and "confirmed_removals_for_brand" in s["detail"] for s in signals)
     for s in signals:
         SIGNAL.validate(s)
-    for r in rows:
-        check_decision(orjson.loads(r.payload))
+    for d in decisions:
+        check_decision(d)
 
 
 def test_image_signals_follow_the_signal_schema(extractor):

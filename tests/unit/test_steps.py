@@ -1,4 +1,5 @@
-"""The scan operator's batch step without Flink: raw records in, decision/pass/dead rows out."""
+"""The scan operator's batch step without Flink: raw records in, decision/pass/dead rows out (and,
+through the plain-Python reading of the job's transition, the decisions and clears per brand)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,10 @@ from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import parse_brand
 from brand_signals.scanner import Scanner
 from connectors.serde import DEAD_LETTER_RECORD_BYTES, Origin, dead_letter
-from pipelines.steps import RowKind, ScanContext, scan_records
+from brand_signals.records import Action
+from pipelines.steps import Flag, RowKind, ScanContext, scan_records
 from tests.unit.test_contract import SCHEMAS
+from tests.unit.test_record_schemas import Transitions
 
 pytestmark = pytest.mark.unit
 
@@ -37,8 +40,10 @@ def run(raws, cat=None, scanner=None):
 
 def test_flagged_listing_becomes_a_contract_valid_decision():
     [row] = run([rec(1)])
-    assert row.kind is RowKind.DECISION and row.brand_id == "veltrix" and row.action == "takedown"
-    d = orjson.loads(row.payload)
+    [flag] = row.flags
+    assert row.kind is RowKind.DECISION and flag.brand_id == "veltrix" and flag.action is Action.TAKEDOWN
+    assert row.sweep and not flag.removed and row.flagged == ("veltrix",)
+    d = orjson.loads(flag.decision)
     jsonschema.validate(d, DECISION_SCHEMA)
     assert d["listing_id"] == "l1" and d["brand_version"] == 3 and d["decided_at"] == 42
     assert d["signals"][0]["kind"] in ("trademark_text", "brand_field")
@@ -49,13 +54,62 @@ def test_authorized_and_clean_listings_pass():
     assert [r.kind for r in rows] == [RowKind.PASS, RowKind.PASS]
 
 
-def test_pass_payload_completes_to_a_valid_clear_decision():
-    [row] = run([json.dumps({"listing_id": "l9", "seller_id": "s", "event_time": 1, "op": "delete"}).encode()])
-    assert row.kind is RowKind.PASS
-    d = orjson.loads(row.payload + '"veltrix"}')
+def test_a_delete_clears_the_flagged_brand_with_a_valid_clear_decision():
+    delete = json.dumps({"listing_id": "l1", "seller_id": "s", "event_time": 9, "op": "delete"}).encode()
+    rows = run([rec(1), delete])
+    assert rows[1].kind is RowKind.PASS and rows[1].sweep and rows[1].flags == ()
+    assert rows[1].reason == "listing deleted" and rows[1].event_time == 9 and rows[1].decided_at == 42
+    t = Transitions()
+    t.feed(rows)
+    (_, flagged), (_, d) = t.decisions
     jsonschema.validate(d, DECISION_SCHEMA)
-    assert d["action"] == "clear" and d["brand_id"] == "veltrix"
+    assert d["action"] == "clear" and d["brand_id"] == "veltrix" and flagged["action"] == "takedown"
     assert d["signals"][0]["detail"]["reason"] == "listing deleted"
+    assert d["source"] == {"topic": "listings", "partition": 0, "offset": 1}
+
+
+TWO = {"brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"], "enforcement": "review", "version": 1}
+
+
+def test_a_listing_presenting_two_brands_gets_a_decision_for_each():
+    """Two brand owners each see their own signal; when the listing stops presenting one brand
+    only that brand's flag is cleared; a delete clears both."""
+    cat, scanner, t = catalog(BRAND, TWO), Scanner("test"), Transitions()
+    both = run([rec(1, title="Veltrix drill with Lumora night cream")], cat, scanner)
+    [row] = both
+    assert [(f.brand_id, f.action) for f in row.flags] == [("lumora", Action.REVIEW), ("veltrix", Action.TAKEDOWN)]
+    t.feed(both)
+    t.feed(run([rec(1, title="Veltrix drill with Lumora night cream")], cat, scanner))   # unchanged: nothing new
+    t.feed(run([rec(1, title="Veltrix drill, cordless")], cat, scanner))
+    t.feed(run([json.dumps({"listing_id": "l1", "seller_id": "s-1", "event_time": 9, "op": "delete"}).encode()],
+               cat, scanner))
+    assert [(d["brand_id"], d["action"]) for _k, d in t.decisions] == [
+        ("lumora", "review"), ("veltrix", "takedown"), ("lumora", "clear"), ("veltrix", "clear")]
+    assert [k for k, _d in t.status] == [["l1", "lumora"], ["l1", "veltrix"], ["l1", "lumora"], ["l1", "veltrix"]]
+    reasons = [d["signals"][0]["detail"]["reason"] for _k, d in t.decisions[2:]]
+    assert reasons == ["no longer presents the brand", "listing deleted"]
+
+
+def test_removal_and_appeal_touch_their_own_brand_only():
+    from brand_signals.feedback import ContextStore, FeedbackState
+
+    def fb(kind, t):
+        return json.dumps({"kind": kind, "listing_id": "l1", "brand_id": "lumora", "event_time": t,
+                           "actor": "owner"}).encode()
+
+    ctx = ScanContext(catalog(BRAND, TWO), Scanner("test"), FeedbackState(), ContextStore())
+    t = Transitions()
+    raws = [rec(1, title="Veltrix drill with Lumora night cream"), fb("brand_removal", 5), fb("appeal_upheld", 6),
+            rec(1, title="Veltrix drill with Lumora night cream")]
+    streams = ["listing", "feedback", "feedback", "listing"]
+    rows = scan_records(raws, [Origin("t", 0, i) for i in range(4)], ctx, 42, streams)
+    assert [(f.brand_id, f.action, f.removed) for f in rows[1].flags] == [("lumora", Action.TAKEDOWN, True)]
+    assert not rows[1].sweep and not rows[2].sweep and rows[2].flags == (Flag("lumora", Action.CLEAR),)
+    assert [f.brand_id for f in rows[3].flags] == ["veltrix"]          # reinstated for lumora: exempt
+    t.feed(rows)
+    assert [(d["brand_id"], d["action"]) for _k, d in t.decisions] == [
+        ("lumora", "review"), ("veltrix", "takedown"), ("lumora", "takedown"), ("lumora", "clear")]
+    assert t.decisions[-1][1]["signals"][0]["detail"]["reason"] == "appeal upheld: reinstated (owner)"
 
 
 @pytest.mark.parametrize("raw,reason", [
@@ -127,7 +181,8 @@ def test_feedback_is_judged_after_the_listings_before_it_in_the_same_batch():
                           "actor": "owner"}).encode()
     ctx = ScanContext(catalog(BRAND), Scanner("test"), FeedbackState(), ContextStore())
     rows = scan_records([rec(1), removal], [Origin("t", 0, 0), Origin("f", 0, 0)], ctx, 42, ["listing", "feedback"])
-    assert rows[1].kind is RowKind.DECISION and rows[1].action == "takedown+removal"
+    [flag] = rows[1].flags
+    assert rows[1].kind is RowKind.DECISION and flag.action is Action.TAKEDOWN and flag.removed
 
 
 @pytest.mark.parametrize("value,ocr,upscale", [(None, True, False), ("on", True, False), ("off", False, False),
@@ -153,3 +208,32 @@ def test_unknown_image_ocr_setting_is_refused(monkeypatch):
     monkeypatch.setenv("ZEROSCAN_IMAGE_OCR", "yes")
     with pytest.raises(ValueError, match="on, off or upscale"):
         image_config(Settings.from_env())
+
+
+def test_scan_rows_convert_to_the_udf_s_declared_arrow_type():
+    """What Flink's Arrow coder does with the pandas UDF's frame (no JVM): every column typed as
+    SCAN_RESULT declares it (a pandas UDF takes no array of rows, so flags are maps by brand)."""
+    import pyarrow as pa
+    from pyflink.table.types import to_arrow_type
+    from pyflink.table.utils import pandas_to_arrow
+
+    from brand_signals.feedback import ContextStore, FeedbackState
+    from pipelines.operators import SCAN_RESULT, result_frame
+
+    ctx = ScanContext(catalog(BRAND, TWO), Scanner("test"), FeedbackState(), ContextStore())
+    appeal = json.dumps({"kind": "appeal_upheld", "listing_id": "l1", "brand_id": "lumora", "event_time": 7}).encode()
+    rows = scan_records([rec(1, title="Veltrix drill with Lumora night cream"), b"{bad", appeal, rec(2, title="hammer")],
+                        [Origin("listings", 0, 0), Origin("f.jsonl", line=2), Origin("feedback", 1, 9),
+                         Origin("listings", 3, 2 ** 40)], ctx, 42, ["listing", "listing", "feedback", "listing"])
+    batch = pandas_to_arrow(pa.schema([pa.field("r", to_arrow_type(SCAN_RESULT))]), "UTC", [SCAN_RESULT],
+                            [result_frame(rows)])
+    flagged, dead, cleared, clean = (r["r"] for r in batch.to_pylist())
+    assert flagged["brands"] == [None, "lumora", "veltrix"] and flagged["flagged"] == ["lumora", "veltrix"]
+    assert dict(flagged["actions"]) == {"lumora": "review", "veltrix": "takedown"}
+    assert dict(flagged["removed"]) == {"lumora": False, "veltrix": False}
+    assert orjson.loads(dict(flagged["decisions"])["veltrix"])["brand_id"] == "veltrix"
+    assert (flagged["src_topic"], flagged["src_partition"], flagged["src_offset"]) == ("listings", 0, 0)
+    assert dead["kind"] == "dead" and "not valid UTF-8 JSON" in dead["dead"] and dead["brands"] == []
+    assert cleared["brands"] == ["lumora"] and dict(cleared["actions"]) == {"lumora": "clear"}
+    assert cleared["decisions"] == [("lumora", None)] and cleared["reason"].startswith("appeal upheld")
+    assert clean["brands"] == [None] and clean["src_offset"] == 2 ** 40 and clean["event_time"] == 1002
