@@ -58,7 +58,7 @@ def decision_json(d: Decision) -> str:
 
 
 def clear_prefix(listing_id: str, seller_id: str, now_ms: int, reason: str, event_time: int | None = None,
-                 source: Origin | None = None) -> str:
+                 source: Origin | None = None, rescan: dict[str, Any] | None = None) -> str:
     """A `clear` decision for a listing whose previous brand is only known downstream: the JSON
     up to `"brand_id":`, which the job completes with the previously flagged brand. `event_time`
     and `source`: the record that cleared it, as on every decision."""
@@ -70,4 +70,6 @@ def clear_prefix(listing_id: str, seller_id: str, now_ms: int, reason: str, even
         rec["event_time"] = event_time
     if source is not None:
         rec["source"] = source.to_json()
+    if rescan is not None:
+        rec["rescan"] = rescan
     return orjson.dumps(rec).decode()[:-1] + ',"brand_id":'

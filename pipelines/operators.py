@@ -18,7 +18,7 @@ from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
 from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
-from pipelines.steps import RowKind, ScanContext, scan_records
+from pipelines.steps import RESCAN, RowKind, ScanContext, rescan_needs, scan_records
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("clear", DataTypes.STRING()),
 ])
 TAGGED = "tagged"
+# A rescan is made right after its brand change reached the `brands` topic, which this worker's
+# feed follows too: it waits this long for its catalogue to include the change (then the
+# rescan is dead-lettered with the reason, never scanned against an older catalogue).
+RESCAN_CATALOG_WAIT_S = 60.0
 
 
 class ScanFunction(ScalarFunction):
@@ -82,7 +86,10 @@ class ScanFunction(ScalarFunction):
                 origins.append(Origin(s, None if pd.isna(p) else int(p), None if pd.isna(o) else int(o)))
             raws.append(v)
             streams.append(st)
-        ctx = ScanContext(self.feed.catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
+        catalog = self.feed.catalog
+        if RESCAN in streams:
+            catalog = self._catalog_with(rescan_needs(raws, streams))
+        ctx = ScanContext(catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
         started = time.perf_counter()
         hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
@@ -97,6 +104,15 @@ class ScanFunction(ScalarFunction):
             "ledger": [r.ledger for r in rows],
             "clear": [r.clear for r in rows],
         })
+
+    def _catalog_with(self, need: dict[str, int]):
+        """The feed's catalogue once it includes these brand versions (or after the wait)."""
+        deadline = time.monotonic() + RESCAN_CATALOG_WAIT_S
+        while True:
+            catalog = self.feed.catalog
+            if all(catalog.has_version(b, v) for b, v in need.items()) or time.monotonic() >= deadline:
+                return catalog
+            time.sleep(0.05)
 
     def close(self):
         for part in (self.feed, self.ledger, self.contexts, self.scanner):
