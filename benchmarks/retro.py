@@ -35,7 +35,7 @@ from benchmarks.traffic import Traffic, brand_records
 from brand_signals.catalog import Catalog
 from brand_signals.contract import parse_brand
 from brand_signals.feedback import ContextStore, FeedbackState
-from brand_signals.retro import PreFilter, brand_delta, rescan_record
+from brand_signals.retro import PreFilter, brand_delta, rescan_record, select_batches
 from brand_signals.scanner import Scanner
 from connectors.retro_worker import LiveListings
 from connectors.serde import Origin
@@ -45,6 +45,7 @@ from zeroscan.settings import ROOT
 NEW_BRAND = {"brand_id": "zentarox", "name": "Zentarox", "trademarks": ["Zentarox", "Quilvane Pro"],
              "enforcement": "takedown", "version": 1}
 PRESENTING = 0.001
+COLOURS = ("black", "white", "red", "blue", "green", "grey", "silver", "navy", "beige", "pink")
 LOAD_BATCH = 10_000
 SCAN_BATCH = 2_000
 
@@ -52,12 +53,15 @@ SCAN_BATCH = 2_000
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--listings", type=int, default=1_000_000)
+    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                    help="pre-filter process counts to measure, side by side")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "retro.json")
     args = ap.parse_args(argv)
     brands = brand_records(1000)
     traffic = Traffic(brands)
     rng = random.Random(7)
     presenting: set[str] = set()
+    titles: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="retro-bench-") as tmp:
         store = LiveListings(Path(tmp) / "retro")
         t0 = time.perf_counter()
@@ -65,10 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.listings):
             rec = traffic._new()
             rec["event_time"] = traffic.t0 + i
+            # every title distinct (a colour, a size and a model code), so no answer is reused
+            rec["title"] += f" {rng.choice(COLOURS)} {rng.randint(1, 60)}cm {rng.choice('ABCDEFGHKMNPRSTX')}" \
+                            f"{rng.choice('ABCDEFGHKMNPRSTX')}-{rng.randrange(10_000):04d}"
             if rng.random() < PRESENTING:
                 mark = rng.choice(NEW_BRAND["trademarks"])
                 rec["title"] = (disguise(mark, rng) if rng.random() < 0.25 else mark) + " " + rec["title"]
                 presenting.add(rec["listing_id"])
+            titles.add(rec["title"])
             batch.append((i % 4, i // 4, orjson.dumps(rec)))
             if len(batch) >= LOAD_BATCH:
                 store.apply(batch)
@@ -81,19 +89,31 @@ def main(argv: list[str] | None = None) -> int:
 
         brand = parse_brand(json.dumps(NEW_BRAND))
         delta = brand_delta(None, brand)
-        c0, w0 = time.process_time(), time.perf_counter()
-        pre = PreFilter(brand, delta)
-        rescans: list[bytes] = []
-        read = 0
-        for chunk in store.scan():
-            read += len(chunk)
-            for i in pre.select([c[3] for c in chunk]):
-                lid, p, o, raw = chunk[i]
-                rescans.append(rescan_record(lid, raw, "listings", p, o, delta))
-        worker_s, worker_cpu = time.perf_counter() - w0, time.process_time() - c0
-        store.close()
-    print(f"worker: {read:,} read and pre-filtered in {worker_s:.1f}s: {len(rescans):,} candidates", flush=True)
+        worker = {}
+        for processes in args.processes:
+            c0, w0 = time.process_time(), time.perf_counter()
+            pre = PreFilter(brand, delta)
+            rescans: list[bytes] = []
+            held: list[list] = []
+            read = 0
 
+            def raws():
+                for chunk in store.scan():
+                    held.append(chunk)
+                    yield [c[3] for c in chunk]
+
+            for picked in select_batches(pre, raws(), processes):
+                chunk = held.pop(0)
+                read += len(chunk)
+                for i in picked:
+                    lid, p, o, raw = chunk[i]
+                    rescans.append(rescan_record(lid, raw, "listings", p, o, delta))
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            worker[processes] = {"seconds": round(wall, 2), "parent_cpu_s": round(cpu, 2),
+                                 "us_per_listing": round(wall / max(1, read) * 1e6, 2), "candidates": len(rescans)}
+            print(f"worker, {processes} process(es): {read:,} read and pre-filtered in {wall:.1f}s: "
+                  f"{len(rescans):,} candidates", flush=True)
+        store.close()
     catalog = Catalog.build([parse_brand(json.dumps(b)) for b in brands] + [brand], version=1)
     ctx = ScanContext(catalog, Scanner("bench"), FeedbackState(), ContextStore())
     c0, w0 = time.process_time(), time.perf_counter()
@@ -114,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "presenting_new_brand": len(presenting), "candidates": len(rescans),
         "flagged_new_brand": len(flagged), "recall": round(len(flagged & presenting) / max(1, len(presenting)), 4),
         "store_load_s": round(load_s, 2),
-        "worker_prefilter_s": round(worker_s, 2), "worker_prefilter_cpu_s": round(worker_cpu, 2),
-        "worker_us_per_listing": round(worker_s / max(1, read) * 1e6, 2),
+        "distinct_titles": len(titles),
+        "worker_prefilter_by_processes": worker,
         "job_rescan_scan_s": round(job_s, 3), "job_rescan_scan_cpu_s": round(job_cpu, 3),
-        "total_s": round(worker_s + job_s, 2),
+        "total_s_by_processes": {p: round(w["seconds"] + job_s, 2) for p, w in worker.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

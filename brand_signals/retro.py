@@ -35,6 +35,8 @@ REASON_AUTHORISED = "seller authorised"
 REASON_UPDATED = "brand updated"
 # A rescan is a listing record (up to the contract's 1 MiB) in a small envelope.
 RESCAN_ENVELOPE_BYTES = 64 << 10
+# Field texts whose pre-filter answer is kept while one change is handled.
+TEXT_CACHE_ENTRIES = 200_000
 _HEADER = struct.Struct(">iq")   # partition, offset of the listing record a stored content came from
 
 
@@ -162,9 +164,41 @@ class PreFilter:
     JSON decode and the one-brand index's `touches`), conservative (a listing it skips is
     decided the same with and without the change's marks), and for a batch at a time."""
 
-    def __init__(self, brand: BrandReference, delta: BrandDelta):
+    def __init__(self, brand: BrandReference, delta: BrandDelta, cache_entries: int = TEXT_CACHE_ENTRIES):
         self.index = probe_index(brand, delta.probe_marks) if delta.probe_marks else None
         self.images = delta.probe_images
+        # `touches` answers for each text on its own: a field text seen before (the same title
+        # from many sellers, a shared description) costs a dict look-up
+        self._seen: dict[str, bool] = {}
+        self._cache_entries = cache_entries
+
+    @classmethod
+    def union(cls, changes: Iterable[tuple[BrandReference, BrandDelta]]) -> "PreFilter":
+        """One filter for several changes: keeps what any of theirs would keep (an index of
+        all their probe marks answers `touches` for each one's marks, and more)."""
+        out = cls.__new__(cls)
+        marks, brands, images, seen = [], {}, set(), set()
+        for brand, delta in changes:
+            brands[brand.brand_id] = brand
+            images |= delta.probe_images
+            for text in delta.probe_marks:
+                norm = tn.normalize(text)
+                if norm and (brand.brand_id, norm) not in seen:
+                    seen.add((brand.brand_id, norm))
+                    marks.append(Mark(brand.brand_id, text, norm))
+        out.index = WordMarkIndex(brands, tuple(marks)) if marks else None
+        out.images = frozenset(images)
+        out._seen, out._cache_entries = {}, TEXT_CACHE_ENTRIES
+        return out
+
+    def _touches(self, text: str) -> bool:
+        hit = self._seen.get(text)
+        if hit is None:
+            hit = self.index.touches((text,))
+            if len(self._seen) >= self._cache_entries:
+                self._seen.clear()
+            self._seen[text] = hit
+        return hit
 
     def candidate(self, raw: bytes) -> bool:
         try:
@@ -175,11 +209,37 @@ class PreFilter:
             return False
         if self.images and any(d in self.images for d in _image_digests(obj)):
             return True
-        return self.index is not None and self.index.touches(_texts(obj))
+        return self.index is not None and any(self._touches(t) for t in _texts(obj))
 
     def select(self, raws: Iterable[bytes]) -> list[int]:
         """Indices of the candidates in `raws`."""
         return [i for i, raw in enumerate(raws) if self.candidate(raw)]
+
+
+_POOL_FILTER: PreFilter | None = None
+
+
+def _pool_init(pre: PreFilter) -> None:
+    global _POOL_FILTER
+    _POOL_FILTER = pre
+
+
+def _pool_select(raws: list[bytes]) -> list[int]:
+    assert _POOL_FILTER is not None
+    return _POOL_FILTER.select(raws)
+
+
+def select_batches(pre: PreFilter, batches: Iterable[list[bytes]], processes: int = 1) -> Iterator[list[int]]:
+    """`pre.select` over batches, in order; with processes > 1 in that many worker processes
+    (spawned: the caller may hold Kafka clients' threads), each given the filter once."""
+    if processes <= 1:
+        for b in batches:
+            yield pre.select(b)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(processes, initializer=_pool_init, initargs=(pre,)) as pool:
+        yield from pool.imap(_pool_select, batches, chunksize=1)
 
 
 # --- rescan records ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ from rocksdict import Options, Rdict, WriteBatch
 from brand_signals.contract import ContractError, parse_brand
 from brand_signals.records import BrandReference
 from brand_signals.retro import (BrandDelta, OpenFlags, PreFilter, brand_delta, live_listing_id, pack_content,
-                                 rescan_record, unpack_content)
+                                 rescan_record, select_batches, unpack_content)
 from connectors.kafka_client import KafkaTarget, consumer, producer
 from connectors.kafka_io import produce_waiting, topic_partitions
 from zeroscan.settings import Settings
@@ -121,7 +121,9 @@ class LiveListings:
 
 class RetroWorker:
     def __init__(self, kafka: KafkaTarget, topics, store_dir: Path,
-                 on_handled: Callable[[HandledChange], None] | None = None):
+                 on_handled: Callable[[HandledChange], None] | None = None, processes: int = 1):
+        """`processes`: the live listings are pre-filtered in this many processes (1: in this one)."""
+        self.processes = processes
         self.topics = topics
         self.kafka = kafka
         self.store = LiveListings(store_dir)
@@ -192,7 +194,7 @@ class RetroWorker:
         delta = brand_delta(old, new)
         if delta is not None:
             self.pending.append((p, o, delta))
-        else:
+        elif not self.pending:   # nothing to do; never past a change still to handle
             self.store.set_position(_BRANDS_POS, p, o + 1)
 
     def caught_up(self, targets: dict[tuple[str, int], int]) -> bool:
@@ -218,7 +220,11 @@ class RetroWorker:
         return True
 
     # --- handling ---------------------------------------------------------------------------
-    def handle(self, delta: BrandDelta) -> HandledChange:
+    def handle(self, deltas: list[BrandDelta]) -> list[HandledChange]:
+        """Rescans for these brand changes: each one's open flags, and the live listings its
+        pre-filter keeps. Changes that read live listings share one pass over the store (a
+        bulk approval, or a new worker's first start, reads it once): a listing kept by the
+        combined pre-filter is attributed to the first change whose own pre-filter keeps it."""
         t0 = time.perf_counter()
         errors: list[str] = []
 
@@ -227,39 +233,59 @@ class RetroWorker:
                 errors.append(str(err))
 
         sent: set[str] = set()
+        per = {id(d): [0, 0, 0] for d in deltas}   # candidates, open flags, rescans
 
-        def send(lid: str, p: int, o: int, raw: bytes) -> None:
+        def send(delta: BrandDelta, lid: str, p: int, o: int, raw: bytes) -> None:
             if lid in sent:
                 return
             sent.add(lid)
-            produce_waiting(self._producer, self.topics.rescan, rescan_record(lid, raw, self.topics.listings, p, o,
-                                                                               delta),
-                            lid.encode(), on_delivery=on_delivery)
+            per[id(delta)][2] += 1
+            produce_waiting(self._producer, self.topics.rescan,
+                            rescan_record(lid, raw, self.topics.listings, p, o, delta), lid.encode(),
+                            on_delivery=on_delivery)
 
-        open_ids = self.open.of(delta.brand_id, delta.only_sellers) if delta.recheck_open else []
-        for lid in open_ids:
-            found = self.store.get(lid)
-            if found is not None:   # not live any more: the job cleared it on the delete
-                send(lid, *found)
-        candidates = scanned = 0
-        brand = self.brands.get(delta.brand_id)
-        if delta.scans_live and brand is not None and not brand.deleted:
-            pre = PreFilter(brand, delta)
-            for batch in self.store.scan():
+        for delta in deltas:
+            open_ids = self.open.of(delta.brand_id, delta.only_sellers) if delta.recheck_open else []
+            per[id(delta)][1] = len(open_ids)
+            for lid in open_ids:
+                found = self.store.get(lid)
+                if found is not None:   # not live any more: the job cleared it on the delete
+                    send(delta, lid, *found)
+        live = [(d, b) for d in deltas if d.scans_live and (b := self.brands.get(d.brand_id)) is not None
+                and not b.deleted]
+        scanned = 0
+        if live:
+            filters = [(d, PreFilter(b, d)) for d, b in live]
+            pre = filters[0][1] if len(filters) == 1 else PreFilter.union([(b, d) for d, b in live])
+            held: list[list[tuple[str, int, int, bytes]]] = []
+
+            def raws():
+                for batch in self.store.scan():
+                    held.append(batch)
+                    yield [b[3] for b in batch]
+
+            for picked in select_batches(pre, raws(), self.processes):
+                batch = held.pop(0)
                 scanned += len(batch)
-                for i in pre.select([b[3] for b in batch]):
-                    candidates += 1
-                    send(*batch[i])
+                for i in picked:
+                    lid, p, o, raw = batch[i]
+                    delta = next((d for d, f in filters if len(filters) == 1 or f.candidate(raw)), filters[-1][0])
+                    per[id(delta)][0] += 1
+                    send(delta, lid, p, o, raw)
                 self._producer.poll(0)
         remaining = self._producer.flush(DELIVERY_TIMEOUT_MS / 1000 + 5)
         if errors or remaining:
-            raise RuntimeError(f"rescans for brand {delta.brand_id} v{delta.version} not acknowledged: "
+            raise RuntimeError(f"rescans for {len(deltas)} brand changes not acknowledged: "
                                f"{errors[0] if errors else f'{remaining} outstanding'}")
-        done = HandledChange(delta, candidates, scanned, len(open_ids), len(sent), time.perf_counter() - t0)
-        log.info("retro: brand %s v%d (%s): %d live listings read, %d candidates, %d open flags, %d rescans, %.2fs",
-                 delta.brand_id, delta.version, delta.reason, scanned, candidates, len(open_ids), len(sent),
-                 done.seconds)
-        return done
+        seconds = time.perf_counter() - t0
+        out = []
+        for d in deltas:
+            c, o, n = per[id(d)]
+            done = HandledChange(d, c, scanned if d.scans_live else 0, o, n, seconds)
+            log.info("retro: brand %s v%d (%s): %d live listings read, %d candidates, %d open flags, %d rescans, "
+                     "%.2fs", d.brand_id, d.version, d.reason, done.scanned, c, o, n, seconds)
+            out.append(done)
+        return out
 
     def step(self, timeout_s: float = 0.2) -> None:
         """Read what arrived; handle the pending brand changes once caught up."""
@@ -267,13 +293,16 @@ class RetroWorker:
         if not self.pending:
             return
         self.catch_up()
-        while self.pending:
-            p, o, delta = self.pending.pop(0)
-            done = self.handle(delta)
-            self.store.set_position(_BRANDS_POS, p, o + 1)
+        pending, self.pending = self.pending, []
+        for done in self.handle([d for _p, _o, d in pending]):
             self.handled.append(done)
             if self.on_handled is not None:
                 self.on_handled(done)
+        ends: dict[int, int] = {}
+        for p, o, _d in pending:
+            ends[p] = max(ends.get(p, 0), o + 1)
+        for p, o in ends.items():
+            self.store.set_position(_BRANDS_POS, p, o)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -296,7 +325,10 @@ def run_retro(settings: Settings, stop: threading.Event | None = None,
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    worker = RetroWorker(settings.kafka, settings.topics, settings.state_dir / "retro", on_handled)
+    import os
+
+    processes = int(os.environ.get("ZEROSCAN_RETRO_PROCESSES", "1"))
+    worker = RetroWorker(settings.kafka, settings.topics, settings.state_dir / "retro", on_handled, processes)
     try:
         worker.run(stop)
     finally:

@@ -191,3 +191,13 @@ def test_stale_rescans_do_nothing_and_ones_ahead_of_the_catalogue_are_dead_lette
     assert "does not have that version" in orjson.loads(rows[1].payload)["reason"]
     assert "rescan scope" in orjson.loads(rows[2].payload)["reason"]
     assert run.t.decisions == []
+
+
+def test_a_union_prefilter_keeps_what_each_change_keeps():
+    a = BrandReference("zorbo", 1, "Zorbo", ("Zorbo",))
+    b = BrandReference("quillon", 1, "Quillon", ("Quillon Pro",), product_images=(ImageRef("https://x/p.jpg", SHA),))
+    raws = [raw("1", "Zorbo kettle"), raw("2", "Qu1llon Pro pen"), raw("3", "Zorb0 kettle"), raw("4", "Plain mug"),
+            raw("5", "Mug", images=[{"uri": "https://s/1.jpg", "sha256": SHA}]), raw("6", "Quilon Pro refill")]
+    each = set(PreFilter(a, brand_delta(None, a)).select(raws)) | set(PreFilter(b, brand_delta(None, b)).select(raws))
+    union = PreFilter.union([(a, brand_delta(None, a)), (b, brand_delta(None, b))])
+    assert set(union.select(raws)) >= each == {0, 1, 2, 4, 5}
