@@ -238,8 +238,16 @@ def select_batches(pre: PreFilter, batches: Iterable[list[bytes]], processes: in
         return
     import multiprocessing
 
+    from collections import deque
+
     with multiprocessing.get_context("spawn").Pool(processes, initializer=_pool_init, initargs=(pre,)) as pool:
-        yield from pool.imap(_pool_select, batches, chunksize=1)
+        window: deque = deque()   # at most 2 batches per process in flight (imap would read ahead without bound)
+        for b in batches:
+            window.append(pool.apply_async(_pool_select, (b,)))
+            if len(window) >= 2 * processes:
+                yield window.popleft().get()
+        while window:
+            yield window.popleft().get()
 
 
 # --- rescan records ---------------------------------------------------------------------

@@ -201,3 +201,13 @@ def test_a_union_prefilter_keeps_what_each_change_keeps():
     each = set(PreFilter(a, brand_delta(None, a)).select(raws)) | set(PreFilter(b, brand_delta(None, b)).select(raws))
     union = PreFilter.union([(a, brand_delta(None, a)), (b, brand_delta(None, b))])
     assert set(union.select(raws)) >= each == {0, 1, 2, 4, 5}
+
+
+def test_prefilter_in_worker_processes_gives_the_same_answers_in_order():
+    from brand_signals.retro import select_batches
+
+    v = dataclasses.replace(ACME, version=2, trademarks=("Acme", "Zorbo"))
+    pre = PreFilter(v, brand_delta(ACME, v))
+    batches = [[raw(f"{b}-{i}", "Zorbo kettle" if (b + i) % 3 == 0 else "Plain mug") for i in range(7)]
+               for b in range(9)]
+    assert list(select_batches(pre, iter(batches), 2)) == [pre.select(b) for b in batches]
