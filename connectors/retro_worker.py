@@ -132,7 +132,7 @@ class RetroWorker:
         self.pending: list[tuple[int, int, BrandDelta]] = []
         self.handled: list[HandledChange] = []
         self.on_handled = on_handled
-                # assigned partitions, positions in its own store: the group (a reader prefix, for the
+        # assigned partitions, positions in its own store: the group (a reader prefix, for the
         # ACLs of a secured cluster) never commits
         self._consumer = consumer(kafka, {"group.id": f"zeroscan-follower-retro-{uuid.uuid4()}",
                                           "enable.auto.commit": False,
