@@ -1,8 +1,6 @@
 """`make run`: start the broker, load the shipped sample (brands, listings with disguises,
-clean ones and broken records), run the streaming job and the retro worker until everything is
-scanned and committed, register one more brand and show the listing already live that it
-catches (retroactive matching), print what was found in plain language, and shut everything
-down."""
+clean ones and broken records), run the streaming job until everything is scanned and
+committed, print what it found in plain language, and shut everything down."""
 from __future__ import annotations
 
 import signal
@@ -20,12 +18,6 @@ from zeroscan.settings import ROOT, Settings
 SAMPLE = ROOT / "samples"
 # Job start (mini-cluster, Python workers, brand catch-up) takes ~20-40 s on 2 cores.
 JOB_TIMEOUT_S = 300.0
-# A brand registered after its listing went live, and that listing (not in the sample files).
-LATE_BRAND = {"brand_id": "tidewell", "name": "Tidewell", "trademarks": ["Tidewell"], "enforcement": "review",
-              "version": 1}
-LATE_LISTING = {"listing_id": "demo-013", "seller_id": "s-112", "event_time": 1767225630000,
-                "title": "Tidewell insulated steel water bottle 750ml"}
-RETRO_TIMEOUT_S = 90.0
 
 
 def _wait_scanned(settings: Settings, job: subprocess.Popen, timeout_s: float) -> None:
@@ -48,67 +40,40 @@ def run_demo(settings: Settings, keep_running: bool = False) -> int:
 
     broker = _broker(settings)
     started_here = not broker.status().running
-    print("1/6 starting Kafka (KRaft, single node) ...", flush=True)
+    print("1/5 starting Kafka (KRaft, single node) ...", flush=True)
     broker.up(contract_topics(settings.topics))
-    job = retro = None
+    job = None
     try:
         with open(SAMPLE / "brands.jsonl", "rb") as f:
             nb = produce_lines(settings.kafka, settings.topics.brands, f, "brand_id")
         with open(SAMPLE / "listings.jsonl", "rb") as f:
             nl = produce_lines(settings.kafka, settings.topics.listings, f, "listing_id")
-        nl += produce_lines(settings.kafka, settings.topics.listings, [orjson.dumps(LATE_LISTING)], "listing_id")
-        print(f"2/6 published {nb} brands to '{settings.topics.brands}' and {nl} listing updates "
+        print(f"2/5 published {nb} brands to '{settings.topics.brands}' and {nl} listing updates "
               f"to '{settings.topics.listings}'", flush=True)
         log_path = settings.state_dir / "job.log"
-        print(f"3/6 starting the PyFlink scanner job and the retro worker (logs: {log_path}, "
-              f"{settings.state_dir / 'retro.log'}) ...", flush=True)
+        print(f"3/5 starting the PyFlink scanner job (log: {log_path}) ...", flush=True)
         with open(log_path, "ab") as log:
             job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
-        with open(settings.state_dir / "retro.log", "ab") as log:
-            retro = subprocess.Popen([sys.executable, "-m", "zeroscan", "retro", "run"], stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
         t0 = time.monotonic()
         _wait_scanned(settings, job, JOB_TIMEOUT_S)
-        print(f"4/6 everything scanned and committed after {time.monotonic() - t0:.0f}s", flush=True)
-        produce_lines(settings.kafka, settings.topics.brands, [orjson.dumps(LATE_BRAND)], "brand_id")
-        late = _wait_late_decision(settings, job, retro)
-        print(f"5/6 brand {LATE_BRAND['brand_id']} registered now; the listing live before it, "
-              f"{LATE_LISTING['listing_id']}, not re-posted: "
-              + (f"{late['action'].upper()} (score {late['score']:.2f}"
-                 + (f"; retroactive: {late['rescan']['reason']}" if late.get("rescan") else "") + ")"
-                 if late else f"no decision within {RETRO_TIMEOUT_S:.0f}s"), flush=True)
-        print("  stopping the job with a savepoint ...", flush=True)
+        print(f"4/5 everything scanned and committed after {time.monotonic() - t0:.0f}s; stopping the job "
+              "with a savepoint ...", flush=True)
         job.send_signal(signal.SIGTERM)
         job.wait(timeout=120)
         job = None
         _summary(settings, nl)
         return 0
     finally:
-        for proc in (job, retro):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        if job is not None and job.poll() is None:
+            job.send_signal(signal.SIGTERM)
+            try:
+                job.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                job.kill()
         if started_here and not keep_running:
             broker.down()
             print("Kafka stopped.", flush=True)
-
-
-def _wait_late_decision(settings: Settings, job: subprocess.Popen, retro: subprocess.Popen) -> dict | None:
-    """The committed decision for LATE_LISTING, once the retro worker's rescan was decided."""
-    deadline = time.monotonic() + RETRO_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if job.poll() is not None or retro.poll() is not None:
-            raise RuntimeError(f"the job or the retro worker exited early; see {settings.state_dir}/job.log, retro.log")
-        for _k, v, _p, _o in consume(settings.kafka, settings.topics.decisions, stop_at_end=True):
-            d = orjson.loads(v)
-            if d["listing_id"] == LATE_LISTING["listing_id"] and d["action"] != "clear":
-                return d
-        time.sleep(1.0)
-    return None
 
 
 def _summary(settings: Settings, n_listings: int) -> None:
@@ -120,7 +85,7 @@ def _summary(settings: Settings, n_listings: int) -> None:
     for d in decisions:
         last[d["listing_id"]] = d
     by_action = Counter(d["action"] for d in last.values())
-    print(f"6/6 results read back from Kafka (read_committed):\n"
+    print(f"5/5 results read back from Kafka (read_committed):\n"
           f"  listing updates scanned: {n_listings} (topic holds {sum(end_offsets(settings.kafka, settings.topics.listings).values())} in all)\n"
           f"  decision records: {len(decisions)}; listings whose latest decision flags them: "
           f"{sum(n for a, n in by_action.items() if a != 'clear')} "
