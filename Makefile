@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-contexts kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-contexts bench-retro kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -63,6 +63,11 @@ bench-churn: setup
 # New listings per CPU-second with the context store written per listing vs per batch (~1 min).
 bench-contexts: setup
 	$(BIN)/python -m benchmarks.context_writes
+
+# A new brand checked against 1,000,000 live listings: the retro worker's pre-filter, the job's scan of
+# the candidates (in process; writes benchmarks/results/retro.json).
+bench-retro: setup
+	$(BIN)/python -m benchmarks.retro
 
 kafka-up: setup
 	$(BIN)/zeroscan kafka up

@@ -55,6 +55,10 @@ class BrandTable:
     def live(self) -> list[BrandReference]:
         return [b for b in self._brands.values() if not b.deleted]
 
+    def versions(self) -> dict[str, int]:
+        """The latest version applied per brand, withdrawn ones included."""
+        return {bid: b.version for bid, b in self._brands.items()}
+
     def __len__(self) -> int:
         return len(self._brands)
 
@@ -120,6 +124,17 @@ class Catalog:
     changes: Mapping[str, BrandChange] = field(default_factory=dict)
     # `changes`, the latest first (a memo entry reads only those newer than itself)
     recent: tuple[tuple[str, BrandChange], ...] = ()
+    # The latest version the catalogue's feed applied per brand, withdrawn ones included (a
+    # rescan for a brand change waits until its catalogue has it); live brands' own by default.
+    versions: Mapping[str, int] = field(default_factory=dict)
+
+    def has_version(self, brand_id: str, version: int) -> bool:
+        """Whether this catalogue includes the brand's change to `version` (or a later one)."""
+        seen = self.versions.get(brand_id)
+        if seen is None:
+            b = self.brands.get(brand_id)
+            seen = b.version if b is not None else 0
+        return seen >= version
 
     @classmethod
     def build(cls, brands: Iterable[BrandReference], version: int, previous: "Catalog | None" = None) -> "Catalog":

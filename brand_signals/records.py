@@ -120,6 +120,9 @@ class Decision:
     # {topic, partition, offset} on Kafka or {file, line} in file mode.
     event_time: int | None = None
     source: Mapping[str, Any] | None = None
+    # Made from a retroactive re-check (a rescan after a brand change): {brand_id,
+    # brand_version, reason} of that change; `source` is then the listing record re-checked.
+    rescan: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,6 +142,8 @@ class Decision:
             out["event_time"] = self.event_time
         if self.source is not None:
             out["source"] = dict(self.source)
+        if self.rescan is not None:
+            out["rescan"] = dict(self.rescan)
         return out
 
 

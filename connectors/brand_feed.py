@@ -11,6 +11,7 @@ brands changed, and scanners keep what holds for the others) and swapped in whol
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -165,7 +166,8 @@ class KafkaBrandFeed:
             log.warning("brand feed: refused record for key %r: %s", key, e)
 
     def _rebuild(self) -> None:
-        self.catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1, previous=self.catalog)
+        catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1, previous=self.catalog)
+        self.catalog = dataclasses.replace(catalog, versions=self._table.versions())
 
     def close(self) -> None:
         self._follower.close()

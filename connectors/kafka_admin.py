@@ -38,6 +38,9 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
         # One partition: a single order of removals and appeals for every replica of the state;
         # kept forever (it is the memory of the feedback loop, thousands of events a day).
         t.ledger: {"partitions": 1, "config": {"retention.ms": "-1"}},
+        # Re-check requests of the retro worker, keyed by listing_id like the listings; consumed
+        # by the job within minutes, so a day's retention is plenty.
+        t.rescan: {"partitions": partitions, "config": {"retention.ms": "86400000"}},
     }
 
 
@@ -141,8 +144,10 @@ class Role:
 
 
 ROLES: dict[str, Role] = {
-    "scanner": Role(reads=("listings", "feedback", "brands", "ledger"),
-                    writes=("decisions", "status", "dead_letter", "ledger"), runs_job=True),
+    # The scanner principal runs the job and the retro worker (which reads listing-status and
+    # writes the rescans the job reads).
+    "scanner": Role(reads=("listings", "feedback", "brands", "ledger", "rescan", "status"),
+                    writes=("decisions", "status", "dead_letter", "ledger", "rescan"), runs_job=True),
     "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback", "ledger")),
     "cli": Role(reads=("listings", "brands", "feedback", "decisions", "status", "dead_letter", "ledger"),
                 writes=("listings", "brands", "feedback", "ledger"), watches_job=True),

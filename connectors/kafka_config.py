@@ -120,6 +120,9 @@ class Topics:
     # Internal: what the job learned from feedback (accepted/refused removals, appeal outcomes),
     # replayed by every scan operator.
     ledger: str = "feedback-ledger"
+    # Internal: re-check requests of live listings after a brand change (the retro worker
+    # writes them, the job reads them beside listings; connectors/retro_worker.py).
+    rescan: str = "rescans"
 
     @classmethod
     def prefixed(cls, prefix: str) -> "Topics":

@@ -20,7 +20,7 @@ from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
 from pipelines.scan_config import ImageScan, ScanConfig
-from pipelines.steps import OutRow, RowKind, ScanContext, scan_records
+from pipelines.steps import RESCAN, OutRow, RowKind, ScanContext, rescan_needs, scan_records
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("ledger", DataTypes.STRING()),
 ])
 TAGGED = "tagged"
+# A rescan is made right after its brand change reached the `brands` topic, which this worker's
+# feed follows too: it waits this long for its catalogue to include the change (then the
+# rescan is dead-lettered with the reason, never scanned against an older catalogue).
+RESCAN_CATALOG_WAIT_S = 60.0
 
 
 class ScanFunction(ScalarFunction):
@@ -100,13 +104,25 @@ class ScanFunction(ScalarFunction):
                 origins.append(Origin(s, None if pd.isna(p) else int(p), None if pd.isna(o) else int(o)))
             raws.append(v)
             streams.append(st)
-        ctx = ScanContext(self.feed.catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
+        catalog = self.feed.catalog
+        if RESCAN in streams:
+            catalog = self._catalog_with(rescan_needs(raws, streams))
+        ctx = ScanContext(catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
         started = time.perf_counter()
         hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
             rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
         return result_frame(rows)
+
+    def _catalog_with(self, need: dict[str, int]):
+        """The feed's catalogue once it includes these brand versions (or after the wait)."""
+        deadline = time.monotonic() + RESCAN_CATALOG_WAIT_S
+        while True:
+            catalog = self.feed.catalog
+            if all(catalog.has_version(b, v) for b, v in need.items()) or time.monotonic() >= deadline:
+                return catalog
+            time.sleep(0.05)
 
     def close(self):
         for part in (self.feed, self.ledger, self.contexts, self.scanner):

@@ -9,7 +9,8 @@
                                                  -> sink(decisions)
                                                  -> sink(listing-status): latest per listing+brand
 
-Kafka mode reads `listings` and writes `decisions`, `listing-status` and `dead-letter` exactly once
+Kafka mode reads `listings`, `feedback` and `rescans` (the retro worker's re-checks of live
+listings after a brand change, connectors/retro_worker.py) and writes `decisions`, `listing-status` and `dead-letter` exactly once
 (checkpoints + transactional sinks + read_committed). File mode reads JSON Lines files on the
 local mini-cluster and collects the results to files. `main()` only wires configuration.
 """
@@ -141,9 +142,11 @@ def _sql_str(s: str) -> str:
 
 def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     t = settings.topics
-    # One source over both keyed inputs: listing updates and feedback events.
+    # One source over the keyed inputs: listing updates, feedback events, and the retro worker's
+    # re-checks of live listings after a brand change (their own input_kind, so no filter meant
+    # for re-posted listings drops them).
     t_env.execute_sql(_kafka_table(
-        "inputs_kafka", f"{t.listings};{t.feedback}", settings,
+        "inputs_kafka", f"{t.listings};{t.feedback};{t.rescan}", settings,
         "`value` BYTES, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
         "`offset` BIGINT METADATA VIRTUAL",
         {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
@@ -152,7 +155,8 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW raw_in AS
         SELECT `value`, `topic` AS src, `partition` AS part, `offset` AS pos,
-               CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' ELSE 'listing' END AS input_kind
+               CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' WHEN `topic` = '{t.rescan}' THEN 'rescan'
+                    ELSE 'listing' END AS input_kind
         FROM inputs_kafka""")
     sink_opts = {
         "key.format": "raw", "key.fields": "k", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
@@ -184,16 +188,26 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
     # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
     # listing), so a listing's updates and the feedback about it always reach the same scan
     # subtask, where what it presented is remembered.
+    # A rescan (a re-check of a live listing after a brand change) carries the offset of the
+    # listing record it re-checks: `listing_pos`, the newest listing offset read per listing, makes
+    # one the job has read a newer record of since stale (listings are keyed by listing_id, so
+    # one listing's records share a partition).
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW keyed_in AS
         SELECT `value`, src, part, pos, input_kind,
-               COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen
-        FROM (SELECT *, JSON_VALUE(CAST(`value` AS STRING), '$.listing_id') AS lid, PROCTIME() AS pt
+               COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen,
+               MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER (PARTITION BY lid ORDER BY pt) AS listing_pos,
+               content_pos
+        FROM (SELECT *, JSON_VALUE(CAST(`value` AS STRING), '$.listing_id') AS lid, PROCTIME() AS pt,
+                     CASE WHEN input_kind = 'rescan'
+                          THEN CAST(JSON_VALUE(CAST(`value` AS STRING), '$.source.offset') AS BIGINT) END AS content_pos
               FROM raw_in)""")
     cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW scanned AS
-        SELECT {cols} FROM (SELECT scan(`value`, src, part, pos, input_kind, seen) AS r FROM keyed_in) AS s""")
+        SELECT {cols} FROM (SELECT scan(`value`, src, part, pos,
+                                        CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
+                                             ELSE input_kind END, seen) AS r FROM keyed_in) AS s""")
     for sql in transition_views():
         t_env.execute_sql(sql)
     t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT listing_id AS k, v FROM changes")

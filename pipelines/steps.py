@@ -12,14 +12,19 @@ from typing import Callable, Sequence
 from brand_signals.catalog import Catalog
 from brand_signals.contract import ContractError, feedback_from_obj, listing_from_obj, loads
 from brand_signals.feedback import ContextStore, FeedbackState, LedgerEvent, handle_feedback, ledger_json
+from brand_signals.contract import MAX_RECORD_BYTES
 from brand_signals.records import Action, Decision, Listing, Op, SignalKind
+from brand_signals.retro import RESCAN_ENVELOPE_BYTES, Rescan, parse_rescan
 from brand_signals.scanner import Scanner
 from connectors.serde import Origin, dead_letter, decision_json
 
 LISTING = "listing"
 FEEDBACK = "feedback"
-# The signal kind of a `clear` decision (its detail: the reason).
+# A re-check of a live listing after a brand change (connectors/retro_worker.py), decided like
+# the listing; `rescan-stale` when the job has read a newer record of the listing since (the
+# keyed step compares offsets): nothing to do.
 RESCAN = "rescan"
+RESCAN_STALE = "rescan-stale"
 
 
 class RowKind(enum.Enum):
@@ -76,22 +81,48 @@ class ScanContext:
     apply_ledger: Callable[[LedgerEvent], None] | None = None
 
 
-def _flag(d: Decision, origin: Origin) -> Flag:
-    d = dataclasses.replace(d, source=origin.to_json())
+def _flag(d: Decision, origin: Origin, rescan: dict | None = None) -> Flag:
+    d = dataclasses.replace(d, source=origin.to_json(), rescan=rescan)
     return Flag(d.brand_id, d.action, any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals), decision_json(d))
 
 
-def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse) -> tuple[object | None, OutRow | None]:
+def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse,
+           limit: int = MAX_RECORD_BYTES) -> tuple[object | None, OutRow | None]:
     if raw is None:
         return None, OutRow(RowKind.DEAD, None, payload=dead_letter("empty record (null value)", None, origin, now_ms))
     obj = None
     try:
-        obj = loads(raw)
+        obj = loads(raw, limit)
         return parse(obj), None
     except ContractError as e:
         lid = obj.get("listing_id") if isinstance(obj, dict) else None
         lid = lid if isinstance(lid, str) else None
         return None, OutRow(RowKind.DEAD, lid, payload=dead_letter(str(e), raw, origin, now_ms, lid))
+
+
+def _rescan_from_obj(obj: dict) -> tuple[Rescan, Listing]:
+    try:
+        r = parse_rescan(obj)
+    except ValueError as e:
+        raise ContractError(f"rescan {e}") from None
+    try:
+        return r, listing_from_obj(r.listing)
+    except ContractError as e:
+        raise ContractError(f"rescan listing.{e}") from None
+
+
+def rescan_needs(raws: Sequence[bytes | None], streams: Sequence[str]) -> dict[str, int]:
+    """The brand versions the rescans of a batch were made for (the newest per brand): the
+    catalogue must include them before they are scanned."""
+    need: dict[str, int] = {}
+    for raw, stream in zip(raws, streams):
+        if stream == RESCAN and raw is not None:
+            try:
+                r, _ = _rescan_from_obj(loads(raw, MAX_RECORD_BYTES + RESCAN_ENVELOPE_BYTES))
+            except ContractError:
+                continue
+            need[r.brand_id] = max(need.get(r.brand_id, 0), r.brand_version)
+    return need
 
 
 def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: ScanContext, now_ms: int,
@@ -101,12 +132,32 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
     rows: list[OutRow | None] = [None] * len(raws)
     ok_idx: list[int] = []
     listings: list[Listing] = []
+    rescans: dict[int, Rescan] = {}
     for i, raw in enumerate(raws):
         stream = streams[i] if streams is not None else LISTING
+        if stream == RESCAN_STALE:
+            rows[i] = OutRow(RowKind.NONE, None, None, None, "")
+            continue
+        if stream == RESCAN:
+            parsed, dead = _parse(raw, origins[i], now_ms, _rescan_from_obj, MAX_RECORD_BYTES + RESCAN_ENVELOPE_BYTES)
+            if dead is not None:
+                rows[i] = dead
+                continue
+            r, listing = parsed
+            if not ctx.catalog.has_version(r.brand_id, r.brand_version):
+                rows[i] = OutRow(RowKind.DEAD, listing.listing_id, None, None, dead_letter(
+                    f"rescan for brand {r.brand_id} v{r.brand_version}: the scanner's catalogue does not have "
+                    f"that version yet (after waiting); re-send it once the brand is published", raw, origins[i],
+                    now_ms, listing.listing_id))
+                continue
+            rescans[i] = r
+            ok_idx.append(i)
+            listings.append(listing)
+            continue
         if stream == FEEDBACK:
             ev, dead = _parse(raw, origins[i], now_ms, feedback_from_obj)
             if dead is None:
-                _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins)
+                _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins, rescans)
             rows[i] = dead or _feedback_row(ev, ctx, now_ms, origins[i])
             continue
         listing, dead = _parse(raw, origins[i], now_ms, listing_from_obj)
@@ -115,24 +166,33 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
             continue
         ok_idx.append(i)
         listings.append(listing)
-    _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins)
+    _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins, rescans)
     return rows  # type: ignore[return-value]
 
 
 def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow | None], ctx: ScanContext,
-                  now_ms: int, origins: Sequence[Origin]) -> None:
+                  now_ms: int, origins: Sequence[Origin], rescans: dict[int, Rescan] | None = None) -> None:
     """Scan the listings collected so far into their rows, and empty the lists. Every decision
-    names the record it was made from (`source`: where the listing update was read)."""
+    names the record it was made from (`source`: where the listing update was read; for a
+    rescan, the listing record it re-checked, and `rescan` the brand change)."""
     if not listings:
         return
     decided = ctx.scanner.scan_all(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
     for i, listing, ds in zip(ok_idx, listings, decided):
-        reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
+        r = rescans.get(i) if rescans else None
+        origin = origins[i] if r is None else Origin(r.source["topic"], r.source["partition"], r.source["offset"])
+        scope = None if r is None else {"brand_id": r.brand_id, "brand_version": r.brand_version, "reason": r.reason}
+        if r is not None:
+            reason = f"{r.reason}: re-checked after brand {r.brand_id} v{r.brand_version}"
+        else:
+            reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
         rows[i] = OutRow(RowKind.DECISION if ds else RowKind.PASS, listing.listing_id,
-                         tuple(_flag(d, origins[i]) for d in ds), sweep=True, seller_id=listing.seller_id,
-                         event_time=listing.event_time_ms, origin=origins[i], reason=reason, decided_at=now_ms)
+                         tuple(_flag(d, origin, scope) for d in ds), sweep=True, seller_id=listing.seller_id,
+                         event_time=listing.event_time_ms, origin=origin, reason=reason, decided_at=now_ms)
     ok_idx.clear()
     listings.clear()
+    if rescans:
+        rescans.clear()
 
 
 def _feedback_row(ev, ctx: ScanContext, now_ms: int, origin: Origin) -> OutRow:

@@ -108,6 +108,23 @@ def cmd_job(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_retro(args, settings: Settings) -> int:
+    """The retro worker: re-checks live listings when a brand is approved or gains marks or
+    images, and a brand's open flags when it is withdrawn or authorises a seller."""
+    from connectors.retro_worker import run_retro
+
+    def handled(h) -> None:
+        print(f"brand {h.delta.brand_id} v{h.delta.version} ({h.delta.reason}): {h.scanned} live listings read, "
+              f"{h.candidates} candidates, {h.open_flags} open flags, {h.sent} rescans in {h.seconds:.2f}s", flush=True)
+
+    print(f"retro worker: {settings.topics.brands} + {settings.topics.listings} -> {settings.topics.rescan} on "
+          f"{settings.bootstrap}; live listings in {settings.state_dir / 'retro'}; Ctrl-C stops it", flush=True)
+    run_retro(settings.kafka, settings.topics, settings.state_dir / "retro", settings.retro_processes,
+              on_handled=handled)
+    print("retro worker stopped", flush=True)
+    return 0
+
+
 def _job_status(args, settings: Settings) -> int:
     """Lag per partition, last checkpoint and restarts of the job `job run` or `cluster submit`
     recorded (or the one job running behind --web-ui)."""
@@ -244,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "`cluster submit` recorded, else the dev cluster's)")
     j.add_argument("--job-id", help="status: the job (default: the recorded one, else the only running one)")
     j.set_defaults(fn=cmd_job)
+
+    r = sub.add_parser("retro", help="the retro worker: re-check live listings after brand changes (beside the job)")
+    r.add_argument("action", choices=["run"])
+    r.set_defaults(fn=cmd_retro)
 
     fc = sub.add_parser("cluster", help="a standalone Flink session cluster on this machine (127.0.0.1)")
     fc.add_argument("action", choices=["up", "down", "status", "submit"])

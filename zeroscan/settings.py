@@ -52,6 +52,8 @@ class Settings:
     # Where the image models run (ZEROSCAN_IMAGE_DEVICE): cpu, or cuda with onnxruntime-gpu
     # installed (models/device.py says how; asking for cuda without it fails at start).
     image_device: str = "cpu"
+    # Processes of the retro worker's pre-filter (ZEROSCAN_RETRO_PROCESSES; connectors/retro_worker.py).
+    retro_processes: int = 1
 
     @property
     def image_budget(self) -> ImageBudget:
@@ -124,6 +126,7 @@ class Settings:
             worker_python=_env("WORKER_PYTHON", sys.executable),
             flink_opts=_flink_opts(_env("FLINK_OPTS", "")),
             parallelism=_int_env("PARALLELISM", 1),
+            retro_processes=_int_env("RETRO_PROCESSES", 1),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
         )
 

@@ -50,7 +50,7 @@ def test_roles_rights_on_topics():
     t = Topics.prefixed("p-")
     rights = _rights(t)
     writers = {topic: {who for who, r in rights.items() if (topic, "WRITE") in r} for topic in (
-        t.listings, t.brands, t.feedback, t.decisions, t.status, t.dead_letter, t.ledger)}
+        t.listings, t.brands, t.feedback, t.decisions, t.status, t.dead_letter, t.ledger, t.rescan)}
     assert writers == {
         t.listings: {"cli"},                  # listing updates come from the operator's feeds
         t.brands: {"api", "cli"},             # the registry, through the API or the operator
@@ -62,6 +62,7 @@ def test_roles_rights_on_topics():
         # records who approved, rejected, granted, created accounts: the principals that may
         # write brands already
         t.ledger: {"scanner", "api", "cli"},
+        t.rescan: {"scanner"},                # the retro worker runs as the scanner
     }
     assert rights["reader"] == {(t.decisions, "READ"), (t.status, "READ")}
     assert set(rights) == set(ROLES)
