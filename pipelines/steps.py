@@ -136,7 +136,7 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
     for i, raw in enumerate(raws):
         stream = streams[i] if streams is not None else LISTING
         if stream == RESCAN_STALE:
-            rows[i] = OutRow(RowKind.NONE, None, None, None, "")
+            rows[i] = OutRow(RowKind.NONE, None)
             continue
         if stream == RESCAN:
             parsed, dead = _parse(raw, origins[i], now_ms, _rescan_from_obj, MAX_RECORD_BYTES + RESCAN_ENVELOPE_BYTES)
@@ -145,7 +145,7 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
                 continue
             r, listing = parsed
             if not ctx.catalog.has_version(r.brand_id, r.brand_version):
-                rows[i] = OutRow(RowKind.DEAD, listing.listing_id, None, None, dead_letter(
+                rows[i] = OutRow(RowKind.DEAD, listing.listing_id, payload=dead_letter(
                     f"rescan for brand {r.brand_id} v{r.brand_version}: the scanner's catalogue does not have "
                     f"that version yet (after waiting); re-send it once the brand is published", raw, origins[i],
                     now_ms, listing.listing_id))
