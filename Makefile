@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-contexts kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -61,9 +61,6 @@ bench-churn: setup
 	$(BIN)/python -m benchmarks.brand_churn
 
 # New listings per CPU-second with the context store written per listing vs per batch (~1 min).
-bench-contexts: setup
-	$(BIN)/python -m benchmarks.context_writes
-
 kafka-up: setup
 	$(BIN)/zeroscan kafka up
 

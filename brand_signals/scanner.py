@@ -159,6 +159,14 @@ class Scanner:
                 self._fingerprints.popitem(last=False)
         return fp
 
+    def context(self, catalog: Catalog, listing: Listing, feedback: FeedbackState | None = None) -> ListingContext:
+        """What one listing update presents (a feedback event about it is judged on it): the
+        brands with evidence and, when there are any, its fingerprint; as `scan` finds them."""
+        self.feedback = feedback
+        presented = frozenset(e.brand_id for e in self.evidence(catalog, [listing])[0] if e.brand_id)
+        return ListingContext(listing.listing_id, listing.seller_id, presented,
+                              self._fingerprint(listing) if presented else NO_FINGERPRINT)
+
     def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
              feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:
         """Decisions for a batch. With `feedback`, evidence learned from removals is added and

@@ -11,13 +11,12 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from brand_signals.feedback import ContextStore
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
 from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
-from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
+from connectors.worker_slot import claim_slot
 from pipelines.steps import RowKind, ScanContext, scan_records
 
 log = logging.getLogger(__name__)
@@ -38,13 +37,13 @@ class ScanFunction(ScalarFunction):
     """(raw record, origin, stream) -> (kind, listing_id, brand_id, action, payload, ledger, clear).
 
     `config`: brands (feed config), ledger ({kafka, topic} or absent in file mode; `kafka` is a
-    KafkaClientConfig holding secrets: never log the config),
-    contexts_dir (embedded store folder, or absent for memory), files ({listing, feedback}
-    paths for tagged file input), model_version."""
+    KafkaClientConfig holding secrets: never log the config), files ({listing, feedback}
+    paths for tagged file input), model_version. It keeps no per-listing state: what a listing
+    presented reaches it with each feedback event (`context_raw`, from the job's keyed state)."""
 
     def __init__(self, config: dict):
         self.config = config
-        self.feed = self.ledger = self.contexts = self.scanner = None
+        self.feed = self.ledger = self.scanner = None
 
     def open(self, function_context: FunctionContext):
         cfg = self.config
@@ -59,17 +58,14 @@ class ScanFunction(ScalarFunction):
             group.counter("startup_failures").inc()
             log.error("scan operator cannot start: %s", e)
             raise
-        if cfg.get("contexts_dir"):
-            self.contexts = RocksContextStore(Path(cfg["contexts_dir"]))
-        else:
-            self.contexts = ContextStore()
         self.scanner = Scanner(cfg["model_version"], images=_image_factory(cfg.get("images")),
                                image_base_dir=(cfg.get("images") or {}).get("listing_base_dir"))
         self.metrics = _Metrics(group)
 
-    def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
+    def eval(self, value: pd.Series, source, part, pos, stream, seen, context_raw) -> pd.DataFrame:
         # `seen` (updates of this listing so far) comes from the keyed step before this one;
         # taking it keeps that step, which routes every listing to the same subtask, in the plan.
+        # `context_raw`: on a feedback event, the listing's latest update (None: never seen).
         n = len(value)
         raws, origins, streams = [], [], []
         files = self.config.get("files") or {}
@@ -82,11 +78,12 @@ class ScanFunction(ScalarFunction):
                 origins.append(Origin(s, None if pd.isna(p) else int(p), None if pd.isna(o) else int(o)))
             raws.append(v)
             streams.append(st)
-        ctx = ScanContext(self.feed.catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
+        ctx = ScanContext(self.feed.catalog, self.scanner, self.ledger.state, None, self.ledger.apply_local)
         started = time.perf_counter()
         hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
-            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
+            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams,
+                                [None if pd.isna(c) else c for c in _column(context_raw, n)])
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
         return pd.DataFrame({
             "kind": [r.kind.value for r in rows],
@@ -99,7 +96,7 @@ class ScanFunction(ScalarFunction):
         })
 
     def close(self):
-        for part in (self.feed, self.ledger, self.contexts, self.scanner):
+        for part in (self.feed, self.ledger, self.scanner):
             if part is not None:
                 part.close()
 

@@ -173,24 +173,41 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
                       "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos, 'tagged' AS input_kind FROM inputs_file")
 
 
+# What a listing presented, for judging feedback about it, kept in Flink's keyed state (the
+# OVER aggregate's, in the RocksDB state backend: checkpointed, and redistributed by key group
+# when the job is rescaled from a savepoint), not by the scan workers: on a feedback event, the
+# listing's latest update (not a deletion, at most the contract's record size) before it; the
+# scan operator matches that record again to judge the event. NULL on listing updates (LAST_VALUE
+# skips NULLs, so feedback and deletions leave the kept record as it is).
+LISTING_CONTEXT_SQL = """CASE WHEN input_kind = 'feedback' OR (input_kind = 'tagged' AND s LIKE 'F%')
+         THEN LAST_VALUE(CASE WHEN (input_kind = 'listing' OR (input_kind = 'tagged' AND s LIKE 'L%'))
+                                   AND COALESCE(JSON_VALUE(body, '$.op'), 'upsert') <> 'delete'
+                                   AND CHAR_LENGTH(body) <= 1048576 THEN body END)
+              OVER (PARTITION BY lid ORDER BY pt) END"""
+
+
 def define_scan(t_env: TableEnvironment, config: dict) -> None:
     """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
     over `raw_in`."""
     t_env.create_temporary_function("scan", scan_udf({**config, "model_version": MODEL_VERSION}))
     # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
     # listing), so a listing's updates and the feedback about it always reach the same scan
-    # subtask, where what it presented is remembered.
-    t_env.execute_sql("""
+    # subtask. File mode's records carry a tag before a tab (connectors.file_input): the
+    # listing_id is read after it.
+    t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW keyed_in AS
         SELECT `value`, src, part, pos, input_kind,
-               COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen
-        FROM (SELECT *, JSON_VALUE(CAST(`value` AS STRING), '$.listing_id') AS lid, PROCTIME() AS pt
-              FROM raw_in)""")
+               COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen,
+               {LISTING_CONTEXT_SQL} AS context_raw
+        FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid
+              FROM (SELECT *, CASE WHEN input_kind = 'tagged' THEN SUBSTRING(s FROM POSITION(CHR(9) IN s) + 1)
+                                   ELSE s END AS body, PROCTIME() AS pt
+                    FROM (SELECT *, CAST(`value` AS STRING) AS s FROM raw_in)))""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW scanned AS
         SELECT r.kind AS kind, r.listing_id AS listing_id, r.brand_id AS brand_id, r.action AS action,
                r.payload AS payload, r.ledger AS ledger, r.clear AS clear_prefix, PROCTIME() AS pt
-        FROM (SELECT scan(`value`, src, part, pos, input_kind, seen) AS r FROM keyed_in) AS s""")
+        FROM (SELECT scan(`value`, src, part, pos, input_kind, seen, context_raw) AS r FROM keyed_in) AS s""")
     # Per listing, what the previous scan said: a decision is emitted when the listing becomes
     # flagged or its brand/action changes, and a `clear` when a flagged listing stops being one.
     t_env.execute_sql("""
@@ -315,7 +332,6 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     define_scan(t_env, {
         "brands": {"kind": "kafka", "kafka": settings.kafka, "topic": settings.topics.brands},
         "ledger": {"kafka": settings.kafka, "topic": settings.topics.ledger},
-        "contexts_dir": str(settings.state_dir / "contexts"),
         "images": image_config(settings),
     })
     stmts = t_env.create_statement_set()
