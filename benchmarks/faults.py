@@ -136,8 +136,27 @@ class Run:
         except (OSError, ValueError):
             return "UNKNOWN"
 
+    def state_size(self, listings: int) -> dict:
+        """The job's keyed state at its latest completed checkpoint (the full size, incremental
+        checkpoints or not), in all and per distinct listing."""
+        try:
+            latest = self.cluster.rest(f"/jobs/{self.job_id}/checkpoints")["latest"]["completed"]
+            full = int(latest["state_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return {"checkpoint_id": latest.get("id"), "full_bytes": full, "distinct_listings": listings,
+                "bytes_per_listing": round(full / max(1, listings))}
+
     def read(self, topic: str) -> list[dict]:
         return [json.loads(v) for _k, v, _p, _o in consume(self.settings.bootstrap, topic, idle_timeout_s=5)]
+
+
+def listing_id(line: bytes) -> str | None:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj.get("listing_id") if isinstance(obj, dict) else None
 
 
 def produce(run: Run, brands: list[dict], lines: list[bytes], feedback: list[bytes], rate: float | None) -> None:
@@ -303,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         done = wait_done(ref, len(feedback), 4 * RECOVERY_TIMEOUT_S)
         out["reference_s"] = round(done - t0, 1)
         out["reference_listings_per_s"] = round(len(lines) / (done - t0))
+        out["reference_state"] = ref.state_size(len({listing_id(x) for x in lines} - {None}))
         cluster.cancel(ref.job_id)
         while ref.state() not in ("CANCELED", "FAILED", "FINISHED"):
             time.sleep(0.5)
