@@ -48,6 +48,14 @@ MALFORMED = 0.01
 FIRST_FAULT_S = 20.0
 MIN_GAP_S = 8.0
 RECOVERY_TIMEOUT_S = 300.0
+# Listing updates are spread over this much time per fault: every fault, a Python worker's kill
+# included, must hit a job that still receives records (a killed idle worker is only noticed
+# when records reach it; recoveries took 15-105 s at 45 s per fault, and the last faults came
+# after the last record).
+SLOT_S = 60.0
+# The bench cluster notices a killed TaskManager within ~10 s (Flink's default heartbeat
+# timeout, 50 s, made a TaskManager kill cost 70-105 s).
+HEARTBEAT = {"heartbeat.interval": "2000", "heartbeat.timeout": "10000"}
 JOB_PACKAGES = ("brand_signals", "connectors", "pipelines", "models", "zeroscan")
 
 
@@ -299,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=port)
     rest = free_port_pair()
     cluster = FlinkCluster(work / "flink-cluster", base.flink_conf_dir, rest_port=rest, rpc_port=rest + 1, dynamic={
+        **HEARTBEAT,
         "execution.checkpointing.dir": (work / "flink-cluster" / "checkpoints").as_uri(),
         "execution.checkpointing.savepoint-dir": (work / "flink-cluster" / "savepoints").as_uri()})
     brands, lines, feedback = make_input(args.listings, args.marks, args.removals)
@@ -330,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run = Run(base, cluster, "faults", work)
         run.submit()
-        budget_s = FIRST_FAULT_S + len(faults) * 45.0
+        budget_s = FIRST_FAULT_S + len(faults) * SLOT_S
         rate = args.rate or max(200.0, len(lines) / budget_s)
         out["fault_run_rate_per_s"] = round(rate)
         producer = threading.Thread(target=produce, args=(run, brands, lines, feedback, rate), daemon=True)
