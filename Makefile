@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
 
-.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-contexts bench-retro kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-retro kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -59,10 +59,6 @@ bench-hostile: setup
 # The re-post fast path while one brand updates every second (in process, ~2 min).
 bench-churn: setup
 	$(BIN)/python -m benchmarks.brand_churn
-
-# New listings per CPU-second with the context store written per listing vs per batch (~1 min).
-bench-contexts: setup
-	$(BIN)/python -m benchmarks.context_writes
 
 # A new brand checked against 1,000,000 live listings: the retro worker's pre-filter, the job's scan of
 # the candidates (in process; writes benchmarks/results/retro.json).

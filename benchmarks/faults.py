@@ -48,6 +48,14 @@ MALFORMED = 0.01
 FIRST_FAULT_S = 20.0
 MIN_GAP_S = 8.0
 RECOVERY_TIMEOUT_S = 300.0
+# Listing updates are spread over this much time per fault: every fault, a Python worker's kill
+# included, must hit a job that still receives records (a killed idle worker is only noticed
+# when records reach it; recoveries took 15-105 s at 45 s per fault, and the last faults came
+# after the last record).
+SLOT_S = 60.0
+# The bench cluster notices a killed TaskManager within ~10 s (Flink's default heartbeat
+# timeout, 50 s, made a TaskManager kill cost 70-105 s).
+HEARTBEAT = {"heartbeat.interval": "2000", "heartbeat.timeout": "10000"}
 JOB_PACKAGES = ("brand_signals", "connectors", "pipelines", "models", "zeroscan")
 
 
@@ -136,8 +144,27 @@ class Run:
         except (OSError, ValueError):
             return "UNKNOWN"
 
+    def state_size(self, listings: int) -> dict:
+        """The job's keyed state at its latest completed checkpoint (the full size, incremental
+        checkpoints or not), in all and per distinct listing."""
+        try:
+            latest = self.cluster.rest(f"/jobs/{self.job_id}/checkpoints")["latest"]["completed"]
+            full = int(latest["state_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return {"checkpoint_id": latest.get("id"), "full_bytes": full, "distinct_listings": listings,
+                "bytes_per_listing": round(full / max(1, listings))}
+
     def read(self, topic: str) -> list[dict]:
         return [json.loads(v) for _k, v, _p, _o in consume(self.settings.bootstrap, topic, idle_timeout_s=5)]
+
+
+def listing_id(line: bytes) -> str | None:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj.get("listing_id") if isinstance(obj, dict) else None
 
 
 def produce(run: Run, brands: list[dict], lines: list[bytes], feedback: list[bytes], rate: float | None) -> None:
@@ -280,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=port)
     rest = free_port_pair()
     cluster = FlinkCluster(work / "flink-cluster", base.flink_conf_dir, rest_port=rest, rpc_port=rest + 1, dynamic={
+        **HEARTBEAT,
         "execution.checkpointing.dir": (work / "flink-cluster" / "checkpoints").as_uri(),
         "execution.checkpointing.savepoint-dir": (work / "flink-cluster" / "savepoints").as_uri()})
     brands, lines, feedback = make_input(args.listings, args.marks, args.removals)
@@ -303,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         done = wait_done(ref, len(feedback), 4 * RECOVERY_TIMEOUT_S)
         out["reference_s"] = round(done - t0, 1)
         out["reference_listings_per_s"] = round(len(lines) / (done - t0))
+        out["reference_state"] = ref.state_size(len({listing_id(x) for x in lines} - {None}))
         cluster.cancel(ref.job_id)
         while ref.state() not in ("CANCELED", "FAILED", "FINISHED"):
             time.sleep(0.5)
@@ -310,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run = Run(base, cluster, "faults", work)
         run.submit()
-        budget_s = FIRST_FAULT_S + len(faults) * 45.0
+        budget_s = FIRST_FAULT_S + len(faults) * SLOT_S
         rate = args.rate or max(200.0, len(lines) / budget_s)
         out["fault_run_rate_per_s"] = round(rate)
         producer = threading.Thread(target=produce, args=(run, brands, lines, feedback, rate), daemon=True)

@@ -188,6 +188,13 @@ class Scanner:
             for i, ev in zip(asked, self.index(source, catalog).find([listings[i] for i in asked], ctx)):
                 if ev:
                     evidence[i] = evidence[i] + ev
+    def context(self, catalog: Catalog, listing: Listing, feedback: FeedbackState | None = None) -> ListingContext:
+        """What one listing update presents (a feedback event about it is judged on it): the
+        brands with evidence and, when there are any, its fingerprint; as `scan` finds them."""
+        self.feedback = feedback
+        presented = frozenset(e.brand_id for e in self.evidence(catalog, [listing])[0] if e.brand_id)
+        return ListingContext(listing.listing_id, listing.seller_id, presented,
+                              self._fingerprint(listing) if presented else NO_FINGERPRINT)
 
     def scan(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
              feedback: FeedbackState | None = None, contexts: ContextStore | None = None) -> list[Decision | None]:

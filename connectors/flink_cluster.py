@@ -126,7 +126,10 @@ class FlinkCluster:
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
+            if not cmdline:  # a zombie, or (read mid-exec, as the start script execs its next stage) alive
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                return None if state in ("Z", "X") else pid
+        except (FileNotFoundError, IndexError):
             return None
         return pid if any(m in cmdline for m in _ENTRY_MARKS[name.split("-")[0]]) else None
 

@@ -11,14 +11,13 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from brand_signals.feedback import ContextStore
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
 from brand_signals.sources import load as load_sources
 from connectors.brand_feed import CatchUpError, LedgerFeed, open_brand_feed
-from connectors.context_store import RocksContextStore, claim_slot
 from connectors.file_input import split_tag
 from connectors.serde import Origin
+from connectors.worker_slot import claim_slot
 from pipelines.scan_config import ImageScan, ScanConfig
 from pipelines.steps import RESCAN, OutRow, RowKind, ScanContext, rescan_needs, scan_records
 
@@ -61,11 +60,12 @@ class ScanFunction(ScalarFunction):
     """(raw record, origin, stream) -> SCAN_RESULT.
 
     `config`: the operator's one frozen configuration (pipelines.scan_config.ScanConfig; it
-    holds Kafka secrets: never log it)."""
+    holds Kafka secrets: never log it). It keeps no per-listing state: what a listing
+    presented reaches it with each feedback event (`context_raw`, from the job's keyed state)."""
 
     def __init__(self, config: ScanConfig):
         self.config = config
-        self.feed = self.ledger = self.contexts = self.scanner = None
+        self.feed = self.ledger = self.scanner = None
 
     def open(self, function_context: FunctionContext):
         cfg = self.config
@@ -79,19 +79,16 @@ class ScanFunction(ScalarFunction):
             group.counter("startup_failures").inc()
             log.error("scan operator cannot start: %s", e)
             raise
-        if cfg.contexts_dir:
-            self.contexts = RocksContextStore(Path(cfg.contexts_dir))
-        else:
-            self.contexts = ContextStore()
         self.scanner = Scanner(cfg.model_version, sources=load_sources(cfg.signals, images=_image_factory(cfg.images)),
                                image_base_dir=cfg.images.listing_base_dir if cfg.images is not None else None)
         Scanner.load_reference_data()   # at start, not inside the first batches
         self.metrics = _Metrics(group)
         self._files = dict(cfg.files)
 
-    def eval(self, value: pd.Series, source, part, pos, stream, seen) -> pd.DataFrame:
+    def eval(self, value: pd.Series, source, part, pos, stream, seen, context_raw) -> pd.DataFrame:
         # `seen` (updates of this listing so far) comes from the keyed step before this one;
         # taking it keeps that step, which routes every listing to the same subtask, in the plan.
+        # `context_raw`: on a feedback event, the listing's latest update (None: never seen).
         n = len(value)
         raws, origins, streams = [], [], []
         files = self._files
@@ -107,11 +104,12 @@ class ScanFunction(ScalarFunction):
         catalog = self.feed.catalog
         if RESCAN in streams:
             catalog = self._catalog_with(rescan_needs(raws, streams))
-        ctx = ScanContext(catalog, self.scanner, self.ledger.state, self.contexts, self.ledger.apply_local)
+        ctx = ScanContext(catalog, self.scanner, self.ledger.state, None, self.ledger.apply_local)
         started = time.perf_counter()
         hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
-            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams)
+            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams,
+                                [None if pd.isna(c) else c for c in _column(context_raw, n)])
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
         return result_frame(rows)
 
@@ -125,7 +123,7 @@ class ScanFunction(ScalarFunction):
             time.sleep(0.05)
 
     def close(self):
-        for part in (self.feed, self.ledger, self.contexts, self.scanner):
+        for part in (self.feed, self.ledger, self.scanner):
             if part is not None:
                 part.close()
 

@@ -39,21 +39,19 @@ class BrandInput:
 @dataclass(frozen=True, slots=True)
 class ScanConfig:
     """`ledger_kafka`/`ledger_topic`: the feedback ledger (absent in file mode); `kafka` holds
-    secrets: never log the configuration. `contexts_dir`: the embedded listing context store
-    (None: in memory). `files`: (listing, feedback) paths named in file mode's origins."""
+    secrets: never log the configuration. `files`: (listing, feedback) paths named in file mode's origins."""
 
     model_version: str
     brands: BrandInput
     signals: tuple[str, ...] = DEFAULT_SIGNALS
     ledger_kafka: object | None = None
     ledger_topic: str | None = None
-    contexts_dir: str | None = None
     files: tuple[tuple[str, str], ...] = ()
     images: ImageScan | None = None
 
     def __repr__(self) -> str:
         return (f"ScanConfig(model_version={self.model_version!r}, signals={self.signals!r}, "
-                f"images={'on' if self.images else 'off'}, contexts_dir={self.contexts_dir!r})")
+                f"images={'on' if self.images else 'off'})")
 
 
 def image_scan(settings) -> ImageScan | None:

@@ -181,33 +181,50 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
                       "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos, 'tagged' AS input_kind FROM inputs_file")
 
 
+# What a listing presented, for judging feedback about it, kept in Flink's keyed state (the
+# OVER aggregate's, in the RocksDB state backend: checkpointed, and redistributed by key group
+# when the job is rescaled from a savepoint), not by the scan workers: on a feedback event, the
+# listing's latest update (not a deletion, at most the contract's record size) before it; the
+# scan operator matches that record again to judge the event. NULL on listing updates (LAST_VALUE
+# skips NULLs, so feedback and deletions leave the kept record as it is).
+LISTING_CONTEXT_SQL = """CASE WHEN input_kind = 'feedback' OR (input_kind = 'tagged' AND s LIKE 'F%')
+         THEN LAST_VALUE(CASE WHEN (input_kind = 'listing' OR (input_kind = 'tagged' AND s LIKE 'L%'))
+                                   AND COALESCE(JSON_VALUE(body, '$.op'), 'upsert') <> 'delete'
+                                   AND CHAR_LENGTH(body) <= 1048576 THEN body END)
+              OVER (PARTITION BY lid ORDER BY pt) END"""
+
+
 def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
     """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
     over `raw_in`."""
     t_env.create_temporary_function("scan", scan_udf(config))
     # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
     # listing), so a listing's updates and the feedback about it always reach the same scan
-    # subtask, where what it presented is remembered.
+    # subtask. File mode's records carry a tag before a tab (connectors.file_input): the
+    # listing_id is read after it.
     # A rescan (a re-check of a live listing after a brand change) carries the offset of the
     # listing record it re-checks: `listing_pos`, the newest listing offset read per listing, makes
     # one the job has read a newer record of since stale (listings are keyed by listing_id, so
     # one listing's records share a partition).
-    t_env.execute_sql("""
+    t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW keyed_in AS
         SELECT `value`, src, part, pos, input_kind,
                COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen,
                MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER (PARTITION BY lid ORDER BY pt) AS listing_pos,
-               content_pos
-        FROM (SELECT *, JSON_VALUE(CAST(`value` AS STRING), '$.listing_id') AS lid, PROCTIME() AS pt,
+               content_pos,
+               {LISTING_CONTEXT_SQL} AS context_raw
+        FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
                      CASE WHEN input_kind = 'rescan'
-                          THEN CAST(JSON_VALUE(CAST(`value` AS STRING), '$.source.offset') AS BIGINT) END AS content_pos
-              FROM raw_in)""")
+                          THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
+              FROM (SELECT *, CASE WHEN input_kind = 'tagged' THEN SUBSTRING(s FROM POSITION(CHR(9) IN s) + 1)
+                                   ELSE s END AS body, PROCTIME() AS pt
+                    FROM (SELECT *, CAST(`value` AS STRING) AS s FROM raw_in)))""")
     cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW scanned AS
         SELECT {cols} FROM (SELECT scan(`value`, src, part, pos,
                                         CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
-                                             ELSE input_kind END, seen) AS r FROM keyed_in) AS s""")
+                                             ELSE input_kind END, seen, context_raw) AS r FROM keyed_in) AS s""")
     for sql in transition_views():
         t_env.execute_sql(sql)
     t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT listing_id AS k, v FROM changes")
@@ -353,7 +370,7 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     register_kafka_io(t_env, settings)
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
-                                  contexts_dir=str(settings.state_dir / "contexts"), images=image_config(settings)))
+                                  images=image_config(settings)))
     stmts = t_env.create_statement_set()
     stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
     stmts.add_insert_sql("INSERT INTO status_kafka SELECT k, v FROM status_out")

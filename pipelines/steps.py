@@ -11,8 +11,9 @@ from typing import Callable, Sequence
 
 from brand_signals.catalog import Catalog
 from brand_signals.contract import ContractError, feedback_from_obj, listing_from_obj, loads
-from brand_signals.feedback import ContextStore, FeedbackState, LedgerEvent, handle_feedback, ledger_json
 from brand_signals.contract import MAX_RECORD_BYTES
+from brand_signals.feedback import (ContextStore, FeedbackState, LedgerEvent, ListingContext, handle_feedback,
+                                    ledger_json)
 from brand_signals.records import Action, Decision, Listing, Op, SignalKind
 from brand_signals.retro import RESCAN_ENVELOPE_BYTES, Rescan, parse_rescan
 from brand_signals.scanner import Scanner
@@ -126,9 +127,12 @@ def rescan_needs(raws: Sequence[bytes | None], streams: Sequence[str]) -> dict[s
 
 
 def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: ScanContext, now_ms: int,
-                 streams: Sequence[str] | None = None) -> list[OutRow]:
+                 streams: Sequence[str] | None = None,
+                 contexts_raw: Sequence[bytes | str | None] | None = None) -> list[OutRow]:
     """Rows in input order. Listings are scanned in batches; a feedback event is judged after
-    every listing before it in the batch was scanned (it may remove one of them)."""
+    every listing before it in the batch was scanned (it may remove one of them). With
+    `contexts_raw` (the job), a feedback event is judged on the listing's latest update given
+    beside it (None: never seen), matched again; without, on `ctx.contexts`."""
     rows: list[OutRow | None] = [None] * len(raws)
     ok_idx: list[int] = []
     listings: list[Listing] = []
@@ -158,7 +162,11 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
             ev, dead = _parse(raw, origins[i], now_ms, feedback_from_obj)
             if dead is None:
                 _scan_pending(ok_idx, listings, rows, ctx, now_ms, origins, rescans)
-            rows[i] = dead or _feedback_row(ev, ctx, now_ms, origins[i])
+            if dead is not None:
+                rows[i] = dead
+                continue
+            context = _UNSET if contexts_raw is None else listing_context(contexts_raw[i], ev.listing_id, ctx)
+            rows[i] = _feedback_row(ev, ctx, now_ms, origins[i], context)
             continue
         listing, dead = _parse(raw, origins[i], now_ms, listing_from_obj)
         if dead is not None:
@@ -195,10 +203,27 @@ def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow 
         rescans.clear()
 
 
-def _feedback_row(ev, ctx: ScanContext, now_ms: int, origin: Origin) -> OutRow:
+_UNSET = object()
+
+
+def listing_context(raw: bytes | str | None, listing_id: str, ctx: ScanContext) -> ListingContext | None:
+    """What a listing's latest update presents, matched now; None when there is none, it breaks
+    the contract or names another listing than the Java side read from it (duplicate keys): a
+    removal of the listing is then held for review."""
+    if raw is None:
+        return None
+    try:
+        listing = listing_from_obj(loads(raw))
+    except ContractError:
+        return None
+    return ctx.scanner.context(ctx.catalog, listing, ctx.feedback) if listing.listing_id == listing_id else None
+
+
+def _feedback_row(ev, ctx: ScanContext, now_ms: int, origin: Origin, context=_UNSET) -> OutRow:
     if ctx.feedback is None:
         raise RuntimeError("feedback events need a feedback state")
-    context = ctx.contexts.get(ev.listing_id) if ctx.contexts is not None else None
+    if context is _UNSET:
+        context = ctx.contexts.get(ev.listing_id) if ctx.contexts is not None else None
     decision, led = handle_feedback(ev, context, ctx.feedback, ctx.catalog.brands, now_ms, ctx.scanner.model_version)
     change = ctx.feedback.standing_change(led)
     if change:  # the brand is told on the ledger (`removals status`, the API's standing)

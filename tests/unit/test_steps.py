@@ -185,6 +185,31 @@ def test_feedback_is_judged_after_the_listings_before_it_in_the_same_batch():
     assert rows[1].kind is RowKind.DECISION and flag.action is Action.TAKEDOWN and flag.removed
 
 
+def test_feedback_is_judged_on_the_latest_update_given_beside_it():
+    """The job's path: no context store, the listing's latest update comes with the event (from
+    the job's keyed state) and is matched again."""
+    from brand_signals.feedback import FeedbackState
+
+    def removal(lid):
+        return json.dumps({"kind": "brand_removal", "listing_id": lid, "brand_id": "veltrix", "event_time": 5,
+                           "actor": "owner"}).encode()
+
+    ctx = ScanContext(catalog(BRAND), Scanner("test"), FeedbackState())
+    plain = rec(2, title="cordless drill 18V")
+    broken = json.dumps({"listing_id": "l3", "seller_id": "s-1", "event_time": 3, "title": "Veltrix",
+                         "price": {"amount": -1, "currency": "USD"}}).encode()
+    other = b'{"listing_id": "l5", "listing_id": "l1", "seller_id": "s-1", "event_time": 3, "title": "Veltrix"}'
+    rows = scan_records([removal("l1"), removal("l2"), removal("l3"), removal("l4"), removal("l5")],
+                        [Origin("f", 0, i) for i in range(5)], ctx, 42, ["feedback"] * 5,
+                        [rec(1).decode(), plain, broken, None, other])
+    led = [json.loads(r.ledger) for r in rows]
+    assert rows[0].kind is RowKind.DECISION and rows[0].action == "takedown+removal"
+    assert led[0]["kind"] == "removal_accepted" and led[0]["seller_id"] == "s-1"
+    assert led[1]["kind"] == "removal_refused" and led[1]["refusal"] == "not_presented"
+    # its latest update broke the contract, never seen, or read as another listing: held for review
+    assert [e["kind"] for e in led[2:]] == ["removal_held"] * 3
+
+
 @pytest.mark.parametrize("value,ocr,upscale", [(None, True, False), ("on", True, False), ("off", False, False),
                                                ("upscale", True, True)])
 def test_image_settings_from_the_environment(monkeypatch, tmp_path, value, ocr, upscale):
