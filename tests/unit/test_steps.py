@@ -203,7 +203,8 @@ def test_feedback_is_judged_on_the_latest_update_given_beside_it():
                         [Origin("f", 0, i) for i in range(5)], ctx, 42, ["feedback"] * 5,
                         [rec(1).decode(), plain, broken, None, other])
     led = [json.loads(r.ledger) for r in rows]
-    assert rows[0].kind is RowKind.DECISION and rows[0].action == "takedown+removal"
+    assert rows[0].kind is RowKind.DECISION
+    assert [(f.brand_id, f.action, f.removed) for f in rows[0].flags] == [("veltrix", Action.TAKEDOWN, True)]
     assert led[0]["kind"] == "removal_accepted" and led[0]["seller_id"] == "s-1"
     assert led[1]["kind"] == "removal_refused" and led[1]["refusal"] == "not_presented"
     # its latest update broke the contract, never seen, or read as another listing: held for review
