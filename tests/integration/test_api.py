@@ -4,8 +4,10 @@ temp folder, publishing to the session's real Kafka broker: authz and roles, the
 metrics, and the published records on the brands topic."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import os
 import re
 import socket
 import threading
@@ -386,8 +388,9 @@ def test_cli_removal_needs_the_owners_token_and_appeals_are_recorded(kafka_setti
     register(ap.add_subparsers(dest="command", required=True))
 
     def run(*argv: str) -> int:
+        # the token is read with the rest of the configuration, once per command (Settings)
         args = ap.parse_args(list(argv))
-        return args.fn(args, kafka_settings)
+        return args.fn(args, dataclasses.replace(kafka_settings, token=os.environ.get("ZEROSCAN_TOKEN")))
 
     monkeypatch.setenv("ZEROSCAN_TOKEN", bob)
     assert run("removals", "create", "--brand", "acme", "--listing", "l-1") == 3
