@@ -4,19 +4,16 @@ publisher, a feedback publisher that only returns the event)."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-import uvicorn
 
 from brand_signals.registry import BrandRegistry
 from connectors.feedback_io import feedback_obj
 from connectors.image_store import ImageStore
 from zeroscan.accounts import AccountStore, Role
+from tests.portal_support import serve
 from zeroscan.api import create_app
 
 pytestmark = pytest.mark.unit
@@ -39,17 +36,12 @@ def api(tmp_path):
     accounts = AccountStore.at_state_dir(tmp_path)
     tokens = {name: accounts.create(name, role)[1] for name, role in (("alice", Role.OWNER), ("ops", Role.OPERATOR))}
     app = create_app(registry, ImageStore.at_state_dir(tmp_path), accounts, feedback=_Feedback(), standing=_Standing())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with serve(app) as base:
+        yield _caller(base, tokens)
+    registry.close()
 
+
+def _caller(base, tokens):
     def call(method, path, who=None, body=None):
         req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json",
@@ -59,10 +51,7 @@ def api(tmp_path):
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
-    yield call
-    server.should_exit = True
-    thread.join(10)
-    registry.close()
+    return call
 
 
 def test_the_openapi_document_names_fields_and_error_codes(api):
