@@ -7,8 +7,8 @@ shared/eval/dev/logos).
 Builds ImageSignals over brands.jsonl (logos fetched from files), runs `find` over the
 listings in batches, turns the evidence into decisions with brand_signals.decide, writes them
 as JSONL and runs the shared scorer (`--by reference_logo`). With a fold head from
-`models/train_logo_head.py --folds K` (whose npz names its held-out brands) it also scores
-the held-out brands alone: their logo photos plus every no_logo photo.
+`benchmarks/research/train_logo_head.py --folds K` (whose npz names its held-out brands) it also
+scores the held-out brands alone: their logo photos plus every no_logo photo.
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
 from brand_signals.decide import decide  # noqa: E402
-from brand_signals.image_signals import ImageSignals  # noqa: E402
-from models.logo_head import DEFAULT_HEAD, LogoHead  # noqa: E402
+from brand_signals.images.image_signals import ImageSignals  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "logos"
 DEFAULT_SCORER = Path(__file__).resolve().parents[2] / "shared" / "eval" / "score.py"
@@ -52,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--scorer", type=Path, default=DEFAULT_SCORER)
     ap.add_argument("--head", type=Path, default=None,
-                    help=f"also run the learned logo head (research, off in the job), e.g. {DEFAULT_HEAD.name} "
-                         "or a fold head from models/train_logo_head.py --folds K")
+                    help="also run the learned logo head (research, off in the job), e.g. "
+                         "benchmarks/research/logo_head.npz or a fold head from "
+                         "benchmarks/research/train_logo_head.py --folds K")
     ap.add_argument("--no-ocr", action="store_true")
     ap.add_argument("--ocr-upscale", action="store_true", help="also read small photos scaled up (as ZEROSCAN_IMAGE_OCR=upscale)")
     ap.add_argument("--no-logo", action="store_true", help="OCR only (logo index left empty)")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     head = None
     if a.head is not None:
-        from brand_signals.logos import LearnedHead
+        from benchmarks.research.logos import LearnedHead
         head = LearnedHead.load(a.head)
     sig = ImageSignals.build(brands, file_fetch, str(a.data), head=head, ocr=not a.no_ocr,
                              ocr_upscale=a.ocr_upscale, cache_path=a.cache, threads=1)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(decisions)} decisions -> {a.out}; stats {sig.stats}")
     labels_path = a.data / "labels.jsonl"
     subprocess.run([sys.executable, str(a.scorer), str(labels_path), str(a.out), "--by", "reference_logo"], check=True)
-    held = [b for b in LogoHead.load(a.head).meta.get("held_out", []) if b] if a.head is not None else []
+    held = [b for b in head.head.meta.get("held_out", []) if b] if head is not None else []
     if held:
         rows = [json.loads(x) for x in labels_path.read_text().splitlines() if x.strip()]
         keep = [r for r in rows if r["variant"] == "no_logo" or r.get("brand_id") in held]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.eval_logos_offline import file_fetch  # noqa: E402
 from benchmarks.make_photo_copies import DEFAULT_OUT, TRANSFORMS  # noqa: E402
-from brand_signals import image_signals  # noqa: E402
+from brand_signals.images import image_signals  # noqa: E402
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
 from brand_signals.decide import combine, decide  # noqa: E402
 from brand_signals.records import Evidence, SignalKind  # noqa: E402

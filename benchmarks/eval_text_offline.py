@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
 from brand_signals.decide import decide_all  # noqa: E402
-from brand_signals.textnorm import common_words, dictionary_words  # noqa: E402
-from brand_signals.wordmarks import WordMarkIndex  # noqa: E402
+from brand_signals.text.textnorm import common_words, dictionary_words  # noqa: E402
+from brand_signals.text.wordmarks import WordMarkIndex  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "text"
 DEFAULT_SCORER = Path(__file__).resolve().parents[2] / "shared" / "eval" / "score.py"

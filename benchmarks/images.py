@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.eval_logos_offline import DEFAULT_DATA, file_fetch  # noqa: E402
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
-from brand_signals.image_copy import pdq  # noqa: E402
-from brand_signals.image_decode import decode_rgb  # noqa: E402
-from brand_signals.image_signals import COPY_GEO_REVIEW_INLIERS, GEO_SUPPORT_INLIERS, ImageSignals  # noqa: E402
+from brand_signals.images.image_copy import pdq  # noqa: E402
+from brand_signals.images.image_decode import decode_rgb  # noqa: E402
+from brand_signals.images.image_signals import COPY_GEO_REVIEW_INLIERS, GEO_SUPPORT_INLIERS, ImageSignals  # noqa: E402
 from models.embedder import letterbox  # noqa: E402
 from models.embedder import QUERY_SIDE  # noqa: E402
 

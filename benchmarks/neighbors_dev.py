@@ -29,15 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brand_signals.catalog import Catalog  # noqa: E402
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
-from brand_signals.feedback import (  # noqa: E402
-    ContextStore,
-    FeedbackPolicy,
-    FeedbackState,
-    LedgerKind,
-    fingerprint,
-    handle_feedback,
-    jaccard,
-)
+from brand_signals.feedback.context import ContextStore  # noqa: E402
+from brand_signals.feedback.fingerprints import fingerprint, jaccard  # noqa: E402
+from brand_signals.feedback.ledger import LedgerKind  # noqa: E402
+from brand_signals.feedback.state import FeedbackPolicy, FeedbackState, handle_feedback  # noqa: E402
 from brand_signals.records import FeedbackEvent, FeedbackKind, Listing, SignalKind  # noqa: E402
 from brand_signals.scanner import Scanner  # noqa: E402
 

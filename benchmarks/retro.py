@@ -35,7 +35,8 @@ from benchmarks.text_matching import disguise
 from benchmarks.traffic import Traffic, brand_records
 from brand_signals.catalog import Catalog
 from brand_signals.contract import parse_brand
-from brand_signals.feedback import ContextStore, FeedbackState
+from brand_signals.feedback.context import ContextStore
+from brand_signals.feedback.state import FeedbackState
 from brand_signals.retro import PreFilter, brand_delta, rescan_record, select_batches
 from brand_signals.scanner import Scanner
 from connectors.retro_worker import LiveListings

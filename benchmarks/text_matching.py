@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from brand_signals import textnorm as tn  # noqa: E402
+from brand_signals.text import textnorm as tn  # noqa: E402
 from brand_signals.records import Action, BrandReference, Listing  # noqa: E402
-from brand_signals.wordmarks import WordMarkIndex  # noqa: E402
+from brand_signals.text.wordmarks import WordMarkIndex  # noqa: E402
 
 SEED = 20240611
 DEV_LISTINGS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "text" / "listings.jsonl"

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.disguise_families import DEFAULT_DATA as FAMILIES, FLAGGED  # noqa: E402
-from brand_signals import textnorm as tn  # noqa: E402
-from brand_signals import wordmarks as wm  # noqa: E402
+from brand_signals.text import textnorm as tn  # noqa: E402
+from brand_signals.text import wordmarks as wm  # noqa: E402
 from brand_signals.contract import parse_brand, parse_listing  # noqa: E402
 from brand_signals.decide import decide  # noqa: E402
 

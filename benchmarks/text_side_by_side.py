@@ -1,7 +1,7 @@
 """Word-mark matching of this checkout next to another one's (e.g. the previous commit's), in
-one process: both trees' brand_signals/wordmarks.py over the same generated marks and listings
-as benchmarks/text_matching.py, batches of 256 alternating between them, listings per
-CPU-second of each and whether their evidence is identical.
+one process: both trees' word-mark index (brand_signals/text/wordmarks.py) over the same
+generated marks and listings as benchmarks/text_matching.py, batches of 256 alternating between
+them, listings per CPU-second of each and whether their evidence is identical.
 
     git worktree add /somewhere/prev HEAD~1
     .venv/bin/python benchmarks/text_side_by_side.py --baseline /somewhere/prev [--marks 1000 1000000]
@@ -19,12 +19,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import text_matching as tm  # noqa: E402
-from brand_signals import textnorm as tn  # noqa: E402
-from brand_signals import wordmarks as here  # noqa: E402
+from brand_signals.text import textnorm as tn  # noqa: E402
+from brand_signals.text import wordmarks as here  # noqa: E402
+
+
+# Where a checkout keeps the word-mark index: in the text room, or (a checkout from before the
+# rooms) at the top of brand_signals/.
+WORDMARKS_PATHS = (("brand_signals", "text", "wordmarks.py"), ("brand_signals", "wordmarks.py"))
 
 
 def baseline_module(tree: Path):
-    spec = importlib.util.spec_from_file_location("wordmarks_baseline", tree / "brand_signals" / "wordmarks.py")
+    path = next((tree.joinpath(*p) for p in WORDMARKS_PATHS if tree.joinpath(*p).is_file()), None)
+    if path is None:
+        raise ValueError(f"{tree}: no word-mark index at {' or '.join('/'.join(p) for p in WORDMARKS_PATHS)}")
+    spec = importlib.util.spec_from_file_location("wordmarks_baseline", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["wordmarks_baseline"] = mod
     spec.loader.exec_module(mod)

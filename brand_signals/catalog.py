@@ -20,9 +20,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from brand_signals import textnorm as tn
+from brand_signals.text import textnorm as tn
 from brand_signals.records import BrandReference
-from brand_signals.wordmarks import Mark, WordMarkIndex
+from brand_signals.text.wordmarks import Mark, WordMarkIndex
 
 # A memo entry is re-checked against each brand that changed since it was made when at most
 # this many did; beyond that it is matched again against the whole catalogue (a bulk update).

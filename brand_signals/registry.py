@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from brand_signals.catalog import StaleVersionError
 from brand_signals.contract import ContractError, brand_from_obj, brand_to_obj
 from brand_signals.records import Action, BrandReference
-from brand_signals.feedback import action_record
+from brand_signals.feedback.ledger import action_record
 from brand_signals.vetting import concerns as vet_concerns
 
 log = logging.getLogger(__name__)

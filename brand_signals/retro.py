@@ -23,9 +23,9 @@ from typing import Iterable, Iterator, Mapping
 
 import orjson
 
-from brand_signals import textnorm as tn
+from brand_signals.text import textnorm as tn
 from brand_signals.records import BrandReference
-from brand_signals.wordmarks import Mark, WordMarkIndex
+from brand_signals.text.wordmarks import Mark, WordMarkIndex
 
 # Reasons carried by a rescan (and into the `clear` it may yield).
 REASON_APPROVED = "brand approved"

@@ -16,18 +16,12 @@ import hashlib
 from collections import OrderedDict
 from typing import Callable, Sequence
 
-from brand_signals import textnorm as tn
+from brand_signals.text import textnorm as tn
 from brand_signals.catalog import Catalog
 from brand_signals.decide import decide_all
-from brand_signals.feedback import (
-    NO_FINGERPRINT,
-    ContextStore,
-    FeedbackState,
-    Fingerprint,
-    ListingContext,
-    fingerprint,
-    load_word_frequencies,
-)
+from brand_signals.feedback.context import ContextStore, ListingContext
+from brand_signals.feedback.fingerprints import NO_FINGERPRINT, Fingerprint, fingerprint, load_word_frequencies
+from brand_signals.feedback.state import FeedbackState
 from brand_signals.records import Decision, Evidence, Listing, Op
 from brand_signals.signals import Batch, SignalIndex, SignalSource, Signals, Stage
 from brand_signals.sources import DEFAULT as DEFAULT_SOURCES

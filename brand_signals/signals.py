@@ -18,7 +18,8 @@ from brand_signals.records import Evidence, Listing, SignalKind
 
 if TYPE_CHECKING:
     from brand_signals.catalog import Catalog
-    from brand_signals.feedback import FeedbackState, Fingerprint
+    from brand_signals.feedback.fingerprints import Fingerprint
+    from brand_signals.feedback.state import FeedbackState
 
 
 class Role(enum.Enum):

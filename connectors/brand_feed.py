@@ -23,7 +23,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from brand_signals.catalog import BrandTable, Catalog, StaleVersionError
 from brand_signals.contract import ContractError, parse_brand
-from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent, outcome_from_json
+from brand_signals.feedback.ledger import LedgerEvent, outcome_from_json
+from brand_signals.feedback.state import FeedbackPolicy, FeedbackState
 from brand_signals.records import BrandReference
 from connectors.kafka_client import KafkaTarget, consumer
 from connectors.kafka_io import (METADATA_TIMEOUT_S, CatchUp, TopicMissingError, end_offsets, reader_config,

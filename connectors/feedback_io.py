@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 from confluent_kafka import TopicPartition
 
-from brand_signals.feedback import FeedbackState, LedgerEvent, LedgerKind, outcome_from_json
+from brand_signals.feedback.ledger import LedgerEvent, LedgerKind, outcome_from_json
+from brand_signals.feedback.state import FeedbackState
 from brand_signals.records import FeedbackEvent
 from connectors.brand_feed import TopicFollower
 from connectors.kafka_client import KafkaTarget, consumer, producer

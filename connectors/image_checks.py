@@ -1,6 +1,6 @@
 """The checks every image passes before zeroscan keeps or scans it (brand images at
 registration, listing photos when fetched), under the same limits as listing photos
-(brand_signals.image_decode.ImageLimits: one header prober, one decoder): the format from its
+(brand_signals.images.image_decode.ImageLimits: one header prober, one decoder): the format from its
 magic bytes (PNG, JPEG, WebP), a byte cap, a pixel cap read from the header before any decoder
 runs (decompression bombs), a full decode with reduction and, when given, its sha256. Used by
 the image store and the fetcher, which import nothing of each other's but this."""
@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from brand_signals import image_decode
-from brand_signals.image_decode import MAX_PIXELS, ImageDecodeError, ImageFormat, ImageInfo, ImageLimits
+from brand_signals.images import image_decode
+from brand_signals.images.image_decode import MAX_PIXELS, ImageDecodeError, ImageFormat, ImageInfo, ImageLimits
 
 # The header pixel cap, shared with listing photos (image_decode.MAX_PIXELS says why).
 MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -25,7 +25,7 @@ class ImageRejected(ValueError):
 ALLOWED_CONTENT_TYPES = frozenset(f.content_type for f in ImageFormat) | {"image/jpg"}
 
 
-# -- format and header probing: brand_signals.image_decode, its errors as ImageRejected -------
+# -- format and header probing: brand_signals.images.image_decode, its errors as ImageRejected -------
 
 def sniff_format(data: bytes) -> ImageFormat:
     """The format from the magic bytes (never the file name)."""

@@ -3,7 +3,7 @@ photos (the checks every image passes: connectors/image_checks.py; fetching:
 connectors/image_fetch.py).
 
 Every image is checked before it is kept, under the same limits as listing photos
-(brand_signals.image_decode.ImageLimits: one header prober, one decoder): the format from its
+(brand_signals.images.image_decode.ImageLimits: one header prober, one decoder): the format from its
 magic bytes (PNG, JPEG, WebP), a byte cap, a pixel cap read from the header before any decoder
 runs (decompression bombs), a full decode with reduction (corrupt or truncated files; a huge
 image costs its analysis size, not its header's) and, when given, its sha256.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from brand_signals.image_decode import MAX_IMAGE_BYTES, ImageFormat, ImageInfo, ImageLimits
+from brand_signals.images.image_decode import MAX_IMAGE_BYTES, ImageFormat, ImageInfo, ImageLimits
 from brand_signals.records import ImageRef
 from connectors.atomic_file import write_atomically
 from connectors.image_checks import (

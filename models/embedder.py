@@ -1,6 +1,6 @@
 """ONNX wrapper around the exported EfficientNet-Lite0 backbone: letterboxes RGB images to a
 square side, runs them in batches with capped threads and returns the 1280-channel feature
-maps (stride 32) that `brand_signals.logos` pools into region embeddings."""
+maps (stride 32) that `brand_signals.images` pools into global embeddings (image copies)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -175,7 +175,7 @@ def _image_factory(cfg: ImageScan | None):
     references: list = []
 
     def build(catalog):
-        from brand_signals.image_signals import ImageSignals, ReferenceCache
+        from brand_signals.images.image_signals import ImageSignals, ReferenceCache
         from connectors.image_fetch import ListingFetcher, fetch
 
         if not slot:  # one embedded cache per worker process, held for its lifetime

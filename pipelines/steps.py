@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 from brand_signals.catalog import Catalog
 from brand_signals.contract import ContractError, feedback_from_obj, listing_from_obj, loads
 from brand_signals.contract import MAX_RECORD_BYTES
-from brand_signals.feedback import (ContextStore, FeedbackState, LedgerEvent, ListingContext, handle_feedback,
-                                    ledger_json)
+from brand_signals.feedback.context import ContextStore, ListingContext
+from brand_signals.feedback.ledger import LedgerEvent, ledger_json
+from brand_signals.feedback.state import FeedbackState, handle_feedback
 from brand_signals.records import Action, Decision, Listing, Op, SignalKind
 from brand_signals.retro import RESCAN_ENVELOPE_BYTES, Rescan, parse_rescan
 from brand_signals.scanner import Scanner

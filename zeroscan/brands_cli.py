@@ -415,7 +415,7 @@ def _existing(store, name: str):
 
 def _record_account(settings: Settings, no_publish: bool, kind: str, account) -> None:
     """The account action onto the ledger (who: the operator at the machine), acknowledged."""
-    from brand_signals.feedback import action_record
+    from brand_signals.feedback.ledger import action_record
     from zeroscan.accounts import _now_ms
 
     publish = _publisher(settings, no_publish)

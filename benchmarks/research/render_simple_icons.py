@@ -2,10 +2,10 @@
 paths) to PNG logos, one per brand, for `eval_logo_finetune_cv.py --icons`. Research only.
 
     npm pack simple-icons@16.37.0 && tar xzf simple-icons-16.37.0.tgz    # writes ./package
-    .venv-train/bin/python benchmarks/render_simple_icons.py package DIR
+    .venv-train/bin/python benchmarks/research/render_simple_icons.py package DIR
 
 Each icon is drawn in its brand colour on white (on black when the colour is near white),
-192 px square. cairosvg (in benchmarks/requirements-finetune.txt) needs the system's libcairo.
+192 px square. cairosvg (in benchmarks/research/requirements-finetune.txt) needs the system's libcairo.
 """
 from __future__ import annotations
 

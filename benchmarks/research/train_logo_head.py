@@ -1,7 +1,7 @@
-"""Train the brand-agnostic logo-region head (`models/logo_head.npz`) over frozen
+"""Train the brand-agnostic logo-region head (`benchmarks/research/logo_head.npz`) over frozen
 EfficientNet-Lite0 cells.
 
-    OMP_NUM_THREADS=1 .venv/bin/python models/train_logo_head.py [--data DIR] [--fold I --folds K]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/research/train_logo_head.py [--data DIR] [--fold I --folds K]
 
 What it learns: a linear map of backbone cells under which a photo window showing a logo is
 closer to that logo's reference renderings than to any other brand's or to a learned
@@ -29,13 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from models.embedder import STRIDE, FeatureExtractor, letterbox  # noqa: E402
-from models.logo_head import (QUERY_SIDE, LogoHead, glyph_mask, normalise,  # noqa: E402
-                              pool_windows, reference_renders, tight_crop, valid_cells, windows)
+from benchmarks.research.logo_head import LogoHead, pool_windows, reference_renders, windows  # noqa: E402
+from brand_signals.images.logo_geometry import glyph_mask, tight_crop  # noqa: E402
+from models.embedder import QUERY_SIDE, STRIDE, FeatureExtractor, letterbox, normalise, valid_cells  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "logos"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "eval" / "dev" / "logos"
 SEED = 20261128
 DIM = 128
 SCALE = 16.0          # cosine-softmax temperature (a usual value for normalised embeddings)

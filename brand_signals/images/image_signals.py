@@ -28,12 +28,12 @@ import numpy as np
 import orjson
 
 from brand_signals.decide import combine
-from brand_signals.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, global_embedding, pdq
-from brand_signals.image_decode import ImageDecodeError, ImageLimits, decode_rgb, probe
-from brand_signals.logo_geometry import (LogoGeometryIndex, RefFeatures, PRODUCT_PARAMS,
-                                         product_reference_features, reference_features)
+from brand_signals.images.image_copy import EMBED_SCORE, PDQ_SCORE, ImageCopyIndex, global_embedding, pdq
+from brand_signals.images.image_decode import ImageDecodeError, ImageLimits, decode_rgb, probe
+from brand_signals.images.logo_geometry import (LogoGeometryIndex, RefFeatures, PRODUCT_PARAMS,
+                                                product_reference_features, reference_features)
 from brand_signals.records import BrandReference, Evidence, ImageRef, Listing, Op, Signal, SignalKind
-from brand_signals.wordmarks import WordMarkIndex
+from brand_signals.text.wordmarks import WordMarkIndex
 from models.embedder import DEFAULT_MODEL, QUERY_SIDE, FeatureExtractor, letterbox, valid_cells
 
 Fetch = Callable[[str, "str | None", "str | None"], bytes]
@@ -43,8 +43,9 @@ Fetch = Callable[[str, "str | None", "str | None"], bytes]
 FetchMany = Callable[[Sequence[tuple[int, str, "str | None"]]], list]
 
 # --- logo scores (decide.py: >= 0.8 enforce, >= 0.5 review) -----------------------------
-# A learned logo head (research, off in the job: brand_signals/logos.py says why) may be passed
-# in as `head` (a LogoHeadPlugin); its window probabilities become scores through `head.score`.
+# A learned logo head (research, off in the job: benchmarks/research/logos.py says why) may be
+# passed in as `head` (a LogoHeadPlugin); its window probabilities become scores through
+# `head.score`.
 # A geometrically verified logo (RootSIFT matches + RANSAC, logo_geometry.py) flags on its own.
 # Measured on the dev logo set, geometric hits alone (best brand per photo), 1,109 photos:
 # >= 6 inliers: 178 flagged, precision 0.978, recall 0.215 (none of the 300 no_logo photos;
@@ -91,7 +92,7 @@ _ERROR_BRAND = ""
 
 
 class LogoHeadPlugin(Protocol):
-    """A learned logo-region head (research only: brand_signals/logos.py `LearnedHead`)."""
+    """A learned logo-region head (research only: benchmarks/research/logos.py `LearnedHead`)."""
 
     fingerprint: bytes            # what cached per-image outcomes depend on (the weights)
 

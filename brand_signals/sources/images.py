@@ -1,5 +1,5 @@
 """Listing images: logos (geometric verification), word marks read by OCR and copies of
-official product photos, all from one pass over each new image (brand_signals.image_signals).
+official product photos, all from one pass over each new image (brand_signals.images.image_signals).
 Rebuilt only when a brand's images change (`Catalog.images_key`); after other brand updates the
 index keeps its per-image results and reads text found in images against the new word marks."""
 from __future__ import annotations

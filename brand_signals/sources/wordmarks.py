@@ -8,7 +8,7 @@ from typing import Sequence
 from brand_signals.catalog import Catalog
 from brand_signals.records import Evidence, Listing
 from brand_signals.signals import BRAND_FIELD, TRADEMARK_TEXT, Batch, SignalIndex, Stage
-from brand_signals.wordmarks import WordMarkIndex
+from brand_signals.text.wordmarks import WordMarkIndex
 
 
 class _Index:

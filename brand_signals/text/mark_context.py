@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from brand_signals import textnorm as tn
+from brand_signals.text import textnorm as tn
 
 if TYPE_CHECKING:
-    from brand_signals.mark_records import Hit, Mark, Occurrence
+    from brand_signals.text.mark_records import Hit, Mark, Occurrence
 
 # Titles put the brand first ("Brand Model Product"); tokens at index <= this (after
 # LEADING_WORDS such as "New") are in the brand position. Misspellings only count there

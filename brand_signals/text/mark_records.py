@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from brand_signals.token_streams import TokenStream
+from brand_signals.text.token_streams import TokenStream
 
 # Marks (joined, without spaces) of at most this many characters are "short": exact token
 # only, no typo matching; split letters only when they join into one isolated token.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
-from brand_signals import textnorm as tn
+from brand_signals.text import textnorm as tn
 
 # Plain-int copies of the folds used on the hot path (IntFlag operators run in Python).
 _LEET, _SPACING, _PUNCT = int(tn.Fold.LEET), int(tn.Fold.SPACING), int(tn.Fold.PUNCT)

@@ -24,25 +24,25 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 import ahocorasick
 import numpy as np
 
-from brand_signals import textnorm as tn
-from brand_signals.mark_records import SHORT_MARK_MAX, Mark, Occurrence  # noqa: F401 (re-exported)
-from brand_signals.mark_records import Hit as _Hit
+from brand_signals.text import textnorm as tn
+from brand_signals.text.mark_records import SHORT_MARK_MAX, Mark, Occurrence  # noqa: F401 (re-exported)
+from brand_signals.text.mark_records import Hit as _Hit
 from brand_signals.records import BrandReference, Evidence, Listing, Signal, SignalKind
-from brand_signals.mark_context import CJK_CUES_AFTER, CUES_AFTER, CUES_BEFORE, FILLER_WORDS
-from brand_signals.mark_context import at_brand_position as _at_brand_position
-from brand_signals.mark_context import brand_position_tokens as _brand_position_tokens
-from brand_signals.mark_context import is_compat as _is_compat
-from brand_signals.mark_context import leet_ok as _leet_ok
-from brand_signals.mark_context import prefer_longer as _prefer_longer
-from brand_signals.mark_context import short_ok as _short_ok
-from brand_signals.token_streams import LEET_SYMBOL_RE as _LEET_SYMBOL_RE
-from brand_signals.token_streams import MAYBE_GLUED_RE as _MAYBE_GLUED_RE
-from brand_signals.token_streams import MAYBE_SPLIT_RE as _MAYBE_SPLIT_RE
-from brand_signals.token_streams import TokenStream as _Stream
-from brand_signals.token_streams import despaced_streams as _despaced_streams
-from brand_signals.token_streams import glued_stream as _glued_stream
-from brand_signals.token_streams import kanji_prefix_stream as _kanji_prefix_stream
-from brand_signals.token_streams import symbol_stream as _symbol_stream
+from brand_signals.text.mark_context import CJK_CUES_AFTER, CUES_AFTER, CUES_BEFORE, FILLER_WORDS
+from brand_signals.text.mark_context import at_brand_position as _at_brand_position
+from brand_signals.text.mark_context import brand_position_tokens as _brand_position_tokens
+from brand_signals.text.mark_context import is_compat as _is_compat
+from brand_signals.text.mark_context import leet_ok as _leet_ok
+from brand_signals.text.mark_context import prefer_longer as _prefer_longer
+from brand_signals.text.mark_context import short_ok as _short_ok
+from brand_signals.text.token_streams import LEET_SYMBOL_RE as _LEET_SYMBOL_RE
+from brand_signals.text.token_streams import MAYBE_GLUED_RE as _MAYBE_GLUED_RE
+from brand_signals.text.token_streams import MAYBE_SPLIT_RE as _MAYBE_SPLIT_RE
+from brand_signals.text.token_streams import TokenStream as _Stream
+from brand_signals.text.token_streams import despaced_streams as _despaced_streams
+from brand_signals.text.token_streams import glued_stream as _glued_stream
+from brand_signals.text.token_streams import kanji_prefix_stream as _kanji_prefix_stream
+from brand_signals.text.token_streams import symbol_stream as _symbol_stream
 
 # --- scores (per signal; decide.py combines them with a noisy-OR) -------------------------
 # A mark (plain or visually disguised: homoglyph, leet, split letters, padding) in the title
@@ -65,7 +65,7 @@ OCR_FACTOR = 0.9
 # hit to 0.43, under decide.REVIEW_SCORE, so it only counts together with other evidence.
 CATEGORY_MISMATCH_FACTOR = 0.45
 
-# --- matching limits (SHORT_MARK_MAX: brand_signals.mark_records) ----------------------
+# --- matching limits (SHORT_MARK_MAX: brand_signals.text.mark_records) ----------------------
 # Typo matching needs mark words and text tokens of at least this length (4: "Tops" vs
 # "Topps" is in; with 3 letters one edit reaches half the dictionary). A 3-letter token
 # may still be a 4-letter mark missing a letter ("DYO" for DYMO), but only where the brand

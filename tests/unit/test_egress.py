@@ -457,7 +457,7 @@ def test_budgets_from_settings_pairs():
 
 def test_listing_images_go_through_the_policy_and_errors_reach_the_decision(server):
     from brand_signals.decide import decide
-    from brand_signals.image_signals import ImageSignals
+    from brand_signals.images.image_signals import ImageSignals
     from brand_signals.records import Action, BrandReference, ImageRef, Listing, SignalKind
 
     brand = BrandReference(brand_id="zorbix", version=1, name="Zorbix", trademarks=("Zorbix",),

@@ -10,18 +10,10 @@ import pytest
 
 from brand_signals.catalog import Catalog
 from brand_signals.contract import parse_brand, parse_listing
-from brand_signals.feedback import (
-    DAY_MS,
-    ContextStore,
-    FeedbackPolicy,
-    FeedbackState,
-    LedgerEvent,
-    LedgerKind,
-    ListingContext,
-    Refusal,
-    fingerprint,
-    handle_feedback,
-)
+from brand_signals.feedback.context import ContextStore, ListingContext
+from brand_signals.feedback.fingerprints import fingerprint
+from brand_signals.feedback.ledger import LedgerEvent, LedgerKind, Refusal
+from brand_signals.feedback.state import DAY_MS, FeedbackPolicy, FeedbackState, handle_feedback
 from brand_signals.records import Action, FeedbackEvent, FeedbackKind, SignalKind
 from brand_signals.scanner import Scanner
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brand_signals.image_decode import (
+from brand_signals.images.image_decode import (
     ANALYSIS_SIDE,
     ImageDecodeError,
     ImageLimits,
@@ -27,7 +27,7 @@ from brand_signals.image_decode import (
     _png_strips,
     decode_rgb,
 )
-from brand_signals.image_signals import ImageSignals, ReferenceCache
+from brand_signals.images.image_signals import ImageSignals, ReferenceCache
 from brand_signals.records import BrandReference, ImageRef, SignalKind
 from brand_signals.registry import Actor, BrandRegistry, ImageBudget, ImageBudgetError
 from connectors.image_store import ImageRejected, check_image
@@ -121,7 +121,7 @@ def test_one_set_of_limits_for_uploads_and_listings():
 _RSS_CHILD = """
 import resource, sys
 data = open(sys.argv[1], "rb").read()
-from brand_signals.image_decode import decode_rgb
+from brand_signals.images.image_decode import decode_rgb
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rgb = decode_rgb(data)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from brand_signals.image_decode import ImageDecodeError, decode_rgb, probe
-from brand_signals.image_signals import ImageSignals
+from brand_signals.images.image_decode import ImageDecodeError, decode_rgb, probe
+from brand_signals.images.image_signals import ImageSignals
 from brand_signals.records import Action, BrandReference, ImageRef, Listing, SignalKind
 from models.embedder import FeatureExtractor
 from models.ocr import TextLine
@@ -105,8 +105,8 @@ def extractor():
 
 
 def _signals(extractor, files, reader=None, tmp_path=None, brand=BRAND, head=False):
-    from brand_signals.logos import LearnedHead
-    from models.logo_head import DEFAULT_HEAD
+    from benchmarks.research.logos import LearnedHead
+    from benchmarks.research.logo_head import DEFAULT_HEAD
     store = Store({"logos/emblem.png": _png(_logo()), "products/shot.jpg": _jpeg(_photo(9)), **files})
     sig = ImageSignals.build([brand], store, "/base", extractor=extractor, reader=reader or CountingReader(),
                              cache_path=None if tmp_path is None else tmp_path / "cache",
@@ -269,8 +269,8 @@ GEO_CASES = [
 
 @pytest.mark.parametrize("seed,angle,scale,centre,confirmed", GEO_CASES)
 def test_geometric_verification_confirms_a_warped_logo(seed, angle, scale, centre, confirmed):
-    from brand_signals.image_signals import GEO_ENFORCE_INLIERS
-    from brand_signals.logo_geometry import LogoGeometryIndex
+    from brand_signals.images.image_signals import GEO_ENFORCE_INLIERS
+    from brand_signals.images.logo_geometry import LogoGeometryIndex
     index = LogoGeometryIndex.build([("emblem", "logos/emblem.png", _logo())])
     photo = _warped_into_photo(seed, angle, scale, centre)
     photo = cv2.cvtColor(cv2.imdecode(np.frombuffer(_jpeg(photo), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -287,8 +287,8 @@ def test_reference_views_map_back_to_the_logo_frame():
     """Every rendering (two sizes, both polarities) carries the affine map from the cropped
     logo's pixels, and the index maps keypoints back through its inverse: the logo's corners
     land on the rendering's glyph area and come back where they started."""
-    from brand_signals.logo_geometry import REF_BORDER, REF_SIDES, reference_views
-    from brand_signals.logo_geometry import tight_crop
+    from brand_signals.images.logo_geometry import REF_BORDER, REF_SIDES, reference_views
+    from brand_signals.images.logo_geometry import tight_crop
     logo = _logo()
     h, w = tight_crop(logo).shape[:2]
     views = reference_views(logo)
@@ -319,7 +319,7 @@ def test_geometry_hnsw_neighbours_agree_with_an_exact_search():
     import faiss
     import numpy as np
 
-    from brand_signals.logo_geometry import HNSW_EF_SEARCH, HNSW_M
+    from brand_signals.images.logo_geometry import HNSW_EF_SEARCH, HNSW_M
 
     rng = np.random.default_rng(20261128)
     base = rng.random((20_000, 128), dtype=np.float32)

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from brand_signals.logo_geometry import KNN, LogoGeometryIndex
+from brand_signals.images.logo_geometry import KNN, LogoGeometryIndex
 
 pytestmark = pytest.mark.unit
 

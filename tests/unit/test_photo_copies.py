@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from brand_signals.image_signals import (
+from brand_signals.images.image_signals import (
     COPY_GEO_ENFORCE_INLIERS,
     COPY_GEO_ENFORCE_SCORE,
     COPY_GEO_REVIEW_INLIERS,
@@ -17,7 +17,7 @@ from brand_signals.image_signals import (
     ImageSignals,
     copy_geo_score,
 )
-from brand_signals.logo_geometry import (
+from brand_signals.images.logo_geometry import (
     PRODUCT_PARAMS,
     PRODUCT_REF_SIDE,
     LogoGeometryIndex,
@@ -266,7 +266,7 @@ def test_copy_geometry_off_and_catalogues_without_product_photos(extractor):
 def test_product_index_caps_photos_per_brand(extractor, monkeypatch):
     """Over the per-brand cap, a brand's later photos are left out of the geometric index (still
     hashed and embedded); within it, every photo is verified."""
-    from brand_signals import image_signals
+    from brand_signals.images import image_signals
     brand = BrandReference(brand_id="maker", version=1, name="Maker", trademarks=("Maker",),
                            product_images=(ImageRef("p/a.jpg"), ImageRef("p/b.jpg")))
     store = Store({"p/a.jpg": jpeg(product(1)), "p/b.jpg": jpeg(product(2)),
@@ -284,7 +284,7 @@ def test_product_index_caps_photos_per_brand(extractor, monkeypatch):
 
 
 def test_rebuild_reuses_the_product_index_only_while_its_photos_are_unchanged(extractor):
-    from brand_signals.image_signals import ReferenceCache
+    from brand_signals.images.image_signals import ReferenceCache
     refs = ReferenceCache()
     store = Store({"p/a.jpg": jpeg(product(1)), "p/c.jpg": jpeg(product(3))})
     kw = dict(extractor=extractor, reader=None, ocr=False, references=refs)

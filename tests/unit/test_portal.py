@@ -14,7 +14,8 @@ import pytest
 import requests
 from PIL import Image
 
-from brand_signals.feedback import FeedbackPolicy, FeedbackState, LedgerEvent, LedgerKind
+from brand_signals.feedback.ledger import LedgerEvent, LedgerKind
+from brand_signals.feedback.state import FeedbackPolicy, FeedbackState
 from brand_signals.records import Action, BrandReference
 from brand_signals.registry import Actor, BrandRegistry, Privilege
 from connectors.image_store import ImageStore, sha256_hex

@@ -16,7 +16,8 @@ from referencing import Registry, Resource
 from brand_signals.catalog import Catalog
 from brand_signals.contract import parse_brand
 from brand_signals.decide import decide
-from brand_signals.feedback import ContextStore, FeedbackPolicy, FeedbackState
+from brand_signals.feedback.context import ContextStore
+from brand_signals.feedback.state import FeedbackPolicy, FeedbackState
 from brand_signals.records import SignalKind
 from brand_signals.scanner import Scanner
 from connectors.serde import Origin

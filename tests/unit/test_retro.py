@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from brand_signals.catalog import Catalog
-from brand_signals.feedback import ContextStore, FeedbackPolicy, FeedbackState
+from brand_signals.feedback.context import ContextStore
+from brand_signals.feedback.state import FeedbackPolicy, FeedbackState
 from brand_signals.records import Action, BrandReference, ImageRef
 from brand_signals.retro import (REASON_APPROVED, REASON_AUTHORISED, REASON_GAINED, REASON_UPDATED,
                                  REASON_WITHDRAWN, OpenFlags, PreFilter, brand_delta, parse_rescan, rescan_record)
@@ -74,7 +75,7 @@ def test_prefilter_keeps_what_the_changed_brand_could_match_and_only_that():
 
 def test_prefilter_is_conservative_against_the_full_scan():
     """Every listing the full scan flags for the new mark is a candidate."""
-    from brand_signals.wordmarks import WordMarkIndex
+    from brand_signals.text.wordmarks import WordMarkIndex
     from brand_signals.contract import parse_listing
 
     v2 = dataclasses.replace(ACME, version=2, trademarks=("Acme", "Quillon Pro"))

@@ -91,7 +91,8 @@ def test_a_listing_presenting_two_brands_gets_a_decision_for_each():
 
 
 def test_removal_and_appeal_touch_their_own_brand_only():
-    from brand_signals.feedback import ContextStore, FeedbackState
+    from brand_signals.feedback.context import ContextStore
+    from brand_signals.feedback.state import FeedbackState
 
     def fb(kind, t):
         return json.dumps({"kind": kind, "listing_id": "l1", "brand_id": "lumora", "event_time": t,
@@ -175,7 +176,8 @@ def test_brand_table_refuses_old_versions_and_honours_tombstones():
 
 
 def test_feedback_is_judged_after_the_listings_before_it_in_the_same_batch():
-    from brand_signals.feedback import ContextStore, FeedbackState
+    from brand_signals.feedback.context import ContextStore
+    from brand_signals.feedback.state import FeedbackState
 
     removal = json.dumps({"kind": "brand_removal", "listing_id": "l1", "brand_id": "veltrix", "event_time": 5,
                           "actor": "owner"}).encode()
@@ -188,7 +190,7 @@ def test_feedback_is_judged_after_the_listings_before_it_in_the_same_batch():
 def test_feedback_is_judged_on_the_latest_update_given_beside_it():
     """The job's path: no context store, the listing's latest update comes with the event (from
     the job's keyed state) and is matched again."""
-    from brand_signals.feedback import FeedbackState
+    from brand_signals.feedback.state import FeedbackState
 
     def removal(lid):
         return json.dumps({"kind": "brand_removal", "listing_id": lid, "brand_id": "veltrix", "event_time": 5,
@@ -243,7 +245,8 @@ def test_scan_rows_convert_to_the_udf_s_declared_arrow_type():
     from pyflink.table.types import to_arrow_type
     from pyflink.table.utils import pandas_to_arrow
 
-    from brand_signals.feedback import ContextStore, FeedbackState
+    from brand_signals.feedback.context import ContextStore
+    from brand_signals.feedback.state import FeedbackState
     from pipelines.operators import SCAN_RESULT, result_frame
 
     ctx = ScanContext(catalog(BRAND, TWO), Scanner("test"), FeedbackState(), ContextStore())

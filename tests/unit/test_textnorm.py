@@ -1,12 +1,12 @@
-"""Normalisation rules of brand_signals.textnorm, one table per rule, a reason per row."""
+"""Normalisation rules of brand_signals.text.textnorm, one table per rule, a reason per row."""
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from brand_signals import textnorm as tn
-from brand_signals.textnorm import Fold
+from brand_signals.text import textnorm as tn
+from brand_signals.text.textnorm import Fold
 
 pytestmark = pytest.mark.unit
 

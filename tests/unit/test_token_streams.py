@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from brand_signals import textnorm as tn
-from brand_signals.token_streams import MAX_GLUED_PIECES, TokenStream, _glued_walk, glued_stream
+from brand_signals.text import textnorm as tn
+from brand_signals.text.token_streams import MAX_GLUED_PIECES, TokenStream, _glued_walk, glued_stream
 
 assert MAX_GLUED_PIECES == 3   # the table's four-piece case
 

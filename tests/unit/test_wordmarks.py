@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from brand_signals import textnorm as tn
+from brand_signals.text import textnorm as tn
 from brand_signals.records import Action, BrandReference, Listing, SignalKind
-from brand_signals.wordmarks import FIRST_LETTER_MIN_LEN, FUZZY_MIN_LEN, Field, WordMarkIndex
+from brand_signals.text.wordmarks import FIRST_LETTER_MIN_LEN, FUZZY_MIN_LEN, Field, WordMarkIndex
 
 pytestmark = pytest.mark.unit
 
@@ -450,7 +450,7 @@ def test_large_hash_table_answers_as_the_sorted_search():
 
     import numpy as np
 
-    from brand_signals.wordmarks import SMALL_TABLE, _HashTable
+    from brand_signals.text.wordmarks import SMALL_TABLE, _HashTable
 
     rng = random.Random(3)
     words = [f"w{i}" for i in range(SMALL_TABLE + 5_000)]
@@ -489,7 +489,7 @@ def test_alternative_reading_that_forms_no_key_gets_no_stream():
     idx = WordMarkIndex.build([brand("wj", "Wilson Jones"), brand("jk", "Jones Kit")])
     assert not idx._may_hit(["blue", "jones", "stapler"], 1, "jones")
     assert idx._may_hit(["blue", "jones", "kit"], 1, "jones")
-    from brand_signals.token_streams import TokenStream
+    from brand_signals.text.token_streams import TokenStream
 
     title = "blue jnes stapler"
     stream = TokenStream(title.split(), 0, title)

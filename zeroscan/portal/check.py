@@ -60,7 +60,7 @@ class ListingCheck:
         cfg = self.images
         if cfg is None:
             return None
-        from brand_signals.image_signals import ImageSignals, ReferenceCache
+        from brand_signals.images.image_signals import ImageSignals, ReferenceCache
         from connectors.image_fetch import ListingFetcher, fetch
 
         if self._fetcher is None:
