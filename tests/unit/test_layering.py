@@ -1,10 +1,14 @@
-"""The layers, read from the source: who may import whom (no upward imports), no import
-circles between modules, and product code importing no research module. Run as a script, it
-prints the package-level import graph (`python tests/unit/test_layering.py`)."""
+"""The layers, read from the source: who may import whom (no upward imports, also between
+brand_signals' rooms), no import circles between modules, product code importing nothing from
+benchmarks/ (research included), and every product package installed and saying what it holds.
+Run as a script, it prints the import graph by module and by package and room
+(`python tests/unit/test_layering.py`)."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,8 +28,16 @@ ALLOWED = {
 }
 # and single modules beyond that: the job's entry point reads the one configuration
 ALLOWED_MODULES = {"pipelines": {"zeroscan.settings"}}
-# research and training code: off in the job, used by benchmarks only (and exempt from the layers)
-RESEARCH = ("models.logo_head", "models.train_logo_head", "brand_signals.logos")
+# brand_signals' rooms stand under its top-level modules (scanner, catalog, decide, registry, ...):
+# a room imports the rooms listed here and, of the top level, only the records; images also takes
+# decide.combine (the noisy-OR that joins a logo's head and geometric evidence).
+ROOMS = {
+    "brand_signals.text": {"brand_signals.records"},
+    "brand_signals.feedback": {"brand_signals.records"},
+    "brand_signals.images": {"brand_signals.text", "brand_signals.records", "brand_signals.decide"},
+}
+# a module path or plug-in entry written as a string ("benchmarks.research.logos:LearnedHead")
+MODULE_STRING = re.compile(r"benchmarks(\.\w+)+(:\w+)?")
 
 
 def modules() -> dict[str, Path]:
@@ -50,7 +62,7 @@ def imports(mods: dict[str, Path]) -> dict[str, set[str]]:
                 names = [a.name for a in n.names]
             for name in names:
                 if name.split(".", 1)[0] == "benchmarks":
-                    deps.add("benchmarks")
+                    deps.add(name)      # research or not: no product module may import it
                     continue
                 while name and name not in mods:
                     name = name.rpartition(".")[0]
@@ -62,6 +74,11 @@ def imports(mods: dict[str, Path]) -> dict[str, set[str]]:
 
 def _package(mod: str) -> str:
     return mod.split(".", 1)[0]
+
+
+def _room(mod: str) -> str:
+    """brand_signals.text.wordmarks -> brand_signals.text; brand_signals.records stays itself."""
+    return ".".join(mod.split(".")[:2])
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -104,9 +121,16 @@ GRAPH = imports(modules())
 
 
 def test_no_upward_imports():
-    wrong = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if not m.startswith(RESEARCH) for d in deps
-                   if _package(d) != _package(m) and _package(d) not in ALLOWED[_package(m)] and d != "benchmarks"
+    wrong = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() for d in deps
+                   if _package(d) in ALLOWED and _package(d) != _package(m) and _package(d) not in ALLOWED[_package(m)]
                    and d not in ALLOWED_MODULES.get(_package(m), ()))
+    assert wrong == []
+
+
+def test_rooms_import_no_module_above_them():
+    wrong = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if _room(m) in ROOMS for d in deps
+                   if _package(d) == "brand_signals" and _room(d) not in (_room(m), "brand_signals")
+                   and _room(d) not in ROOMS[_room(m)])
     assert wrong == []
 
 
@@ -115,9 +139,39 @@ def test_no_import_circles():
 
 
 def test_product_code_imports_no_research_module_and_no_benchmark():
-    wrong = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if not m.startswith(RESEARCH)
-                   for d in deps if d.startswith(RESEARCH) or d == "benchmarks")
+    wrong = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() for d in deps if _package(d) == "benchmarks")
     assert wrong == []
+
+
+def test_product_code_names_no_benchmark_module_to_load():
+    """Imports by name (importlib, plug-in entries like ZEROSCAN_SIGNALS' `module:Class`) too."""
+    wrong = []
+    for mod, f in modules().items():
+        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and MODULE_STRING.fullmatch(n.value.strip()):
+                wrong.append(f"{mod}:{n.lineno}: {n.value!r}")
+    assert wrong == []
+
+
+def test_a_research_import_is_seen_wherever_it_stands(tmp_path):
+    """What the checks above read: a lazy import inside a function counts, and so does a string
+    naming a research plug-in."""
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from benchmarks.research.logos import LearnedHead\n"
+                 "SOURCES = ('wordmarks', 'benchmarks.research.logos:LearnedHead')\n")
+    assert {_package(d) for d in imports({"brand_signals.m": f})["brand_signals.m"]} == {"benchmarks"}
+    assert MODULE_STRING.fullmatch("benchmarks.research.logos:LearnedHead")
+    assert not MODULE_STRING.fullmatch("benchmarks/eval_logos_offline.py measures it")
+
+
+def test_every_product_package_is_installed_and_says_what_it_holds():
+    """pyproject's package list is exactly the product's folders (a new room is installed,
+    research is not), and each folder's __init__.py opens with a docstring."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(i.parent.relative_to(ROOT).parts) for pkg in PRODUCT for i in (ROOT / pkg).rglob("__init__.py")}
+    assert listed == found
+    silent = sorted(p for p in found if not ast.get_docstring(ast.parse((ROOT / p.replace(".", "/") / "__init__.py").read_text())))
+    assert silent == []
 
 
 if __name__ == "__main__":
