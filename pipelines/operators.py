@@ -85,10 +85,10 @@ class ScanFunction(ScalarFunction):
         self.metrics = _Metrics(group)
         self._files = dict(cfg.files)
 
-    def eval(self, value: pd.Series, source, part, pos, stream, seen, context_raw) -> pd.DataFrame:
-        # `seen` (updates of this listing so far) comes from the keyed step before this one;
-        # taking it keeps that step, which routes every listing to the same subtask, in the plan.
-        # `context_raw`: on a feedback event, the listing's latest update (None: never seen).
+    def eval(self, value: pd.Series, source, part, pos, stream, context_raw) -> pd.DataFrame:
+        # `context_raw`: on a feedback event, the listing's latest update (None: never seen). It
+        # comes from the keyed step before this one (an OVER aggregate partitioned by listing_id),
+        # which also routes every listing's records to the same subtask.
         n = len(value)
         raws, origins, streams = [], [], []
         files = self._files

@@ -189,7 +189,7 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
 # skips NULLs, so feedback and deletions leave the kept record as it is).
 LISTING_CONTEXT_SQL = """CASE WHEN input_kind = 'feedback' OR (input_kind = 'tagged' AND s LIKE 'F%')
          THEN LAST_VALUE(CASE WHEN (input_kind = 'listing' OR (input_kind = 'tagged' AND s LIKE 'L%'))
-                                   AND COALESCE(JSON_VALUE(body, '$.op'), 'upsert') <> 'delete'
+                                   AND NOT (POSITION('"op"' IN body) > 0 AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
                                    AND CHAR_LENGTH(body) <= 1048576 THEN body END)
               OVER (PARTITION BY lid ORDER BY pt) END"""
 
@@ -198,9 +198,10 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
     """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
     over `raw_in`."""
     t_env.create_temporary_function("scan", scan_udf(config))
-    # Key every record by listing_id on the Java side (a cheap JSON read and a counter per
-    # listing), so a listing's updates and the feedback about it always reach the same scan
-    # subtask. File mode's records carry a tag before a tab (connectors.file_input): the
+    # Key every record by listing_id on the Java side (a cheap JSON read; the OVER aggregate
+    # below, partitioned by listing_id, keeps what the job needs per listing: the newest listing
+    # offset and the latest update), so a listing's updates and the feedback about it always
+    # reach the same scan subtask; no aggregate exists only to force the keying. File mode's records carry a tag before a tab (connectors.file_input): the
     # listing_id is read after it.
     # A rescan (a re-check of a live listing after a brand change) carries the offset of the
     # listing record it re-checks: `listing_pos`, the newest listing offset read per listing, makes
@@ -209,7 +210,6 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW keyed_in AS
         SELECT `value`, src, part, pos, input_kind,
-               COUNT(*) OVER (PARTITION BY lid ORDER BY pt) AS seen,
                MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER (PARTITION BY lid ORDER BY pt) AS listing_pos,
                content_pos,
                {LISTING_CONTEXT_SQL} AS context_raw
@@ -224,7 +224,7 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
         CREATE TEMPORARY VIEW scanned AS
         SELECT {cols} FROM (SELECT scan(`value`, src, part, pos,
                                         CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
-                                             ELSE input_kind END, seen, context_raw) AS r FROM keyed_in) AS s""")
+                                             ELSE input_kind END, context_raw) AS r FROM keyed_in) AS s""")
     for sql in transition_views():
         t_env.execute_sql(sql)
     t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT listing_id AS k, v FROM changes")
