@@ -1,0 +1,133 @@
+"""End to end side by side: the scanner job of two (or more) checkouts, alternating on one broker
+and the same seeded traffic, so that both see the same machine at nearly the same time (the
+end-to-end figure of one checkout moves by 2x between runs minutes apart on shared cores; a
+ratio taken within one run does not).
+
+    .venv/bin/python -m benchmarks.ab_e2e [--listings 300000] [--rounds 2] NAME=CHECKOUT[,VAR=VALUE...] ...
+
+CHECKOUT is the folder of a checkout whose own `python -m zeroscan job run` starts its job, run
+from that folder (a worktree of the commit to compare, sharing this virtualenv); VAR=VALUE pairs
+are set in that job's environment only (ZEROSCAN_FLINK_OPTS="key=value;..." for Flink options,
+say). Each job reads the same listings topic from its own consumer group. Rates are listings per CPU-second of the job's process tree
+(as `make bench`), in windows of the committed offsets: 10-90 % (the bench's), 10-40, 40-70 and
+70-95 %, so JIT warm-up in the first minute shows. Prints one line per job and the ratios to the
+first NAME; writes nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from benchmarks import kafka_measures as km
+from benchmarks.traffic import Traffic, brand_records
+from connectors.kafka_admin import committed_offsets, contract_topics, ensure_topics
+from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_io import produce_lines
+from zeroscan.settings import Settings, Topics
+
+WINDOWS = ((0.1, 0.9), (0.1, 0.4), (0.4, 0.7), (0.7, 0.95))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_job(settings: Settings, tree: str, env: dict[str, str], log: str) -> subprocess.Popen:
+    """`python -m zeroscan job run` of that checkout: run from its folder (`-m` puts the working
+    folder first on the module path) with it on PYTHONPATH."""
+    job_env = {**km._job_env(settings), "PYTHONPATH": tree, **env}
+    with open(settings.state_dir / log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", "1"], cwd=tree,
+                                env=job_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def job_rates(settings: Settings, tree: str, env: dict[str, str], total: int, log: str,
+              timeout_s: float = 1800) -> dict[str, float]:
+    """Start the job of that checkout, poll committed offsets and the process tree's CPU every
+    0.5 s until `total` is committed, stop it; the rate per window."""
+    job = start_job(settings, tree, env, log)
+    marks: list[tuple[float, int, float]] = []
+    try:
+        t0 = time.monotonic()
+        while True:
+            if job.poll() is not None:
+                raise RuntimeError(f"job exited; see {settings.state_dir / log}")
+            done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
+            marks.append((time.monotonic(), done, km.cpu_seconds(job.pid)))
+            if done >= total:
+                break
+            if time.monotonic() - t0 > timeout_s:
+                raise RuntimeError("job too slow")
+            time.sleep(0.5)
+    finally:
+        km.stop_job(job)
+    out = {}
+    for lo, hi in WINDOWS:
+        a = [m for m in marks if m[1] <= lo * total][-1]
+        b = next(m for m in marks if m[1] >= hi * total)
+        out[f"{round(lo * 100)}-{round(hi * 100)}%"] = round((b[1] - a[1]) / (b[2] - a[2]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--listings", type=int, default=300_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--marks", type=int, default=1000)
+    ap.add_argument("trees", nargs="+", metavar="NAME=CHECKOUT[,VAR=VALUE...]")
+    args = ap.parse_args(argv)
+    trees = []
+    for spec in args.trees:
+        name, sep, rest = spec.partition("=")
+        path, *pairs = rest.split(",")
+        if not sep or not (Path(path) / "zeroscan").is_dir() or not all("=" in p for p in pairs):
+            ap.error(f"{spec!r}: expected NAME=CHECKOUT[,VAR=VALUE...], CHECKOUT a folder holding zeroscan/")
+        trees.append((name, str(Path(path).resolve()), dict(p.split("=", 1) for p in pairs)))
+    base = Settings.from_env()
+    work = base.state_dir / "ab-e2e"
+    shutil.rmtree(work, ignore_errors=True)
+    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=_free_port())
+    broker.up()
+    tag = uuid.uuid4().hex[:6]
+    s0 = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work,
+                             consumer_group=f"ab-{tag}", transactional_id_prefix=f"ab-{tag}",
+                             topics=Topics.prefixed(f"ab{tag}-"))
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        ensure_topics(s0.kafka, contract_topics(s0.topics, partitions=4))
+        brands = brand_records(args.marks)
+        produce_lines(s0.kafka, s0.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
+        traffic = Traffic(brands)
+        traffic.warm(max(1000, args.listings // 10))
+        produce_lines(s0.kafka, s0.topics.listings, list(traffic.lines(args.listings)), "listing_id")
+        for r in range(args.rounds):
+            for name, path, env in trees:
+                s = dataclasses.replace(s0, consumer_group=f"{s0.consumer_group}-{name}{r}",
+                                        transactional_id_prefix=f"{s0.transactional_id_prefix}-{name}{r}",
+                                        state_dir=work / f"{name}{r}")
+                s.state_dir.mkdir(parents=True, exist_ok=True)
+                rates = job_rates(s, path, env, args.listings, f"{name}{r}.log")
+                results.setdefault(name, []).append(rates)
+                print(f"round {r} {name}: {rates}", flush=True)
+    finally:
+        broker.down()
+    first = trees[0][0]
+    for name, _, _ in trees[1:]:
+        ratios = [{w: round(x[w] / y[w], 2) for w in x} for x, y in zip(results[name], results[first])]
+        print(f"{name} / {first}, per round: {ratios}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
