@@ -18,10 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -29,53 +25,24 @@ import orjson
 
 from benchmarks import kafka_measures as km
 from benchmarks.traffic import Traffic, brand_records
-from connectors.kafka_admin import committed_offsets, contract_topics, ensure_topics
-from connectors.kafka_broker import KafkaBroker
+from connectors.kafka_admin import contract_topics, ensure_topics
+from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_io import produce_lines
 from zeroscan.settings import Settings, Topics
 
 WINDOWS = ((0.1, 0.9), (0.1, 0.4), (0.4, 0.7), (0.7, 0.95))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_job(settings: Settings, tree: str, env: dict[str, str], log: str) -> subprocess.Popen:
-    """`python -m zeroscan job run` of that checkout: run from its folder (`-m` puts the working
-    folder first on the module path) with it on PYTHONPATH."""
-    job_env = {**km._job_env(settings), "PYTHONPATH": tree, **env}
-    with open(settings.state_dir / log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", "1"], cwd=tree,
-                                env=job_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def job_rates(settings: Settings, tree: str, env: dict[str, str], total: int, log: str,
-              timeout_s: float = 1800) -> dict[str, float]:
-    """Start the job of that checkout, poll committed offsets and the process tree's CPU every
-    0.5 s until `total` is committed, stop it; the rate per window."""
-    job = start_job(settings, tree, env, log)
-    marks: list[tuple[float, int, float]] = []
+def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int, log: str) -> dict[str, float]:
+    """Run that checkout's job until `total` is committed; the rate per window."""
+    job = km.start_job(settings, 1, log, Path(checkout), env)
     try:
-        t0 = time.monotonic()
-        while True:
-            if job.poll() is not None:
-                raise RuntimeError(f"job exited; see {settings.state_dir / log}")
-            done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
-            marks.append((time.monotonic(), done, km.cpu_seconds(job.pid)))
-            if done >= total:
-                break
-            if time.monotonic() - t0 > timeout_s:
-                raise RuntimeError("job too slow")
-            time.sleep(0.5)
+        marks, _peak, _t0 = km.poll_committed(settings, job, 0, total, log)
     finally:
         km.stop_job(job)
     out = {}
     for lo, hi in WINDOWS:
-        a = [m for m in marks if m[1] <= lo * total][-1]
-        b = next(m for m in marks if m[1] >= hi * total)
+        a, b = km.window(marks, 0, total, lo, hi)
         out[f"{round(lo * 100)}-{round(hi * 100)}%"] = round((b[1] - a[1]) / (b[2] - a[2]))
     return out
 
@@ -97,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings.from_env()
     work = base.state_dir / "ab-e2e"
     shutil.rmtree(work, ignore_errors=True)
-    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=_free_port())
+    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=free_port_pair())
     broker.up()
     tag = uuid.uuid4().hex[:6]
     s0 = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work,

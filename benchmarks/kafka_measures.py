@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
+from typing import Mapping
 
 import orjson
 
@@ -106,10 +108,14 @@ def _job_env(settings: Settings) -> dict[str, str]:
             "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
 
 
-def start_job(settings: Settings, parallelism: int, log_name: str) -> subprocess.Popen:
+def start_job(settings: Settings, parallelism: int, log_name: str, checkout: Path = ROOT,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """`python -m zeroscan job run` of `checkout` (another checkout's job for a side by side: run
+    from its folder, which `-m` puts first on the module path), with `env` added."""
+    job_env = {**_job_env(settings), **({"PYTHONPATH": str(checkout)} if checkout != ROOT else {}), **(env or {})}
     with open(settings.state_dir / log_name, "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
-                                cwd=ROOT, env=_job_env(settings), stdout=log, stderr=subprocess.STDOUT,
+                                cwd=checkout, env=job_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 
@@ -123,8 +129,10 @@ def stop_job(job: subprocess.Popen) -> None:
         job.wait()
 
 
-def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, log: str) -> tuple[dict, float]:
-    """Poll committed offsets until `last`; rates between 10 % and 90 % of the way from `first`."""
+def poll_committed(settings: Settings, job: subprocess.Popen, first: int, last: int, log: str
+                   ) -> tuple[list[tuple[float, int, float]], float, float]:
+    """Poll committed offsets every 0.5 s until `last`: (marks of (time, committed, job tree's
+    CPU seconds), peak RSS MiB, start time)."""
     marks: list[tuple[float, int, float]] = []
     peak = 0.0
     t_start = time.monotonic()
@@ -141,11 +149,23 @@ def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, l
             if time.monotonic() - t_start > 1800:
                 raise RuntimeError("job too slow: over 30 min")
             time.sleep(0.5)
-    # Committed offsets advance once per checkpoint: take the last poll at or below 10 % and the
-    # first at or above 90 % of the way (at least one checkpoint apart).
+    return marks, peak, t_start
+
+
+def window(marks: list[tuple[float, int, float]], first: int, last: int, lo: float = 0.1, hi: float = 0.9
+           ) -> tuple[tuple[float, int, float], tuple[float, int, float]]:
+    """Committed offsets advance once per checkpoint: the last poll at or below `lo` and the
+    first at or above `hi` of the way from `first` to `last` (at least one checkpoint apart)."""
     span = last - first
-    a = [m for m in marks if m[1] <= first + 0.1 * span][-1]
-    b = next(m for m in marks if m[1] >= first + 0.9 * span)
+    a = [m for m in marks if m[1] <= first + lo * span][-1]
+    b = next(m for m in marks if m[1] >= first + hi * span)
+    return a, b
+
+
+def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, log: str) -> tuple[dict, float]:
+    """Poll committed offsets until `last`; rates between 10 % and 90 % of the way from `first`."""
+    marks, peak, t_start = poll_committed(settings, job, first, last, log)
+    a, b = window(marks, first, last)
     n, wall, cpu = b[1] - a[1], b[0] - a[0], b[2] - a[2]
     return ({"listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "listings_per_s": round(n / wall),
              "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2), "peak_rss_mib": round(peak)},
