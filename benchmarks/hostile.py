@@ -415,12 +415,19 @@ class JobProbe:
         self.failed_started: dict[int, str] = {}   # checkpoint id -> failure message
         self.batch_metric = ""
 
-    def failed_checkpoints(self) -> tuple[int, int]:
+    def failed_checkpoints(self, from_log: "CheckpointLog | None" = None) -> tuple[int, int]:
         """(real failures, triggers refused at start-up). Flink counts a trigger refused while
         some task is not yet RUNNING (the Python operator loads its models in `open`) as a failed
-        checkpoint, though no checkpoint started. Real: every checkpoint that started and failed
-        (its history entry says FAILED), and every failure counted after all tasks ran."""
+        checkpoint, though no checkpoint started. With the JobManager's log (`from_log`), every
+        failure it logged is classed by its reason: a refused trigger says its task "is not
+        being executed at the moment"; every other one is real, and so is every checkpoint whose
+        history entry says FAILED. Without the log: the failures counted after all tasks were
+        seen RUNNING (REST's statistics are cached for a few seconds, so that count can miss a
+        trigger refused just before: the log is the measure)."""
         failed = int(self.seen.get("failed", 0))
+        if from_log is not None:
+            real = max(len(from_log.real), len(self.failed_started))
+            return real, max(failed - real, len(from_log.refused_at_start))
         after = failed - int(self.seen.get("failed_when_running", 0))   # never all running: all count
         real = max(after, len(self.failed_started))
         return real, failed - real
@@ -532,6 +539,9 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         if fetch:
             env["ZEROSCAN_FETCH"] = fetch
         rest_port = _free_port()
+        flink_logs = settings.state_dir / "hostile-flink-logs"   # this job's JobManager log only
+        shutil.rmtree(flink_logs, ignore_errors=True)
+        env["FLINK_LOG_DIR"] = str(flink_logs)
         env["ZEROSCAN_FLINK_OPTS"] = ";".join(x for x in (os.environ.get("ZEROSCAN_FLINK_OPTS"),
                                                            f"rest.port={rest_port}", f"rest.bind-port={rest_port}") if x)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -574,7 +584,8 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         got_dead = Counter(d.get("record_sha256") or hashlib.sha256(
             d["record"].encode()).hexdigest() for d in dead)
         restarts_in_log = log_path.read_text(errors="replace").count("to RESTARTING")
-        failed_real, refused_at_start = probe.failed_checkpoints()
+        ck_log = CheckpointLog.read(flink_logs)
+        failed_real, refused_at_start = probe.failed_checkpoints(ck_log)
         image_errors: Counter[str] = Counter()
         for d in decisions:
             for s in d.get("signals", []):
@@ -598,9 +609,13 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             "checkpoints_completed": int(seen.get("completed", 0)),
             "checkpoints_failed": failed_real,
             "checkpoint_triggers_refused_at_start": refused_at_start,
-            "checkpoints_failed_counting": "failed checkpoints in Flink's statistics, less the triggers refused "
-                                           "before every task was RUNNING (no checkpoint started)",
-            "checkpoint_failure_messages": sorted(set(probe.failed_started.values())),
+            "checkpoints_failed_counting": (
+                "the checkpoint failures the JobManager logged, less the triggers refused because a task "
+                "was not yet running (no checkpoint started)" if ck_log is not None else
+                "failed checkpoints in Flink's statistics, less those counted before every task was "
+                "seen RUNNING (no JobManager log found)"),
+            "checkpoint_failure_messages": sorted(set(probe.failed_started.values())
+                                                  | set(ck_log.real if ck_log is not None else ())),
             "max_checkpoint_s": round(seen.get("checkpoint_ms", 0) / 1000, 2),
             "job_probe": {"rest_api_answered": probe.rest_ok, "metric_ports": len(probe.prom),
                           "batch_metric": probe.batch_metric},
@@ -621,6 +636,40 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
         hosts.good.close()
         for s in servers:
             s.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointLog:
+    """The checkpoint failures the embedded job's JobManager logged (CheckpointFailureManager,
+    one line per failure, at INFO): `refused_at_start`, triggers refused because a task was not
+    yet running; `real`, every other failure, with its reason."""
+
+    refused_at_start: tuple[str, ...]
+    real: tuple[str, ...]
+
+    REFUSED = "is not being executed at the moment"
+
+    @classmethod
+    def read(cls, log_dir: Path) -> "CheckpointLog | None":
+        logs = sorted(log_dir.glob("flink-*.log"))
+        if not logs:
+            return None
+        refused: list[str] = []
+        real: list[str] = []
+        for path in logs:
+            lines = path.read_text(errors="replace").splitlines()
+            for i, line in enumerate(lines):
+                if "CheckpointFailureManager" not in line:
+                    continue
+                if " - Failed to trigger checkpoint for job " in line:
+                    reason = line.split(" since ", 1)[-1]
+                elif " - Failed to trigger or complete checkpoint " in line:
+                    # the exception follows on the next line: "...CheckpointException: <reason>"
+                    reason = lines[i + 1].split(": ", 1)[-1] if i + 1 < len(lines) else line
+                else:
+                    continue
+                (refused if cls.REFUSED in reason else real).append(reason[:200])
+        return cls(tuple(refused), tuple(real))
 
 
 def _free_port() -> int:

@@ -16,7 +16,11 @@ def test_hostile_corpus_small(kafka_settings, tmp_path):
     res = run_corpus(kafka_settings, tmp_path / "hostile", n_hostile=500, n_ordinary=250, fetch=SHORT_FETCH,
                      timeout_s=600, under_limit_bombs=1)
     assert res["dead_letters_match_refused_records"], res
-    assert res["job_restarts"] == 0 and res["checkpoints_failed"] == 0 and res["checkpoints_completed"] > 0, res
+    checkpoints = {k: res[k] for k in ("job_restarts", "checkpoints_completed", "checkpoints_failed",
+                                       "checkpoint_triggers_refused_at_start", "checkpoint_failure_messages",
+                                       "checkpoints_failed_counting", "max_checkpoint_s", "max_batch_s")}
+    assert res["job_restarts"] == 0 and res["checkpoints_failed"] == 0 and res["checkpoints_completed"] > 0, \
+        checkpoints
     assert res["job_probe"]["rest_api_answered"] and res["max_batch_s"] > 0, res   # measured, from the job
     assert res["flagged_hostile_listings_without_decision"] == 0, res
     assert res["peak_rss_mib"] <= WORKER_RSS_BOUND_MIB, res
