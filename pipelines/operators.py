@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 # `brands`: the brands the record states (steps.Flag), in order; a listing scan starts it with
 # a null, the sweep: the job clears every brand flagged before and not named now. Per brand,
 # its action, whether it rests on a removal, and its decision (pandas UDFs take no array of
-# rows, so a flag's fields are maps keyed by brand).
+# rows, so a flag's fields are maps keyed by brand). `state_key`: a listing scan's per-brand
+# state in one string (steps.OutRow.state_key), so the job skips the per-brand steps for a scan
+# that says what the one before said.
 SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("kind", DataTypes.STRING()),
     DataTypes.FIELD("listing_id", DataTypes.STRING()),
@@ -37,6 +39,7 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("removed", DataTypes.MAP(DataTypes.STRING(), DataTypes.BOOLEAN())),
     DataTypes.FIELD("decisions", DataTypes.MAP(DataTypes.STRING(), DataTypes.STRING())),
     DataTypes.FIELD("flagged", DataTypes.ARRAY(DataTypes.STRING())),
+    DataTypes.FIELD("state_key", DataTypes.STRING()),
     DataTypes.FIELD("seller_id", DataTypes.STRING()),
     DataTypes.FIELD("event_time", DataTypes.BIGINT()),
     DataTypes.FIELD("src_topic", DataTypes.STRING()),
@@ -215,6 +218,7 @@ def result_frame(rows: list[OutRow]) -> pd.DataFrame:
         "removed": removed,
         "decisions": decisions,
         "flagged": [list(r.flagged) for r in rows],
+        "state_key": [r.state_key for r in rows],
         "seller_id": [r.seller_id for r in rows],
         "event_time": _ints([r.event_time for r in rows]),
         "src_topic": list(topic),

@@ -2,8 +2,9 @@
 
     source(listings) -> scan (vectorised Python: parse, validate, match, decide)
         -> dead letters                                  -> sink(dead-letter)
-        -> per listing x brand transition (Java, RocksDB state: the brands a listing was ever
-           flagged for, then LAG over listing_id, brand_id)
+        -> per listing x brand transition (Java, RocksDB state: a listing scan that states what
+           the record before it stated stops first; the brands a listing was ever flagged for,
+           then LAG over listing_id, brand_id), once for both decision topics
              brand flagged / its action changed   -> decision (one per listing and brand)
              brand flagged before, not now        -> clear (JSON_OBJECT from typed columns)
                                                  -> sink(decisions)
@@ -29,6 +30,7 @@ from typing import Callable, Protocol
 
 import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
+from pyflink.table.expressions import col
 
 from brand_signals.records import Action
 from brand_signals.scanner import MODEL_VERSION
@@ -110,6 +112,12 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         "python.executable": settings.worker_python,
         "python.client.executable": sys.executable,
         **state_storage(settings, cluster=cluster),
+        # One scan per record. The four sinks of one statement set read the same views; without
+        # this the planner optimises each sink's copy of a view apart, the copies end with
+        # different projections, subplan reuse no longer sees them as equal, and the job runs
+        # the Python scan (and the keyed steps around it) once per distinct copy: twice per
+        # record, and the per-brand transition once per output topic (explain: one PythonCalc).
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
     })
     values.update(embedded)
     if kafka:
@@ -227,12 +235,14 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
                                              ELSE input_kind END, context_raw) AS r FROM keyed_in) AS s""")
     for sql in transition_views():
         t_env.execute_sql(sql)
-    t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT listing_id AS k, v FROM changes")
-    # The latest state per listing and brand, for the compacted `listing-status` topic: key
-    # ["listing_id","brand_id"] (a JSON array), value the latest decision for that pair, `clear`
-    # included (never a tombstone, so a reader that was away longer than the topic's tombstone
-    # retention still sees the clearance).
-    t_env.execute_sql("CREATE TEMPORARY VIEW status_out AS SELECT JSON_ARRAY(listing_id, brand_id) AS k, v FROM changes")
+    # `decisions` is keyed by listing_id. The compacted `listing-status` topic holds the latest
+    # state per listing and brand: key ["listing_id","brand_id"] (a JSON array), value the latest
+    # decision for that pair, `clear` included (never a tombstone, so a reader that was away
+    # longer than the topic's tombstone retention still sees the clearance).
+    t_env.execute_sql("CREATE TEMPORARY VIEW keyed_changes AS SELECT listing_id AS decision_key, "
+                      "JSON_ARRAY(listing_id, brand_id) AS status_key, v FROM changes")
+    t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT decision_key AS k, v FROM keyed_changes")
+    t_env.execute_sql("CREATE TEMPORARY VIEW status_out AS SELECT status_key AS k, v FROM keyed_changes")
     t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS SELECT COALESCE(listing_id, '') AS k, dead AS v "
                       f"FROM scanned WHERE kind = {_lit(RowKind.DEAD)}")
     t_env.execute_sql("CREATE TEMPORARY VIEW ledger_out AS "
@@ -250,7 +260,8 @@ def transition_views() -> list[str]:
     flagged for after a sweep entry (a null brand); per listing the job keeps the brands it was ever flagged
     for (`ever`), and the sweep puts every one of them not named now to `clear`. A feedback
     record names its own brand only. Per listing and brand, LAG compares with the previous
-    state. Both steps are Java (RocksDB state in Kafka mode); so is the `clear` record, built
+    state. A listing scan that states what the record before it stated is dropped first
+    (`stated`). All steps are Java (RocksDB state in Kafka mode); so is the `clear` record, built
     from typed columns. The literals come from the enums (RowKind, Action, RESCAN)."""
     clear, rows = _lit(Action.CLEAR), ", ".join(_lit(k) for k in (RowKind.DECISION, RowKind.PASS))
     rowcols = ("listing_id, seller_id, event_time, src_topic, src_partition, src_offset, src_file, src_line, "
@@ -266,19 +277,27 @@ def transition_views() -> list[str]:
             KEY 'source' VALUE JSON_OBJECT(KEY 'topic' VALUE src_topic, KEY 'partition' VALUE src_partition,
                 KEY 'offset' VALUE src_offset, KEY 'file' VALUE src_file, KEY 'line' VALUE src_line ABSENT ON NULL)
             ABSENT ON NULL)"""
+    # Most listing updates are re-posts whose scan says what the one before said: per listing,
+    # a scan whose `state_key` equals the previous record's (the first record's previous is ""
+    # flagged for none; after a feedback record it is NULL) cannot change any brand's state, and
+    # stops here, before the per-brand steps. Only this step's small per-listing state (the
+    # last key) is touched by every update.
     return [f"""
+        CREATE TEMPORARY VIEW stated AS
+        SELECT *, LAG(state_key, 1, '') OVER (PARTITION BY listing_id ORDER BY pt) AS prev_key
+        FROM (SELECT *, PROCTIME() AS pt FROM scanned WHERE kind IN ({rows}))""", f"""
         CREATE TEMPORARY VIEW entries AS
         SELECT {rowcols}, flagged, e.brand_id AS brand_id, actions[e.brand_id] AS action,
-               removed[e.brand_id] AS removed, decisions[e.brand_id] AS decision, PROCTIME() AS pt
-        FROM scanned CROSS JOIN UNNEST(brands) AS e(brand_id)
-        WHERE kind IN ({rows})""", """
+               removed[e.brand_id] AS removed, decisions[e.brand_id] AS decision, pt
+        FROM stated CROSS JOIN UNNEST(brands) AS e(brand_id)
+        WHERE state_key IS NULL OR prev_key IS NULL OR state_key <> prev_key""", """
         CREATE TEMPORARY VIEW flag_history AS
         SELECT *, ARRAY_AGG(DISTINCT brand_id) OVER (
                       PARTITION BY listing_id ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ever
         FROM entries""", f"""
         CREATE TEMPORARY VIEW pairs AS
         SELECT {rowcols}, b AS brand_id, CASE WHEN brand_id IS NULL THEN {clear} ELSE action END AS action,
-               COALESCE(removed, FALSE) AS removed, decision, PROCTIME() AS pt
+               COALESCE(removed, FALSE) AS removed, decision, pt
         FROM flag_history CROSS JOIN UNNEST(
             CASE WHEN brand_id IS NULL THEN ARRAY_EXCEPT(ever, flagged) ELSE ARRAY[brand_id] END) AS p(b)
         WHERE b IS NOT NULL""", """
@@ -313,6 +332,13 @@ class FileScanResult:
     ledger_events: int
 
 
+def file_results(t_env: TableEnvironment):
+    """File mode's one query: (output, v) rows of the decisions, dead letters and ledger events."""
+    return t_env.sql_query(
+        "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out "
+        "UNION ALL SELECT 'ledger' AS output, v FROM ledger_out")
+
+
 def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, dead_out: Path,
                   parallelism: int = 1, feedback: Path | None = None, ledger_out: Path | None = None,
                   progress: Callable[[int], "FileScanProgress"] | None = None) -> FileScanResult:
@@ -339,9 +365,7 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
                                       files=(("listing", str(listings.resolve())),
                                              ("feedback", str(feedback.resolve()) if feedback else "")),
                                       images=images))
-        results = t_env.sql_query(
-            "SELECT 'decision' AS output, v FROM decisions_out UNION ALL SELECT 'dead' AS output, v FROM dead_out "
-            "UNION ALL SELECT 'ledger' AS output, v FROM ledger_out")
+        results = file_results(t_env)
         counts = {"decision": 0, "dead": 0, "ledger": 0}
         out.parent.mkdir(parents=True, exist_ok=True)
         ledger_path = ledger_out or out.with_name(out.stem + ".ledger.jsonl")
@@ -372,8 +396,13 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
                                   images=image_config(settings)))
     stmts = t_env.create_statement_set()
-    stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
-    stmts.add_insert_sql("INSERT INTO status_kafka SELECT k, v FROM status_out")
+    # Both topics from one Table: a query is converted once, so the two inserts share its plan
+    # nodes and the transition runs once. Two INSERT ... SELECT statements would each expand
+    # the views again, with their own UNNEST correlation ids: plans that differ in digest, which
+    # the planner cannot reuse, so the per-brand steps (state included) would run twice.
+    changes = t_env.sql_query("SELECT decision_key, status_key, v FROM keyed_changes")
+    stmts.add_insert("decisions_kafka", changes.select(col("decision_key").alias("k"), col("v")))
+    stmts.add_insert("status_kafka", changes.select(col("status_key").alias("k"), col("v")))
     stmts.add_insert_sql("INSERT INTO dead_letter_kafka SELECT k, v FROM dead_out")
     stmts.add_insert_sql("INSERT INTO ledger_kafka SELECT k, v FROM ledger_out")
     return t_env, stmts

@@ -72,6 +72,16 @@ class OutRow:
         """The brands this record flags the listing for."""
         return tuple(f.brand_id for f in self.flags if f.action is not Action.CLEAR)
 
+    @property
+    def state_key(self) -> str | None:
+        """A listing scan's whole per-brand state as one canonical string (brand, action and
+        whether it rests on a removal, by brand; "" when flagged for none); None for a record
+        that states one brand only (feedback). Two listing scans in a row with the same key
+        cannot change any brand's state: the job drops the second before its per-brand steps."""
+        if not self.sweep:
+            return None
+        return "\n".join(sorted(f"{f.brand_id}\t{f.action.value}\t{int(f.removed)}" for f in self.flags))
+
 
 @dataclass(frozen=True, slots=True)
 class ScanContext:

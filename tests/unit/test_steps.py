@@ -266,3 +266,6 @@ def test_scan_rows_convert_to_the_udf_s_declared_arrow_type():
     assert cleared["brands"] == ["lumora"] and dict(cleared["actions"]) == {"lumora": "clear"}
     assert cleared["decisions"] == [("lumora", None)] and cleared["reason"].startswith("appeal upheld")
     assert clean["brands"] == [None] and clean["src_offset"] == 2 ** 40 and clean["event_time"] == 1002
+    # a listing scan's whole per-brand state in one key; a feedback record states one brand: none
+    assert flagged["state_key"] == "lumora\treview\t0\nveltrix\ttakedown\t0"
+    assert clean["state_key"] == "" and cleared["state_key"] is None and dead["state_key"] is None

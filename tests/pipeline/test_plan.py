@@ -1,0 +1,50 @@
+"""The job's optimised plan (Flink's own `explain`, no job run): every record is scanned once
+and its per-brand transition runs once, whatever number of outputs read them. Four sinks (or
+one UNION ALL query in file mode) read the same views; a plan that copies the Python scan runs
+it, its catalogue and its feedback state once per copy."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from brand_signals.scanner import MODEL_VERSION
+from pipelines.scan_config import BrandInput, ScanConfig
+from pipelines.scanner_job import (build_kafka_statements, define_scan, file_results, make_table_env,
+                                   register_file_io)
+from zeroscan.settings import Settings
+
+pytestmark = pytest.mark.pipeline
+
+
+def _optimised(plan: str) -> str:
+    return plan.split("== Optimized Execution Plan ==", 1)[1]
+
+
+def _counts(plan: str) -> tuple[int, int, int]:
+    """Python scans, per listing x brand LAG steps, keyed steps (OVER aggregates) in the plan."""
+    opt = _optimised(plan)
+    return (opt.count("PythonCalc("), len(re.findall(r"OverAggregate\(partitionBy=\[listing_id, b\]", opt)),
+            opt.count("OverAggregate("))
+
+
+def test_kafka_job_scans_each_record_once_and_keeps_one_transition(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state", bootstrap="127.0.0.1:9")
+    _t_env, stmts = build_kafka_statements(settings, 1)
+    plan = stmts.explain()
+    for sink in ("decisions_kafka", "status_kafka", "dead_letter_kafka", "ledger_kafka"):
+        assert f"Sink(table=[default_catalog.default_database.{sink}]" in plan
+    # one scan; one per-pair LAG; the keyed input, the state-key step, the brands ever flagged
+    assert _counts(plan) == (1, 1, 4), _optimised(plan)
+
+
+def test_file_mode_scans_each_record_once(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
+    t_env = make_table_env(settings, 1, kafka=False, overrides={"state.backend.type": "hashmap",
+                                                                "execution.checkpointing.interval": None})
+    tagged = tmp_path / "in.tagged"
+    tagged.write_text("")
+    register_file_io(t_env, tagged)
+    define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(tmp_path / "brands.jsonl")), settings.signals))
+    assert _counts(file_results(t_env).explain()) == (1, 1, 4)
