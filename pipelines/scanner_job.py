@@ -30,6 +30,7 @@ from typing import Callable, Protocol
 
 import yaml
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
+from pyflink.table.expressions import col
 
 from brand_signals.records import Action
 from brand_signals.scanner import MODEL_VERSION
@@ -111,6 +112,12 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         "python.executable": settings.worker_python,
         "python.client.executable": sys.executable,
         **state_storage(settings, cluster=cluster),
+        # One scan per record. The four sinks of one statement set read the same views; without
+        # this the planner optimises each sink's copy of a view apart, the copies end with
+        # different projections, subplan reuse no longer sees them as equal, and the job runs
+        # the Python scan (and the keyed steps around it) once per distinct copy: twice per
+        # record, and the per-brand transition once per output topic (explain: one PythonCalc).
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
     })
     values.update(embedded)
     if kafka:
@@ -221,7 +228,8 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
                                    ELSE s END AS body, PROCTIME() AS pt
                     FROM (SELECT *, CAST(`value` AS STRING) AS s FROM raw_in)))""")
     cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
-    _shared_view(t_env, "scanned", f"""
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW scanned AS
         SELECT {cols} FROM (SELECT scan(`value`, src, part, pos,
                                         CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
                                              ELSE input_kind END, context_raw) AS r FROM keyed_in) AS s""")
@@ -231,23 +239,14 @@ def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
     # state per listing and brand: key ["listing_id","brand_id"] (a JSON array), value the latest
     # decision for that pair, `clear` included (never a tombstone, so a reader that was away
     # longer than the topic's tombstone retention still sees the clearance).
-    _shared_view(t_env, "keyed_changes", "SELECT listing_id AS decision_key, "
-                 "JSON_ARRAY(listing_id, brand_id) AS status_key, v FROM changes")
+    t_env.execute_sql("CREATE TEMPORARY VIEW keyed_changes AS SELECT listing_id AS decision_key, "
+                      "JSON_ARRAY(listing_id, brand_id) AS status_key, v FROM changes")
     t_env.execute_sql("CREATE TEMPORARY VIEW decisions_out AS SELECT decision_key AS k, v FROM keyed_changes")
     t_env.execute_sql("CREATE TEMPORARY VIEW status_out AS SELECT status_key AS k, v FROM keyed_changes")
     t_env.execute_sql("CREATE TEMPORARY VIEW dead_out AS SELECT COALESCE(listing_id, '') AS k, dead AS v "
                       f"FROM scanned WHERE kind = {_lit(RowKind.DEAD)}")
     t_env.execute_sql("CREATE TEMPORARY VIEW ledger_out AS "
                       "SELECT listing_id AS k, ledger AS v FROM scanned WHERE ledger IS NOT NULL")
-
-
-def _shared_view(t_env: TableEnvironment, name: str, query: str) -> None:
-    """A view that more than one output reads, registered as its converted query, so every
-    reader shares one plan. A SQL view is expanded again for each statement that reads it; the
-    planner optimises each copy apart (their projections and UNNEST correlation ids differ),
-    cannot reuse them, and the job would run the Python scan, or the per-brand steps with their
-    state, once per copy (`tests/pipeline/test_plan.py` counts them in Flink's `explain`)."""
-    t_env.create_temporary_view(name, t_env.sql_query(query))
 
 
 def _lit(e: enum.Enum) -> str:
@@ -397,8 +396,13 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
                                   images=image_config(settings)))
     stmts = t_env.create_statement_set()
-    stmts.add_insert_sql("INSERT INTO decisions_kafka SELECT k, v FROM decisions_out")
-    stmts.add_insert_sql("INSERT INTO status_kafka SELECT k, v FROM status_out")
+    # Both topics from one Table: a query is converted once, so the two inserts share its plan
+    # nodes and the transition runs once. Two INSERT ... SELECT statements would each expand
+    # the views again, with their own UNNEST correlation ids: plans that differ in digest, which
+    # the planner cannot reuse, so the per-brand steps (state included) would run twice.
+    changes = t_env.sql_query("SELECT decision_key, status_key, v FROM keyed_changes")
+    stmts.add_insert("decisions_kafka", changes.select(col("decision_key").alias("k"), col("v")))
+    stmts.add_insert("status_kafka", changes.select(col("status_key").alias("k"), col("v")))
     stmts.add_insert_sql("INSERT INTO dead_letter_kafka SELECT k, v FROM dead_out")
     stmts.add_insert_sql("INSERT INTO ledger_kafka SELECT k, v FROM ledger_out")
     return t_env, stmts
