@@ -99,6 +99,10 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
     """A streaming TableEnvironment with flink-conf/config.yaml applied; an override of None
     removes a key. `cluster`: submitted to a cluster (`flink run`), which owns checkpoint and
     savepoint storage."""
+    # A local job runs its Python workers in this process (PyFlink's loopback mode), and their
+    # start sets PYFLINK_GATEWAY_DISABLED here and leaves it set; with it, this process (or a job
+    # it starts as a child, which inherits it) could not launch its own gateway for the next job.
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
     embedded = {} if cluster else embedded_cluster_options(settings)  # before the JVM is launched

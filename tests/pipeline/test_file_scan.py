@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import jsonschema
 import pytest
 
 from pipelines.scanner_job import run_file_scan
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 from tests.unit.test_contract import SCHEMAS
 from tests.unit.test_record_schemas import check_decision
 from zeroscan.settings import Settings
@@ -165,3 +168,17 @@ def test_every_brand_a_listing_presents_gets_its_decision_and_its_own_clear(tmp_
     assert clears[2][1]["source"] == {"file": str(feedback.resolve()), "line": 2}
     for line, d in zip(lines, decisions):
         assert line == orjson.dumps(d)
+
+
+def test_a_job_started_after_an_in_process_scan_launches_its_own_gateway(sample_scan, tmp_path):
+    """A local scan runs its Python workers in the calling process, and their start sets
+    PYFLINK_GATEWAY_DISABLED there. A process that scanned once (the module fixture, in this
+    process) and then starts a job as a child passes the variable on; the child must still start
+    its own gateway and scan."""
+    out = tmp_path / "decisions.jsonl"
+    env = {**os.environ, "PYFLINK_GATEWAY_DISABLED": "true", "ZEROSCAN_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "zeroscan", "scan", "--brands", str(SAMPLES / "brands.jsonl"),
+                           "--listings", str(SAMPLES / "listings.jsonl"), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(out.read_text().splitlines()) == sample_scan[0].decisions
