@@ -3,7 +3,7 @@ and the same seeded traffic, so that both see the same machine at nearly the sam
 end-to-end figure of one checkout moves by 2x between runs minutes apart on shared cores; a
 ratio taken within one run does not).
 
-    .venv/bin/python -m benchmarks.ab_e2e [--listings 300000] [--rounds 2] NAME=CHECKOUT[,VAR=VALUE...] ...
+    .venv/bin/python -m benchmarks.ab_e2e [--listings 300000] [--rounds 2] [--identical 0.5] NAME=CHECKOUT[,VAR=VALUE...] ...
 
 CHECKOUT is the folder of a checkout whose own `python -m zeroscan job run` starts its job, run
 from that folder (a worktree of the commit to compare, sharing this virtualenv); VAR=VALUE pairs
@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks import kafka_measures as km
-from benchmarks.traffic import Traffic, brand_records
+from benchmarks.traffic import Mix, Traffic, brand_records
 from connectors.kafka_admin import contract_topics, ensure_topics
 from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_io import produce_lines
@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--listings", type=int, default=300_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--marks", type=int, default=1000)
+    ap.add_argument("--identical", type=float, default=0.0,
+                    help="share of unchanged re-posts that change nothing but event_time (benchmarks.traffic.Mix)")
     ap.add_argument("trees", nargs="+", metavar="NAME=CHECKOUT[,VAR=VALUE...]")
     args = ap.parse_args(argv)
     trees = []
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_topics(s0.kafka, contract_topics(s0.topics, partitions=4))
         brands = brand_records(args.marks)
         produce_lines(s0.kafka, s0.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
-        traffic = Traffic(brands)
+        traffic = Traffic(brands, Mix(identical=args.identical))
         traffic.warm(max(1000, args.listings // 10))
         produce_lines(s0.kafka, s0.topics.listings, list(traffic.lines(args.listings)), "listing_id")
         for r in range(args.rounds):

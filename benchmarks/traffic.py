@@ -27,6 +27,11 @@ class Mix:
     infringing: float = 0.01
     max_images: int = 5
     image_pool: int = 50_000
+    # Of the unchanged re-posts, the share that changes nothing the contract carries (a stock
+    # update or a refresh: only event_time is new); the others change the price, which the
+    # listing then keeps. 0: every re-post draws a price of its own and the listing keeps its
+    # first (the mix every figure before the Java-side fingerprint used, unchanged).
+    identical: float = 0.0
 
 
 def brand_records(n_marks: int, seed: int = SEED) -> list[dict]:
@@ -75,7 +80,12 @@ class Traffic:
                 words[rng.randrange(len(words))] = rng.choice(("New", "2024", "Pro", "Sale", "Black", "XL"))
                 rec["title"] = " ".join(words)
                 self.live[int(rec["listing_id"][1:])] = rec
-            rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
+            if not self.mix.identical:
+                rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
+            elif r < self.mix.new + self.mix.edited or rng.random() >= self.mix.identical:
+                # the listing's price is now the new one: a later identical re-post keeps it
+                rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
+                self.live[int(rec["listing_id"][1:])] = rec
         self.n += 1
         return {**rec, "event_time": self.t0 + self.n}
 

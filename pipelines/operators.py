@@ -88,10 +88,11 @@ class ScanFunction(ScalarFunction):
         self.metrics = _Metrics(group)
         self._files = dict(cfg.files)
 
-    def eval(self, value: pd.Series, source, part, pos, stream, context_raw) -> pd.DataFrame:
+    def eval(self, value: pd.Series, source, part, pos, stream, context_raw, key) -> pd.DataFrame:
         # `context_raw`: on a feedback event, the listing's latest update (None: never seen). It
         # comes from the keyed step before this one (an OVER aggregate partitioned by listing_id),
-        # which also routes every listing's records to the same subtask.
+        # which also routes every listing's records to the same subtask. `key`: the listing_id
+        # that step read (steps.scan_records refuses a record read apart).
         n = len(value)
         raws, origins, streams = [], [], []
         files = self._files
@@ -112,7 +113,8 @@ class ScanFunction(ScalarFunction):
         hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
             rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams,
-                                [None if pd.isna(c) else c for c in _column(context_raw, n)])
+                                [None if pd.isna(c) else c for c in _column(context_raw, n)],
+                                [None if pd.isna(k) else k for k in _column(key, n)])
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
         return result_frame(rows)
 

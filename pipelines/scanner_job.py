@@ -193,50 +193,109 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
                       "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos, 'tagged' AS input_kind FROM inputs_file")
 
 
+# A record's text (file mode's records carry a tag before a tab: connectors.file_input), and
+# what kind of input it is (file mode: from the tag).
+BODY_SQL = ("CASE WHEN input_kind = 'tagged' THEN SUBSTRING(CAST(`value` AS STRING) "
+            "FROM POSITION(CHR(9) IN CAST(`value` AS STRING)) + 1) ELSE CAST(`value` AS STRING) END")
+IS_LISTING_SQL = "(input_kind = 'listing' OR (input_kind = 'tagged' AND CAST(`value` AS STRING) LIKE 'L%'))"
+IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND CAST(`value` AS STRING) LIKE 'F%'))"
+
 # What a listing presented, for judging feedback about it, kept in Flink's keyed state (the
 # OVER aggregate's, in the RocksDB state backend: checkpointed, and redistributed by key group
 # when the job is rescaled from a savepoint), not by the scan workers: on a feedback event, the
 # listing's latest update (not a deletion, at most the contract's record size) before it; the
 # scan operator matches that record again to judge the event. NULL on listing updates (LAST_VALUE
 # skips NULLs, so feedback and deletions leave the kept record as it is).
-LISTING_CONTEXT_SQL = """CASE WHEN input_kind = 'feedback' OR (input_kind = 'tagged' AND s LIKE 'F%')
-         THEN LAST_VALUE(CASE WHEN (input_kind = 'listing' OR (input_kind = 'tagged' AND s LIKE 'L%'))
+LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
+         THEN LAST_VALUE(CASE WHEN is_listing
                                    AND NOT (POSITION('"op"' IN body) > 0 AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
                                    AND CHAR_LENGTH(body) <= 1048576 THEN body END)
               OVER (PARTITION BY lid ORDER BY pt) END"""
 
 
-def define_scan(t_env: TableEnvironment, config: ScanConfig) -> None:
-    """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
-    over `raw_in`."""
-    t_env.create_temporary_function("scan", scan_udf(config))
-    # Key every record by listing_id on the Java side (a cheap JSON read; the OVER aggregate
-    # below, partitioned by listing_id, keeps what the job needs per listing: the newest listing
-    # offset and the latest update), so a listing's updates and the feedback about it always
-    # reach the same scan subtask; no aggregate exists only to force the keying. File mode's records carry a tag before a tab (connectors.file_input): the
-    # listing_id is read after it.
+# An unchanged re-post: a listing update byte-identical to the listing's previous record but for
+# its event_time. Its scan could state only what the previous one stated, so it stops on the
+# Java side, before the crossing into Python. The fingerprint is SHA-256 (a seller cannot make two
+# contents collide, as MD5 would let them) of the record with every `"event_time": <integer>`
+# rewritten to `"event_time":0`: two records with one fingerprint differ only in those integers,
+# so one is a valid record exactly when the other is, and the scanner reads the same content from
+# both (no parser differential: the whole record is hashed, not fields read by another parser).
+# Not fingerprinted, so always scanned: records over the contract's size, records that are not
+# valid UTF-8 (or hold U+FFFD), records without an integer event_time that is valid JSON and
+# valid for the contract (a date-time string, -1, 1.5, 0012), feedback, rescans, and a record
+# whose previous one was any of those; a delete differs from the upsert before it by its `op`.
+# A re-post identical to a record that was dead-lettered for its content stops too: that
+# record's dead letter stands for it. The fingerprint also holds the
+# period (of `recheck_s`, each listing at its own phase) it was taken in, so a listing's unchanged
+# content is scanned again at least once per period: what the scanner learns (feedback
+# neighbours, a new image from a brand whose sha256 differs) and image fetches that failed reach
+# it then. A brand change reaches live listings at once through the retro worker's rescans.
+EVENT_TIME_INT_RE = '"event_time"[ \\t\\n\\r]*:[ \\t\\n\\r]*(0|[1-9][0-9]{0,17})(?=[ \\t\\n\\r]*[,}])'
+
+
+def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
+    """The unchanged-content fingerprint of a listing record (NULL: not fingerprinted); `now_s`
+    the clock, in epoch seconds (tests give a column)."""
+    if recheck_s <= 0:
+        return "CAST(NULL AS STRING)"
+    phase = ("MOD(CAST(ASCII(RIGHT(lid, 1)) AS BIGINT) * 7919 + CAST(ASCII(RIGHT(lid, 2)) AS BIGINT) * 104729 "
+             f"+ CAST(ASCII(RIGHT(lid, 3)) AS BIGINT) * 1299709, {recheck_s})")
+    period = f"CAST(({now_s} + {phase}) / {recheck_s} AS BIGINT)"
+    canon = f"""REGEXP_REPLACE(body, {_sql_str(EVENT_TIME_INT_RE)}, '"event_time":0')"""
+    return f"""CASE WHEN lid IS NOT NULL AND is_listing AND CHAR_LENGTH(body) <= 1048576
+                     AND POSITION(U&'\\FFFD' IN body) = 0 AND REGEXP(body, {_sql_str(EVENT_TIME_INT_RE)})
+                THEN CONCAT(SHA256({canon}), '/', CAST({period} AS STRING)) END"""
+
+
+def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> None:
+    """The view `keyed_in` over `raw_in`: every record keyed by listing_id, with the newest
+    listing offset and the feedback context; unchanged re-posts stopped (fingerprint_sql)."""
+    # Key every record by listing_id on the Java side (a cheap JSON read; the OVER aggregates
+    # below, partitioned by listing_id, keep what the job needs per listing: the newest listing
+    # offset, the last fingerprint, the latest update), so a listing's updates and the feedback
+    # about it always reach the same scan subtask; no aggregate exists only to force the keying.
+    # File mode's records carry a tag before a tab (connectors.file_input): the listing_id is
+    # read after it.
     # A rescan (a re-check of a live listing after a brand change) carries the offset of the
-    # listing record it re-checks: `listing_pos`, the newest listing offset read per listing, makes
-    # one the job has read a newer record of since stale (listings are keyed by listing_id, so
-    # one listing's records share a partition).
+    # listing record it re-checks: `listing_pos`, the newest listing offset read per listing
+    # (unchanged re-posts included), makes one the job has read a newer record of since stale
+    # (listings are keyed by listing_id, so one listing's records share a partition).
+    # The listing's latest update (the feedback context) is kept after the unchanged re-posts
+    # stopped: they would rewrite the same record into the state.
+    # Only what the steps after it read crosses the first exchange (not the record's text
+    # beside its bytes): the text is read from the bytes again where needed.
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW fingerprinted AS
+        SELECT `value`, src, part, pos, input_kind, is_listing, is_feedback, lid, content_pos, pt,
+               MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER w AS listing_pos,
+               fp, LAG(fp) OVER w AS prev_fp
+        FROM (SELECT *, {fingerprint_sql(unchanged_recheck_s, now_s)} AS fp
+              FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
+                           CASE WHEN input_kind = 'rescan'
+                                THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
+                    FROM (SELECT *, {BODY_SQL} AS body, {IS_LISTING_SQL} AS is_listing,
+                                 {IS_FEEDBACK_SQL} AS is_feedback, PROCTIME() AS pt FROM raw_in)))
+        WINDOW w AS (PARTITION BY lid ORDER BY pt)""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW keyed_in AS
-        SELECT `value`, src, part, pos, input_kind,
-               MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER (PARTITION BY lid ORDER BY pt) AS listing_pos,
-               content_pos,
+        SELECT `value`, src, part, pos, input_kind, lid, listing_pos, content_pos,
                {LISTING_CONTEXT_SQL} AS context_raw
-        FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
-                     CASE WHEN input_kind = 'rescan'
-                          THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
-              FROM (SELECT *, CASE WHEN input_kind = 'tagged' THEN SUBSTRING(s FROM POSITION(CHR(9) IN s) + 1)
-                                   ELSE s END AS body, PROCTIME() AS pt
-                    FROM (SELECT *, CAST(`value` AS STRING) AS s FROM raw_in)))""")
+        FROM (SELECT *, {BODY_SQL} AS body FROM fingerprinted
+              WHERE fp IS NULL OR prev_fp IS NULL OR fp <> prev_fp)""")
+
+
+def define_scan(t_env: TableEnvironment, config: ScanConfig, unchanged_recheck_s: int = 0) -> None:
+    """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
+    over `raw_in`. `unchanged_recheck_s` > 0: unchanged re-posts stop on the Java side and are
+    scanned again once per that period (see fingerprint_sql); 0: every record is scanned."""
+    t_env.create_temporary_function("scan", scan_udf(config))
+    define_keyed_input(t_env, unchanged_recheck_s)
     cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW scanned AS
         SELECT {cols} FROM (SELECT scan(`value`, src, part, pos,
                                         CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
-                                             ELSE input_kind END, context_raw) AS r FROM keyed_in) AS s""")
+                                             ELSE input_kind END, context_raw, lid) AS r FROM keyed_in) AS s""")
     for sql in transition_views():
         t_env.execute_sql(sql)
     # `decisions` is keyed by listing_id. The compacted `listing-status` topic holds the latest
@@ -368,7 +427,7 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
         define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(brands.resolve())), settings.signals,
                                       files=(("listing", str(listings.resolve())),
                                              ("feedback", str(feedback.resolve()) if feedback else "")),
-                                      images=images))
+                                      images=images), settings.unchanged_recheck_s)
         results = file_results(t_env)
         counts = {"decision": 0, "dead": 0, "ledger": 0}
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -398,7 +457,7 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     register_kafka_io(t_env, settings)
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
-                                  images=image_config(settings)))
+                                  images=image_config(settings)), settings.unchanged_recheck_s)
     stmts = t_env.create_statement_set()
     # Both topics from one Table: a query is converted once, so the two inserts share its plan
     # nodes and the transition runs once. Two INSERT ... SELECT statements would each expand

@@ -112,6 +112,18 @@ def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse,
         return None, OutRow(RowKind.DEAD, lid, payload=dead_letter(str(e), raw, origin, now_ms, lid))
 
 
+def _read_apart(key: str | None, listing_id: str, raw: bytes | None, origin: Origin, now_ms: int) -> OutRow:
+    """A record whose listing_id the job's keyed steps read otherwise than the scan (duplicate
+    keys, or JSON their parser refuses and this one reads: nesting or number lengths beyond its
+    limits). Scanned, it would change a listing whose other updates the keyed steps order and
+    compare under another key (an unchanged re-post after it would be taken as unchanged)."""
+    seen = "could not read a listing_id" if key is None else f"read listing_id {key[:128]!r}"
+    return OutRow(RowKind.DEAD, listing_id, payload=dead_letter(
+        f"listing_id reads apart: the job's keyed step {seen}, the scan {listing_id!r} (duplicate keys, "
+        "or JSON beyond the keyed step's parser limits); refused so that every update of a listing is "
+        "keyed alike", raw, origin, now_ms, listing_id))
+
+
 def _rescan_from_obj(obj: dict) -> tuple[Rescan, Listing]:
     try:
         r = parse_rescan(obj)
@@ -139,11 +151,14 @@ def rescan_needs(raws: Sequence[bytes | None], streams: Sequence[str]) -> dict[s
 
 def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: ScanContext, now_ms: int,
                  streams: Sequence[str] | None = None,
-                 contexts_raw: Sequence[bytes | str | None] | None = None) -> list[OutRow]:
+                 contexts_raw: Sequence[bytes | str | None] | None = None,
+                 keys: Sequence[str | None] | None = None) -> list[OutRow]:
     """Rows in input order. Listings are scanned in batches; a feedback event is judged after
     every listing before it in the batch was scanned (it may remove one of them). With
     `contexts_raw` (the job), a feedback event is judged on the listing's latest update given
-    beside it (None: never seen), matched again; without, on `ctx.contexts`."""
+    beside it (None: never seen), matched again; without, on `ctx.contexts`. `keys` (the job):
+    the listing_id the job's keyed steps read from each record (None: they could not read one);
+    a listing update or rescan whose listing_id reads otherwise here is dead-lettered."""
     rows: list[OutRow | None] = [None] * len(raws)
     ok_idx: list[int] = []
     listings: list[Listing] = []
@@ -159,6 +174,9 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
                 rows[i] = dead
                 continue
             r, listing = parsed
+            if keys is not None and keys[i] != listing.listing_id:
+                rows[i] = _read_apart(keys[i], listing.listing_id, raw, origins[i], now_ms)
+                continue
             if not ctx.catalog.has_version(r.brand_id, r.brand_version):
                 rows[i] = OutRow(RowKind.DEAD, listing.listing_id, payload=dead_letter(
                     f"rescan for brand {r.brand_id} v{r.brand_version}: the scanner's catalogue does not have "
@@ -180,6 +198,8 @@ def scan_records(raws: Sequence[bytes | None], origins: Sequence[Origin], ctx: S
             rows[i] = _feedback_row(ev, ctx, now_ms, origins[i], context)
             continue
         listing, dead = _parse(raw, origins[i], now_ms, listing_from_obj)
+        if dead is None and keys is not None and keys[i] != listing.listing_id:
+            dead = _read_apart(keys[i], listing.listing_id, raw, origins[i], now_ms)
         if dead is not None:
             rows[i] = dead
             continue

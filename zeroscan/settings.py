@@ -54,6 +54,11 @@ class Settings:
     image_device: str = "cpu"
     # Processes of the retro worker's pre-filter (ZEROSCAN_RETRO_PROCESSES; connectors/retro_worker.py).
     retro_processes: int = 1
+    # Unchanged re-posts (a listing update byte-identical to the listing's previous one but for
+    # its event_time) stop on the Java side; each listing's unchanged content is still scanned
+    # again at least once per this many seconds (new learned signals, image fetches that failed).
+    # 0: every update is scanned.
+    unchanged_recheck_s: int = 86_400
 
     @property
     def image_budget(self) -> ImageBudget:
@@ -127,6 +132,7 @@ class Settings:
             flink_opts=_flink_opts(_env("FLINK_OPTS", "")),
             parallelism=_int_env("PARALLELISM", 1),
             retro_processes=_int_env("RETRO_PROCESSES", 1),
+            unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
         )
 
@@ -178,10 +184,11 @@ def _pairs(value: str, name: str) -> dict:
     return out
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
     raw = _env(name, str(default)).replace("_", "")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"ZEROSCAN_{name} must be a positive whole number, got {raw[:40]!r}")
+    if not raw.isdigit() or int(raw) < minimum:
+        what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+        raise ValueError(f"ZEROSCAN_{name} must be {what}, got {raw[:40]!r}")
     return int(raw)
 
 

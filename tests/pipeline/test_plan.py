@@ -35,8 +35,9 @@ def test_kafka_job_scans_each_record_once_and_keeps_one_transition(tmp_path):
     plan = stmts.explain()
     for sink in ("decisions_kafka", "status_kafka", "dead_letter_kafka", "ledger_kafka"):
         assert f"Sink(table=[default_catalog.default_database.{sink}]" in plan
-    # one scan; one per-pair LAG; the keyed input, the state-key step, the brands ever flagged
-    assert _counts(plan) == (1, 1, 4), _optimised(plan)
+    # one scan; one per-pair LAG; the fingerprint step, the feedback context, the state-key step,
+    # the brands ever flagged
+    assert _counts(plan) == (1, 1, 5), _optimised(plan)
 
 
 def test_file_mode_scans_each_record_once(tmp_path):
@@ -46,5 +47,20 @@ def test_file_mode_scans_each_record_once(tmp_path):
     tagged = tmp_path / "in.tagged"
     tagged.write_text("")
     register_file_io(t_env, tagged)
-    define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(tmp_path / "brands.jsonl")), settings.signals))
-    assert _counts(file_results(t_env).explain()) == (1, 1, 4)
+    define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(tmp_path / "brands.jsonl")), settings.signals),
+                settings.unchanged_recheck_s)
+    assert _counts(file_results(t_env).explain()) == (1, 1, 5)
+
+
+def test_unchanged_re_posts_stop_before_the_scan(tmp_path):
+    """The fingerprint comparison is a Java filter below the Python scan: a re-post that stops
+    there never crosses into Python."""
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state", bootstrap="127.0.0.1:9")
+    _t_env, stmts = build_kafka_statements(settings, 1)
+    opt = _optimised(stmts.explain())
+    scan = opt.index("PythonCalc(")
+    below = opt[scan:]
+    stop = re.search(r"where=\[\(fp IS NULL OR (w0\$o\d+) IS NULL OR \(fp <> \1\)\)\]", below)
+    assert stop is not None, below[:3000]
+    lag = below.index("LAG(fp) AS " + stop.group(1))
+    assert stop.start() < lag < below.index("SHA256(")

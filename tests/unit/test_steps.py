@@ -269,3 +269,20 @@ def test_scan_rows_convert_to_the_udf_s_declared_arrow_type():
     # a listing scan's whole per-brand state in one key; a feedback record states one brand: none
     assert flagged["state_key"] == "lumora\treview\t0\nveltrix\ttakedown\t0"
     assert clean["state_key"] == "" and cleared["state_key"] is None and dead["state_key"] is None
+
+
+def test_a_record_whose_listing_id_the_keyed_step_read_otherwise_is_refused():
+    """The job passes the listing_id its keyed steps read (None: their parser refused the
+    record). A listing update or rescan the scan reads as another listing is dead-lettered, not
+    scanned: its listing's other updates are ordered and compared under that key."""
+    deep = rec(1)[:-1] + b',"z":' + b"[" * 1010 + b"]" * 1010 + b"}"
+    raws = [rec(0), deep, rec(2), rec(3)]
+    origins = [Origin("listings", 0, i) for i in range(len(raws))]
+    rows = scan_records(raws, origins, ScanContext(catalog(BRAND), Scanner("test")), now_ms=42,
+                        keys=["l0", None, "l2", "another"])
+    assert [r.kind for r in rows] == [RowKind.DECISION, RowKind.DEAD, RowKind.DECISION, RowKind.DEAD]
+    reason = json.loads(rows[1].payload)["reason"]
+    assert "listing_id reads apart" in reason and "could not read" in reason
+    assert "'another'" in json.loads(rows[3].payload)["reason"]
+    # without keys (the scan alone, as in the benchmarks), the record is scanned
+    assert run([deep])[0].kind is RowKind.DECISION

@@ -1,0 +1,122 @@
+"""Unchanged re-posts stop on the Java side (pipelines.scanner_job.fingerprint_sql): the keyed
+input step of the real job, on the local mini-cluster, over records given as a table. What
+reaches the scan is read from `keyed_in`; the clock is a column, so the re-check period is
+crossed without waiting."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pipelines.scanner_job import define_keyed_input, make_table_env
+from zeroscan.settings import Settings
+
+pytestmark = pytest.mark.pipeline
+
+DAY = 86_400
+
+
+def listing(lid: str = "x1", t: int = 1, **fields) -> str:
+    rec = {"listing_id": lid, "seller_id": "s1", "title": "Leather bag", "event_time": t,
+           "price": {"amount": 10.0, "currency": "USD"}, **fields}
+    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
+
+
+def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY,
+                  clock: list[int] | None = None) -> list[int]:
+    """The offsets (1, 2, ...) of the (input_kind, text) records that reach the scan."""
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
+    t_env = make_table_env(settings, 1, kafka=False, overrides={"state.backend.type": "hashmap",
+                                                                "execution.checkpointing.interval": None})
+    clock = clock or [1_767_225_600] * len(records)
+    rows = ", ".join(
+        f"(CAST('{text.replace(chr(39), chr(39) * 2)}' AS BYTES), CAST({i + 1} AS BIGINT), '{kind}', "
+        f"CAST({now} AS BIGINT))" for i, ((kind, text), now) in enumerate(zip(records, clock)))
+    t_env.execute_sql(f"CREATE TEMPORARY VIEW raw_in AS SELECT `value`, 'listings' AS src, 0 AS part, pos, "
+                      f"input_kind, now_s FROM (VALUES {rows}) AS t(`value`, pos, input_kind, now_s)")
+    define_keyed_input(t_env, recheck_s, now_s="now_s")
+    with t_env.sql_query("SELECT pos FROM keyed_in").execute().collect() as res:
+        return sorted(r[0] for r in res)
+
+
+def test_a_re_post_differing_only_in_event_time_stops(tmp_path):
+    recs = [("listing", listing(t=1)), ("listing", listing(t=2)), ("listing", listing(t=3)),
+            ("listing", listing(t=4, price={"amount": 9.5, "currency": "USD"})),   # price changed
+            ("listing", listing(t=5, price={"amount": 9.5, "currency": "USD"})),
+            ("listing", listing(t=6)),                                              # back: differs from 5
+            ("listing", listing(t=7, title="Leather  bag")),                        # one byte more
+            ("listing", listing(lid="x2", t=8, title="Leather  bag"))]              # another listing
+    assert reaching_scan(tmp_path, recs) == [1, 4, 6, 7, 8]
+
+
+def test_records_a_parser_could_read_apart_are_always_scanned(tmp_path):
+    same = listing(t=1)
+    recs = [("listing", same),
+            ("listing", same.replace('"event_time":1', '"event_time":"2026-01-01T00:00:00Z"')),
+            ("listing", same.replace('"event_time":1', '"event_time":"2026-01-01T00:00:00Z"')),
+            ("listing", same.replace('"event_time":1', '"event_time":-1')),
+            ("listing", same.replace('"event_time":1', '"event_time":-1')),
+            ("listing", same.replace('"event_time":1', '"event_time":12.5')),
+            ("listing", same.replace('"event_time":1', '"event_time":12.5')),
+            ("listing", same.replace('"event_time":1', '"event_time":99999999999999999999')),
+            ("listing", same.replace('"event_time":1', '"event_time":99999999999999999999')),
+            ("listing", listing(t=1, title="Leather bag \ufffd")),                # U+FFFD: maybe not UTF-8
+            ("listing", listing(t=2, title="Leather bag \ufffd")),
+            ("listing", same.replace('"event_time":1', '"event_time":1,"listing_id":"x9"')),  # duplicate key
+            ("listing", same.replace('"event_time":1', '"event_time":2,"listing_id":"x9"'))]
+    # A record without a valid integer event_time (a date-time string, -1, 12.5, one over 18
+    # digits) or with U+FFFD in its text is not fingerprinted: scanned, even when it repeats the
+    # one before byte for byte (its dead letter, if any, is written each time); so is the one
+    # after it. The duplicate key: 13 is 12 but for its event_time, so it stops (both parsers
+    # read the last key).
+    assert reaching_scan(tmp_path, recs) == list(range(1, 13))
+
+
+def test_a_record_the_keyed_step_cannot_read_reaches_the_scan_without_a_key(tmp_path):
+    """JSON nested deeper than the keyed step's parser allows (1,000) is read by the scan's:
+    it reaches the scan with no key, where it is refused (tests/unit/test_steps.py), so the
+    re-post after it is compared with the record before it, which the scan did act on."""
+    deep = listing(t=2)[:-1] + ',"z":' + "[" * 1010 + "]" * 1010 + "}"
+    recs = [("listing", listing(t=1)), ("listing", deep), ("listing", listing(t=3))]
+    assert reaching_scan(tmp_path, recs) == [1, 2]
+
+
+def test_feedback_deletes_and_rescans_pass_and_what_follows_them_is_scanned(tmp_path):
+    fb = json.dumps({"listing_id": "x1", "brand_id": "b1", "action": "removed", "event_time": 3})
+    rescan = json.dumps({"listing_id": "x1", "brand_id": "b1", "brand_version": 2, "reason": "mark added",
+                         "source": {"topic": "listings", "partition": 0, "offset": 1}, "listing": {}})
+    recs = [("listing", listing(t=1)), ("feedback", fb), ("feedback", fb), ("listing", listing(t=2)),
+            ("listing", listing(t=3)), ("rescan", rescan), ("rescan", rescan), ("listing", listing(t=4)),
+            ("listing", listing(t=5, op="delete")), ("listing", listing(t=6, op="delete")),
+            ("listing", listing(t=7))]
+    assert reaching_scan(tmp_path, recs) == [1, 2, 3, 4, 6, 7, 8, 9, 11]
+
+
+def _period(lid: str, now_s: int, recheck_s: int) -> int:
+    """The period a listing's record falls in (fingerprint_sql: each listing at its own phase)."""
+    last = [ord(lid[-k:][0]) for k in (1, 2, 3)]
+    return (now_s + (last[0] * 7919 + last[1] * 104729 + last[2] * 1299709) % recheck_s) // recheck_s
+
+
+def test_unchanged_content_is_scanned_again_once_per_period(tmp_path):
+    t0 = 1_767_225_600
+    clock = [t0 + s for s in (0, 10, DAY // 3, 2 * DAY // 3, DAY, DAY + 20, 2 * DAY + 30, 2 * DAY + 40, 5 * DAY)]
+    recs = [("listing", listing(t=i)) for i in range(len(clock))]
+    periods = [_period("x1", now, DAY) for now in clock]
+    want = [i + 1 for i, p in enumerate(periods) if i == 0 or p != periods[i - 1]]
+    assert len(want) >= 4                     # the clock crosses at least three period ends
+    assert reaching_scan(tmp_path, recs, clock=clock) == want
+
+
+def test_with_the_period_zero_every_record_is_scanned(tmp_path):
+    recs = [("listing", listing(t=i)) for i in range(4)]
+    assert reaching_scan(tmp_path, recs, recheck_s=0) == [1, 2, 3, 4]
+
+
+def test_file_mode_tags_are_read(tmp_path):
+    recs = [("tagged", "L\t" + listing(t=1)), ("tagged", "L\t" + listing(t=2)),
+            ("tagged", "F\t" + json.dumps({"listing_id": "x1", "brand_id": "b1", "action": "removed",
+                                           "event_time": 3})),
+            ("tagged", "L\t" + listing(t=4)), ("tagged", "L\t" + listing(t=5))]
+    assert reaching_scan(tmp_path, recs) == [1, 3, 4]
