@@ -209,8 +209,7 @@ IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND CAST(`
 LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
          THEN LAST_VALUE(CASE WHEN is_listing
                                    AND NOT (POSITION('"op"' IN body) > 0 AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
-                                   AND CHAR_LENGTH(body) <= 1048576 THEN body END)
-              OVER (PARTITION BY lid ORDER BY pt) END"""
+                                   AND CHAR_LENGTH(body) <= 1048576 THEN body END) OVER w END"""
 
 
 # An unchanged re-post: a listing update byte-identical to the listing's previous record but for
@@ -226,7 +225,7 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 # whose previous one was any of those; a delete differs from the upsert before it by its `op`.
 # A re-post identical to a record that was dead-lettered for its content stops too: that
 # record's dead letter stands for it. The fingerprint also holds the
-# period (of `recheck_s`, each listing at its own phase) it was taken in, so a listing's unchanged
+# period (of `recheck_s`, each content at its own phase) it was taken in, so a listing's unchanged
 # content is scanned again at least once per period: what the scanner learns (feedback
 # neighbours, a new image from a brand whose sha256 differs) and image fetches that failed reach
 # it then. A brand change reaches live listings at once through the retro worker's rescans.
@@ -238,11 +237,14 @@ def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
     the clock, in epoch seconds (tests give a column)."""
     if recheck_s <= 0:
         return "CAST(NULL AS STRING)"
-    phase = ("MOD(CAST(ASCII(RIGHT(lid, 1)) AS BIGINT) * 7919 + CAST(ASCII(RIGHT(lid, 2)) AS BIGINT) * 104729 "
-             f"+ CAST(ASCII(RIGHT(lid, 3)) AS BIGINT) * 1299709, {recheck_s})")
+    # The phase: from the record's length, which an unchanged re-post keeps (a seller who picks
+    # it picks only when within the period the re-check falls). Not from listing_id: Flink 2.2
+    # parses the JSON again for every JSON_VALUE in an expression (no reuse of common
+    # sub-expressions), and the phase would hold three.
+    phase = f"MOD(CAST(CHAR_LENGTH(body) AS BIGINT) * 7919, {recheck_s})"
     period = f"CAST(({now_s} + {phase}) / {recheck_s} AS BIGINT)"
     canon = f"""REGEXP_REPLACE(body, {_sql_str(EVENT_TIME_INT_RE)}, '"event_time":0')"""
-    return f"""CASE WHEN lid IS NOT NULL AND is_listing AND CHAR_LENGTH(body) <= 1048576
+    return f"""CASE WHEN is_listing AND CHAR_LENGTH(body) <= 1048576
                      AND POSITION(U&'\\FFFD' IN body) = 0 AND REGEXP(body, {_sql_str(EVENT_TIME_INT_RE)})
                 THEN CONCAT(SHA256({canon}), '/', CAST({period} AS STRING)) END"""
 
@@ -260,15 +262,14 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
     # listing record it re-checks: `listing_pos`, the newest listing offset read per listing
     # (unchanged re-posts included), makes one the job has read a newer record of since stale
     # (listings are keyed by listing_id, so one listing's records share a partition).
-    # The listing's latest update (the feedback context) is kept after the unchanged re-posts
-    # stopped: they would rewrite the same record into the state.
-    # Only what the steps after it read crosses the first exchange (not the record's text
-    # beside its bytes): the text is read from the bytes again where needed.
+    # One keyed step for all three (a second one after the filter, for the context alone, cost
+    # more in its exchange than it saved: benchmarks in the README, "Throughput").
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW fingerprinted AS
-        SELECT `value`, src, part, pos, input_kind, is_listing, is_feedback, lid, content_pos, pt,
+        SELECT `value`, src, part, pos, input_kind, lid, content_pos,
                MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER w AS listing_pos,
-               fp, LAG(fp) OVER w AS prev_fp
+               fp, LAG(fp) OVER w AS prev_fp,
+               {LISTING_CONTEXT_SQL} AS context_raw
         FROM (SELECT *, {fingerprint_sql(unchanged_recheck_s, now_s)} AS fp
               FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
                            CASE WHEN input_kind = 'rescan'
@@ -276,12 +277,10 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
                     FROM (SELECT *, {BODY_SQL} AS body, {IS_LISTING_SQL} AS is_listing,
                                  {IS_FEEDBACK_SQL} AS is_feedback, PROCTIME() AS pt FROM raw_in)))
         WINDOW w AS (PARTITION BY lid ORDER BY pt)""")
-    t_env.execute_sql(f"""
+    t_env.execute_sql("""
         CREATE TEMPORARY VIEW keyed_in AS
-        SELECT `value`, src, part, pos, input_kind, lid, listing_pos, content_pos,
-               {LISTING_CONTEXT_SQL} AS context_raw
-        FROM (SELECT *, {BODY_SQL} AS body FROM fingerprinted
-              WHERE fp IS NULL OR prev_fp IS NULL OR fp <> prev_fp)""")
+        SELECT `value`, src, part, pos, input_kind, lid, listing_pos, content_pos, context_raw
+        FROM fingerprinted WHERE fp IS NULL OR prev_fp IS NULL OR fp <> prev_fp""")
 
 
 def define_scan(t_env: TableEnvironment, config: ScanConfig, unchanged_recheck_s: int = 0) -> None:

@@ -35,9 +35,9 @@ def test_kafka_job_scans_each_record_once_and_keeps_one_transition(tmp_path):
     plan = stmts.explain()
     for sink in ("decisions_kafka", "status_kafka", "dead_letter_kafka", "ledger_kafka"):
         assert f"Sink(table=[default_catalog.default_database.{sink}]" in plan
-    # one scan; one per-pair LAG; the fingerprint step, the feedback context, the state-key step,
-    # the brands ever flagged
-    assert _counts(plan) == (1, 1, 5), _optimised(plan)
+    # one scan; one per-pair LAG; the keyed input (newest offset, fingerprint, feedback
+    # context), the state-key step, the brands ever flagged
+    assert _counts(plan) == (1, 1, 4), _optimised(plan)
 
 
 def test_file_mode_scans_each_record_once(tmp_path):
@@ -49,7 +49,7 @@ def test_file_mode_scans_each_record_once(tmp_path):
     register_file_io(t_env, tagged)
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(tmp_path / "brands.jsonl")), settings.signals),
                 settings.unchanged_recheck_s)
-    assert _counts(file_results(t_env).explain()) == (1, 1, 5)
+    assert _counts(file_results(t_env).explain()) == (1, 1, 4)
 
 
 def test_unchanged_re_posts_stop_before_the_scan(tmp_path):

@@ -93,17 +93,16 @@ def test_feedback_deletes_and_rescans_pass_and_what_follows_them_is_scanned(tmp_
     assert reaching_scan(tmp_path, recs) == [1, 2, 3, 4, 6, 7, 8, 9, 11]
 
 
-def _period(lid: str, now_s: int, recheck_s: int) -> int:
-    """The period a listing's record falls in (fingerprint_sql: each listing at its own phase)."""
-    last = [ord(lid[-k:][0]) for k in (1, 2, 3)]
-    return (now_s + (last[0] * 7919 + last[1] * 104729 + last[2] * 1299709) % recheck_s) // recheck_s
+def _period(text: str, now_s: int, recheck_s: int) -> int:
+    """The period a record falls in (fingerprint_sql: each content at its own phase)."""
+    return (now_s + (len(text) * 7919) % recheck_s) // recheck_s
 
 
 def test_unchanged_content_is_scanned_again_once_per_period(tmp_path):
     t0 = 1_767_225_600
     clock = [t0 + s for s in (0, 10, DAY // 3, 2 * DAY // 3, DAY, DAY + 20, 2 * DAY + 30, 2 * DAY + 40, 5 * DAY)]
     recs = [("listing", listing(t=i)) for i in range(len(clock))]
-    periods = [_period("x1", now, DAY) for now in clock]
+    periods = [_period(text, now, DAY) for (_, text), now in zip(recs, clock)]
     want = [i + 1 for i, p in enumerate(periods) if i == 0 or p != periods[i - 1]]
     assert len(want) >= 4                     # the clock crosses at least three period ends
     assert reaching_scan(tmp_path, recs, clock=clock) == want
