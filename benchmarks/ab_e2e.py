@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import uuid
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int
     return out
 
 
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--listings", type=int, default=300_000)
@@ -56,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of unchanged re-posts that change nothing but event_time (benchmarks.traffic.Mix)")
     ap.add_argument("trees", nargs="+", metavar="NAME=CHECKOUT[,VAR=VALUE...]")
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the `finally` below stops the running job and the broker
+    # (the default action would leave the job running, writing into the next run's folders).
+    signal.signal(signal.SIGTERM, _interrupt)
     trees = []
     for spec in args.trees:
         name, sep, rest = spec.partition("=")

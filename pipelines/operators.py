@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
@@ -43,10 +44,10 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("seller_id", DataTypes.STRING()),
     DataTypes.FIELD("event_time", DataTypes.BIGINT()),
     DataTypes.FIELD("src_topic", DataTypes.STRING()),
-    DataTypes.FIELD("src_partition", DataTypes.INT()),
+    DataTypes.FIELD("src_partition", DataTypes.BIGINT()),
     DataTypes.FIELD("src_offset", DataTypes.BIGINT()),
     DataTypes.FIELD("src_file", DataTypes.STRING()),
-    DataTypes.FIELD("src_line", DataTypes.INT()),
+    DataTypes.FIELD("src_line", DataTypes.BIGINT()),
     DataTypes.FIELD("reason", DataTypes.STRING()),
     DataTypes.FIELD("decided_at", DataTypes.BIGINT()),
     DataTypes.FIELD("dead", DataTypes.STRING()),
@@ -94,15 +95,20 @@ class ScanFunction(ScalarFunction):
         # which also routes every listing's records to the same subtask. `key`: the listing_id
         # that step read (steps.scan_records refuses a record read apart).
         n = len(value)
+        return result_frame(self.scan(value, _column(source, n), _column(part, n), _column(pos, n),
+                                      _column(stream, n), [None if pd.isna(c) else c for c in _column(context_raw, n)],
+                                      [None if pd.isna(k) else k for k in _column(key, n)]))
+
+    def scan(self, values, sources, parts, poses, streams_in, contexts, keys) -> list[OutRow]:
         raws, origins, streams = [], [], []
         files = self._files
-        for v, s, p, o, st in zip(value, _column(source, n), _column(part, n), _column(pos, n),
-                                  _column(stream, n)):
+        for v, s, p, o, st in zip(values, sources, parts, poses, streams_in):
             if st == TAGGED and v is not None:
                 st, line, v = split_tag(v)
                 origins.append(Origin(files.get(st, s), line=line))
             else:
-                origins.append(Origin(s, None if pd.isna(p) else int(p), None if pd.isna(o) else int(o)))
+                origins.append(Origin(s, None if p is None or pd.isna(p) else int(p),
+                                      None if o is None or pd.isna(o) else int(o)))
             raws.append(v)
             streams.append(st)
         catalog = self.feed.catalog
@@ -112,11 +118,9 @@ class ScanFunction(ScalarFunction):
         started = time.perf_counter()
         hits, misses = self.scanner.memo_hits, self.scanner.memo_misses
         with self.ledger.reading():
-            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams,
-                                [None if pd.isna(c) else c for c in _column(context_raw, n)],
-                                [None if pd.isna(k) else k for k in _column(key, n)])
+            rows = scan_records(raws, origins, ctx, int(time.time() * 1000), streams, contexts, keys)
         self.metrics.batch(rows, started, self.scanner.memo_hits - hits, self.scanner.memo_misses - misses)
-        return result_frame(rows)
+        return rows
 
     def _catalog_with(self, need: dict[str, int]):
         """The feed's catalogue once it includes these brand versions (or after the wait)."""
@@ -249,5 +253,27 @@ def _column(x, n: int):
     return x if isinstance(x, pd.Series) else [x] * n
 
 
+class ScanRowFunction(ScanFunction):
+    """The same scan, one record per call (a general Python UDF, which Flink's thread mode also
+    runs): kept to measure the crossing against the vectorised form (README, "Throughput"),
+    not for use: it loses the batch (one image fetch budget, index and model call per record)."""
+
+    def eval(self, value, source, part, pos, stream, context_raw, key):
+        [row] = self.scan([value], [source], [part], [pos], [stream], [context_raw], [key])
+        frame = result_frame([row])
+        return Row(*(_plain(name, frame[name].iloc[0]) for name in SCAN_RESULT.names))
+
+
+_MAPS = ("actions", "removed", "decisions")
+
+
+def _plain(name: str, v):
+    if name in _MAPS:                       # a map's (key, value) pairs
+        return dict(v)
+    return None if v is None or (not isinstance(v, list) and pd.isna(v)) else v
+
+
 def scan_udf(config: ScanConfig):
+    if config.udf == "row":
+        return udf(ScanRowFunction(config), result_type=SCAN_RESULT)
     return udf(ScanFunction(config), result_type=SCAN_RESULT, func_type="pandas")

@@ -48,6 +48,9 @@ class ScanConfig:
     ledger_topic: str | None = None
     files: tuple[tuple[str, str], ...] = ()
     images: ImageScan | None = None
+    # How records cross into Python: `pandas` (Arrow batches, the default) or `row` (one record
+    # per call: only to measure the crossing, see operators.ScanRowFunction).
+    udf: str = "pandas"
 
     def __repr__(self) -> str:
         return (f"ScanConfig(model_version={self.model_version!r}, signals={self.signals!r}, "

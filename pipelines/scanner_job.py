@@ -106,6 +106,8 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
     os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
     embedded = {} if cluster else embedded_cluster_options(settings)  # before the JVM is launched
+    if dict(settings.flink_opts).get("python.execution-mode") == "thread":
+        _embedded_python_path()
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = t_env.get_config()
     values = load_flink_conf(settings.flink_conf_dir)
@@ -139,6 +141,17 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
     for k, v in values.items():
         conf.set(k, v)
     return t_env
+
+
+def _embedded_python_path() -> None:
+    """Thread mode runs the Python functions inside the JVM (PEMJA), whose interpreter starts
+    from the base installation: it finds this project and the virtualenv's packages only on
+    PYTHONPATH, which the JVM inherits when the first TableEnvironment launches it."""
+    import site
+
+    paths = [str(Path(__file__).resolve().parent.parent), *site.getsitepackages()]
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths + ([old] if old else []))
 
 
 def _kafka_table(name: str, topic: str, settings: Settings, columns: str, options: dict[str, str]) -> str:
@@ -208,7 +221,7 @@ IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND CAST(`
 # skips NULLs, so feedback and deletions leave the kept record as it is).
 LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
          THEN LAST_VALUE(CASE WHEN is_listing
-                                   AND NOT (POSITION('"op"' IN body) > 0 AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
+                                   AND NOT (REGEXP(body, '"op"') AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
                                    AND CHAR_LENGTH(body) <= 1048576 THEN body END) OVER w END"""
 
 
@@ -219,13 +232,12 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 # rewritten to `"event_time":0`: two records with one fingerprint differ only in those integers,
 # so one is a valid record exactly when the other is, and the scanner reads the same content from
 # both (no parser differential: the whole record is hashed, not fields read by another parser).
-# Not fingerprinted, so always scanned: records over the contract's size, records that are not
-# valid UTF-8 (or hold U+FFFD), records without an integer event_time that is valid JSON and
+# Not fingerprinted, so always scanned: records that are not valid UTF-8 (or hold U+FFFD), records without an integer event_time that is valid JSON and
 # valid for the contract (a date-time string, -1, 1.5, 0012), feedback, rescans, and a record
 # whose previous one was any of those; a delete differs from the upsert before it by its `op`.
 # A re-post identical to a record that was dead-lettered for its content stops too: that
 # record's dead letter stands for it. The fingerprint also holds the
-# period (of `recheck_s`, each content at its own phase) it was taken in, so a listing's unchanged
+# period (of `recheck_s`, each Kafka partition at its own phase) it was taken in, so a listing's unchanged
 # content is scanned again at least once per period: what the scanner learns (feedback
 # neighbours, a new image from a brand whose sha256 differs) and image fetches that failed reach
 # it then. A brand change reaches live listings at once through the retro worker's rescans.
@@ -237,16 +249,21 @@ def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
     the clock, in epoch seconds (tests give a column)."""
     if recheck_s <= 0:
         return "CAST(NULL AS STRING)"
-    # The phase: from the record's length, which an unchanged re-post keeps (a seller who picks
-    # it picks only when within the period the re-check falls). Not from listing_id: Flink 2.2
-    # parses the JSON again for every JSON_VALUE in an expression (no reuse of common
-    # sub-expressions), and the phase would hold three.
-    phase = f"MOD(CAST(CHAR_LENGTH(body) AS BIGINT) * 7919, {recheck_s})"
+    # The phase: from the Kafka partition (a listing's records share one: the topic is keyed
+    # by listing_id), so a period's re-checks are spread over the partitions. Not from the
+    # record: Flink 2.2 evaluates every call of an expression anew (no reuse of common
+    # sub-expressions: a JSON_VALUE parses the record again, a length walks it again).
+    phase = f"MOD(CAST(COALESCE(part, 0) AS BIGINT) * 7919, {recheck_s})"
     period = f"CAST(({now_s} + {phase}) / {recheck_s} AS BIGINT)"
     canon = f"""REGEXP_REPLACE(body, {_sql_str(EVENT_TIME_INT_RE)}, '"event_time":0')"""
-    return f"""CASE WHEN is_listing AND CHAR_LENGTH(body) <= 1048576
-                     AND POSITION(U&'\\FFFD' IN body) = 0 AND REGEXP(body, {_sql_str(EVENT_TIME_INT_RE)})
-                THEN CONCAT(SHA256({canon}), '/', CAST({period} AS STRING)) END"""
+    # The record's length in characters is part of the fingerprint: with the same canonical text,
+    # the same length means the same event_time digits in all, so the same size in bytes (a
+    # record over the contract's byte limit is refused whatever its text). U+FFFD: the cast
+    # from bytes puts it for every invalid UTF-8 sequence, so records that differ only there
+    # would share one canonical text; Java's regular expressions search the text far faster
+    # than POSITION's byte-by-byte comparison.
+    return f"""CASE WHEN is_listing AND NOT REGEXP(body, '\\uFFFD') AND REGEXP(body, {_sql_str(EVENT_TIME_INT_RE)})
+                THEN CONCAT(SHA256({canon}), '/', CAST(CHAR_LENGTH(body) AS STRING), '/', CAST({period} AS STRING)) END"""
 
 
 def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> None:
@@ -426,7 +443,7 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
         define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(brands.resolve())), settings.signals,
                                       files=(("listing", str(listings.resolve())),
                                              ("feedback", str(feedback.resolve()) if feedback else "")),
-                                      images=images), settings.unchanged_recheck_s)
+                                      images=images, udf=settings.scan_udf), settings.unchanged_recheck_s)
         results = file_results(t_env)
         counts = {"decision": 0, "dead": 0, "ledger": 0}
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -456,7 +473,8 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     register_kafka_io(t_env, settings)
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
-                                  images=image_config(settings)), settings.unchanged_recheck_s)
+                                  images=image_config(settings), udf=settings.scan_udf),
+               settings.unchanged_recheck_s)
     stmts = t_env.create_statement_set()
     # Both topics from one Table: a query is converted once, so the two inserts share its plan
     # nodes and the transition runs once. Two INSERT ... SELECT statements would each expand

@@ -59,6 +59,9 @@ class Settings:
     # again at least once per this many seconds (new learned signals, image fetches that failed).
     # 0: every update is scanned.
     unchanged_recheck_s: int = 86_400
+    # How the scan's records cross into Python: pandas (Arrow batches) or row (one per call,
+    # only to measure the crossing: pipelines.operators.ScanRowFunction).
+    scan_udf: str = "pandas"
 
     @property
     def image_budget(self) -> ImageBudget:
@@ -133,6 +136,7 @@ class Settings:
             parallelism=_int_env("PARALLELISM", 1),
             retro_processes=_int_env("RETRO_PROCESSES", 1),
             unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
+            scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
         )
 

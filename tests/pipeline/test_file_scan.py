@@ -182,3 +182,25 @@ def test_a_job_started_after_an_in_process_scan_launches_its_own_gateway(sample_
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(out.read_text().splitlines()) == sample_scan[0].decisions
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_the_row_at_a_time_scan_decides_as_the_vectorised_one(sample_scan, tmp_path, mode):
+    """ZEROSCAN_SCAN_UDF=row (one record per Python call, kept to measure the crossing) gives
+    the sample's decisions and dead letters record for record, in PyFlink's process mode and in
+    its thread mode (Python inside the JVM), which runs only such functions. A job of its own
+    (`zeroscan scan`): thread mode is set before the JVM starts."""
+    _, decisions, dead_letters = sample_scan
+    out = tmp_path / "decisions.jsonl"
+    env = {**os.environ, "ZEROSCAN_STATE_DIR": str(tmp_path / "state"), "ZEROSCAN_SCAN_UDF": "row",
+           "ZEROSCAN_FLINK_OPTS": f"python.execution-mode={mode};restart-strategy.type=none"}
+    done = subprocess.run([sys.executable, "-m", "zeroscan", "scan", "--brands", str(SAMPLES / "brands.jsonl"),
+                           "--listings", str(SAMPLES / "listings.jsonl"), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def same(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in ("decided_at", "dead_at")}
+    assert [same(json.loads(x)) for x in out.read_text().splitlines()] == [same(d) for d in decisions]
+    dead = out.with_name("decisions.dead-letter.jsonl")
+    assert [same(json.loads(x)) for x in dead.read_text().splitlines()] == [same(d) for d in dead_letters]

@@ -93,16 +93,16 @@ def test_feedback_deletes_and_rescans_pass_and_what_follows_them_is_scanned(tmp_
     assert reaching_scan(tmp_path, recs) == [1, 2, 3, 4, 6, 7, 8, 9, 11]
 
 
-def _period(text: str, now_s: int, recheck_s: int) -> int:
-    """The period a record falls in (fingerprint_sql: each content at its own phase)."""
-    return (now_s + (len(text) * 7919) % recheck_s) // recheck_s
+def _period(partition: int, now_s: int, recheck_s: int) -> int:
+    """The period a record falls in (fingerprint_sql: each Kafka partition at its own phase)."""
+    return (now_s + (partition * 7919) % recheck_s) // recheck_s
 
 
 def test_unchanged_content_is_scanned_again_once_per_period(tmp_path):
     t0 = 1_767_225_600
     clock = [t0 + s for s in (0, 10, DAY // 3, 2 * DAY // 3, DAY, DAY + 20, 2 * DAY + 30, 2 * DAY + 40, 5 * DAY)]
     recs = [("listing", listing(t=i)) for i in range(len(clock))]
-    periods = [_period(text, now, DAY) for (_, text), now in zip(recs, clock)]
+    periods = [_period(0, now, DAY) for now in clock]
     want = [i + 1 for i, p in enumerate(periods) if i == 0 or p != periods[i - 1]]
     assert len(want) >= 4                     # the clock crosses at least three period ends
     assert reaching_scan(tmp_path, recs, clock=clock) == want
@@ -119,3 +119,11 @@ def test_file_mode_tags_are_read(tmp_path):
                                            "event_time": 3})),
             ("tagged", "L\t" + listing(t=4)), ("tagged", "L\t" + listing(t=5))]
     assert reaching_scan(tmp_path, recs) == [1, 3, 4]
+
+
+def test_the_length_is_part_of_the_fingerprint(tmp_path):
+    """Same canonical text, other length (an event_time with more digits): scanned, so a record
+    over the contract's byte limit never shares a fingerprint with one under it."""
+    recs = [("listing", listing(t=9)), ("listing", listing(t=10)), ("listing", listing(t=11)),
+            ("listing", listing(t=99)), ("listing", listing(t=100))]
+    assert reaching_scan(tmp_path, recs) == [1, 2, 5]
