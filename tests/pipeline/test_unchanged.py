@@ -1,5 +1,5 @@
 """Unchanged re-posts stop on the Java side (pipelines.scanner_job.fingerprint_sql): the keyed
-input step of the real job, on the local mini-cluster, over records given as a table. What
+input step of the real job, on the local mini-cluster, over records given in order. What
 reaches the scan is read from `keyed_in`; the clock is a column, so the re-check period is
 crossed without waiting."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 import pytest
+from pyflink.table import DataTypes
 
 from pipelines.scanner_job import define_keyed_input, make_table_env
 from zeroscan.settings import Settings
@@ -30,11 +31,16 @@ def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY
     t_env = make_table_env(settings, 1, kafka=False, overrides={"state.backend.type": "hashmap",
                                                                 "execution.checkpointing.interval": None})
     clock = clock or [1_767_225_600] * len(records)
-    rows = ", ".join(
-        f"(CAST('{text.replace(chr(39), chr(39) * 2)}' AS BYTES), CAST({i + 1} AS BIGINT), '{kind}', "
-        f"CAST({now} AS BIGINT))" for i, ((kind, text), now) in enumerate(zip(records, clock)))
-    t_env.execute_sql(f"CREATE TEMPORARY VIEW raw_in AS SELECT `value`, 'listings' AS src, 0 AS part, pos, "
-                      f"input_kind, now_s FROM (VALUES {rows}) AS t(`value`, pos, input_kind, now_s)")
+    # One ordered source (PyFlink writes the elements to a file it reads in order). Not a SQL
+    # VALUES list: rows holding expressions (CASTs) become a UNION ALL of one-row sources,
+    # which a streaming job interleaves in any order.
+    rows = [(bytearray(text.encode()), i + 1, kind, now) for i, ((kind, text), now) in enumerate(zip(records, clock))]
+    src = t_env.from_elements(rows, DataTypes.ROW([
+        DataTypes.FIELD("value", DataTypes.BYTES()), DataTypes.FIELD("pos", DataTypes.BIGINT()),
+        DataTypes.FIELD("input_kind", DataTypes.STRING()), DataTypes.FIELD("now_s", DataTypes.BIGINT())]))
+    t_env.create_temporary_view("raw_src", src)
+    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, 'listings' AS src, 0 AS part, pos, "
+                      "input_kind, now_s FROM raw_src")
     define_keyed_input(t_env, recheck_s, now_s="now_s")
     with t_env.sql_query("SELECT pos FROM keyed_in").execute().collect() as res:
         return sorted(r[0] for r in res)
