@@ -184,24 +184,24 @@ def e2e(settings: Settings, parallelism: int, total: int) -> dict:
     return {"parallelism": parallelism, **r, "startup_s": round(startup, 1)}
 
 
-def fast_path_e2e(settings: Settings, reposts: list[bytes], *more: list[bytes]) -> dict | list[dict]:
+def fast_path_e2e(settings: Settings, waves: list[list[bytes]]) -> list[dict]:
     """The job reads everything already on the topic (so its memo knows that content), then
-    each wave of re-posts (`reposts`, then every one of `more`) is produced and measured on its
-    own, in turn, by the same job. One rate per wave (a dict for one wave)."""
+    each wave of re-posts is produced and measured on its own, in turn, by the same job. One
+    rate per wave."""
     base = sum(end_offsets(settings.kafka, settings.topics.listings).values())
     log = "bench-job-fastpath.log"
     job = start_job(settings, 1, log)
     out = []
     try:
         _measure(settings, job, 0, base, log)
-        for wave in (reposts, *more):
+        for wave in waves:
             produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
             r, _ = _measure(settings, job, base, base + len(wave), log)
             out.append(r)
             base += len(wave)
     finally:
         stop_job(job)
-    return out[0] if not more else out
+    return out
 
 
 def latency(settings: Settings, rate: float, seconds: float, traffic: Traffic) -> dict:

@@ -123,10 +123,11 @@ def identical_wave(wave: list[bytes]) -> list[bytes]:
     """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
     in `wave` with a new event time only (stock updates, refreshes): byte for byte what the
     listing's previous record said, but for event_time."""
-    latest = {orjson.loads(x)["listing_id"]: x for x in wave}
+    ids = [orjson.loads(x)["listing_id"] for x in wave]
+    latest = dict(zip(ids, wave))
     out = []
-    for i, x in enumerate(wave):
-        rec = orjson.loads(latest[orjson.loads(x)["listing_id"]])
+    for i, lid in enumerate(ids):
+        rec = orjson.loads(latest[lid])
         rec["event_time"] += 20_000_000 + i
         out.append(orjson.dumps(rec))
     return out
@@ -203,7 +204,7 @@ def run(args) -> dict:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         phases.set_postfix_str("re-posts end to end")
         price_wave = [_repost(x) for x in lines]
-        out["fast_path_e2e"], out["identical_e2e"] = fast_path_e2e(s, price_wave, identical_wave(price_wave))
+        out["fast_path_e2e"], out["identical_e2e"] = fast_path_e2e(s, [price_wave, identical_wave(price_wave)])
         phases.update(1)
         out["fast_path_e2e_per_s_per_core"] = out["fast_path_e2e"]["listings_per_cpu_s"]
         out["identical_e2e_per_s_per_core"] = out["identical_e2e"]["listings_per_cpu_s"]

@@ -200,43 +200,30 @@ def _image_factory(cfg: ImageScan | None):
     return build
 
 
+def row_values(r: OutRow) -> tuple:
+    """One scan row's SCAN_RESULT fields, in order; maps as (key, value) pairs."""
+    o = r.origin
+    if o is None:
+        src = _NO_SOURCE
+    elif o.partition is None and o.offset is None:
+        src = (None, None, None, o.source, o.line or None)
+    else:
+        src = (o.source, o.partition, o.offset, None, None)
+    return (r.kind.value, r.listing_id, ([None] if r.sweep else []) + [f.brand_id for f in r.flags],
+            [(f.brand_id, f.action.value) for f in r.flags], [(f.brand_id, f.removed) for f in r.flags],
+            [(f.brand_id, f.decision) for f in r.flags], list(r.flagged), r.state_key, r.seller_id, r.event_time,
+            *src, r.reason, r.decided_at, r.payload, r.ledger)
+
+
+_INT_COLUMNS = frozenset(("event_time", "src_partition", "src_offset", "src_line", "decided_at"))
+_MAP_COLUMNS = frozenset(("actions", "removed", "decisions"))
+
+
 def result_frame(rows: list[OutRow]) -> pd.DataFrame:
     """The scan's rows as SCAN_RESULT columns."""
-    brands, actions, removed, decisions, srcs = [], [], [], [], []
-    for r in rows:
-        brands.append(([None] if r.sweep else []) + [f.brand_id for f in r.flags])
-        actions.append([(f.brand_id, f.action.value) for f in r.flags])
-        removed.append([(f.brand_id, f.removed) for f in r.flags])
-        decisions.append([(f.brand_id, f.decision) for f in r.flags])
-        o = r.origin
-        if o is None:
-            srcs.append(_NO_SOURCE)
-        elif o.partition is None and o.offset is None:
-            srcs.append((None, None, None, o.source, o.line or None))
-        else:
-            srcs.append((o.source, o.partition, o.offset, None, None))
-    topic, part, pos, file, line = zip(*srcs) if srcs else ((),) * 5
-    return pd.DataFrame({
-        "kind": [r.kind.value for r in rows],
-        "listing_id": [r.listing_id for r in rows],
-        "brands": brands,
-        "actions": actions,
-        "removed": removed,
-        "decisions": decisions,
-        "flagged": [list(r.flagged) for r in rows],
-        "state_key": [r.state_key for r in rows],
-        "seller_id": [r.seller_id for r in rows],
-        "event_time": _ints([r.event_time for r in rows]),
-        "src_topic": list(topic),
-        "src_partition": _ints(part),
-        "src_offset": _ints(pos),
-        "src_file": list(file),
-        "src_line": _ints(line),
-        "reason": [r.reason for r in rows],
-        "decided_at": _ints([r.decided_at for r in rows]),
-        "dead": [r.payload for r in rows],
-        "ledger": [r.ledger for r in rows],
-    })
+    columns = zip(*map(row_values, rows)) if rows else ((),) * len(SCAN_RESULT.names)
+    return pd.DataFrame({name: _ints(col) if name in _INT_COLUMNS else list(col)
+                         for name, col in zip(SCAN_RESULT.names, columns)})
 
 
 _NO_SOURCE = (None, None, None, None, None)
@@ -260,17 +247,7 @@ class ScanRowFunction(ScanFunction):
 
     def eval(self, value, source, part, pos, stream, context_raw, key):
         [row] = self.scan([value], [source], [part], [pos], [stream], [context_raw], [key])
-        frame = result_frame([row])
-        return Row(*(_plain(name, frame[name].iloc[0]) for name in SCAN_RESULT.names))
-
-
-_MAPS = ("actions", "removed", "decisions")
-
-
-def _plain(name: str, v):
-    if name in _MAPS:                       # a map's (key, value) pairs
-        return dict(v)
-    return None if v is None or (not isinstance(v, list) and pd.isna(v)) else v
+        return Row(*(dict(v) if name in _MAP_COLUMNS else v for name, v in zip(SCAN_RESULT.names, row_values(row))))
 
 
 def scan_udf(config: ScanConfig):

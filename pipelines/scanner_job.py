@@ -227,20 +227,21 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 
 # An unchanged re-post: a listing update byte-identical to the listing's previous record but for
 # its event_time. Its scan could state only what the previous one stated, so it stops on the
-# Java side, before the crossing into Python. The fingerprint is SHA-256 (a seller cannot make two
-# contents collide, as MD5 would let them) of the record with every `"event_time": <integer>`
+# Java side, before the crossing into Python. The fingerprint is SHA-256 (a seller cannot make
+# two contents collide, as MD5 would let them) of the record with every `"event_time": <integer>`
 # rewritten to `"event_time":0`: two records with one fingerprint differ only in those integers,
 # so one is a valid record exactly when the other is, and the scanner reads the same content from
 # both (no parser differential: the whole record is hashed, not fields read by another parser).
-# Not fingerprinted, so always scanned: records that are not valid UTF-8 (or hold U+FFFD), records without an integer event_time that is valid JSON and
-# valid for the contract (a date-time string, -1, 1.5, 0012), feedback, rescans, and a record
-# whose previous one was any of those; a delete differs from the upsert before it by its `op`.
-# A re-post identical to a record that was dead-lettered for its content stops too: that
-# record's dead letter stands for it. The fingerprint also holds the
-# period (of `recheck_s`, each Kafka partition at its own phase) it was taken in, so a listing's unchanged
-# content is scanned again at least once per period: what the scanner learns (feedback
-# neighbours, a new image from a brand whose sha256 differs) and image fetches that failed reach
-# it then. A brand change reaches live listings at once through the retro worker's rescans.
+# Not fingerprinted, so always scanned: records that are not valid UTF-8 (or hold U+FFFD),
+# records without an integer event_time that is valid JSON and valid for the contract (a
+# date-time string, -1, 1.5, 0012), feedback, rescans, and a record whose previous one was any
+# of those; a delete differs from the upsert before it by its `op`. A re-post identical to a
+# record that was dead-lettered for its content stops too: that record's dead letter stands for
+# it. The fingerprint also holds the period (of `recheck_s`, each Kafka partition at its own
+# phase) it was taken in, so a listing's unchanged content is scanned again at least once per
+# period: what the scanner learns (feedback neighbours, a new image from a brand whose sha256
+# differs) and image fetches that failed reach it then. A brand change reaches live listings at
+# once through the retro worker's rescans.
 EVENT_TIME_INT_RE = '"event_time"[ \\t\\n\\r]*:[ \\t\\n\\r]*(0|[1-9][0-9]{0,17})(?=[ \\t\\n\\r]*[,}])'
 
 
