@@ -27,6 +27,13 @@ def _id(driver, element_id):
     return driver.find_element(By.ID, element_id)
 
 
+def _wait_flash(driver, text: str):
+    """Until the page shows a success notice containing `text`. The notice is read inside the
+    wait: right after a submit the previous page (with the previous notice) may still be the one
+    shown, and its elements go stale when the answer arrives."""
+    return wait_for(driver, lambda d: any(text in f.text for f in _css(d, ".flash.ok")))
+
+
 def test_signal_appears_is_removed_and_the_outcome_is_shown(start_api, kafka_settings, tmp_path):  # noqa: F811
     s = kafka_settings
     api = start_api()
@@ -67,13 +74,13 @@ def test_signal_appears_is_removed_and_the_outcome_is_shown(start_api, kafka_set
 
             card.find_element("css selector", "input[name=reason]").send_keys("counterfeit: not our model")
             card.find_element("css selector", "button.remove").click()
-            assert "removal of l1 submitted" in wait_for(browser, lambda d: _css(d, ".flash.ok"))[0].text
+            _wait_flash(browser, "removal of l1 submitted")
             # the other two from a CSV file
             sheet = tmp_path / "removals.csv"
             sheet.write_text("listing_id,reason\nl3,copy of our grinder\nl4,fake bits\n")
             _css(browser, "input[name=csv]")[0].send_keys(str(sheet))
             _css(browser, "form[action$='/signals/bulk'] button")[0].click()
-            assert "2 removal(s) of veltrix submitted" in wait_for(browser, lambda d: _css(d, ".flash.ok"))[0].text
+            _wait_flash(browser, "2 removal(s) of veltrix submitted")
 
             browser.get(f"{api.base}/ui/history")
             row = wait_for(browser, lambda d: _css(d, "#history tr[data-listing=l1]"), timeout_s=60, reload=True)[0]
