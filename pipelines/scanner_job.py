@@ -169,17 +169,21 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     t = settings.topics
     # One source over the keyed inputs: listing updates, feedback events, and the retro worker's
     # re-checks of live listings after a brand change (their own input_kind, so no filter meant
-    # for re-posted listings drops them).
+    # for re-posted listings drops them). The record is read as a string (the raw format keeps
+    # its bytes as they are, invalid UTF-8 included; the cast back gives the same bytes), so the
+    # keying, the fingerprint and the feedback context all read one string value, decoded to
+    # Java's form once per record: Flink 2.2 evaluates each `CAST(value AS STRING)` anew, and
+    # the steps before the keyed exchange held ten of them.
     t_env.execute_sql(_kafka_table(
         "inputs_kafka", f"{t.listings};{t.feedback};{t.rescan}", settings,
-        "`value` BYTES, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
+        "`text` STRING, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
         "`offset` BIGINT METADATA VIRTUAL",
         {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
          "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
          "value.format": "raw"}))
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW raw_in AS
-        SELECT `value`, `topic` AS src, `partition` AS part, `offset` AS pos,
+        SELECT CAST(`text` AS BYTES) AS `value`, `text`, `topic` AS src, `partition` AS part, `offset` AS pos,
                CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' WHEN `topic` = '{t.rescan}' THEN 'rescan'
                     ELSE 'listing' END AS input_kind
         FROM inputs_kafka""")
@@ -202,16 +206,16 @@ def register_file_io(t_env: TableEnvironment, tagged: Path) -> None:
         "CREATE TEMPORARY TABLE inputs_file (`value` BYTES, "
         "`path` STRING NOT NULL METADATA FROM 'file.path' VIRTUAL) "
         f"WITH ('connector' = 'filesystem', 'path' = '{tagged.resolve().as_uri()}', 'format' = 'raw')")
-    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, `path` AS src, "
+    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, CAST(`value` AS STRING) AS `text`, `path` AS src, "
                       "CAST(NULL AS INT) AS part, CAST(NULL AS BIGINT) AS pos, 'tagged' AS input_kind FROM inputs_file")
 
 
 # A record's text (file mode's records carry a tag before a tab: connectors.file_input), and
 # what kind of input it is (file mode: from the tag).
-BODY_SQL = ("CASE WHEN input_kind = 'tagged' THEN SUBSTRING(CAST(`value` AS STRING) "
-            "FROM POSITION(CHR(9) IN CAST(`value` AS STRING)) + 1) ELSE CAST(`value` AS STRING) END")
-IS_LISTING_SQL = "(input_kind = 'listing' OR (input_kind = 'tagged' AND CAST(`value` AS STRING) LIKE 'L%'))"
-IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND CAST(`value` AS STRING) LIKE 'F%'))"
+BODY_SQL = ("CASE WHEN input_kind = 'tagged' THEN SUBSTRING(`text` "
+            "FROM POSITION(CHR(9) IN `text`) + 1) ELSE `text` END")
+IS_LISTING_SQL = "(input_kind = 'listing' OR (input_kind = 'tagged' AND `text` LIKE 'L%'))"
+IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND `text` LIKE 'F%'))"
 
 # What a listing presented, for judging feedback about it, kept in Flink's keyed state (the
 # OVER aggregate's, in the RocksDB state backend: checkpointed, and redistributed by key group

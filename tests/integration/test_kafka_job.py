@@ -2,6 +2,8 @@
 exactly once, also across a hard kill of the job and a restart from its checkpoint."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -25,6 +27,8 @@ BRANDS = [
     {"brand_id": "lumora", "name": "Lumora", "trademarks": ["Lumora"], "enforcement": "review", "version": 1},
 ]
 JOB_START_TIMEOUT_S = 240
+# A listing record with bytes that are not UTF-8 in its title (a dead letter).
+NOT_UTF8 = b'{"listing_id":"l7","seller_id":"s-7","event_time":7,"title":"Veltrix \xff\xfe drill"}'
 # How often the tests ask Kafka whether the job committed: output becomes visible when a
 # checkpoint completes (every 2 s), so a 1 s poll added half a second to every wait on average.
 POLL_S = 0.25
@@ -75,6 +79,7 @@ def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafk
         b"not json at all",
         json.dumps({"listing_id": "l6", "seller_id": "s", "event_time": 1, "title": "x",
                     "price": {"amount": -1, "currency": "USD"}}).encode(),
+        NOT_UTF8,
     ]
     produce_lines(s.bootstrap, s.topics.listings, first, "listing_id")
     job = start_job(s, "job.log")
@@ -90,10 +95,16 @@ def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafk
         assert {src["topic"] for src in sources.values()} == {s.topics.listings}
         assert all(isinstance(src["partition"], int) and isinstance(src["offset"], int) for src in sources.values())
         dead = read(s, s.topics.dead_letter)
-        assert len(dead) == 2
+        assert len(dead) == 3
         assert {d["origin"]["topic"] for d in dead} == {s.topics.listings}
         assert all(isinstance(d["origin"]["offset"], int) for d in dead)
         assert any("price.amount" in d["reason"] for d in dead)
+        # the job reads records as text; a record that is not UTF-8 reaches the scan as the
+        # bytes that were produced, and its dead letter holds them
+        [bad] = [d for d in dead if "record_base64" in d]
+        assert "not valid UTF-8" in bad["reason"]
+        assert base64.b64decode(bad["record_base64"]) == NOT_UTF8
+        assert bad["record_sha256"] == hashlib.sha256(NOT_UTF8).hexdigest()
 
         # A second wave while the job runs, then a hard crash (no savepoint) before or after
         # it is committed: the restarted job must neither lose nor repeat output.
@@ -117,7 +128,7 @@ def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafk
     assert max(per_listing.values()) == 1, [k for k, n in per_listing.items() if n > 1]
     assert {f"l{100 + i}" for i in range(200)} <= {d["listing_id"] for d in decisions}
     assert per_listing[("l1", "clear")] == 1 and per_listing[("l3", "review")] == 1
-    assert len(read(s, s.topics.dead_letter)) == 2
+    assert len(read(s, s.topics.dead_letter)) == 3
     # listing-status: the latest decision per listing and brand, written once per change like
     # decisions (same transactions), and l1's clear kept as a record
     status = [(json.loads(k), json.loads(v)) for k, v, _p, _o in consume(s.bootstrap, s.topics.status,

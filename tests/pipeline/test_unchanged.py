@@ -39,7 +39,8 @@ def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY
         DataTypes.FIELD("value", DataTypes.BYTES()), DataTypes.FIELD("pos", DataTypes.BIGINT()),
         DataTypes.FIELD("input_kind", DataTypes.STRING()), DataTypes.FIELD("now_s", DataTypes.BIGINT())]))
     t_env.create_temporary_view("raw_src", src)
-    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, 'listings' AS src, 0 AS part, pos, "
+    t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, CAST(`value` AS STRING) AS `text`, "
+                      "'listings' AS src, 0 AS part, pos, "
                       "input_kind, now_s FROM raw_src")
     define_keyed_input(t_env, recheck_s, now_s="now_s")
     with t_env.sql_query("SELECT pos FROM keyed_in").execute().collect() as res:
