@@ -12,6 +12,11 @@ say). Each job reads the same listings topic from its own consumer group. Rates 
 (as `make bench`), in windows of the committed offsets: 10-90 % (the bench's), 10-40, 40-70 and
 70-95 % and 50-95 %, so JIT warm-up in the first minute shows (the JIT compilers are the JVM's largest CPU user in the first minutes: read the later windows, with more listings, for the warm rate). Prints one line per job and the ratios to the
 first NAME; writes nothing else.
+
+With `--waves N`, each job instead reads everything on the topic (so it is warm), then N waves of
+identical re-posts (the listings' latest records with a new event time only, which stop on the
+Java side) are produced and each is measured from its production to its last commit: listings
+per CPU-second of the job's process tree, and the threads that took that CPU (/proc task times).
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ from pathlib import Path
 import orjson
 
 from benchmarks import kafka_measures as km
+from benchmarks.pipeline_bench import identical_wave
 from benchmarks.traffic import Mix, Traffic, brand_records
-from connectors.kafka_admin import contract_topics, ensure_topics
+from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
 from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_io import produce_lines
 from zeroscan.settings import Settings, Topics
@@ -48,6 +54,31 @@ def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int
     return out
 
 
+def wave_rates(settings: Settings, checkout: str, env: dict[str, str], wave: list[bytes], waves: int,
+               log: str) -> list[float]:
+    """Run that checkout's job over everything on the topic, then produce `wave` `waves` times,
+    measuring each in turn; the rate per wave (and the busiest threads, printed)."""
+    job = km.start_job(settings, 1, log, Path(checkout), env)
+    try:
+        first = sum(end_offsets(settings.kafka, settings.topics.listings).values())
+        km.poll_committed(settings, job, 0, first, log)
+        out = []
+        for _ in range(waves):
+            cpu0, threads0 = km.cpu_seconds(job.pid), km.thread_cpu(job.pid)
+            produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
+            km.poll_committed(settings, job, first, first + len(wave), log)
+            cpu = km.cpu_seconds(job.pid) - cpu0
+            threads = km.thread_cpu(job.pid)
+            first += len(wave)
+            out.append(round(len(wave) / cpu))
+            busiest = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads.items()), reverse=True)[:8]
+            print(f"  {round(len(wave) / cpu)} per CPU-second; " +
+                  ", ".join(f"{k} {100 * v / cpu:.0f} %" for v, k in busiest), flush=True)
+        return out
+    finally:
+        km.stop_job(job)
+
+
 def _interrupt(*_args) -> None:
     raise KeyboardInterrupt
 
@@ -59,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--marks", type=int, default=1000)
     ap.add_argument("--identical", type=float, default=0.0,
                     help="share of unchanged re-posts that change nothing but event_time (benchmarks.traffic.Mix)")
+    ap.add_argument("--waves", type=int, default=0,
+                    help="measure this many warm waves of identical re-posts per job instead (see above)")
     ap.add_argument("trees", nargs="+", metavar="NAME=CHECKOUT[,VAR=VALUE...]")
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the `finally` below stops the running job and the broker
@@ -87,14 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         produce_lines(s0.kafka, s0.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
         traffic = Traffic(brands, Mix(identical=args.identical))
         traffic.warm(max(1000, args.listings // 10))
-        produce_lines(s0.kafka, s0.topics.listings, list(traffic.lines(args.listings)), "listing_id")
+        lines = list(traffic.lines(args.listings))
+        produce_lines(s0.kafka, s0.topics.listings, lines, "listing_id")
+        wave = identical_wave(lines) if args.waves else []
         for r in range(args.rounds):
             for name, path, env in trees:
                 s = dataclasses.replace(s0, consumer_group=f"{s0.consumer_group}-{name}{r}",
                                         transactional_id_prefix=f"{s0.transactional_id_prefix}-{name}{r}",
                                         state_dir=work / f"{name}{r}")
                 s.state_dir.mkdir(parents=True, exist_ok=True)
-                rates = job_rates(s, path, env, args.listings, f"{name}{r}.log")
+                if args.waves:
+                    rates = dict(zip((f"wave {w}" for w in range(args.waves)),
+                                     wave_rates(s, path, env, wave, args.waves, f"{name}{r}.log")))
+                else:
+                    rates = job_rates(s, path, env, args.listings, f"{name}{r}.log")
                 results.setdefault(name, []).append(rates)
                 print(f"round {r} {name}: {rates}", flush=True)
     finally:

@@ -4,6 +4,7 @@ scanner job end to end, and latency under paced load; CPU and memory of a proces
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,29 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, IndexError):
             continue
     return total
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of the process tree, by process and thread name (numbers in
+    thread names folded, but for Flink's operator threads, which the name tells apart)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                proc = f.read().strip()
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/stat") as f:
+                    st = f.read()
+                name = st[st.index("(") + 1:st.rindex(")")]
+                if not name.startswith(("Over", "Source", "Calc", "Python", "Sink")):
+                    name = re.sub(r"[0-9]+", "#", name)
+                fields = st.rsplit(")", 1)[1].split()
+                key = f"{proc}|{name}"
+                out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def rss_mib(pid: int) -> float:
