@@ -4,7 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
-JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched
+JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched .cache/jars/flink-udf/zeroscan-flink-udf.jar
+UDF_SRC := $(shell find pipelines/java -name '*.java')
 
 .PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-retro kafka-up kafka-down clean
 
@@ -40,6 +41,14 @@ jars: $(JARS)
 	rm -rf .cache/jars/$*
 	$(MVN) -f $< dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.cache/jars/$*
 	touch $@
+
+# The job's Java functions (pipelines/java), compiled against the Flink jars of the installed
+# apache-flink wheel, so their versions always match.
+.cache/jars/flink-udf/zeroscan-flink-udf.jar: $(UDF_SRC) $(VENV)/.installed
+	rm -rf .cache/jars/flink-udf && mkdir -p .cache/jars/flink-udf/classes
+	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import pyflink, os; print(os.path.join(os.path.dirname(pyflink.__file__), "lib"))')/*" \
+		-d .cache/jars/flink-udf/classes $(UDF_SRC)
+	jar cf $@ -C .cache/jars/flink-udf/classes .
 
 bench: setup
 	$(BIN)/python -m benchmarks.pipeline_bench

@@ -126,11 +126,16 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
         "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
     })
     values.update(embedded)
+    # The job's Java functions (both modes), the Kafka connector (Kafka mode): loaded by the
+    # planner here and shipped with the job to a cluster.
+    if not settings.udf_jar.is_file():
+        raise RuntimeError(f"the job's Java functions are missing ({settings.udf_jar}): run `make jars`")
+    jars = [settings.udf_jar]
     if kafka:
-        jars = settings.connector_jars
-        if not jars:
+        if not settings.connector_jars:
             raise RuntimeError(f"Flink Kafka connector jar missing in {settings.jar_dir}: run `make jars`")
-        values["pipeline.jars"] = ";".join(j.as_uri() for j in jars)
+        jars += settings.connector_jars
+    values["pipeline.jars"] = ";".join(j.as_uri() for j in jars)
     # ZEROSCAN_FLINK_OPTS="key=value;key=value" overrides config.yaml (benchmarks, experiments).
     values.update(settings.flink_opts)
     for k, v in (overrides or {}).items():
@@ -226,16 +231,19 @@ IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND `text`
 LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
          THEN LAST_VALUE(CASE WHEN is_listing
                                    AND NOT (REGEXP(body, '"op"') AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
-                                   AND CHAR_LENGTH(body) <= 1048576 THEN body END) OVER w END"""
+                                   AND zs_byte_length(body) <= 1048576 THEN body END) OVER w END"""
 
 
 # An unchanged re-post: a listing update byte-identical to the listing's previous record but for
 # its event_time. Its scan could state only what the previous one stated, so it stops on the
 # Java side, before the crossing into Python. The fingerprint is SHA-256 (a seller cannot make
 # two contents collide, as MD5 would let them) of the record with every `"event_time": <integer>`
-# rewritten to `"event_time":0`: two records with one fingerprint differ only in those integers,
-# so one is a valid record exactly when the other is, and the scanner reads the same content from
-# both (no parser differential: the whole record is hashed, not fields read by another parser).
+# rewritten to `"event_time":0` (EVENT_TIME_INT_RE), and the record's length in code points:
+# two records with one fingerprint differ only in those integers, so one is a valid record
+# exactly when the other is, and the scanner reads the same content from both (no parser
+# differential: the whole record is hashed, not fields read by another parser); with the same
+# canonical text, the same length means the same event_time digits in all, so the same size in
+# bytes (a record over the contract's byte limit is refused whatever its text).
 # Not fingerprinted, so always scanned: records that are not valid UTF-8 (or hold U+FFFD),
 # records without an integer event_time that is valid JSON and valid for the contract (a
 # date-time string, -1, 1.5, 0012), feedback, rescans, and a record whose previous one was any
@@ -246,7 +254,22 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 # period: what the scanner learns (feedback neighbours, a new image from a brand whose sha256
 # differs) and image fetches that failed reach it then. A brand change reaches live listings at
 # once through the retro worker's rescans.
+# The hash and the length are one Java function (zs_content_fingerprint, pipelines/java): one
+# pass over the record's bytes where the same SQL (REGEXP, REGEXP_REPLACE, SHA256, CHAR_LENGTH,
+# each evaluated anew by Flink 2.2, each regular expression over the record decoded again, and
+# REGEXP_REPLACE compiling its pattern on every call) cost most of the source step; it gives
+# the same fingerprints (tests/pipeline/test_java_functions.py), so state taken by one is read
+# by the other.
 EVENT_TIME_INT_RE = '"event_time"[ \\t\\n\\r]*:[ \\t\\n\\r]*(0|[1-9][0-9]{0,17})(?=[ \\t\\n\\r]*[,}])'
+
+# The job's Java functions (pipelines/java; the jar is on `pipeline.jars`, see make_table_env).
+JAVA_FUNCTIONS = {"zs_content_fingerprint": "dev.zeroscan.flink.ContentFingerprint",
+                  "zs_byte_length": "dev.zeroscan.flink.ByteLength"}
+
+
+def register_java_functions(t_env: TableEnvironment) -> None:
+    for name, cls in JAVA_FUNCTIONS.items():
+        t_env.create_java_temporary_system_function(name, cls)
 
 
 def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
@@ -260,15 +283,7 @@ def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
     # sub-expressions: a JSON_VALUE parses the record again, a length walks it again).
     phase = f"MOD(CAST(COALESCE(part, 0) AS BIGINT) * 7919, {recheck_s})"
     period = f"CAST(({now_s} + {phase}) / {recheck_s} AS BIGINT)"
-    canon = f"""REGEXP_REPLACE(body, {_sql_str(EVENT_TIME_INT_RE)}, '"event_time":0')"""
-    # The record's length in characters is part of the fingerprint: with the same canonical text,
-    # the same length means the same event_time digits in all, so the same size in bytes (a
-    # record over the contract's byte limit is refused whatever its text). U+FFFD: the cast
-    # from bytes puts it for every invalid UTF-8 sequence, so records that differ only there
-    # would share one canonical text; Java's regular expressions search the text far faster
-    # than POSITION's byte-by-byte comparison.
-    return f"""CASE WHEN is_listing AND NOT REGEXP(body, '\\uFFFD') AND REGEXP(body, {_sql_str(EVENT_TIME_INT_RE)})
-                THEN CONCAT(SHA256({canon}), '/', CAST(CHAR_LENGTH(body) AS STRING), '/', CAST({period} AS STRING)) END"""
+    return f"""CASE WHEN is_listing THEN CONCAT(zs_content_fingerprint(body), '/', CAST({period} AS STRING)) END"""
 
 
 def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> None:
@@ -286,6 +301,7 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
     # (listings are keyed by listing_id, so one listing's records share a partition).
     # One keyed step for all three (a second one after the filter, for the context alone, cost
     # more in its exchange than it saved: benchmarks in the README, "Throughput").
+    register_java_functions(t_env)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW fingerprinted AS
         SELECT `value`, src, part, pos, input_kind, lid, content_pos,

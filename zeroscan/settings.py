@@ -102,6 +102,11 @@ class Settings:
     def connector_jars(self) -> list[Path]:
         return sorted((self.jar_dir / "flink-connector").glob("*.jar"))
 
+    @property
+    def udf_jar(self) -> Path:
+        """The job's Java functions (pipelines/java, built by `make jars`)."""
+        return self.jar_dir / "flink-udf" / "zeroscan-flink-udf.jar"
+
     @classmethod
     def from_env(cls) -> "Settings":
         state = Path(_env("STATE_DIR", str(ROOT / ".state"))).resolve()

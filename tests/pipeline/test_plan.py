@@ -63,4 +63,4 @@ def test_unchanged_re_posts_stop_before_the_scan(tmp_path):
     stop = re.search(r"where=\[\(fp IS NULL OR (w0\$o\d+) IS NULL OR \(fp <> \1\)\)\]", below)
     assert stop is not None, below[:3000]
     lag = below.index("LAG(fp) AS " + stop.group(1))
-    assert stop.start() < lag < below.index("SHA256(")
+    assert stop.start() < lag < below.index("zs_content_fingerprint(")
