@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 MVN    := mvn -q -B -Dstyle.color=never -Dmaven.repo.local=$(CURDIR)/.cache/m2
 JARS   := .cache/jars/kafka-broker/.fetched .cache/jars/flink-connector/.fetched .cache/jars/flink-udf/zeroscan-flink-udf.jar
 UDF_SRC := $(shell find pipelines/java -name '*.java')
+# Its folders too: removing a source changes its folder, so the jar is built again without it.
+UDF_DIRS := $(shell find pipelines/java -type d)
 
 .PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-retro kafka-up kafka-down clean
 
@@ -44,7 +46,7 @@ jars: $(JARS)
 
 # The job's Java functions (pipelines/java), compiled against the Flink jars of the installed
 # apache-flink wheel, so their versions always match.
-.cache/jars/flink-udf/zeroscan-flink-udf.jar: $(UDF_SRC) $(VENV)/.installed
+.cache/jars/flink-udf/zeroscan-flink-udf.jar: $(UDF_SRC) $(UDF_DIRS) $(VENV)/.installed
 	rm -rf .cache/jars/flink-udf && mkdir -p .cache/jars/flink-udf/classes
 	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import pyflink, os; print(os.path.join(os.path.dirname(pyflink.__file__), "lib"))')/*" \
 		-d .cache/jars/flink-udf/classes $(UDF_SRC)
