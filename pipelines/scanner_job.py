@@ -238,7 +238,8 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 # its event_time. Its scan could state only what the previous one stated, so it stops on the
 # Java side, before the crossing into Python. The fingerprint is SHA-256 (a seller cannot make
 # two contents collide, as MD5 would let them) of the record with every `"event_time": <integer>`
-# rewritten to `"event_time":0` (EVENT_TIME_INT_RE), and the record's length in code points:
+# rewritten to `"event_time":0`, and the record's length in code points (pipelines/java,
+# ContentFingerprint, says which integers exactly):
 # two records with one fingerprint differ only in those integers, so one is a valid record
 # exactly when the other is, and the scanner reads the same content from both (no parser
 # differential: the whole record is hashed, not fields read by another parser); with the same
@@ -260,7 +261,6 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 # REGEXP_REPLACE compiling its pattern on every call) cost most of the source step; it gives
 # the same fingerprints (tests/pipeline/test_java_functions.py), so state taken by one is read
 # by the other.
-EVENT_TIME_INT_RE = '"event_time"[ \\t\\n\\r]*:[ \\t\\n\\r]*(0|[1-9][0-9]{0,17})(?=[ \\t\\n\\r]*[,}])'
 
 # The job's Java functions (pipelines/java; the jar is on `pipeline.jars`, see make_table_env).
 JAVA_FUNCTIONS = {"zs_content_fingerprint": "dev.zeroscan.flink.ContentFingerprint",

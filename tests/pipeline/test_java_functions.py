@@ -11,17 +11,20 @@ import re
 import pytest
 from pyflink.table import DataTypes
 
-from pipelines.scanner_job import EVENT_TIME_INT_RE, _sql_str, make_table_env, register_java_functions
+from pipelines.scanner_job import _sql_str, make_table_env, register_java_functions
 from zeroscan.settings import Settings
 
 pytestmark = pytest.mark.pipeline
+
+# The integer event_time of the specification: Java's and Python's regular expressions read it
+# alike.
+EVENT_TIME_INT_RE = r'"event_time"[ \t\n\r]*:[ \t\n\r]*(0|[1-9][0-9]{0,17})(?=[ \t\n\r]*[,}])'
+_RE = re.compile(EVENT_TIME_INT_RE)
 
 # The SQL the Java function replaced (fingerprint_sql before it, less the period).
 REPLACED_SQL = (f"CASE WHEN NOT REGEXP(`text`, '\\uFFFD') AND REGEXP(`text`, {_sql_str(EVENT_TIME_INT_RE)}) "
                 f"THEN CONCAT(SHA256(REGEXP_REPLACE(`text`, {_sql_str(EVENT_TIME_INT_RE)}, '\"event_time\":0')), "
                 "'/', CAST(CHAR_LENGTH(`text`) AS STRING)) END")
-
-_RE = re.compile(r'"event_time"[ \t\n\r]*:[ \t\n\r]*(0|[1-9][0-9]{0,17})(?=[ \t\n\r]*[,}])')
 
 
 def specified(raw: bytes) -> str | None:

@@ -6,7 +6,6 @@ import java.security.NoSuchAlgorithmException;
 
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.data.StringData;
-import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
@@ -38,12 +37,8 @@ public final class ContentFingerprint extends ScalarFunction {
     /** At most 18 digits: the contract's integer event_time fits a long. */
     private static final int MAX_DIGITS = 18;
 
+    /** Made on first use, in the task (a function instance is serialized to it). */
     private transient MessageDigest sha;
-
-    @Override
-    public void open(FunctionContext context) throws Exception {
-        sha = newSha();
-    }
 
     public @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData eval(
             @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData text) {
@@ -57,7 +52,10 @@ public final class ContentFingerprint extends ScalarFunction {
         }
         // Matches, left to right, as the regular expression engine finds them: a failed attempt
         // at one "event_time" key moves on to the next occurrence of the key.
-        MessageDigest md = sha != null ? sha : (sha = newSha());
+        if (sha == null) {
+            sha = newSha();
+        }
+        MessageDigest md = sha;
         md.reset();
         int pos = 0;
         boolean any = false;
@@ -139,51 +137,47 @@ public final class ContentFingerprint extends ScalarFunction {
      */
     static long codePoints(byte[] b) {
         long n = 0;
-        int i = 0;
-        while (i < b.length) {
+        for (int i = 0; i < b.length; n++) {
             int c = b[i] & 0xff;
             if (c < 0x80) {
                 i++;
-            } else if (c >= 0xc2 && c <= 0xdf) {
-                if (!cont(b, i + 1)) {
-                    return -1;
-                }
-                i += 2;
+                continue;
+            }
+            // The sequence's length and the range of its second byte (RFC 3629, table 3-7).
+            int len;
+            int lo = 0x80;
+            int hi = 0xbf;
+            if (c >= 0xc2 && c <= 0xdf) {
+                len = 2;
             } else if (c >= 0xe0 && c <= 0xef) {
-                if (i + 2 >= b.length || !cont(b, i + 2)) {
-                    return -1;
-                }
-                int c1 = b[i + 1] & 0xff;
-                int lo = c == 0xe0 ? 0xa0 : 0x80;
-                int hi = c == 0xed ? 0x9f : 0xbf;
-                if (c1 < lo || c1 > hi) {
-                    return -1;
-                }
-                if (c == 0xef && c1 == 0xbf && (b[i + 2] & 0xff) == 0xbd) {
-                    return -1;  // U+FFFD
-                }
-                i += 3;
+                len = 3;
+                lo = c == 0xe0 ? 0xa0 : lo;
+                hi = c == 0xed ? 0x9f : hi;
             } else if (c >= 0xf0 && c <= 0xf4) {
-                if (i + 3 >= b.length || !cont(b, i + 2) || !cont(b, i + 3)) {
-                    return -1;
-                }
-                int c1 = b[i + 1] & 0xff;
-                int lo = c == 0xf0 ? 0x90 : 0x80;
-                int hi = c == 0xf4 ? 0x8f : 0xbf;
-                if (c1 < lo || c1 > hi) {
-                    return -1;
-                }
-                i += 4;
+                len = 4;
+                lo = c == 0xf0 ? 0x90 : lo;
+                hi = c == 0xf4 ? 0x8f : hi;
             } else {
                 return -1;
             }
-            n++;
+            if (i + len > b.length) {
+                return -1;
+            }
+            int c1 = b[i + 1] & 0xff;
+            if (c1 < lo || c1 > hi) {
+                return -1;
+            }
+            for (int k = 2; k < len; k++) {
+                if ((b[i + k] & 0xc0) != 0x80) {
+                    return -1;
+                }
+            }
+            if (c == 0xef && c1 == 0xbf && (b[i + 2] & 0xff) == 0xbd) {
+                return -1;  // U+FFFD
+            }
+            i += len;
         }
         return n;
-    }
-
-    private static boolean cont(byte[] b, int i) {
-        return i < b.length && (b[i] & 0xc0) == 0x80;
     }
 
     private static MessageDigest newSha() {
