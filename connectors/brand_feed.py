@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -31,6 +32,13 @@ from connectors.kafka_io import (METADATA_TIMEOUT_S, CatchUp, TopicMissingError,
                                  topic_partitions)
 
 log = logging.getLogger(__name__)
+
+# A full settle (every long-lived object collected once, then frozen again) when the frozen
+# objects have grown by this share since the last one: cyclic garbage among frozen objects then
+# waits at most that long, as CPython's own full collections wait for 25 % growth.
+FULL_SETTLE_GROWTH = 0.25
+_settle_lock = threading.Lock()
+_frozen_after_full = 0
 
 # Changes arriving within this window are applied in one rebuild (a bulk `brands put` of
 # hundreds of brands costs one index build, not hundreds); well inside the 10 s target.
@@ -126,6 +134,26 @@ class TopicFollower:
         self._consumer.close()
 
 
+def freeze_long_lived() -> None:
+    """Take the objects alive now (the catalogue just built, the word lists, the feedback
+    replica) out of the cyclic collector's sight (`gc.freeze`), so its full collections walk
+    only what the scan made since. Without it a full collection walks the whole catalogue: at
+    1 M word marks 2.3 M objects, 0.7-0.9 s of CPU each, once every ~20 k listings scanned.
+    Called after every catalogue build: the young objects are collected and frozen; when the
+    frozen ones have grown by FULL_SETTLE_GROWTH since the last full settle, all are unfrozen,
+    collected once and frozen again (cyclic garbage among them is freed then; what dies without
+    a cycle, an old catalogue, is freed by its reference count at once)."""
+    global _frozen_after_full
+    with _settle_lock:
+        gc.collect()
+        gc.freeze()
+        if gc.get_freeze_count() > (1 + FULL_SETTLE_GROWTH) * _frozen_after_full:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            _frozen_after_full = gc.get_freeze_count()
+
+
 def load_brands_file(path: Path) -> list[BrandReference]:
     """Brands from a JSON Lines file, in version order per brand; errors name the line."""
     table = BrandTable()
@@ -143,6 +171,7 @@ def load_brands_file(path: Path) -> list[BrandReference]:
 class FileBrandFeed:
     def __init__(self, path: str):
         self.catalog = Catalog.build(load_brands_file(Path(path)), version=1)
+        freeze_long_lived()
 
     def close(self) -> None:
         pass
@@ -169,6 +198,7 @@ class KafkaBrandFeed:
     def _rebuild(self) -> None:
         catalog = Catalog.build(self._table.live(), version=self.catalog.version + 1, previous=self.catalog)
         self.catalog = dataclasses.replace(catalog, versions=self._table.versions())
+        freeze_long_lived()
 
     def close(self) -> None:
         self._follower.close()
