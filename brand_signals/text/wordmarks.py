@@ -233,7 +233,7 @@ class WordMarkIndex:
 
     __slots__ = ("_brands", "_marks", "_automaton", "_collisions", "_max_tokens", "_exact",
                  "_words", "_in_multi", "_deletes", "_squeezed", "_cache", "_cache_any_first", "_key_words",
-                 "_solo", "_pairs")
+                 "_solo", "_pairs", "_part_cache")
 
     def __init__(self, brands: Mapping[str, BrandReference], marks: tuple[Mark, ...]) -> None:
         if 2 * len(marks) >= _COLLISION_BASE:
@@ -305,6 +305,7 @@ class WordMarkIndex:
         self._cache: dict[str, tuple[tuple[str, int], ...]] = {}
         self._cache_any_first: dict[str, tuple[tuple[str, int], ...]] = {}
         self._key_words: frozenset[str] | None = None   # prefixes of mark words, for `touches`
+        self._part_cache: dict[str, bool] = {}   # `_may_hit`'s answers: a word or "a b" pair -> in a key
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -611,12 +612,23 @@ class WordMarkIndex:
         """False when no key can match a stream through `word` read at position k: it is no
         one-token key and forms no key's adjacent pair with its neighbours (compared as the
         automaton does, leet-keyed). A necessary condition only (hash collisions say True)."""
-        lw = word.translate(tn.LEET_TABLE)
-        if lw in self._solo:
-            return True
         table = tn.LEET_TABLE
-        return ((k > 0 and tokens[k - 1].translate(table) + " " + lw in self._pairs)
-                or (k + 1 < len(tokens) and lw + " " + tokens[k + 1].translate(table) in self._pairs))
+        lw = word.translate(table)
+        return (self._key_part(lw, self._solo)
+                or (k > 0 and self._key_part(tokens[k - 1].translate(table) + " " + lw, self._pairs))
+                or (k + 1 < len(tokens) and self._key_part(lw + " " + tokens[k + 1].translate(table), self._pairs)))
+
+    def _key_part(self, part: str, table: "_HashTable") -> bool:
+        """`part in table`, remembered: at 1 M marks a table look-up is a few random reads in
+        ~100 MB, and the same brand-position words and pairs come back listing after listing.
+        One cache serves both tables: a solo part has no space, a pair exactly one."""
+        cache = self._part_cache
+        hit = cache.get(part)
+        if hit is None:
+            if len(cache) >= TOKEN_CACHE_MAX:
+                cache.clear()
+            hit = cache[part] = part in table
+        return hit
 
     def _correct(self, token: str, any_first: bool = False) -> tuple[tuple[str, int], ...]:
         """The mark words a text token misspells or pads, best first, each with its folds;
