@@ -190,10 +190,14 @@ def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, l
     """Poll committed offsets until `last`; rates between 10 % and 90 % of the way from `first`."""
     marks, peak, t_start = poll_committed(settings, job, first, last, log)
     a, b = window(marks, first, last)
+    return _rates(a, b, peak), a[0] - t_start
+
+
+def _rates(a: tuple[float, int, float], b: tuple[float, int, float], peak: float) -> dict:
+    """The rates between two polls (time, committed, job tree's CPU seconds)."""
     n, wall, cpu = b[1] - a[1], b[0] - a[0], b[2] - a[2]
-    return ({"listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "listings_per_s": round(n / wall),
-             "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2), "peak_rss_mib": round(peak)},
-            a[0] - t_start)
+    return {"listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "listings_per_s": round(n / wall),
+            "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2), "peak_rss_mib": round(peak)}
 
 
 def e2e(settings: Settings, parallelism: int, total: int) -> dict:
@@ -223,14 +227,11 @@ def fast_path_e2e(settings: Settings, waves: list[list[bytes]]) -> list[dict]:
     try:
         _measure(settings, job, 0, base, log)
         for wave in waves:
-            t0, cpu0 = time.monotonic(), cpu_seconds(job.pid)
+            start = (time.monotonic(), base, cpu_seconds(job.pid))
             produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
             marks, peak, _ = poll_committed(settings, job, base, base + len(wave), log)
-            _, b = window([(t0, base, cpu0)] + marks, base, base + len(wave), lo=0.0)
-            wall, cpu, n = b[0] - t0, b[2] - cpu0, b[1] - base
-            out.append({"listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-                        "listings_per_s": round(n / wall), "listings_per_cpu_s": round(n / cpu),
-                        "cores_busy": round(cpu / wall, 2), "peak_rss_mib": round(peak), "window": "produced..90 %"})
+            _, b = window([start] + marks, base, base + len(wave), lo=0.0)   # a mark at or below `base`
+            out.append({**_rates(start, b, peak), "window": "produced..90 %"})
             base += len(wave)
     finally:
         stop_job(job)

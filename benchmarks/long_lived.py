@@ -3,7 +3,7 @@
 
     python -m benchmarks.long_lived [--marks 1000 1000000] [--rounds 3] [--passes 5]
 
-Per catalogue size, one process: the catalogue's own traffic (as `pipeline_bench.steady_rate`:
+Per catalogue size, one process: the catalogue's own traffic (`pipeline_bench.steady_setup`:
 every listing matched, memo off, warm word caches), scanned `passes` times per round, the
 rounds alternating unfrozen and frozen over the same listings. Reported per mode and round:
 listings per CPU-second, the number of full (generation 2) collections and their CPU-seconds,
@@ -18,21 +18,12 @@ import json
 import sys
 import time
 
-from benchmarks.pipeline_bench import RESULTS, _context, _scan_all
-from benchmarks.traffic import Traffic, brand_records
-from brand_signals.scanner import Scanner
-from pipelines.steps import ScanContext
+from benchmarks.pipeline_bench import RESULTS, _scan_all, steady_setup
+from benchmarks.traffic import brand_records
 
 
-def measure(n_marks: int, rounds: int, passes: int, n: int = 40_000) -> dict:
-    brands = brand_records(n_marks)
-    traffic = Traffic(brands)
-    traffic.warm(2000)
-    lines = list(traffic.lines(n))
-    ctx = _context(brands)
-    _scan_all(ctx, lines[: n // 2])            # warms the per-word caches
-    cold = ScanContext(ctx.catalog, Scanner("bench", memo_entries=0))
-    measured = lines[n // 2:]
+def measure(n_marks: int, rounds: int, passes: int) -> dict:
+    cold, measured = steady_setup(brand_records(n_marks))
     full = [0, 0.0]
     started: list[float] = []
 

@@ -87,17 +87,22 @@ def fast_path_rate(brands: list[dict], lines: list[bytes]) -> float:
     return len(lines) / _scan_all(ctx, lines)
 
 
-def steady_rate(brands: list[dict], n: int = 40_000) -> float:
-    """Matching work per CPU second on the catalogue's own traffic with warm word caches and
-    no content memo (every listing is matched, as new content is): the first half warms the
-    index's per-word caches, the second half is measured with the memo off."""
+def steady_setup(brands: list[dict], n: int = 40_000) -> tuple[ScanContext, list[bytes]]:
+    """The catalogue's own traffic with warm word caches and no content memo (every listing is
+    matched, as new content is): the first half of n listings has warmed the index's per-word
+    caches; the context with the memo off and the second half, to measure."""
     traffic = Traffic(brands)
     traffic.warm(2000)
     lines = list(traffic.lines(n))
     ctx = _context(brands)
     _scan_all(ctx, lines[: n // 2])
-    cold_memo = ScanContext(ctx.catalog, Scanner("bench", memo_entries=0))
-    return (n - n // 2) / _scan_all(cold_memo, lines[n // 2:])
+    return ScanContext(ctx.catalog, Scanner("bench", memo_entries=0)), lines[n // 2:]
+
+
+def steady_rate(brands: list[dict], n: int = 40_000) -> float:
+    """Matching work per CPU second (`steady_setup`)."""
+    cold_memo, measured = steady_setup(brands, n)
+    return len(measured) / _scan_all(cold_memo, measured)
 
 
 def scale(args, out: dict) -> None:

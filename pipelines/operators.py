@@ -74,6 +74,9 @@ class ScanFunction(ScalarFunction):
     def open(self, function_context: FunctionContext):
         cfg = self.config
         group = function_context.get_metric_group().add_group("zeroscan")
+        # At start, not inside the first batches; and before the feed, whose freeze after its
+        # catalogue build then takes these word lists too (one full walk at start, not two).
+        Scanner.load_reference_data()
         try:
             self.feed = open_brand_feed(cfg.brands)
             self.ledger = LedgerFeed(cfg.ledger_kafka, cfg.ledger_topic)
@@ -85,10 +88,9 @@ class ScanFunction(ScalarFunction):
             raise
         self.scanner = Scanner(cfg.model_version, sources=load_sources(cfg.signals, images=_image_factory(cfg.images)),
                                image_base_dir=cfg.images.listing_base_dir if cfg.images is not None else None)
-        Scanner.load_reference_data()   # at start, not inside the first batches
         self.metrics = _Metrics(group)
         self._files = dict(cfg.files)
-        freeze_long_lived()   # what was loaded above (the feed froze its catalogue before these)
+        freeze_long_lived()   # what came after the feed's build: the ledger replica, the scanner
 
     def eval(self, value: pd.Series, source, part, pos, stream, context_raw, key) -> pd.DataFrame:
         # `context_raw`: on a feedback event, the listing's latest update (None: never seen). It
