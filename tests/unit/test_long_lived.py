@@ -24,8 +24,10 @@ class Node:
 
 
 @pytest.fixture(autouse=True)
-def unfrozen():
-    """Each test starts and ends with nothing frozen (the rest of the suite runs as before)."""
+def unfrozen(monkeypatch):
+    """Each test starts and ends with nothing frozen (the rest of the suite runs as before), with
+    the freeze turned on (ZEROSCAN_FREEZE_HEAP)."""
+    monkeypatch.setenv("ZEROSCAN_FREEZE_HEAP", "1")
     gc.unfreeze()
     brand_feed._frozen_after_full = 0
     yield
