@@ -145,8 +145,8 @@ def freeze_long_lived() -> None:
     collected once and frozen again (cyclic garbage among them is freed then; what dies without
     a cycle, an old catalogue, is freed by its reference count at once)."""
     global _frozen_after_full
-    if os.environ.get("ZEROSCAN_FREEZE_HEAP", "0") != "1":
-        return   # opt-in for now: see the README's throughput section (the embedded default's workers share the client's process)
+    if os.environ.get("ZEROSCAN_FREEZE_HEAP", "1") == "0":
+        return
     with _settle_lock:
         gc.collect()
         gc.freeze()

@@ -36,6 +36,7 @@ from brand_signals.records import Action
 from brand_signals.scanner import MODEL_VERSION
 from connectors.file_input import merge_tagged
 from connectors.kafka_client import flink_table_options
+from pipelines import worker_teardown
 from pipelines.operators import SCAN_RESULT, scan_udf
 from pipelines.scan_config import BrandInput, ImageScan, ScanConfig, image_scan
 from pipelines.steps import RESCAN, RowKind
@@ -106,6 +107,7 @@ def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
     os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
     embedded = {} if cluster else embedded_cluster_options(settings)  # before the JVM is launched
+    worker_teardown.install()  # local jobs' workers run here (loopback); see the module
     if dict(settings.flink_opts).get("python.execution-mode") == "thread":
         _embedded_python_path()
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())

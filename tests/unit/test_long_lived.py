@@ -26,7 +26,7 @@ class Node:
 @pytest.fixture(autouse=True)
 def unfrozen(monkeypatch):
     """Each test starts and ends with nothing frozen (the rest of the suite runs as before), with
-    the freeze turned on (ZEROSCAN_FREEZE_HEAP)."""
+    the freeze on (ZEROSCAN_FREEZE_HEAP, on unless "0")."""
     monkeypatch.setenv("ZEROSCAN_FREEZE_HEAP", "1")
     gc.unfreeze()
     brand_feed._frozen_after_full = 0
@@ -90,3 +90,11 @@ def test_below_the_growth_share_a_settle_freezes_the_young_only():
     del a, b
     freeze_long_lived()                      # a few new objects: no full settle yet
     assert gone() is not None
+
+
+def test_zero_turns_the_freeze_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZEROSCAN_FREEZE_HEAP", "0")
+    path = tmp_path / "brands.jsonl"
+    path.write_text("".join(json.dumps(b) + "\n" for b in BRANDS))
+    feed = FileBrandFeed(str(path))
+    assert gc.get_freeze_count() == 0 and _tracked(feed.catalog.brands)
