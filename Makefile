@@ -9,7 +9,7 @@ UDF_SRC := $(shell find pipelines/java -name '*.java')
 # Its folders too: removing a source changes its folder, so the jar is built again without it.
 UDF_DIRS := $(shell find pipelines/java -type d)
 
-.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-retro kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -75,6 +75,11 @@ bench-churn: setup
 # the candidates (in process; writes benchmarks/results/retro.json).
 bench-retro: setup
 	$(BIN)/python -m benchmarks.retro
+
+# Flink's own cost per record (a copy job with the scanner's settings) beside the Python passthrough
+# and zeroscan's identical re-posts, one broker, two rounds (~6 min; benchmarks/results/flink_ceiling.json).
+bench-ceiling: setup
+	$(BIN)/python -m benchmarks.flink_ceiling
 
 kafka-up: setup
 	$(BIN)/zeroscan kafka up

@@ -133,12 +133,14 @@ def _job_env(settings: Settings) -> dict[str, str]:
 
 
 def start_job(settings: Settings, parallelism: int, log_name: str, checkout: Path = ROOT,
-              env: Mapping[str, str] | None = None) -> subprocess.Popen:
+              env: Mapping[str, str] | None = None, module: list[str] | None = None) -> subprocess.Popen:
     """`python -m zeroscan job run` of `checkout` (another checkout's job for a side by side: run
-    from its folder, which `-m` puts first on the module path), with `env` added."""
+    from its folder, which `-m` puts first on the module path), with `env` added; `module`: run
+    `python -m <module...>` instead (another job on the same settings)."""
     job_env = {**_job_env(settings), **({"PYTHONPATH": str(checkout)} if checkout != ROOT else {}), **(env or {})}
+    argv = module or ["zeroscan", "job", "run", "--parallelism", str(parallelism)]
     with open(settings.state_dir / log_name, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
+        return subprocess.Popen([sys.executable, "-m", *argv],
                                 cwd=checkout, env=job_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
@@ -212,26 +214,45 @@ def e2e(settings: Settings, parallelism: int, total: int) -> dict:
     return {"parallelism": parallelism, **r, "startup_s": round(startup, 1)}
 
 
-def fast_path_e2e(settings: Settings, waves: list[list[bytes]]) -> list[dict]:
+def idle_cores(job: subprocess.Popen, seconds: float) -> float:
+    """The job tree's CPU per wall second while it has nothing to read: its fixed cost per unit
+    of time (checkpoints, timers, polls), which a job that is never idle spreads over more records."""
+    t0, c0 = time.monotonic(), cpu_seconds(job.pid)
+    time.sleep(seconds)
+    return round((cpu_seconds(job.pid) - c0) / (time.monotonic() - t0), 3)
+
+
+def marginal_us(rates: dict, idle: float) -> float:
+    """Per record, in µs, of the CPU above the idle cost over the same wall time."""
+    return round((rates["cpu_s"] - idle * rates["wall_s"]) / rates["listings"] * 1e6, 1)
+
+
+def fast_path_e2e(settings: Settings, waves: list[list[bytes]], idle_s: float = 0.0,
+                  module: list[str] | None = None) -> list[dict]:
     """The job reads everything already on the topic (so its memo knows that content), then
     each wave of re-posts is produced and measured on its own, in turn, by the same job. One
     rate per wave, from just before the wave is produced until 90 % of it is committed: a job
     that keeps up with the producer has committed more than the first 10 % by the time
     producing ends, so the window's start is taken before (a rate on the safe side: the CPU of
     the first records' wait for the producer is in it; the last 10 % are left out as in
-    `_measure`, since they wait for the checkpoint that commits them)."""
+    `_measure`, since they wait for the checkpoint that commits them). With `idle_s`, the job's
+    idle cost is measured that long before the first wave, and each wave's CPU above it too."""
     base = sum(end_offsets(settings.kafka, settings.topics.listings).values())
     log = "bench-job-fastpath.log"
-    job = start_job(settings, 1, log)
+    job = start_job(settings, 1, log, module=module)
     out = []
     try:
         _measure(settings, job, 0, base, log)
+        idle = idle_cores(job, idle_s) if idle_s else None
         for wave in waves:
             start = (time.monotonic(), base, cpu_seconds(job.pid))
             produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
             marks, peak, _ = poll_committed(settings, job, base, base + len(wave), log)
             _, b = window([start] + marks, base, base + len(wave), lo=0.0)   # a mark at or below `base`
-            out.append({**_rates(start, b, peak), "window": "produced..90 %"})
+            r = {**_rates(start, b, peak), "window": "produced..90 %"}
+            if idle is not None:
+                r.update(idle_cores=idle, marginal_us=marginal_us(r, idle))
+            out.append(r)
             base += len(wave)
     finally:
         stop_job(job)
