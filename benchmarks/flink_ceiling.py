@@ -34,16 +34,14 @@ from pathlib import Path
 import orjson
 
 from benchmarks.kafka_measures import _measure, fast_path_e2e, idle_cores, marginal_us, passthrough_rate, start_job, stop_job
-from benchmarks.pipeline_bench import RESULTS, _free_port, identical_wave
+from benchmarks.pipeline_bench import COPY_TOPIC, IDLE_S, RESULTS, _free_port, identical_wave
 from benchmarks.traffic import Mix, Traffic, brand_records
 from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
 from connectors.kafka_broker import KafkaBroker
 from connectors.kafka_io import produce_lines
 from zeroscan.settings import Settings, Topics
 
-COPY_TOPIC = "bench-flink-copy"
 JOB = ["benchmarks.flink_ceiling", "--job"]
-IDLE_S = 10.0  # how long each job's idle cost is measured (five checkpoint intervals)
 
 
 def ceiling_job(kind: str) -> None:

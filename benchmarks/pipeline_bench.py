@@ -1,6 +1,7 @@
 """Throughput benchmark: the scanner end to end through a real Kafka broker and the PyFlink
-job, side by side with a plain Python Kafka passthrough (the I/O ceiling) and a naive scanner
-that loops over every mark (what a small team writes first), on the same seeded traffic.
+job, side by side with a plain Python Kafka passthrough (the I/O ceiling), a Flink SQL copy of
+the topic with the job's own settings (Flink's floor, benchmarks/flink_ceiling.py) and a naive
+scanner that loops over every mark (what a small team writes first), on the same seeded traffic.
 
     make bench   or   .venv/bin/python -m benchmarks.pipeline_bench [--listings 400000] [--marks 1000]
                             [--parallelism 1,2] [--scale-marks 1000000] [--quick]
@@ -52,6 +53,8 @@ TARGET_E2E_PER_CPU_S = 5_800
 TARGET_FAST_PATH_PER_CPU_S = 50_000
 TARGET_P99_S = 5.0
 CHECKPOINT_INTERVAL_S = 2.0
+IDLE_S = 10.0  # how long the re-post job's idle cost is measured (five checkpoint intervals)
+COPY_TOPIC = "bench-flink-copy"
 
 
 # --- in-process measurements ----------------------------------------------------------------
@@ -166,7 +169,7 @@ def run(args) -> dict:
     settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work, consumer_group=f"bench-{tag}",
                                    transactional_id_prefix=f"bench-{tag}", topics=Topics.prefixed(f"b{tag}-"))
     ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=4))
-    ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}})
+    ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}, COPY_TOPIC: {"partitions": 4}})
     out: dict = {"seed": SEED, "command": "python -m benchmarks.pipeline_bench " + " ".join(sys.argv[1:]),
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                  "mix": dataclasses.asdict(Mix(identical=args.identical)), "marks": args.marks}
@@ -194,6 +197,16 @@ def run(args) -> dict:
         pt_cpu, pt_wall = passthrough_rate(settings, len(lines))
         out["passthrough_per_s_per_core"], out["passthrough_per_s"] = round(pt_cpu), round(pt_wall)
         print(f"passthrough: {out['passthrough_per_s']}/s wall, {out['passthrough_per_s_per_core']}/cpu-s", flush=True)
+        # Flink's own floor on the same topic: a copy job with the scanner job's settings.
+        from benchmarks.flink_ceiling import copy_rate
+
+        s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-copy",
+                                transactional_id_prefix=f"{settings.transactional_id_prefix}-copy",
+                                state_dir=work / "copy")
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        out["flink_copy"] = copy_rate(s, len(lines))
+        out["flink_copy_per_s_per_core"] = out["flink_copy"]["listings_per_cpu_s"]
+        print(f"Flink SQL copy: {out['flink_copy']}", flush=True)
         phases.update(1)
 
         out["e2e"] = []
@@ -213,7 +226,8 @@ def run(args) -> dict:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         phases.set_postfix_str("re-posts end to end")
         price_wave = [_repost(x) for x in lines]
-        out["fast_path_e2e"], out["identical_e2e"] = fast_path_e2e(s, [price_wave, identical_wave(price_wave)])
+        out["fast_path_e2e"], out["identical_e2e"] = fast_path_e2e(s, [price_wave, identical_wave(price_wave)],
+                                                                   idle_s=IDLE_S)
         phases.update(1)
         out["fast_path_e2e_per_s_per_core"] = out["fast_path_e2e"]["listings_per_cpu_s"]
         out["identical_e2e_per_s_per_core"] = out["identical_e2e"]["listings_per_cpu_s"]
@@ -241,7 +255,7 @@ def run(args) -> dict:
         out["cores_for_8b_per_day"] = round(DAILY_UPDATES / 86_400 / per_core, 1)
         # The issue's yardsticks: each end-to-end rate as a share of the Python passthrough's.
         pt = out["passthrough_per_s_per_core"]
-        out["of_passthrough"] = {"mix": round(per_core / pt, 3),
+        out["of_passthrough"] = {"mix": round(per_core / pt, 3), "flink_copy": round(out["flink_copy_per_s_per_core"] / pt, 3),
                                  "price_only_reposts": round(out["fast_path_e2e_per_s_per_core"] / pt, 3),
                                  "identical_reposts": round(out["identical_e2e_per_s_per_core"] / pt, 3)}
     finally:
@@ -269,7 +283,13 @@ def write_results(res: dict, results: Path = RESULTS) -> None:
     if "of_passthrough" in res:
         o = res["of_passthrough"]
         md += ["", f"Share of the Python passthrough's rate: whole mix {o['mix']:.1%}, price-only re-posts "
-                   f"{o['price_only_reposts']:.1%}, identical re-posts {o['identical_reposts']:.1%}."]
+                   f"{o['price_only_reposts']:.1%}, identical re-posts {o['identical_reposts']:.1%}"
+                   + (f", a Flink SQL copy of the topic {o['flink_copy']:.1%}." if "flink_copy" in o else ".")]
+    if "marginal_us" in res.get("identical_e2e", {}):
+        md += ["", "Per record above each job's idle cost: " + ", ".join(
+            f"{name} {res[key]['marginal_us']} µs" for name, key in (
+                ("Flink SQL copy", "flink_copy"), ("price-only re-post", "fast_path_e2e"),
+                ("identical re-post", "identical_e2e")) if key in res) + "."]
     md += ["", f"8 billion updates a day = {DAILY_UPDATES / 86_400:,.0f}/s: {res['cores_for_8b_per_day']} cores at the "
                f"end-to-end rate per core.", "", f"Command: `{res['command']}`; seed {res['seed']}; "
                f"machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, Python {res['machine']['python']}."]
@@ -279,6 +299,7 @@ def write_results(res: dict, results: Path = RESULTS) -> None:
 
 def _rows(res: dict) -> list[tuple[str, int]]:
     rows = [("Python Kafka passthrough (I/O ceiling)", res["passthrough_per_s_per_core"]),
+            ("Flink SQL copy of the topic (Flink's floor)", res.get("flink_copy_per_s_per_core")),   # absent before
             ("zeroscan end to end, exactly-once", res["listings_per_s_per_core"]),
             ("scan work in process (parse..decide)", res["core_per_cpu_s"]),
             ("identical re-posts end to end", res.get("identical_e2e_per_s_per_core")),   # absent before
