@@ -230,9 +230,12 @@ IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND `text`
 # listing's latest update (not a deletion, at most the contract's record size) before it; the
 # scan operator matches that record again to judge the event. NULL on listing updates (LAST_VALUE
 # skips NULLs, so feedback and deletions leave the kept record as it is).
+# A delete is told as the scanner tells it, by the parsed `op`; the cheap test before the parse
+# only skips records that cannot hold the key: one that does holds `"op"` as written, or a JSON
+# escape (`"\u006fp"` is the same key to a parser, tests/pipeline/test_unchanged.py).
 LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
          THEN LAST_VALUE(CASE WHEN is_listing
-                                   AND NOT (REGEXP(body, '"op"') AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
+                                   AND NOT (REGEXP(body, '"op"|\\\\u') AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
                                    AND zs_byte_length(body) <= 1048576 THEN body END) OVER w END"""
 
 
