@@ -85,8 +85,9 @@ def ceiling_job(kind: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
-        if str(client.get_job_status().result()) in ("FAILED", "CANCELED", "FINISHED"):
-            raise RuntimeError(f"{kind} job ended")
+        status = client.get_job_status().result()
+        if status.is_globally_terminal_state():
+            raise RuntimeError(f"{kind} job ended: {status.name}")
     client.cancel().result()
 
 

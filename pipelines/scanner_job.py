@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import yaml
+from py4j.protocol import Py4JJavaError
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
 from pyflink.table.expressions import col
 
@@ -553,9 +554,17 @@ def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Even
     if started is not None:
         started(str(client.get_job_id()))
     while not stop.wait(0.5):
-        state = str(client.get_job_status().result())
-        if state in ("FAILED", "CANCELED", "FINISHED"):
-            raise RuntimeError(f"scanner job ended: {state}")
+        # A JobStatus enum (its str() is "JobStatus.FAILED"): ended for good when cancelled from
+        # outside, failed past its restart strategy, or finished.
+        # The embedded mini-cluster shuts itself down once its job has ended, so the status may
+        # not be readable any more by the next poll.
+        try:
+            status = client.get_job_status().result()
+        except Py4JJavaError as e:
+            raise RuntimeError("scanner job ended: its cluster is gone (cancelled or failed from outside: "
+                               f"{e.java_exception.getMessage()})") from None
+        if status.is_globally_terminal_state():
+            raise RuntimeError(f"scanner job ended: {status.name}")
     return _stop_with_savepoint(client, settings)
 
 

@@ -103,7 +103,11 @@ def cmd_job(args, settings: Settings) -> int:
           f"parallelism {args.parallelism}; Ctrl-C stops it with a savepoint", flush=True)
     resume = latest_restore_point(settings)
     print(f"resuming from {resume}" if resume else "no savepoint or checkpoint yet: starting fresh", flush=True)
-    path = run_kafka_job(settings, args.parallelism, started=started)
+    try:
+        path = run_kafka_job(settings, args.parallelism, started=started)
+    except RuntimeError as e:   # ended without being asked (cancelled from outside, failed for good)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     print(f"scanner job stopped; savepoint {path}", flush=True)
     return 0
 

@@ -1,6 +1,6 @@
 """Operating the embedded job: `job run` prints its web UI, `job status` reads lag, checkpoints and
 restarts from Kafka and the REST API, and the Prometheus reporter loads and serves the scan
-operator's metrics (a live scrape)."""
+operator's metrics (a live scrape); a job cancelled from outside ends `job run` with its reason."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -52,5 +53,15 @@ def test_embedded_job_status_web_ui_and_prometheus_metrics(kafka_settings):
             time.sleep(0.5)
         assert wanted <= mine, sorted(n for n in mine if "zeroscan" in n)
         assert "flink_jobmanager_job_numRestarts" in mine
+
+        # Cancelled from outside (the REST API), `job run` says so and exits, not runs on.
+        req = urllib.request.Request(f"{web_ui}/jobs/{job_id}?mode=cancel", method="PATCH")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 202
+        assert job.wait(timeout=90) == 1
+        said = (s.state_dir / "job.log").read_text()
+        # Its status read as CANCELED, or the mini-cluster already shut down by the next poll.
+        assert re.search(r"error: scanner job ended: (CANCELED|its cluster is gone)", said), said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
     finally:
         stop(job)
