@@ -98,3 +98,11 @@ def test_zero_turns_the_freeze_off(tmp_path, monkeypatch):
     path.write_text("".join(json.dumps(b) + "\n" for b in BRANDS))
     feed = FileBrandFeed(str(path))
     assert gc.get_freeze_count() == 0 and _tracked(feed.catalog.brands)
+
+
+def test_the_freeze_is_on_when_the_variable_is_unset(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZEROSCAN_FREEZE_HEAP")
+    path = tmp_path / "brands.jsonl"
+    path.write_text("".join(json.dumps(b) + "\n" for b in BRANDS))
+    feed = FileBrandFeed(str(path))
+    assert gc.get_freeze_count() > 0 and not _tracked(feed.catalog.brands)

@@ -67,16 +67,18 @@ def seen(monkeypatch):
     (grpc.StatusCode.UNAVAILABLE, "Multiplexer hanging up", worker_teardown.READER_THREAD, False),  # other status
     (grpc.StatusCode.INTERNAL, "worker crashed", worker_teardown.READER_THREAD, False),  # a real failure
 ])
-def test_only_the_teardown_hang_up_on_the_reader_is_absorbed(seen, code, details, thread, absorbed):
+def test_only_the_teardown_hang_up_on_the_reader_is_absorbed(seen, caplog, code, details, thread, absorbed):
     server, port = _server(code, details)
     try:
-        _read_in_thread(port, thread)
+        with caplog.at_level(logging.DEBUG, logger=worker_teardown.__name__):
+            _read_in_thread(port, thread)
     finally:
         server.stop(grace=None)
-    if absorbed:
-        assert seen == []
+    said = [r for r in caplog.records if r.name == worker_teardown.__name__]
+    if absorbed:   # raised, and reached the filter: its one debug line
+        assert seen == [] and len(said) == 1 and "apache/beam#22643" in said[0].getMessage()
     else:
-        assert len(seen) == 1 and isinstance(seen[0], grpc.RpcError)
+        assert len(seen) == 1 and isinstance(seen[0], grpc.RpcError) and said == []
         assert seen[0].code() == code
 
 
