@@ -21,21 +21,15 @@ per CPU-second of the job's process tree, and the threads that took that CPU (/p
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import shutil
 import signal
-import uuid
 from pathlib import Path
 
-import orjson
-
 from benchmarks import kafka_measures as km
-from benchmarks.pipeline_bench import identical_wave
-from benchmarks.traffic import Mix, Traffic, brand_records
-from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
-from connectors.kafka_broker import KafkaBroker, free_port_pair
+from benchmarks.kafka_measures import bench_kafka, publish_traffic
+from benchmarks.traffic import Mix, identical_wave
+from connectors.kafka_admin import end_offsets
 from connectors.kafka_io import produce_lines
-from zeroscan.settings import Settings, Topics
+from zeroscan.settings import Settings
 
 WINDOWS = ((0.1, 0.9), (0.1, 0.4), (0.4, 0.7), (0.7, 0.95), (0.5, 0.95))
 
@@ -104,31 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not (Path(path) / "zeroscan").is_dir() or not all("=" in p for p in pairs):
             ap.error(f"{spec!r}: expected NAME=CHECKOUT[,VAR=VALUE...], CHECKOUT a folder holding zeroscan/")
         trees.append((name, str(Path(path).resolve()), dict(p.split("=", 1) for p in pairs)))
-    base = Settings.from_env()
-    work = base.state_dir / "ab-e2e"
-    shutil.rmtree(work, ignore_errors=True)
-    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=free_port_pair())
-    broker.up()
-    tag = uuid.uuid4().hex[:6]
-    s0 = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work,
-                             consumer_group=f"ab-{tag}", transactional_id_prefix=f"ab-{tag}",
-                             topics=Topics.prefixed(f"ab{tag}-"))
+    broker, s0 = bench_kafka("ab-e2e", "ab")
     results: dict[str, list[dict[str, float]]] = {}
     try:
-        ensure_topics(s0.kafka, contract_topics(s0.topics, partitions=4))
-        brands = brand_records(args.marks)
-        produce_lines(s0.kafka, s0.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
-        traffic = Traffic(brands, Mix(identical=args.identical))
-        traffic.warm(max(1000, args.listings // 10))
-        lines = list(traffic.lines(args.listings))
-        produce_lines(s0.kafka, s0.topics.listings, lines, "listing_id")
+        _, _, lines = publish_traffic(s0, args.marks, Mix(identical=args.identical), args.listings)
         wave = identical_wave(lines) if args.waves else []
         for r in range(args.rounds):
             for name, path, env in trees:
-                s = dataclasses.replace(s0, consumer_group=f"{s0.consumer_group}-{name}{r}",
-                                        transactional_id_prefix=f"{s0.transactional_id_prefix}-{name}{r}",
-                                        state_dir=work / f"{name}{r}")
-                s.state_dir.mkdir(parents=True, exist_ok=True)
+                s = km.job_settings(s0, f"{name}{r}")
                 if args.waves:
                     rates = dict(zip((f"wave {w}" for w in range(args.waves)),
                                      wave_rates(s, path, env, wave, args.waves, f"{name}{r}.log")))

@@ -21,26 +21,22 @@ broker's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 
-import orjson
+from benchmarks.kafka_measures import (_measure, bench_kafka, fast_path_e2e, idle_cores, job_settings, marginal_us,
+                                       passthrough_rate, publish_traffic, start_job, stop_job)
+from benchmarks.traffic import Mix, identical_wave
+from connectors.kafka_admin import end_offsets, ensure_topics
+from zeroscan.settings import ROOT, Settings
 
-from benchmarks.kafka_measures import _measure, fast_path_e2e, idle_cores, marginal_us, passthrough_rate, start_job, stop_job
-from benchmarks.pipeline_bench import COPY_TOPIC, IDLE_S, RESULTS, _free_port, identical_wave
-from benchmarks.traffic import Mix, Traffic, brand_records
-from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
-from connectors.kafka_broker import KafkaBroker
-from connectors.kafka_io import produce_lines
-from zeroscan.settings import Settings, Topics
-
+RESULTS = ROOT / "benchmarks" / "results"
+COPY_TOPIC = "bench-flink-copy"
+IDLE_S = 10.0  # how long a job's idle cost is measured (five checkpoint intervals)
 JOB = ["benchmarks.flink_ceiling", "--job"]
 
 
@@ -103,40 +99,20 @@ def copy_rate(settings: Settings, total: int) -> dict:
 
 
 def run(listings: int, rounds: int) -> dict:
-    base = Settings.from_env()
-    work = base.state_dir / "bench-ceiling"
-    shutil.rmtree(work, ignore_errors=True)
-    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=_free_port())
-    broker.up()
-    tag = uuid.uuid4().hex[:6]
-    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work,
-                                   consumer_group=f"ceil-{tag}", transactional_id_prefix=f"ceil-{tag}",
-                                   topics=Topics.prefixed(f"c{tag}-"))
+    broker, settings = bench_kafka("bench-ceiling", "c")
     out: dict = {"command": "python -m benchmarks.flink_ceiling " + " ".join(sys.argv[1:]), "listings": listings,
                  "rounds": []}
     try:
-        ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=4))
         ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}, COPY_TOPIC: {"partitions": 4}})
-        brands = brand_records(1000)
-        produce_lines(settings.kafka, settings.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
-        traffic = Traffic(brands, Mix())
-        traffic.warm(max(1000, listings // 10))
-        lines = list(traffic.lines(listings))
-        produce_lines(settings.kafka, settings.topics.listings, lines, "listing_id")
+        _, _, lines = publish_traffic(settings, 1000, Mix(), listings)
         for i in range(rounds):
-            def job_settings(name: str) -> Settings:
-                s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-{name}{i}",
-                                        transactional_id_prefix=f"{settings.transactional_id_prefix}-{name}{i}",
-                                        state_dir=work / f"{name}{i}")
-                s.state_dir.mkdir(parents=True, exist_ok=True)
-                return s
             total = sum(end_offsets(settings.kafka, settings.topics.listings).values())
             pt_cpu, _ = passthrough_rate(settings, total)
-            copy = copy_rate(job_settings("copy"), total)
+            copy = copy_rate(job_settings(settings, f"copy{i}"), total)
             wave = [identical_wave(lines)]
-            keyed = fast_path_e2e(job_settings("keyed"), wave, idle_s=IDLE_S, module=JOB + ["keyed"])[0]
-            context = fast_path_e2e(job_settings("context"), wave, idle_s=IDLE_S, module=JOB + ["context"])[0]
-            ident = fast_path_e2e(job_settings("zs"), wave, idle_s=IDLE_S)[0]
+            keyed = fast_path_e2e(job_settings(settings, f"keyed{i}"), wave, idle_s=IDLE_S, module=JOB + ["keyed"])[0]
+            context = fast_path_e2e(job_settings(settings, f"context{i}"), wave, idle_s=IDLE_S, module=JOB + ["context"])[0]
+            ident = fast_path_e2e(job_settings(settings, f"zs{i}"), wave, idle_s=IDLE_S)[0]
             jobs = {"flink_copy": copy, "flink_keyed_filter_identical": keyed,
                     "flink_keyed_filter_with_kept_record_identical": context, "zeroscan_identical": ident}
             r = {"python_passthrough_per_cpu_s": round(pt_cpu), **jobs,

@@ -3,8 +3,10 @@ scanner job end to end, and latency under paced load; CPU and memory of a proces
 /proc."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +18,53 @@ from typing import Mapping
 
 import orjson
 
-from benchmarks.traffic import Traffic
-from connectors.kafka_admin import committed_offsets, end_offsets
+from benchmarks.traffic import Mix, Traffic, brand_records
+from connectors.kafka_admin import committed_offsets, contract_topics, end_offsets, ensure_topics
+from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_client import consumer, producer
 from connectors.kafka_io import produce_lines, produce_waiting
 from zeroscan.progress import bar
-from zeroscan.settings import ROOT, Settings
+from zeroscan.settings import ROOT, Settings, Topics
+
+
+# --- a bench's own broker and traffic -------------------------------------------------------
+
+def bench_kafka(name: str, prefix: str) -> tuple[KafkaBroker, Settings]:
+    """A fresh broker of the bench's own in `.state/<name>` on free loopback ports, started, and
+    settings for it: plaintext, with a consumer group, transactional ids and topics tagged for
+    this run. The caller brings the broker down."""
+    base = Settings.from_env()
+    work = base.state_dir / name
+    shutil.rmtree(work, ignore_errors=True)
+    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=free_port_pair())
+    broker.up()
+    tag = f"{prefix}{uuid.uuid4().hex[:6]}"
+    return broker, dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work,
+                                       consumer_group=tag, transactional_id_prefix=tag,
+                                       topics=Topics.prefixed(f"{tag}-"))
+
+
+def publish_traffic(settings: Settings, marks: int, mix: Mix, n: int) -> tuple[list[dict], Traffic, list[bytes]]:
+    """The contract's topics, a generated catalogue of `marks` word marks on the brands topic, and
+    `n` listing updates of `mix` (after a warm-up of its listings) on the listings topic."""
+    ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=4))
+    brands = brand_records(marks)
+    produce_lines(settings.kafka, settings.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
+    traffic = Traffic(brands, mix)
+    traffic.warm(max(1000, n // 10))
+    lines = list(traffic.lines(n))
+    produce_lines(settings.kafka, settings.topics.listings, lines, "listing_id")
+    return brands, traffic, lines
+
+
+def job_settings(settings: Settings, name: str) -> Settings:
+    """One job's settings in a bench run: its own consumer group, transactional ids and state
+    folder (created), on the run's broker and topics."""
+    s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-{name}",
+                            transactional_id_prefix=f"{settings.transactional_id_prefix}-{name}",
+                            state_dir=settings.state_dir / name)
+    s.state_dir.mkdir(parents=True, exist_ok=True)
+    return s
 
 
 # --- CPU accounting through /proc -----------------------------------------------------------

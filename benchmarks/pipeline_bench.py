@@ -20,28 +20,24 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
-import socket
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 
-from benchmarks.traffic import SEED, Mix, Traffic, brand_records
+from benchmarks.flink_ceiling import COPY_TOPIC, IDLE_S, copy_rate
+from benchmarks.kafka_measures import bench_kafka, e2e, fast_path_e2e, job_settings, latency, passthrough_rate, publish_traffic
+from benchmarks.traffic import SEED, Mix, Traffic, brand_records, identical_wave
 from brand_signals.catalog import Catalog
 from brand_signals.contract import parse_brand
 from brand_signals.scanner import Scanner
-from benchmarks.kafka_measures import e2e, fast_path_e2e, latency, passthrough_rate
 from connectors.brand_feed import freeze_long_lived
-from connectors.kafka_admin import contract_topics, ensure_topics
-from connectors.kafka_broker import KafkaBroker
-from connectors.kafka_io import produce_lines
+from connectors.kafka_admin import ensure_topics
 from connectors.serde import Origin
 from pipelines.steps import ScanContext, scan_records
 from zeroscan.progress import bar
-from zeroscan.settings import ROOT, Settings, Topics
+from zeroscan.settings import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
 # Project Zero's volume: 8 billion listing updates a day.
@@ -53,8 +49,6 @@ TARGET_E2E_PER_CPU_S = 5_800
 TARGET_FAST_PATH_PER_CPU_S = 50_000
 TARGET_P99_S = 5.0
 CHECKPOINT_INTERVAL_S = 2.0
-IDLE_S = 10.0  # how long the re-post job's idle cost is measured (five checkpoint intervals)
-COPY_TOPIC = "bench-flink-copy"
 
 
 # --- in-process measurements ----------------------------------------------------------------
@@ -131,20 +125,6 @@ def naive_rate(brands: list[dict], lines: list[bytes]) -> float:
     return len(lines) / (time.process_time() - t0)
 
 
-def identical_wave(wave: list[bytes]) -> list[bytes]:
-    """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
-    in `wave` with a new event time only (stock updates, refreshes): byte for byte what the
-    listing's previous record said, but for event_time."""
-    ids = [orjson.loads(x)["listing_id"] for x in wave]
-    latest = dict(zip(ids, wave))
-    out = []
-    for i, lid in enumerate(ids):
-        rec = orjson.loads(latest[lid])
-        rec["event_time"] += 20_000_000 + i
-        out.append(orjson.dumps(rec))
-    return out
-
-
 def _repost(line: bytes) -> bytes:
     """The same listing content with a new price and event time (a price-only update)."""
     rec = orjson.loads(line)
@@ -153,33 +133,14 @@ def _repost(line: bytes) -> bytes:
     return orjson.dumps(rec)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(args) -> dict:
-    base = Settings.from_env()
-    work = base.state_dir / "bench"
-    shutil.rmtree(work, ignore_errors=True)
-    broker = KafkaBroker(work, base.jar_dir / "kafka-broker", port=_free_port())
-    broker.up()
-    tag = uuid.uuid4().hex[:6]
-    settings = dataclasses.replace(base, bootstrap=broker.bootstrap, kafka_properties=(), state_dir=work, consumer_group=f"bench-{tag}",
-                                   transactional_id_prefix=f"bench-{tag}", topics=Topics.prefixed(f"b{tag}-"))
-    ensure_topics(settings.kafka, contract_topics(settings.topics, partitions=4))
-    ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}, COPY_TOPIC: {"partitions": 4}})
+    broker, settings = bench_kafka("bench", "b")
     out: dict = {"seed": SEED, "command": "python -m benchmarks.pipeline_bench " + " ".join(sys.argv[1:]),
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                  "mix": dataclasses.asdict(Mix(identical=args.identical)), "marks": args.marks}
     try:
-        brands = brand_records(args.marks)
-        produce_lines(settings.kafka, settings.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
-        traffic = Traffic(brands, Mix(identical=args.identical))
-        traffic.warm(max(1000, args.listings // 10))
-        lines = list(traffic.lines(args.listings))
-        produce_lines(settings.kafka, settings.topics.listings, lines, "listing_id")
+        ensure_topics(settings.kafka, {"bench-passthrough": {"partitions": 4}, COPY_TOPIC: {"partitions": 4}})
+        brands, traffic, lines = publish_traffic(settings, args.marks, Mix(identical=args.identical), args.listings)
         print(f"catalogue {len(brands)} brands / {args.marks} marks; {len(lines)} updates on the broker", flush=True)
         # The run's phases as one bar on stderr (a terminal only); each end-to-end run has its own.
         phases = bar(3 + len(args.parallelism) + (not args.quick) + bool(args.scale_marks), "bench", "phase")
@@ -198,12 +159,7 @@ def run(args) -> dict:
         out["passthrough_per_s_per_core"], out["passthrough_per_s"] = round(pt_cpu), round(pt_wall)
         print(f"passthrough: {out['passthrough_per_s']}/s wall, {out['passthrough_per_s_per_core']}/cpu-s", flush=True)
         # Flink's own floor on the same topic: a copy job with the scanner job's settings.
-        from benchmarks.flink_ceiling import copy_rate
-
-        s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-copy",
-                                transactional_id_prefix=f"{settings.transactional_id_prefix}-copy",
-                                state_dir=work / "copy")
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        s = job_settings(settings, "copy")
         out["flink_copy"] = copy_rate(s, len(lines))
         out["flink_copy_per_s_per_core"] = out["flink_copy"]["listings_per_cpu_s"]
         print(f"Flink SQL copy: {out['flink_copy']}", flush=True)
@@ -211,19 +167,13 @@ def run(args) -> dict:
 
         out["e2e"] = []
         for p in args.parallelism:
-            s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-p{p}",
-                                    transactional_id_prefix=f"{settings.transactional_id_prefix}-p{p}",
-                                    state_dir=work / f"p{p}")
-            s.state_dir.mkdir(parents=True, exist_ok=True)
+            s = job_settings(settings, f"p{p}")
             phases.set_postfix_str(f"end to end, parallelism {p}")
             r = e2e(s, p, len(lines))
             out["e2e"].append(r)
             print(f"end to end, parallelism {p}: {r}", flush=True)
             phases.update(1)
-        s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-fast",
-                                transactional_id_prefix=f"{settings.transactional_id_prefix}-fast",
-                                state_dir=work / "fast")
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        s = job_settings(settings, "fast")
         phases.set_postfix_str("re-posts end to end")
         price_wave = [_repost(x) for x in lines]
         out["fast_path_e2e"], out["identical_e2e"] = fast_path_e2e(s, [price_wave, identical_wave(price_wave)],
@@ -237,10 +187,7 @@ def run(args) -> dict:
         out["listings_per_s_per_core"] = best["listings_per_cpu_s"]
         sustained = out["e2e"][0]["listings_per_s"]
         if not args.quick:
-            s = dataclasses.replace(settings, consumer_group=f"{settings.consumer_group}-lat",
-                                    transactional_id_prefix=f"{settings.transactional_id_prefix}-lat",
-                                    state_dir=work / "lat")
-            s.state_dir.mkdir(parents=True, exist_ok=True)
+            s = job_settings(settings, "lat")
             phases.set_postfix_str("latency")
             out["latency_at_80pct"] = latency(s, 0.8 * sustained, args.latency_seconds, traffic)
             phases.update(1)

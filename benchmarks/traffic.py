@@ -97,3 +97,17 @@ class Traffic:
         """Create n_live listings first, so re-posts have something to re-post."""
         while len(self.live) < n_live:
             self._new()
+
+
+def identical_wave(wave: list[bytes]) -> list[bytes]:
+    """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
+    in `wave` with a new event time only (stock updates, refreshes): byte for byte what the
+    listing's previous record said, but for event_time."""
+    ids = [orjson.loads(x)["listing_id"] for x in wave]
+    latest = dict(zip(ids, wave))
+    out = []
+    for i, lid in enumerate(ids):
+        rec = orjson.loads(latest[lid])
+        rec["event_time"] += 20_000_000 + i
+        out.append(orjson.dumps(rec))
+    return out
