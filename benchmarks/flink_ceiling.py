@@ -46,19 +46,17 @@ def ceiling_job(kind: str) -> None:
     (JSON_VALUE), the same Java fingerprint, the last one per listing in keyed state (LAG over
     the listing, RocksDB), and the records whose fingerprint changed copied on. `context`:
     `keyed` with the kept record."""
-    from pipelines.scanner_job import _kafka_table, fingerprint_sql, make_table_env, register_java_functions
+    from pipelines.scanner_job import (EXACTLY_ONCE_SINK, _kafka_table, fingerprint_sql, make_table_env,
+                                       register_java_functions, source_options)
 
     settings = Settings.from_env()
     t_env = make_table_env(settings, 1, kafka=True)
     t_env.execute_sql(_kafka_table(
         "src", settings.topics.listings, settings, "`text` STRING, `partition` INT METADATA VIRTUAL",
-        {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
-         "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
-         "value.format": "raw"}))
+        source_options(settings)))
     t_env.execute_sql(_kafka_table(
         "dst", COPY_TOPIC, settings, "`v` STRING",
-        {"value.format": "raw", "sink.delivery-guarantee": "exactly-once",
-         "properties.transaction.timeout.ms": "900000",
+        {"value.format": "raw", **EXACTLY_ONCE_SINK,
          "sink.transactional-id-prefix": f"{settings.transactional_id_prefix}-{kind}"}))
     if kind == "copy":
         query = "INSERT INTO dst SELECT `text` FROM src"

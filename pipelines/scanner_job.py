@@ -173,6 +173,22 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def source_options(settings: Settings) -> dict[str, str]:
+    """A Kafka source's options: the raw record from the job's group offsets (from the start for
+    a new group), only committed transactions."""
+    return {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
+            "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
+            "value.format": "raw"}
+
+
+# Every output: in transactions that commit with the checkpoints.
+EXACTLY_ONCE_SINK = {
+    "sink.delivery-guarantee": "exactly-once",
+    # Must stay below the broker's transaction.max.timeout.ms (15 min by default).
+    "properties.transaction.timeout.ms": "900000",
+}
+
+
 def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     t = settings.topics
     # One source over the keyed inputs: listing updates, feedback events, and the retro worker's
@@ -185,22 +201,15 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     t_env.execute_sql(_kafka_table(
         "inputs_kafka", f"{t.listings};{t.feedback};{t.rescan}", settings,
         "`text` STRING, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
-        "`offset` BIGINT METADATA VIRTUAL",
-        {"properties.group.id": settings.consumer_group, "scan.startup.mode": "group-offsets",
-         "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
-         "value.format": "raw"}))
+        "`offset` BIGINT METADATA VIRTUAL", source_options(settings)))
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW raw_in AS
         SELECT CAST(`text` AS BYTES) AS `value`, `text`, `topic` AS src, `partition` AS part, `offset` AS pos,
                CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' WHEN `topic` = '{t.rescan}' THEN 'rescan'
                     ELSE 'listing' END AS input_kind
         FROM inputs_kafka""")
-    sink_opts = {
-        "key.format": "raw", "key.fields": "k", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
-        "sink.delivery-guarantee": "exactly-once",
-        # Must stay below the broker's transaction.max.timeout.ms (15 min by default).
-        "properties.transaction.timeout.ms": "900000",
-    }
+    sink_opts = {"key.format": "raw", "key.fields": "k", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
+                 **EXACTLY_ONCE_SINK}
     for name, topic in (("decisions_kafka", t.decisions), ("status_kafka", t.status),
                         ("dead_letter_kafka", t.dead_letter), ("ledger_kafka", t.ledger)):
         t_env.execute_sql(_kafka_table(
