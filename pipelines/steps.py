@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import orjson
+
 from brand_signals.catalog import Catalog
 from brand_signals.contract import ContractError, feedback_from_obj, listing_from_obj, loads
 from brand_signals.contract import MAX_RECORD_BYTES
@@ -94,8 +96,18 @@ class ScanContext:
 
 
 def _flag(d: Decision, origin: Origin, rescan: dict | None = None) -> Flag:
-    d = dataclasses.replace(d, source=origin.to_json(), rescan=rescan)
-    return Flag(d.brand_id, d.action, any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals), decision_json(d))
+    """The decision as written, made from the record at `origin` (and the re-check `rescan`)."""
+    if d.source is None and d.rescan is None:
+        # as decide_all makes them: the JSON of dataclasses.replace(d, source=..., rescan=...)
+        # without the copy (a flagged listing's decisions are most of its cost past matching)
+        out = d.to_json()
+        out["source"] = origin.to_json()
+        if rescan is not None:
+            out["rescan"] = dict(rescan)
+        payload = orjson.dumps(out).decode()
+    else:
+        payload = decision_json(dataclasses.replace(d, source=origin.to_json(), rescan=rescan))
+    return Flag(d.brand_id, d.action, any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals), payload)
 
 
 def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse,

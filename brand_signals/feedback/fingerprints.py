@@ -63,6 +63,7 @@ def load_word_frequencies() -> None:
         zipf_frequency("the", lang)
 
 
+@functools.lru_cache(maxsize=262_144)   # words recur listing after listing (as word_rarity's)
 def _shingle(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
 

@@ -449,7 +449,7 @@ class WordMarkIndex:
                 if prev is not None and prev[0] >= score:
                     continue
                 detail = {
-                    "mark": mark.text, "field": field.value,
+                    "mark": mark.text, "field": field._value_,   # the plain attribute: .value is a descriptor call
                     "matched": folded.surface(occ.start, occ.end),
                     "normalisations": tn.fold_names(occ.flags),
                 }
@@ -612,22 +612,22 @@ class WordMarkIndex:
         """False when no key can match a stream through `word` read at position k: it is no
         one-token key and forms no key's adjacent pair with its neighbours (compared as the
         automaton does, leet-keyed). A necessary condition only (hash collisions say True)."""
-        table = tn.LEET_TABLE
-        lw = word.translate(table)
-        return (self._key_part(lw, self._solo)
-                or (k > 0 and self._key_part(tokens[k - 1].translate(table) + " " + lw, self._pairs))
-                or (k + 1 < len(tokens) and self._key_part(lw + " " + tokens[k + 1].translate(table), self._pairs)))
+        return (self._key_part(word, self._solo)
+                or (k > 0 and self._key_part(tokens[k - 1] + " " + word, self._pairs))
+                or (k + 1 < len(tokens) and self._key_part(word + " " + tokens[k + 1], self._pairs)))
 
     def _key_part(self, part: str, table: "_HashTable") -> bool:
-        """`part in table`, remembered: at 1 M marks a table look-up is a few random reads in
-        ~100 MB, and the same brand-position words and pairs come back listing after listing.
-        One cache serves both tables: a solo part has no space, a pair exactly one."""
+        """`part`, leet-keyed, `in table`, remembered by the part as written: at 1 M marks a
+        table look-up is a few random reads in ~100 MB, and the same brand-position words and
+        pairs come back listing after listing (remembered as written, a repeat costs no
+        translation either). One cache serves both tables: a solo part has no space, a pair
+        exactly one (tokens hold no spaces, leet-keyed or not)."""
         cache = self._part_cache
         hit = cache.get(part)
         if hit is None:
             if len(cache) >= TOKEN_CACHE_MAX:
                 cache.clear()
-            hit = cache[part] = part in table
+            hit = cache[part] = part.translate(tn.LEET_TABLE) in table
         return hit
 
     def _correct(self, token: str, any_first: bool = False) -> tuple[tuple[str, int], ...]:

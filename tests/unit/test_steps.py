@@ -286,3 +286,39 @@ def test_a_record_whose_listing_id_the_keyed_step_read_otherwise_is_refused():
     assert "'another'" in json.loads(rows[3].payload)["reason"]
     # without keys (the scan alone, as in the benchmarks), the record is scanned
     assert run([deep])[0].kind is RowKind.DECISION
+
+
+def test_scores_are_written_as_round_to_four_digits_would_write_them():
+    import math
+    import random
+
+    from brand_signals import records
+    rng = random.Random(7)
+    values = [0.0, -0.0, -0.25, 1.0, 0.95, 0.7 * 0.85, 1 / 3, 0.00005, 0.99995, 123.456789,
+              math.inf, -math.inf, math.nan] + [rng.random() for _ in range(3 * records._ROUND4_MAX)]
+    for _ in range(2):   # the second time from what was remembered (past the cap: after a clear)
+        for x in values:
+            got, want = records.round4(x), round(x, 4)
+            assert orjson.dumps(got) == orjson.dumps(want), x
+            assert math.copysign(1, got) == math.copysign(1, want) or math.isnan(want)
+    assert len(records._ROUND4) <= records._ROUND4_MAX
+
+
+@pytest.mark.parametrize("rescan", [None, {"brand_id": "b1", "brand_version": 2, "reason": "brand changed"}])
+def test_a_flag_writes_what_the_decision_with_its_source_writes(rescan):
+    import dataclasses
+
+    from connectors.serde import decision_json
+    from pipelines.steps import _flag
+    from brand_signals.contract import listing_from_obj
+    other = {**BRAND, "brand_id": "norvex", "name": "Norvex", "trademarks": ["Norvex"]}
+    listing = listing_from_obj(json.loads(rec(9, title="Veltrix drill with Norvex battery", brand="Veltrix")))
+    decided = Scanner("test").scan_all(catalog(BRAND, other), [listing], 1)[0]
+    assert len(decided) == 2
+    origin = Origin("listings", 3, 41)
+    for d in decided:
+        flag = _flag(d, origin, rescan)
+        assert flag.decision == decision_json(dataclasses.replace(d, source=origin.to_json(), rescan=rescan))
+        # a decision that already names a source is written through the copy, as before
+        again = dataclasses.replace(d, source={"file": "x.jsonl"})
+        assert _flag(again, origin, rescan).decision == flag.decision
