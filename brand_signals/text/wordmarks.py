@@ -596,11 +596,11 @@ class WordMarkIndex:
         # of whose replaced tokens can be part of a key where it stands (`_may_hit`) finds
         # nothing, so it is not built (benchmarks/text_matching.py at 100 k marks: 65 % of the checks).
         out = []
-        if any(self._may_hit(tokens, k, tokens[k]) for k in changed):
+        if any(self._may_hit(tokens, k, tokens[k], tflags[k], anywhere) for k in changed):
             out.append(_Stream(tokens, needs, text, window=(max(0, changed[0] - span), changed[-1] + span + 1),
                                spans=spans, tflags=tflags, anywhere=anywhere))
         for k, w, f in alternatives[:MAX_CORRECTED_STREAMS - 1]:
-            if not self._may_hit(tokens, k, w):
+            if not self._may_hit(tokens, k, w, f, anywhere):
                 continue
             alt_t, alt_f = list(tokens), list(tflags)
             alt_t[k], alt_f[k] = w, f
@@ -608,11 +608,16 @@ class WordMarkIndex:
                                spans=spans, tflags=alt_f, anywhere=anywhere))
         return out
 
-    def _may_hit(self, tokens: Sequence[str], k: int, word: str) -> bool:
-        """False when no key can match a stream through `word` read at position k: it is no
-        one-token key and forms no key's adjacent pair with its neighbours (compared as the
-        automaton does, leet-keyed). A necessary condition only (hash collisions say True)."""
-        return (self._key_part(word, self._solo)
+    def _may_hit(self, tokens: Sequence[str], k: int, word: str, flags: int, anywhere: bool) -> bool:
+        """False when no hit `_search` keeps can run through `word` read at position k with
+        its folds `flags`: it is no one-token key, or one `_search` drops there (a common
+        word's misspelling alone, or a misspelling away from the brand position; at 1 M marks
+        most corrected streams built before were dropped so), and it forms no key's adjacent
+        pair with its neighbours (compared as the automaton does, leet-keyed). A necessary
+        condition only (hash collisions say True). Whether k is at the brand position does not
+        depend on the word read there (`at_brand_position` reads the tokens before it)."""
+        return ((self._key_part(word, self._solo) and not flags & _COMMON_TYPO
+                 and (_at_brand_position(tokens, k) or not (flags & _TYPO and not anywhere or flags & _SHORT_TYPO)))
                 or (k > 0 and self._key_part(tokens[k - 1] + " " + word, self._pairs))
                 or (k + 1 < len(tokens) and self._key_part(word + " " + tokens[k + 1], self._pairs)))
 

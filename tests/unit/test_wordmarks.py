@@ -13,6 +13,8 @@ from brand_signals.text import textnorm as tn
 from brand_signals.records import Action, BrandReference, Listing, SignalKind
 from brand_signals.text.wordmarks import FIRST_LETTER_MIN_LEN, FUZZY_MIN_LEN, Field, WordMarkIndex
 
+TYPO = int(tn.Fold.TYPO)
+
 pytestmark = pytest.mark.unit
 
 
@@ -478,7 +480,7 @@ def test_alternative_reading_that_can_form_a_key_is_searched():
     a reading that forms a key with its neighbour ("jnes" read as "jones" after "wilson")."""
     idx = WordMarkIndex.build([brand("wj", "Wilson Jones"), brand("jn", "Janes Kit")])
     toks = ["wilson", "jones"]
-    assert idx._may_hit(toks, 1, "jones") and idx._may_hit(["janes", "kit"], 0, "janes")
+    assert idx._may_hit(toks, 1, "jones", TYPO, False) and idx._may_hit(["janes", "kit"], 0, "janes", TYPO, False)
     (ev,) = idx.match(Listing(listing_id="x", seller_id="s", event_time_ms=1, title="Wilson Jnes stapler"))
     assert ev.brand_id == "wj"
 
@@ -487,11 +489,49 @@ def test_alternative_reading_that_forms_no_key_gets_no_stream():
     """Cascade rule, negative case: a reading that is only the inner word of multi-word marks
     and has neither neighbour of any of them builds no stream (and finds nothing)."""
     idx = WordMarkIndex.build([brand("wj", "Wilson Jones"), brand("jk", "Jones Kit")])
-    assert not idx._may_hit(["blue", "jones", "stapler"], 1, "jones")
-    assert idx._may_hit(["blue", "jones", "kit"], 1, "jones")
+    assert not idx._may_hit(["blue", "jones", "stapler"], 1, "jones", TYPO, True)
+    assert idx._may_hit(["blue", "jones", "kit"], 1, "jones", TYPO, True)
     from brand_signals.text.token_streams import TokenStream
 
     title = "blue jnes stapler"
     stream = TokenStream(title.split(), 0, title)
     assert idx._corrected_streams(stream, anywhere=True) == []
     assert idx.match(Listing(listing_id="x", seller_id="s", event_time_ms=1, title="Blue Jnes stapler")) == []
+
+
+def test_a_reading_search_would_drop_alone_gets_no_stream_unless_it_forms_a_pair():
+    """Cascade rule: a misspelling read as a one-word mark is dropped by the search when the
+    misspelt word is an ordinary one ("Bass" as BOSS) or stands away from the brand position
+    (outside fields read anywhere); no stream is built for it then, but one still is where it
+    can be part of a longer mark, and where the one-word mark would be kept."""
+    from brand_signals.text.wordmarks import _COMMON_TYPO
+
+    idx = WordMarkIndex.build([brand("bo", "Boss"), brand("tl", "Boss Lite")])
+    far = ["cable", "set", "for", "home", "and", "office", "with", "the", "bass"]
+    assert idx._may_hit(["bass", "speaker"], 0, "boss", TYPO, False)          # at the brand position
+    assert not idx._may_hit(["bass", "speaker"], 0, "boss", TYPO | _COMMON_TYPO, False)
+    assert idx._may_hit(["bass", "lite"], 0, "boss", TYPO | _COMMON_TYPO, False)   # "Boss Lite"
+    assert not idx._may_hit(far, len(far) - 1, "boss", TYPO, False)
+    assert idx._may_hit(far, len(far) - 1, "boss", TYPO, True)                 # a field read anywhere
+    assert idx._may_hit(far, len(far) - 1, "boss", int(tn.Fold.HOMOGLYPH), False)   # no misspelling
+    from brand_signals.text.token_streams import TokenStream
+    bass = TokenStream(["bass", "speaker"], 0, "bass speaker")
+    assert idx._corrected_streams(bass, False) == [] and len(_every_stream(idx)._corrected_streams(bass, False)) == 1
+    # and what the search finds is what it found with every stream built
+    for title in ("Bosss speaker", "Bass speaker", "Bass Lite lamp", " ".join(far[:-1] + ["bosss"])):
+        listing = Listing(listing_id="x", seller_id="s", event_time_ms=1, title=title)
+        assert [e.brand_id for e in idx.match(listing)] == [e.brand_id for e in _every_stream(idx).match(listing)]
+
+
+def _every_stream(idx):
+    """The index with `_may_hit` always true: every corrected stream is built and searched."""
+    class Every(WordMarkIndex):
+        __slots__ = ()
+
+        def _may_hit(self, *args):
+            return True
+    other = object.__new__(Every)
+    for name in WordMarkIndex.__slots__:
+        if hasattr(idx, name):
+            setattr(other, name, getattr(idx, name))
+    return other
