@@ -89,18 +89,22 @@ _ROUND4_MAX = 4096
 
 
 def round4(x: float) -> float:
-    """`round(x, 4)`, remembered for positive x: scores come from a small set of values and
-    every flagged listing writes several, while a float's round to digits formats it in full
-    (~1.5 µs each, the largest single cost of writing a decision). Zero and negatives are
-    rounded each time (-0.0 == 0.0 would share an entry and lose the sign)."""
-    if not x > 0:
-        return round(x, 4)
-    r = _ROUND4.get(x)
-    if r is None:
-        if len(_ROUND4) >= _ROUND4_MAX:
-            _ROUND4.clear()
-        r = _ROUND4[x] = round(x, 4)
-    return r
+    """`round(x, 4)`, remembered for positive floats: scores come from a small set of values
+    and every flagged listing writes several, while a float's round to digits formats it in
+    full (~1.5 µs each, the largest single cost of writing a decision). A float zero (a fact
+    that only informs scores 0) is its own rounding, sign kept; anything else is rounded each
+    time (an int 1 and a float 1.0 would share an entry)."""
+    if type(x) is float:
+        if x > 0:
+            r = _ROUND4.get(x)
+            if r is None:
+                if len(_ROUND4) >= _ROUND4_MAX:
+                    _ROUND4.clear()
+                r = _ROUND4[x] = round(x, 4)
+            return r
+        if x == 0:
+            return x
+    return round(x, 4)
 
 
 @dataclass(frozen=True, slots=True)

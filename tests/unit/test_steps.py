@@ -295,11 +295,11 @@ def test_scores_are_written_as_round_to_four_digits_would_write_them():
     from brand_signals import records
     rng = random.Random(7)
     values = [0.0, -0.0, -0.25, 1.0, 0.95, 0.7 * 0.85, 1 / 3, 0.00005, 0.99995, 123.456789,
-              math.inf, -math.inf, math.nan] + [rng.random() for _ in range(3 * records._ROUND4_MAX)]
+              math.inf, -math.inf, math.nan, 0, 1, 2, -3] + [rng.random() for _ in range(3 * records._ROUND4_MAX)]
     for _ in range(2):   # the second time from what was remembered (past the cap: after a clear)
         for x in values:
             got, want = records.round4(x), round(x, 4)
-            assert orjson.dumps(got) == orjson.dumps(want), x
+            assert orjson.dumps(got) == orjson.dumps(want) and type(got) is type(want), x
             assert math.copysign(1, got) == math.copysign(1, want) or math.isnan(want)
     assert len(records._ROUND4) <= records._ROUND4_MAX
 
