@@ -239,7 +239,9 @@ def write_results(res: dict, results: Path = RESULTS) -> None:
     if "scale" in res:
         sc = res["scale"]
         md += ["", f"Scan work at {sc['marks_large']:,} marks: {sc['core_large_per_cpu_s']:,}/CPU-s vs "
-                   f"{sc['core_small_per_cpu_s']:,} at {sc['marks_small']:,} (ratio {res['throughput_1m_marks_over_1k']})."]
+                   f"{sc['core_small_per_cpu_s']:,} at {sc['marks_small']:,} (ratio {res['throughput_1m_marks_over_1k']})"
+                   + (f"; listings flagged {sc['flagged_share_large']:.1%} at {sc['marks_large']:,} marks, "
+                      f"{sc['flagged_share_small']:.2%} at {sc['marks_small']:,}." if "flagged_share_large" in sc else ".")]
     if "of_passthrough" in res:
         o = res["of_passthrough"]
         md += ["", f"Share of the Python passthrough's rate: whole mix {o['mix']:.1%}, price-only re-posts "
