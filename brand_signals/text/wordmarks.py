@@ -142,6 +142,18 @@ _DIGIT_TYPO, _FIRST, _KANA = int(tn.Fold.DIGIT_TYPO), int(tn.Fold.FIRST_LETTER),
 _COLLISION_BASE = 1 << 30
 
 
+def _misread_off_position(flags: int, lead: bool, anywhere: bool) -> bool:
+    """A reading dropped for where it stands: a misspelling away from the brand position
+    (outside fields read anywhere), or a 3-letter token read as a 4-letter mark word away from
+    it. `_search` drops such hits; `_may_hit` builds no stream for a one-token key read so."""
+    return not lead and bool(flags & _TYPO and not anywhere or flags & _SHORT_TYPO)
+
+
+def _common_word_alone(flags: int, first: int, last: int) -> bool:
+    """An ordinary word read as a one-word mark ("Bass" as BOSS): dropped (`_search`, `_may_hit`)."""
+    return bool(flags & _COMMON_TYPO) and first == last
+
+
 # Hash tables up to this many keys also keep a dict (~100 bytes a key).
 SMALL_TABLE = 1 << 16
 
@@ -536,7 +548,7 @@ class WordMarkIndex:
             written = " ".join(tokens[first:last + 1])
             tflags = stream.flags(first, last)
             lead = _at_brand_position(tokens, first)
-            if tflags & _TYPO and not (lead or stream.anywhere) or tflags & _SHORT_TYPO and not lead:
+            if _misread_off_position(tflags, lead, stream.anywhere):
                 continue
             for code in codes:
                 mark = self._marks[code >> 1]
@@ -551,8 +563,8 @@ class WordMarkIndex:
                         flags |= _LEET
                 if stream.needs and not flags & stream.needs:
                     continue
-                if flags & _COMMON_TYPO and first == last:
-                    continue   # an ordinary word read as a one-word mark ("Bass" as BOSS)
+                if _common_word_alone(flags, first, last):
+                    continue
                 if mark.short and not _short_ok(tokens, first, last):
                     continue
                 spans = stream.spans()
@@ -616,8 +628,8 @@ class WordMarkIndex:
         pair with its neighbours (compared as the automaton does, leet-keyed). A necessary
         condition only (hash collisions say True). Whether k is at the brand position does not
         depend on the word read there (`at_brand_position` reads the tokens before it)."""
-        return ((self._key_part(word, self._solo) and not flags & _COMMON_TYPO
-                 and (_at_brand_position(tokens, k) or not (flags & _TYPO and not anywhere or flags & _SHORT_TYPO)))
+        return ((self._key_part(word, self._solo) and not _common_word_alone(flags, k, k)
+                 and not _misread_off_position(flags, _at_brand_position(tokens, k), anywhere))
                 or (k > 0 and self._key_part(tokens[k - 1] + " " + word, self._pairs))
                 or (k + 1 < len(tokens) and self._key_part(word + " " + tokens[k + 1], self._pairs)))
 
