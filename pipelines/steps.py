@@ -20,7 +20,7 @@ from brand_signals.feedback.state import FeedbackState, handle_feedback
 from brand_signals.records import Action, Decision, Listing, Op, SignalKind
 from brand_signals.retro import RESCAN_ENVELOPE_BYTES, Rescan, parse_rescan
 from brand_signals.scanner import Scanner
-from connectors.serde import Origin, dead_letter, decision_json
+from connectors.serde import Origin, dead_letter
 
 LISTING = "listing"
 FEEDBACK = "feedback"
@@ -96,18 +96,16 @@ class ScanContext:
 
 
 def _flag(d: Decision, origin: Origin, rescan: dict | None = None) -> Flag:
-    """The decision as written, made from the record at `origin` (and the re-check `rescan`)."""
-    if d.source is None and d.rescan is None:
-        # as decide_all makes them: the JSON of dataclasses.replace(d, source=..., rescan=...)
-        # without the copy (a flagged listing's decisions are most of its cost past matching)
-        out = d.to_json()
-        out["source"] = origin.to_json()
-        if rescan is not None:
-            out["rescan"] = dict(rescan)
-        payload = orjson.dumps(out).decode()
-    else:
-        payload = decision_json(dataclasses.replace(d, source=origin.to_json(), rescan=rescan))
-    return Flag(d.brand_id, d.action, any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals), payload)
+    """The decision as written, made from the record at `origin` (and the re-check `rescan`):
+    the JSON of `dataclasses.replace(d, source=..., rescan=...)`, key order included, without
+    the copy (a flagged listing's decisions are most of its cost past matching)."""
+    out = d.to_json()
+    out.pop("rescan", None)
+    out["source"] = origin.to_json()
+    if rescan is not None:
+        out["rescan"] = dict(rescan)
+    return Flag(d.brand_id, d.action, any(s.kind is SignalKind.BRAND_REMOVAL for s in d.signals),
+                orjson.dumps(out).decode())
 
 
 def _parse(raw: bytes | None, origin: Origin, now_ms: int, parse,

@@ -319,6 +319,9 @@ def test_a_flag_writes_what_the_decision_with_its_source_writes(rescan):
     for d in decided:
         flag = _flag(d, origin, rescan)
         assert flag.decision == decision_json(dataclasses.replace(d, source=origin.to_json(), rescan=rescan))
-        # a decision that already names a source is written through the copy, as before
+        # a decision that already names a source (or a re-check) is written as the copy writes it
         again = dataclasses.replace(d, source={"file": "x.jsonl"})
         assert _flag(again, origin, rescan).decision == flag.decision
+        own = dataclasses.replace(d, rescan={"brand_id": "b0", "brand_version": 1, "reason": "older"})
+        assert _flag(own, origin, rescan).decision == decision_json(
+            dataclasses.replace(own, source=origin.to_json(), rescan=rescan))
