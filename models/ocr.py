@@ -29,14 +29,13 @@ USE_ANGLE_CLASSIFIER = False
 # "Google"), only exact repeats are dropped. Off unless asked for.
 UPSCALE_SIDE = 960
 UPSCALE_MIN_FACTOR = 1.3
-# Text lines per recognition call (RapidOCR's default, padded to the widest of them). One at a
-# time was 17 % less OCR time in one process over 80 dev logo photos (readers interleaved photo
-# by photo; most lines are under the recogniser's 320 px floor, so padding them to a long
-# neighbour is wasted work), with the same text on 79 of 80 photos: the recogniser attends over
-# the padded width, so a reading can move. Not switched until the dev logo decisions are shown
-# unchanged with it (benchmarks/eval_logos_offline.py). One call across a batch's photos was
-# slower (wider padding) and moved more readings.
-REC_BATCH = 6
+# Text lines per recognition call. RapidOCR's default is 6, padded to the widest of them; most
+# lines are under the recogniser's 320 px floor, so padding them to a long neighbour is wasted
+# work. One at a time: 17 % less OCR time in one process over 80 dev logo photos (readers
+# interleaved photo by photo), and the dev logo decisions (benchmarks/eval_logos_offline.py,
+# 1,109 photos) identical field for field to those with 6 (P 0.971, R 0.583). One call across
+# a batch's photos was slower (wider padding) and moved readings.
+REC_BATCH = 1
 
 
 @dataclass(frozen=True, slots=True)

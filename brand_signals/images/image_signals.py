@@ -76,8 +76,9 @@ COPY_GEOMETRY_MAX_PHOTOS_PER_BRAND = 8
 COPY_GEOMETRY_MAX_PHOTOS = 2_000
 # Bump when anything that changes per-image results changes (models, scores, matching).
 # 2: geometric logo verification. 3: OCR without the angle classifier, tilted reference views.
-# 4: no tilted views. 5: geometric verification of product photo copies.
-RESULT_VERSION = 5
+# 4: no tilted views. 5: geometric verification of product photo copies. 6: OCR recognises
+# text lines one at a time (models/ocr.py REC_BATCH; a reading can move with the padding).
+RESULT_VERSION = 6
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
 # Decoded pixels a batch holds before they are analysed (then freed): 32 MP is ~96 MB of RGB,
