@@ -78,7 +78,8 @@ COPY_GEOMETRY_MAX_PHOTOS = 2_000
 # 2: geometric logo verification. 3: OCR without the angle classifier, tilted reference views.
 # 4: no tilted views. 5: geometric verification of product photo copies. 6: OCR recognises
 # text lines one at a time (models/ocr.py REC_BATCH; a reading can move with the padding).
-RESULT_VERSION = 6
+# 7: the product photo index searched with efSearch 16 (logo_geometry.PRODUCT_HNSW_EF_SEARCH).
+RESULT_VERSION = 7
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
 # Decoded pixels a batch holds before they are analysed (then freed): 32 MP is ~96 MB of RGB,

@@ -95,6 +95,7 @@ class GeometryParams:
     min_area_fraction: float = MIN_AREA_FRACTION_OF_PHOTO
     max_area_fraction: float = MAX_AREA_FRACTION_OF_PHOTO
     max_anisotropy: float = MAX_ANISOTROPY
+    ef_search: int = HNSW_EF_SEARCH
 
 
 LOGO_PARAMS = GeometryParams()
@@ -105,7 +106,12 @@ PRODUCT_REF_MAX_FEATURES = 500
 # A product copy may be cropped to a quarter of the photo's area (the reference then maps to 4x
 # the listing photo; 16x allows a crop to a quarter of each side) and framed small in a
 # screenshot (1 %: a 64 x 48 px copy on a 640 x 480 screenshot is no evidence anyway).
-PRODUCT_PARAMS = GeometryParams(min_area_fraction=0.01, max_area_fraction=16.0)
+# Their index is searched with efSearch 16 (logos keep 32): over the product photo copies
+# (benchmarks/eval_photo_copies.py, 1,965 listings) recall 0.995 either way, distractors flagged
+# 2 -> 3 of 960 (at 24 also 3), and the search of a photo's descriptors among ~200 k of 254 dev
+# photos 58 -> 36 ms; on the dev logo index 16 changed 4 of 486 decisions (3 lost), so logos stay at 32.
+PRODUCT_HNSW_EF_SEARCH = 16
+PRODUCT_PARAMS = GeometryParams(min_area_fraction=0.01, max_area_fraction=16.0, ef_search=PRODUCT_HNSW_EF_SEARCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +227,7 @@ class LogoGeometryIndex:
         self._brand_of = np.int32([bid[self._refs[r][0]] for r in self._ref_of]) if len(ref_of) else np.zeros(0, np.int32)
         self._points = np.asarray(points, np.float32)
         self._index = faiss.IndexHNSWFlat(128, HNSW_M)
-        self._index.hnsw.efSearch = HNSW_EF_SEARCH
+        self._index.hnsw.efSearch = params.ef_search
         if len(descriptors):
             self._index.add(np.ascontiguousarray(descriptors, np.float32))
         self._sift = _sift(QUERY_MAX_FEATURES)

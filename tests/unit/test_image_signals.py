@@ -313,23 +313,26 @@ def test_geometric_logo_flags_on_its_own(extractor):
     assert plain == []
 
 
-def test_geometry_hnsw_neighbours_agree_with_an_exact_search():
-    """The approximate descriptor index against faiss IndexFlatL2 on seeded descriptors: the
-    nearest neighbour the ratio test relies on is found for nearly every query."""
+@pytest.mark.parametrize("params", ["logos", "products"])
+def test_geometry_hnsw_neighbours_agree_with_an_exact_search(params):
+    """The approximate descriptor index of a LogoGeometryIndex built with each index's
+    parameters (its efSearch) against faiss IndexFlatL2 on seeded descriptors: the nearest
+    neighbour the ratio test relies on is found for nearly every query."""
     import faiss
     import numpy as np
 
-    from brand_signals.images.logo_geometry import HNSW_EF_SEARCH, HNSW_M
+    from brand_signals.images.logo_geometry import LOGO_PARAMS, PRODUCT_PARAMS, LogoGeometryIndex
 
+    prm = LOGO_PARAMS if params == "logos" else PRODUCT_PARAMS
     rng = np.random.default_rng(20261128)
     base = rng.random((20_000, 128), dtype=np.float32)
     queries = base[rng.choice(len(base), 500, replace=False)] + rng.normal(0, 0.02, (500, 128)).astype(np.float32)
-    hnsw = faiss.IndexHNSWFlat(128, HNSW_M)
-    hnsw.hnsw.efSearch = HNSW_EF_SEARCH
-    hnsw.add(base)
+    index = LogoGeometryIndex([("b", "b.png", (64, 64))], np.zeros(len(base), np.int32),
+                              np.zeros((len(base), 2), np.float32), base, prm)
+    assert index._index.hnsw.efSearch == prm.ef_search
     exact = faiss.IndexFlatL2(128)
     exact.add(base)
-    _, approx_ids = hnsw.search(queries, 1)
+    _, approx_ids = index._index.search(queries, 1)
     _, exact_ids = exact.search(queries, 1)
     recall = float((approx_ids[:, 0] == exact_ids[:, 0]).mean())
     assert recall >= 0.95, recall
