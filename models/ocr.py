@@ -29,13 +29,12 @@ USE_ANGLE_CLASSIFIER = False
 # "Google"), only exact repeats are dropped. Off unless asked for.
 UPSCALE_SIDE = 960
 UPSCALE_MIN_FACTOR = 1.3
-# Text lines per recognition call. RapidOCR's default is 6, padded to the widest of them; most
-# lines are under the recogniser's 320 px floor, so padding them to a long neighbour is wasted
-# work. One at a time: 17 % less OCR time in one process over 80 dev logo photos (readers
-# interleaved photo by photo), and the dev logo decisions (benchmarks/eval_logos_offline.py,
-# 1,109 photos) identical field for field to those with 6 (P 0.971, R 0.583). One call across
-# a batch's photos was slower (wider padding) and moved readings.
-REC_BATCH = 1
+# Text lines per recognition call (RapidOCR's default, padded to the widest of them). One at a
+# time wrote the same dev logo decisions, field for field (benchmarks/eval_logos_offline.py,
+# 1,109 photos), but its time did not hold: 17 % less OCR time in one early run, then 0.99, then
+# 1.01 and 0.97 of this setting's in two rounds of `benchmarks/ab_images.py`; so it stays at 6.
+# One call across a batch's photos was slower (wider padding) and moved readings.
+REC_BATCH = 6
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,9 +76,9 @@ COPY_GEOMETRY_MAX_PHOTOS_PER_BRAND = 8
 COPY_GEOMETRY_MAX_PHOTOS = 2_000
 # Bump when anything that changes per-image results changes (models, scores, matching).
 # 2: geometric logo verification. 3: OCR without the angle classifier, tilted reference views.
-# 4: no tilted views. 5: geometric verification of product photo copies. 6: OCR recognises
-# text lines one at a time (models/ocr.py REC_BATCH; a reading can move with the padding).
-# 7: the product photo index searched with efSearch 16 (logo_geometry.PRODUCT_HNSW_EF_SEARCH).
+# 4: no tilted views. 5: geometric verification of product photo copies. 6: OCR recognising
+# text lines one at a time (models/ocr.py REC_BATCH, back to 6 in 7). 7: the product photo
+# index searched with efSearch 16 (logo_geometry.PRODUCT_HNSW_EF_SEARCH).
 RESULT_VERSION = 7
 # Per-image outcomes kept in process in front of rocksdict.
 MEMO_ENTRIES = 50_000
