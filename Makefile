@@ -9,7 +9,7 @@ UDF_SRC := $(shell find pipelines/java -name '*.java')
 # Its folders too: removing a source changes its folder, so the jar is built again without it.
 UDF_DIRS := $(shell find pipelines/java -type d)
 
-.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-images-ab bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -60,6 +60,15 @@ bench-text: setup
 
 bench-images: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/images.py
+
+# A new image's cost in this tree beside BASE's (default: the previous commit), from a worktree of
+# BASE under .cache, alternating fresh processes, two rounds (~10 min; prints ratios, writes nothing).
+BASE ?= HEAD~1
+bench-images-ab: setup
+	rm -rf .cache/ab-base && git worktree prune
+	git worktree add -f --detach .cache/ab-base $(BASE)
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.ab_images --rounds 2 base=.cache/ab-base new=.
+	git worktree remove --force .cache/ab-base
 
 bench-restart: setup
 	$(BIN)/python -m benchmarks.restart

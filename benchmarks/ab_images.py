@@ -5,6 +5,7 @@ product photos (two per brand, as `benchmarks/images.py`), the stage breakdown o
 a digest of the evidence found per catalogue, so a change meant to be exact shows it is.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ab_images [--rounds 2] [--n 96] NAME=CHECKOUT ...
+    make bench-images-ab [BASE=HEAD~1]      # this tree against a worktree of BASE (~10 min)
 
 CHECKOUT is the folder of a checkout (a worktree of the commit to compare, sharing this
 virtualenv); this file's measurement runs against that checkout's code (its ImageSignals and
@@ -27,15 +28,17 @@ from pathlib import Path
 BATCH = 32
 
 
-def measure(n: int) -> dict:
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "logos"
+
+
+def measure(n: int, data: Path) -> dict:
     """Run inside a checkout: the figures of its code."""
-    from benchmarks.eval_logos_offline import DEFAULT_DATA, file_fetch
+    from benchmarks.eval_logos_offline import file_fetch
     from benchmarks.images import PRODUCT_PHOTOS_PER_BRAND, stages
     from brand_signals.contract import parse_brand, parse_listing
     from brand_signals.images.image_signals import ImageSignals
     from brand_signals.records import ImageRef
 
-    data = DEFAULT_DATA
     brands = [parse_brand(x) for x in (data / "brands.jsonl").read_bytes().splitlines() if x.strip()]
     listings = [parse_listing(x) for x in (data / "listings.jsonl").read_bytes().splitlines() if x.strip()]
     spare = iter(listings[n:])
@@ -69,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkouts", nargs="*", metavar="NAME=CHECKOUT")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--n", type=int, default=96, help="new images measured per catalogue")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the dev logo set (its brands and photos)")
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.n)), flush=True)
+        print(json.dumps(measure(args.n, args.data)), flush=True)
         return 0
     pairs = [c.split("=", 1) for c in args.checkouts]
     if not pairs or any(len(p) != 2 or not Path(p[1]).is_dir() for p in pairs):
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, checkout in pairs:
             folder = str(Path(checkout).resolve())
             env = {**os.environ, "PYTHONPATH": folder, "OMP_NUM_THREADS": "1"}
-            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", "--n", str(args.n)],
+            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", "--n", str(args.n),
+                                   "--data", str(args.data.resolve())],
                                   cwd=folder, env=env, capture_output=True, text=True, timeout=1200)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)
