@@ -16,10 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 SMALL = 1000
 
@@ -71,22 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.large)), flush=True)
         return 0
-    pairs = [c.split("=", 1) for c in args.checkouts]
-    if not pairs or any(len(p) != 2 or not Path(p[1]).is_dir() for p in pairs):
-        ap.error("give NAME=CHECKOUT for each checkout to compare (a folder)")
-    results: dict[str, list[dict]] = {name: [] for name, _ in pairs}
-    for r in range(args.rounds):
-        for name, checkout in pairs:
-            folder = str(Path(checkout).resolve())
-            env = {**os.environ, "PYTHONPATH": folder}
-            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", "--large", str(args.large)],
-                                  cwd=folder, env=env, capture_output=True, text=True, timeout=1200)
-            if done.returncode != 0:
-                print(done.stderr[-3000:], file=sys.stderr)
-                return 1
-            got = json.loads(done.stdout.strip().splitlines()[-1])
-            results[name].append(got)
-            print(json.dumps({"round": r + 1, "name": name, **got}), flush=True)
+    from benchmarks.alternate import alternate, checkouts   # this tree's, not the checkouts'
+
+    pairs = checkouts(ap, args.checkouts)
+    results = alternate(__file__, pairs, args.rounds, ["--large", str(args.large)])
+    if results is None:
+        return 1
     first = pairs[0][0]
     for name, _ in pairs[1:]:
         for r, (a, b) in enumerate(zip(results[first], results[name])):
