@@ -23,15 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from benchmarks.kafka_measures import (_measure, bench_kafka, fast_path_e2e, idle_cores, job_settings, marginal_us,
                                        passthrough_rate, publish_traffic, start_job, stop_job)
 from benchmarks.traffic import Mix, identical_wave
 from connectors.kafka_admin import end_offsets, ensure_topics
+from connectors.stop_request import StopRequest
 from zeroscan.settings import ROOT, Settings
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,9 +74,7 @@ def ceiling_job(kind: str) -> None:
             WINDOW w AS (PARTITION BY lid ORDER BY pt))
             WHERE prev_fp IS NULL OR fp <> prev_fp"""
     client = t_env.execute_sql(query).get_job_client()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopRequest().install()
     while not stop.wait(0.5):
         status = client.get_job_status().result()
         if status.is_globally_terminal_state():

@@ -423,13 +423,15 @@ class JobProbe:
         being executed at the moment"; every other one is real, and so is every checkpoint whose
         history entry says FAILED. Without the log: the failures counted after all tasks were
         seen RUNNING (REST's statistics are cached for a few seconds, so that count can miss a
-        trigger refused just before: the log is the measure)."""
+        trigger refused just before: the log is the measure). A periodic checkpoint still running
+        when the corpus's own stop suspends the coordinator is aborted by that stop, not failed."""
         failed = int(self.seen.get("failed", 0))
+        started = [m for m in self.failed_started.values() if CheckpointLog.STOPPED not in m]
         if from_log is not None:
-            real = max(len(from_log.real), len(self.failed_started))
-            return real, max(failed - real, len(from_log.refused_at_start))
+            real = max(len(from_log.real), len(started))
+            return real, max(failed - real - len(from_log.ended_by_stop), len(from_log.refused_at_start))
         after = failed - int(self.seen.get("failed_when_running", 0))   # never all running: all count
-        real = max(after, len(self.failed_started))
+        real = max(after, len(started))
         return real, failed - real
 
     def poll(self) -> dict[str, float]:
@@ -611,10 +613,10 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
             "checkpoint_triggers_refused_at_start": refused_at_start,
             "checkpoints_failed_counting": (
                 "the checkpoint failures the JobManager logged, less the triggers refused because a task "
-                "was not yet running (no checkpoint started)" if ck_log is not None else
+                "was not yet running (no checkpoint started) and a checkpoint aborted by the final stop" if ck_log is not None else
                 "failed checkpoints in Flink's statistics, less those counted before every task was "
                 "seen RUNNING (no JobManager log found)"),
-            "checkpoint_failure_messages": sorted(set(probe.failed_started.values())
+            "checkpoint_failure_messages": sorted(set(m for m in probe.failed_started.values() if CheckpointLog.STOPPED not in m)
                                                   | set(ck_log.real if ck_log is not None else ())),
             "max_checkpoint_s": round(seen.get("checkpoint_ms", 0) / 1000, 2),
             "job_probe": {"rest_api_answered": probe.rest_ok, "metric_ports": len(probe.prom),
@@ -642,12 +644,15 @@ def run_corpus(settings, work: Path, n_hostile: int, n_ordinary: int, fetch: str
 class CheckpointLog:
     """The checkpoint failures the embedded job's JobManager logged (CheckpointFailureManager,
     one line per failure, at INFO): `refused_at_start`, triggers refused because a task was not
-    yet running; `real`, every other failure, with its reason."""
+    yet running; `ended_by_stop`, a checkpoint in flight when the job's stop with a savepoint
+    suspended the coordinator; `real`, every other failure, with its reason."""
 
     refused_at_start: tuple[str, ...]
     real: tuple[str, ...]
+    ended_by_stop: tuple[str, ...] = ()
 
     REFUSED = "is not being executed at the moment"
+    STOPPED = "Checkpoint Coordinator is suspending"
 
     @classmethod
     def read(cls, log_dir: Path) -> "CheckpointLog | None":
@@ -656,6 +661,7 @@ class CheckpointLog:
             return None
         refused: list[str] = []
         real: list[str] = []
+        stopped: list[str] = []
         for path in logs:
             lines = path.read_text(errors="replace").splitlines()
             for i, line in enumerate(lines):
@@ -668,8 +674,8 @@ class CheckpointLog:
                     reason = lines[i + 1].split(": ", 1)[-1] if i + 1 < len(lines) else line
                 else:
                     continue
-                (refused if cls.REFUSED in reason else real).append(reason[:200])
-        return cls(tuple(refused), tuple(real))
+                (refused if cls.REFUSED in reason else stopped if cls.STOPPED in reason else real).append(reason[:200])
+        return cls(tuple(refused), tuple(real), tuple(stopped))
 
 
 def _free_port() -> int:

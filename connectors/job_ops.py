@@ -22,6 +22,16 @@ EMBEDDED_REST_PORTS = range(8090, 8100)
 _LIVE = ("CREATED", "INITIALIZING", "RUNNING", "RESTARTING", "RECONCILING")
 
 
+def arm_exit_deadline(seconds: float) -> None:
+    """End this process `seconds` from now if it is still running then: the stacks of all its
+    threads go to stderr and it exits with status 1 (faulthandler, from a C thread: it works
+    while Python code or a Java call is stuck, and during the interpreter's own exit). A job's
+    gateway JVM, whose stdin is this process's pipe, ends with it."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
 def rest_get(base: str, path: str, timeout_s: float = 5) -> dict:
     with urllib.request.urlopen(base + path, timeout=timeout_s) as resp:
         return json.loads(resp.read() or b"{}")

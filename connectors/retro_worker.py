@@ -303,8 +303,9 @@ class RetroWorker:
         for p, o in ends.items():
             self.store.set_position(_BRANDS_POS, p, o)
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+    def run(self, stop) -> None:
+        """Step until `stop.asked` (a connectors.stop_request.StopRequest)."""
+        while not stop.asked:
             self.step()
 
     def close(self) -> None:
@@ -320,14 +321,11 @@ def run_retro(kafka, topics, state_dir: Path, processes: int = 1, stop: threadin
     """Run the retro worker until `stop` is set (or SIGTERM/SIGINT in the main thread): `kafka`
     a KafkaClientConfig, `topics` the Topics, live listings kept under `state_dir`, the
     pre-filter in `processes` processes."""
-    import signal
+    from connectors.stop_request import StopRequest
 
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    request = StopRequest(stop).install()
     worker = RetroWorker(kafka, topics, state_dir, on_handled, processes)
     try:
-        worker.run(stop)
+        worker.run(request)
     finally:
         worker.close()

@@ -21,9 +21,9 @@ import dataclasses
 import enum
 import logging
 import os
-import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -37,6 +37,7 @@ from brand_signals.records import Action
 from brand_signals.scanner import MODEL_VERSION
 from connectors.file_input import merge_tagged
 from connectors.kafka_client import flink_table_options
+from connectors.stop_request import StopRequest
 from pipelines import worker_teardown
 from pipelines.operators import SCAN_RESULT, scan_udf
 from pipelines.scan_config import BrandInput, ImageScan, ScanConfig, image_scan
@@ -544,25 +545,37 @@ def _local_dir(uri: str) -> Path | None:
     return Path(unquote(u.path)) if u.scheme == "file" else None
 
 
+@dataclass(frozen=True, slots=True)
+class JobStop:
+    """How a stopped job ended: with a savepoint (its path), or cancelled when the savepoint
+    failed, took longer than `Settings.stop_timeout_s` or a second signal came (`why`); the next
+    run then resumes from the job's last checkpoint, which a cancel keeps."""
+    savepoint: str | None
+    why: str | None = None
+
+
+# After a cancel the embedded mini-cluster shuts itself down; how long to wait for that.
+CANCEL_TIMEOUT_S = 30
+
+
 def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Event | None = None,
-                  started: Callable[[str], None] | None = None) -> str | None:
+                  started: Callable[[str], None] | None = None,
+                  stopping: Callable[[], None] | None = None) -> JobStop:
     """Run until `stop` is set (or SIGTERM/SIGINT), then stop with a savepoint so the final
-    transactions commit; the next run resumes from it. Returns the savepoint path. `started`
-    is called with the job id once the job is submitted."""
+    transactions commit; the next run resumes from it. A savepoint that fails or is not done
+    within `settings.stop_timeout_s` (or a second signal) cancels the job instead. `started` is
+    called with the job id once the job is submitted, `stopping` once a stop begins."""
     t_env, stmts = build_kafka_statements(settings, parallelism)
     resume = latest_restore_point(settings)
     if resume:
         t_env.get_config().set("execution.state-recovery.path", resume)
         log.info("resuming from savepoint %s", resume)
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    request = StopRequest(stop).install()
     result = stmts.execute()
     client = result.get_job_client()
     if started is not None:
         started(str(client.get_job_id()))
-    while not stop.wait(0.5):
+    while not request.wait(0.5):
         # A JobStatus enum (its str() is "JobStatus.FAILED"): ended for good when cancelled from
         # outside, failed past its restart strategy, or finished.
         # The embedded mini-cluster shuts itself down once its job has ended, so the status may
@@ -574,17 +587,62 @@ def run_kafka_job(settings: Settings, parallelism: int = 1, stop: threading.Even
                                f"{e.java_exception.getMessage()})") from None
         if status.is_globally_terminal_state():
             raise RuntimeError(f"scanner job ended: {status.name}")
-    return _stop_with_savepoint(client, settings)
+    if stopping is not None:
+        stopping()
+    return _stop(client, settings, request)
 
 
-def _stop_with_savepoint(client, settings: Settings) -> str:
-    """Stop with a canonical savepoint. The Python JobClient does not expose Flink 2.x's
-    savepoint format argument, so the Java client is called directly."""
+def _stop(client, settings: Settings, request: StopRequest) -> JobStop:
+    """Stop with a canonical savepoint, waited for at most `settings.stop_timeout_s` (cut short by
+    a second signal); else cancel. The Python JobClient exposes neither Flink 2.x's savepoint format
+    argument nor a bounded wait, so the Java client is called directly."""
     from pyflink.java_gateway import get_gateway
 
-    fmt = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-    target = settings.savepoint_uri
-    return str(client._j_job_client.stopWithSavepoint(False, target, fmt).get())
+    jvm = get_gateway().jvm
+    j_client = client._j_job_client
+    why = None
+    if settings.stop_timeout_s > 0 and not request.forced:
+        fmt = jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+        future = j_client.stopWithSavepoint(False, settings.savepoint_uri, fmt)
+        deadline = time.monotonic() + settings.stop_timeout_s
+        while why is None:
+            wait_ms = max(1, min(500, int((deadline - time.monotonic()) * 1000)))
+            try:
+                return JobStop(str(future.get(wait_ms, jvm.java.util.concurrent.TimeUnit.MILLISECONDS)))
+            except Py4JJavaError as e:
+                if e.java_exception.getClass().getName() != "java.util.concurrent.TimeoutException":
+                    why = f"the savepoint failed: {_root_message(e.java_exception)}"
+                elif request.forced:
+                    why = "a second signal came before the savepoint was done"
+                elif time.monotonic() >= deadline:
+                    why = f"the savepoint was not done within {settings.stop_timeout_s} s"
+    else:
+        why = "a stop without a savepoint was asked for (ZEROSCAN_STOP_TIMEOUT_S=0)" if not request.forced \
+            else "a second signal came before the stop began"
+    log.warning("scanner job: %s; cancelling it (the next run resumes from its last checkpoint)", why)
+    try:
+        j_client.cancel().get(CANCEL_TIMEOUT_S, jvm.java.util.concurrent.TimeUnit.SECONDS)
+    except Py4JJavaError as e:
+        # The job may have ended meanwhile (the savepoint completed after all, or it failed):
+        # its cluster is then gone or the job is already terminal; anything else is an error.
+        status = _job_status_or_none(client)
+        if status is not None and not status.is_globally_terminal_state():
+            raise RuntimeError(f"scanner job did not cancel within {CANCEL_TIMEOUT_S} s: "
+                               f"{_root_message(e.java_exception)}") from None
+    return JobStop(None, why)
+
+
+def _job_status_or_none(client):
+    try:
+        return client.get_job_status().result()
+    except Py4JJavaError:
+        return None
+
+
+def _root_message(j_exc) -> str:
+    while j_exc.getCause() is not None and j_exc.getCause() is not j_exc:
+        j_exc = j_exc.getCause()
+    return f"{j_exc.getClass().getSimpleName()}: {j_exc.getMessage()}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -88,11 +89,15 @@ def cmd_cluster(args, settings: Settings) -> int:
     return 0
 
 
+# What a stopping `job run` may take beyond its savepoint wait and cancel before it exits anyway.
+EXIT_GRACE_S = 30
+
+
 def cmd_job(args, settings: Settings) -> int:
     if args.action == "status":
         return _job_status(args, settings)
-    from connectors.job_ops import find_web_ui, record_job
-    from pipelines.scanner_job import latest_restore_point, run_kafka_job
+    from connectors.job_ops import arm_exit_deadline, find_web_ui, record_job
+    from pipelines.scanner_job import CANCEL_TIMEOUT_S, latest_restore_point, run_kafka_job
 
     def started(job_id: str) -> None:
         web_ui = find_web_ui(job_id)
@@ -104,11 +109,24 @@ def cmd_job(args, settings: Settings) -> int:
     resume = latest_restore_point(settings)
     print(f"resuming from {resume}" if resume else "no savepoint or checkpoint yet: starting fresh", flush=True)
     try:
-        path = run_kafka_job(settings, args.parallelism, started=started)
+        # Once a stop begins, this process ends within a bound even if the job's stop or the
+        # interpreter's exit hangs: its threads' stacks go to stderr first.
+        ended = run_kafka_job(settings, args.parallelism, started=started, stopping=lambda: arm_exit_deadline(
+            settings.stop_timeout_s + CANCEL_TIMEOUT_S + EXIT_GRACE_S))
     except RuntimeError as e:   # ended without being asked (cancelled from outside, failed for good)
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
-    print(f"scanner job stopped; savepoint {path}", flush=True)
+    if ended.savepoint:
+        print(f"scanner job stopped; savepoint {ended.savepoint}", flush=True)
+    else:
+        print(f"scanner job stopped without a savepoint: {ended.why}; cancelled, the next run resumes from "
+              f"{latest_restore_point(settings) or '(no checkpoint yet: the start)'}", flush=True)
+        # The job is cancelled, but its Python workers (threads of this process) may still be inside
+        # a batch, such as an image fetch within its budgets; whatever they produce is discarded,
+        # so the process ends now rather than wait for them at the interpreter's exit.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

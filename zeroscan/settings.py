@@ -62,6 +62,10 @@ class Settings:
     # How the scan's records cross into Python: pandas (Arrow batches) or row (one per call,
     # only to measure the crossing: pipelines.operators.ScanRowFunction).
     scan_udf: str = "pandas"
+    # How long a stop (SIGTERM, Ctrl-C) of the embedded job waits for its savepoint before it
+    # cancels the job instead; the next run then resumes from the last checkpoint, which a
+    # cancel keeps (flink-conf: RETAIN_ON_CANCELLATION). 0: stop by cancelling at once.
+    stop_timeout_s: int = 60
 
     @property
     def image_budget(self) -> ImageBudget:
@@ -142,6 +146,7 @@ class Settings:
             retro_processes=_int_env("RETRO_PROCESSES", 1),
             unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
+            stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
         )
 

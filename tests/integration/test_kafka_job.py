@@ -1,14 +1,18 @@
 """The streaming job on a real Kafka broker: listings in, decisions and dead letters out,
-exactly once, also across a hard kill of the job and a restart from its checkpoint."""
+exactly once, also across a hard kill of the job and a restart from its checkpoint; a stop
+whose savepoint cannot complete in time cancels the job and keeps its checkpoint."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -16,6 +20,7 @@ import pytest
 
 from connectors.kafka_admin import committed_offsets, end_offsets
 from connectors.kafka_io import consume, produce_lines
+from pipelines.scanner_job import latest_restore_point
 from tests.conftest import ROOT, settings_env
 from tests.unit.test_record_schemas import STATUS, STATUS_KEY, check_decision
 
@@ -32,6 +37,9 @@ NOT_UTF8 = b'{"listing_id":"l7","seller_id":"s-7","event_time":7,"title":"Veltri
 # How often the tests ask Kafka whether the job committed: output becomes visible when a
 # checkpoint completes (every 2 s), so a 1 s poll added half a second to every wait on average.
 POLL_S = 0.25
+# How long a SIGTERM'd job may take to end: its savepoint wait (60 s by default), a cancel and
+# its exit deadline after that (zeroscan/cli.py) are all within it.
+STOP_WAIT_S = 150
 
 
 def listing(i: int, title: str, seller: str = "s-1", **kw) -> bytes:
@@ -39,12 +47,14 @@ def listing(i: int, title: str, seller: str = "s-1", **kw) -> bytes:
                        "title": title, **kw}).encode()
 
 
-def start_job(settings, log_name: str) -> subprocess.Popen:
+def start_job(settings, log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.state_dir / log_name, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, **settings_env(settings)},
-                                start_new_session=True)
+        job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run"], cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, **settings_env(settings), **(env or {})},
+                               start_new_session=True)
+    job.log_path = settings.state_dir / log_name
+    return job
 
 
 def wait_committed(settings, job: subprocess.Popen, timeout_s: float = JOB_START_TIMEOUT_S) -> None:
@@ -63,9 +73,75 @@ def read(settings, topic: str) -> list[dict]:
     return [json.loads(v) for _k, v, _p, _o in consume(settings.bootstrap, topic, stop_at_end=True)]
 
 
-def stop(job: subprocess.Popen) -> None:
+def stop(job: subprocess.Popen, timeout_s: float = STOP_WAIT_S) -> str:
+    """SIGTERM; the job must end by itself within `timeout_s`, with status 0. Returns its log. A
+    job that does not end is killed with its process group, and the failure shows its log's end
+    (where a job stuck while stopping writes its threads' stacks: `job run`'s exit deadline)."""
+    if job.poll() is not None:      # it ended before: the caller checks how
+        return job.log_path.read_text()
     job.send_signal(signal.SIGTERM)
-    job.wait(timeout=120)
+    try:
+        job.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+        raise AssertionError(f"job did not end within {timeout_s}s of SIGTERM: ...{job.log_path.read_text()[-6000:]}") \
+            from None
+    text = job.log_path.read_text()
+    assert job.returncode == 0, text[-6000:]
+    return text
+
+
+@contextlib.contextmanager
+def silent_http_server():
+    """An HTTP server on loopback that reads each request and never answers it (until the block
+    ends): yields its url and an Event set once a request came."""
+    asked, done = threading.Event(), threading.Event()
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(0.2)
+    conns = []
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            conns.append(conn)
+            conn.settimeout(5)
+            got = b""
+            try:
+                while b"\r\n\r\n" not in got:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            except OSError:
+                continue
+            if b"\r\n\r\n" in got:
+                asked.set()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}/photo.jpg", asked
+    finally:
+        done.set()
+        t.join(5)
+        for c in conns:
+            c.close()
+        srv.close()
+
+
+def end(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM a side process (the retro worker) and reap it; SIGKILL (its process group) if it does not end."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafka_settings):
@@ -118,11 +194,27 @@ def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafk
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
 
-    job = start_job(s, "job-restarted.log")
-    try:
-        wait_committed(s, job)
-    finally:
-        stop(job)
+    # The restarted job's stop is bounded: a listing whose image server never answers holds the
+    # scan, and the savepoint's barrier behind it, for the fetch budgets (raised to 60 s here);
+    # the job waits 1 s for the savepoint (ZEROSCAN_STOP_TIMEOUT_S) and then cancels, keeping its
+    # last checkpoint for the next run.
+    slow = {"ZEROSCAN_STOP_TIMEOUT_S": "1", "ZEROSCAN_EGRESS_ALLOW": "127.0.0.1/32",
+            "ZEROSCAN_FETCH": "total_s=60;read_s=60;listing_s=60;batch_s=60"}
+    with silent_http_server() as (url, asked):
+        job = start_job(s, "job-restarted.log", env=slow)
+        try:
+            wait_committed(s, job)
+            produce_lines(s.bootstrap, s.topics.listings, [listing(400, "Plain garden hose", images=[{"uri": url}])],
+                          "listing_id")
+            assert asked.wait(120), "the job did not fetch the listing's image"
+        finally:
+            t0 = time.monotonic()
+            said = stop(job)
+            stopped_s = time.monotonic() - t0
+    assert "scanner job stopped without a savepoint: the savepoint was not done within 1 s; cancelled" in said, \
+        said[-3000:]
+    assert stopped_s < 30, stopped_s      # the image's fetch would have held it 60 s
+    assert "/chk-" in (latest_restore_point(s) or ""), latest_restore_point(s)
     decisions = read(s, s.topics.decisions)
     per_listing = Counter((d["listing_id"], d["action"]) for d in decisions)
     assert max(per_listing.values()) == 1, [k for k, n in per_listing.items() if n > 1]

@@ -21,7 +21,7 @@ from brand_signals.registry import Actor, BrandRegistry
 from connectors.brand_publisher import KafkaBrandPublisher
 from connectors.kafka_io import produce_lines
 from tests.conftest import ROOT, settings_env
-from tests.integration.test_kafka_job import listing, read, start_job, stop, wait_committed
+from tests.integration.test_kafka_job import end, listing, read, start_job, stop, wait_committed
 from tests.unit.test_record_schemas import check_decision
 
 pytestmark = pytest.mark.integration
@@ -143,8 +143,8 @@ def test_retroactive_matching_and_clears(kafka_settings, tmp_path):
     finally:
         registry.close()
         publisher.close()
-        for p, _ in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        stop(job)
-        retro.wait(timeout=30)
+        try:
+            stop(job)
+        finally:
+            for p, _ in procs[1:]:
+                end(p)

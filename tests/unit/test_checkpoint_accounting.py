@@ -1,6 +1,7 @@
 """How the hostile corpus counts failed checkpoints (benchmarks/hostile.py): from the
 JobManager's own log lines (as Flink 2.2's CheckpointFailureManager writes them), a trigger
-refused while a task was still starting is not a failure; anything else is, with its reason."""
+refused while a task was still starting is not a failure, nor a checkpoint aborted by the job's
+own stop with a savepoint; anything else is, with its reason."""
 from __future__ import annotations
 
 from benchmarks.hostile import CheckpointLog, JobProbe
@@ -14,6 +15,9 @@ EXPIRED = (f"2026-12-02 18:09:01,100 WARN  org.apache.flink.runtime.checkpoint.C
            f"Failed to trigger or complete checkpoint 7 for job {JOB}. (0 consecutive failed attempts so far)\n"
            "org.apache.flink.runtime.checkpoint.CheckpointException: Checkpoint expired before completing.\n"
            "\tat org.apache.flink.runtime.checkpoint.CheckpointCoordinator$CheckpointCanceller.run(...)")
+SUSPENDED = (f"2026-12-06 23:03:02,471 WARN  org.apache.flink.runtime.checkpoint.CheckpointFailureManager [] - "
+             f"Failed to trigger or complete checkpoint 8 for job {JOB}. (0 consecutive failed attempts so far)\n"
+             "org.apache.flink.runtime.checkpoint.CheckpointException: Checkpoint Coordinator is suspending.")
 OTHER = ("2026-12-02 18:05:26,220 INFO  org.apache.flink.runtime.checkpoint.CheckpointCoordinator    [] - "
          "No checkpoint found during restore.")
 
@@ -42,3 +46,17 @@ def test_a_real_failure_counts_with_its_reason(tmp_path):
 def test_without_a_log_the_statistics_decide(tmp_path):
     assert CheckpointLog.read(tmp_path) is None
     assert _probe(failed=3, failed_when_running=1).failed_checkpoints(None) == (2, 1)
+
+
+def test_a_checkpoint_aborted_by_the_stop_is_not_a_failure(tmp_path):
+    """The corpus stops the job with a savepoint; a periodic checkpoint still in flight then is
+    aborted with the coordinator's suspension (seen in a suite run), in the log and in REST's history."""
+    (tmp_path / "flink-root-python-host.log").write_text("\n".join([REFUSED, REFUSED, SUSPENDED]) + "\n")
+    log = CheckpointLog.read(tmp_path)
+    assert log.real == () and log.ended_by_stop == ("Checkpoint Coordinator is suspending.",)
+    probe = _probe(failed=3, failed_when_running=2)
+    probe.failed_started[8] = "Checkpoint Coordinator is suspending."
+    assert probe.failed_checkpoints(log) == (0, 2)
+    # an expiry as well: that one counts
+    (tmp_path / "flink-root-python-host.log").write_text("\n".join([REFUSED, SUSPENDED, EXPIRED]) + "\n")
+    assert _probe(failed=3, failed_when_running=1).failed_checkpoints(CheckpointLog.read(tmp_path)) == (1, 1)

@@ -22,10 +22,12 @@ pytestmark = pytest.mark.unit
     ({}, "parallelism", 1),
     ({"ZEROSCAN_PARALLELISM": "4"}, "parallelism", 4),
     ({"ZEROSCAN_TOKEN": "t0k"}, "token", "t0k"),
+    ({}, "stop_timeout_s", 60),
+    ({"ZEROSCAN_STOP_TIMEOUT_S": "0"}, "stop_timeout_s", 0),                  # stop by cancelling
 ])
 def test_read_from_the_environment(monkeypatch, env, field, value):
     for k in ("ZEROSCAN_IMAGES", "ZEROSCAN_IMAGE_OCR", "ZEROSCAN_SIGNALS", "ZEROSCAN_WORKER_PYTHON",
-              "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN"):
+              "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN", "ZEROSCAN_STOP_TIMEOUT_S"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -37,6 +39,7 @@ def test_read_from_the_environment(monkeypatch, env, field, value):
     ("ZEROSCAN_SIGNALS", "wordmarks,logos", "unknown"),       # no such source
     ("ZEROSCAN_FLINK_OPTS", "novalue", "key=value"),          # not a pair
     ("ZEROSCAN_PARALLELISM", "0", "positive whole number"),
+    ("ZEROSCAN_STOP_TIMEOUT_S", "-1", "whole number >= 0"),
 ])
 def test_bad_values_are_refused(monkeypatch, name, value, why):
     monkeypatch.setenv(name, value)
