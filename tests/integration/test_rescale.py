@@ -28,9 +28,11 @@ JUDGED_TIMEOUT_S = 180
 def start(settings, parallelism: int, log_name: str) -> subprocess.Popen:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.state_dir / log_name, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **settings_env(settings)}, start_new_session=True)
+        job = subprocess.Popen([sys.executable, "-m", "zeroscan", "job", "run", "--parallelism", str(parallelism)],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **settings_env(settings)}, start_new_session=True)
+    job.log_path = settings.state_dir / log_name     # for test_kafka_job.stop
+    return job
 
 
 def judged(settings, job, expected: dict[tuple[str, str, int], str]) -> dict[tuple[str, str, int], str]:
