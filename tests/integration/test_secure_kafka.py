@@ -23,6 +23,7 @@ from connectors.dev_certs import DevCA
 from connectors.kafka_admin import contract_topics, ensure_topics, grant_roles
 from connectors.kafka_broker import KafkaBroker, free_port_pair
 from connectors.kafka_io import consume, produce_lines
+from zeroscan.api import SHUTDOWN_GRACE_S
 from zeroscan.settings import KafkaClientConfig, Settings, Topics
 from tests.conftest import ROOT
 
@@ -219,6 +220,15 @@ def test_api_serves_https_only(tmp_path):
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/v1/brands", timeout=10,
                          headers={"Authorization": f"Bearer {token}"})
+        # A client that connects and never begins its TLS handshake does not hold the API's stop
+        # past its grace (zeroscan.api.SHUTDOWN_GRACE_S; without one it waited 30 s).
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)
     finally:
+        t0 = time.monotonic()
         _stop(api)
+        stopped_s = time.monotonic() - t0
+    silent.close()
+    # uvicorn ends by raising the SIGTERM it took again, once it has shut down
+    assert api.returncode in (0, -signal.SIGTERM) and stopped_s < SHUTDOWN_GRACE_S + 15, (api.returncode, stopped_s)
+    assert "Finished server process" in log.read_text()
     assert "https://127.0.0.1" in log.read_text()
