@@ -625,18 +625,14 @@ def _stop(client, settings: Settings, request: StopRequest) -> JobStop:
     except Py4JJavaError as e:
         # The job may have ended meanwhile (the savepoint completed after all, or it failed):
         # its cluster is then gone or the job is already terminal; anything else is an error.
-        status = _job_status_or_none(client)
+        try:
+            status = client.get_job_status().result()
+        except Py4JJavaError:
+            status = None
         if status is not None and not status.is_globally_terminal_state():
             raise RuntimeError(f"scanner job did not cancel within {CANCEL_TIMEOUT_S} s: "
                                f"{_root_message(e.java_exception)}") from None
     return JobStop(None, why)
-
-
-def _job_status_or_none(client):
-    try:
-        return client.get_job_status().result()
-    except Py4JJavaError:
-        return None
 
 
 def _root_message(j_exc) -> str:

@@ -79,14 +79,8 @@ def stop(job: subprocess.Popen, timeout_s: float = STOP_WAIT_S) -> str:
     (where a job stuck while stopping writes its threads' stacks: `job run`'s exit deadline)."""
     if job.poll() is not None:      # it ended before: the caller checks how
         return job.log_path.read_text()
-    job.send_signal(signal.SIGTERM)
-    try:
-        job.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
-        raise AssertionError(f"job did not end within {timeout_s}s of SIGTERM: ...{job.log_path.read_text()[-6000:]}") \
-            from None
+    if not end(job, timeout_s):
+        raise AssertionError(f"job did not end within {timeout_s}s of SIGTERM: ...{job.log_path.read_text()[-6000:]}")
     text = job.log_path.read_text()
     assert job.returncode == 0, text[-6000:]
     return text
@@ -133,15 +127,18 @@ def silent_http_server():
         srv.close()
 
 
-def end(proc: subprocess.Popen, timeout_s: float = 30) -> None:
-    """SIGTERM a side process (the retro worker) and reap it; SIGKILL (its process group) if it does not end."""
+def end(proc: subprocess.Popen, timeout_s: float = 30) -> bool:
+    """SIGTERM a process and reap it; SIGKILL its process group if it does not end within
+    `timeout_s`. Whether it ended by itself."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=timeout_s)
+        return True
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        return False
 
 
 def test_listings_to_decisions_and_dead_letters_exactly_once_across_a_crash(kafka_settings):
