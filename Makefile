@@ -9,7 +9,7 @@ UDF_SRC := $(shell find pipelines/java -name '*.java')
 # Its folders too: removing a source changes its folder, so the jar is built again without it.
 UDF_DIRS := $(shell find pipelines/java -type d)
 
-.PHONY: run test test-faults setup venv jars browser bench bench-text bench-images bench-images-ab bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars models browser bench bench-text bench-images bench-images-ab bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -26,7 +26,7 @@ browser:
 test-faults: setup
 	$(BIN)/pytest -q -m faults
 
-setup: venv jars
+setup: venv jars models
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 jars: $(JARS)
+
+# The OCR graphs as the job runs them: the wheel's, each hard-swish in two nodes instead of four
+# (models/ocr_graphs.py; the reader also makes them on first use where this did not run).
+models: .cache/models/.rewritten
+
+.cache/models/.rewritten: models/ocr_graphs.py $(VENV)/.installed
+	$(BIN)/python -m models.ocr_graphs
+	touch $@
 
 .cache/jars/%/.fetched: connectors/maven/%/pom.xml
 	rm -rf .cache/jars/$*

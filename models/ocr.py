@@ -1,5 +1,6 @@
 """OCR wrapper: RapidOCR (PP-OCRv4 det/rec ONNX weights shipped inside the
-`rapidocr-onnxruntime` wheel, Apache-2.0) with capped threads and bounded input size."""
+`rapidocr-onnxruntime` wheel, Apache-2.0; run as models/ocr_graphs.py rewrites them) with
+capped threads and bounded input size."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 
 from models.device import CUDA_PROVIDER, providers
+from models.ocr_graphs import WHEEL_GRAPHS, ocr_models, wheel_graph
 
 # PLATFORM.md: with limit_type "max" and side 960 wide images stop taking ~2 s; listing photos
 # are at most a few hundred pixels more than that.
@@ -35,6 +37,13 @@ UPSCALE_MIN_FACTOR = 1.3
 # 1.01 and 0.97 of this setting's in two rounds of `benchmarks/ab_images.py`; so it stays at 6.
 # One call across a batch's photos was slower (wider padding) and moved readings.
 REC_BATCH = 6
+# Recognition input: RapidOCR pads every batch of lines to at least 320 pixels wide at height
+# 48 (PaddleOCR's training shape), so a short word is mostly padding. Measured narrower (each
+# batch padded only to its widest line, 48 or 160 alike): the dev logo photos' OCR 89.7 ->
+# 70.5 ms per photo and the whole image scan 162 -> 142 ms, but 59 of 300 photos read other
+# text and the dev logo evaluation lost 3 true positives and 1 false positive (472 / 14 ->
+# 469 / 13): not kept.
+REC_IMAGE_SHAPE = (3, 48, 320)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +59,26 @@ class TextReader:
     time scaled up and the lines of both readings are returned (boxes in source pixels)."""
 
     def __init__(self, threads: int = 1, det_limit_side: int = DET_LIMIT_SIDE, upscale: bool = False,
-                 device: str = "cpu"):
-        """`device`: "cpu" or "cuda" (both OCR models on onnxruntime's CUDA provider)."""
+                 device: str = "cpu", graphs: str = "rewritten"):
+        """`device`: "cpu" or "cuda" (both OCR models on onnxruntime's CUDA provider).
+        `graphs`: "rewritten" (models.ocr_graphs: the same models, hard-swish in two nodes
+        instead of four; made once into the cache folder) or "wheel" (the wheel's own files)."""
+        if graphs not in ("rewritten", "wheel"):
+            raise ValueError(f"graphs must be 'rewritten' or 'wheel', got {graphs!r}")
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         threads = min(threads, os.cpu_count() or 1)
         from rapidocr_onnxruntime import RapidOCR
 
         cuda = providers(device)[0] == CUDA_PROVIDER     # raises where CUDA was asked for and is missing
+        if graphs == "rewritten":
+            det, rec = ocr_models()
+        else:
+            det, rec = (wheel_graph(n) for n in WHEEL_GRAPHS)
+        self.graphs = (det, rec)
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1,
                              det_use_cuda=cuda, rec_use_cuda=cuda, cls_use_cuda=cuda, rec_batch_num=REC_BATCH,
+                             rec_img_shape=list(REC_IMAGE_SHAPE), det_model_path=str(det), rec_model_path=str(rec),
                              det_limit_type="max", det_limit_side_len=det_limit_side,
                              text_score=MIN_TEXT_SCORE, use_cls=USE_ANGLE_CLASSIFIER, print_verbose=False)
         self.upscale = upscale

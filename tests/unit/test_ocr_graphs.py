@@ -1,0 +1,138 @@
+"""The OCR graphs as the job runs them (models/ocr_graphs.py): every hard-swish of the wheel's
+detection and recognition graphs written as HardSigmoid * x and nothing else changed, the same
+outputs and the same text read, patterns that cannot be rewritten left alone, and the files
+written once per source graph."""
+from __future__ import annotations
+
+import collections
+import os
+import stat
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from models.ocr_graphs import WHEEL_GRAPHS, ensure, fuse_hard_swish, rewrite, rewritten_path, wheel_graph
+
+pytestmark = pytest.mark.unit
+
+
+def _session(model_bytes: bytes) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("name", WHEEL_GRAPHS)
+def test_every_hard_swish_becomes_two_nodes_and_nothing_else_changes(name):
+    src = wheel_graph(name).read_bytes()
+    before, after = onnx.load_from_string(src), onnx.load_from_string(rewrite(src))
+    ops_before = collections.Counter(n.op_type for n in before.graph.node)
+    ops_after = collections.Counter(n.op_type for n in after.graph.node)
+    k = ops_before["Clip"]            # every Clip of these graphs is a hard-swish's
+    assert k >= 20 and ops_after["Clip"] == 0
+    assert ops_after["HardSigmoid"] == ops_before["HardSigmoid"] + k
+    assert ops_after["Div"] == ops_before["Div"] - k and ops_after["Add"] == ops_before["Add"] - k
+    assert ops_after["Mul"] == ops_before["Mul"]              # one Mul out, one in
+    for op in set(ops_before) - {"Clip", "Div", "Add", "HardSigmoid", "Constant"}:
+        assert ops_after[op] == ops_before[op], op
+    assert [(o.domain, o.version) for o in after.opset_import] == [(o.domain, o.version) for o in before.opset_import]
+    assert {p.key: p.value for p in after.metadata_props} == {p.key: p.value for p in before.metadata_props}
+    assert [i.name for i in after.graph.input] == [i.name for i in before.graph.input]
+    assert [o.name for o in after.graph.output] == [o.name for o in before.graph.output]
+
+
+@pytest.mark.parametrize("name, shape", [(WHEEL_GRAPHS[0], (1, 3, 320, 448)), (WHEEL_GRAPHS[1], (6, 3, 48, 320))])
+def test_rewritten_graph_computes_what_the_wheel_graph_does(name, shape):
+    src = wheel_graph(name).read_bytes()
+    a, b = _session(src), _session(rewrite(src))
+    rng = np.random.default_rng(3)
+    feed = {a.get_inputs()[0].name: rng.uniform(-1, 1, shape).astype(np.float32)}   # the models' normalised range
+    out_a, out_b = a.run(None, feed)[0], b.run(None, feed)[0]
+    assert out_a.shape == out_b.shape
+    np.testing.assert_allclose(out_b, out_a, atol=1e-4, rtol=0)
+
+
+def _photos() -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    out = []
+    for i, (text, scale) in enumerate([("ZEROSCAN 42", 1.4), ("Genuine Parts", 1.0), ("ACME", 2.0),
+                                       ("made in 2026 - lot 7731", 0.8)]):
+        img = np.full((220, 420, 3), 230 - 20 * i, np.uint8)
+        cv2.rectangle(img, (30, 140), (390, 200), (40 + 30 * i, 90, 200), -1)
+        cv2.putText(img, text, (20, 90), cv2.FONT_HERSHEY_SIMPLEX, scale, (10, 10, 10), 3)
+        cv2.putText(img, "Brand", (60, 185), cv2.FONT_HERSHEY_DUPLEX, 1.0, (250, 250, 250), 2)
+        out.append(cv2.add(img, rng.integers(0, 14, img.shape, dtype=np.uint8)))
+    return out
+
+
+def test_reader_reads_the_same_lines_through_either_graph():
+    from models.ocr import TextReader
+
+    photos = _photos()
+    rewritten = TextReader(threads=1).read(photos)
+    wheel = TextReader(threads=1, graphs="wheel").read(photos)
+    assert sum(map(len, wheel)) >= 6
+    for a, b in zip(rewritten, wheel):
+        assert [line.text for line in a] == [line.text for line in b]
+        for x, y in zip(a, b):
+            assert abs(x.score - y.score) < 1e-4
+            np.testing.assert_allclose(x.box, y.box, atol=0.5)
+    with pytest.raises(ValueError, match="graphs"):
+        TextReader(threads=1, graphs="quantised")
+
+
+def _hard_swish_model(*, share_clip: bool = False, swapped: bool = False, six: float = 6.0) -> onnx.ModelProto:
+    """y = hard-swish(conv(x)) written as paddle2onnx writes it; `swapped`: the operands of the
+    Add and the Mul the other way round; `share_clip`: the Clip's value is also an output."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], np.linspace(-2, 2, 12).tolist())
+    consts = [helper.make_node("Constant", [], [n], value=helper.make_tensor(n, TensorProto.FLOAT, [], [v]))
+              for n, v in (("three", 3.0), ("zero", 0.0), ("six", 6.0), ("divisor", six))]
+    nodes = consts + [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Add", ["three", "c"] if swapped else ["c", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "six"], ["k"]),
+        helper.make_node("Mul", ["k", "c"] if swapped else ["c", "k"], ["m"]),
+        helper.make_node("Div", ["m", "divisor"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])]
+    if share_clip:
+        outputs.append(helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 4, 8, 8]))
+    graph = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              outputs, [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+
+
+@pytest.mark.parametrize("kw, fused", [({}, 1), ({"swapped": True}, 1), ({"share_clip": True}, 0), ({"six": 5.0}, 0)])
+def test_only_whole_patterns_are_rewritten_and_the_function_stays(kw, fused):
+    model = _hard_swish_model(**kw)
+    src = model.SerializeToString()
+    rewritten = onnx.load_from_string(src)
+    assert fuse_hard_swish(rewritten.graph) == fused
+    onnx.checker.check_model(rewritten)
+    ops = collections.Counter(n.op_type for n in rewritten.graph.node)
+    assert ops["Clip"] == 1 - fused and ops["HardSigmoid"] == fused
+    x = np.random.default_rng(5).uniform(-4, 4, (1, 3, 8, 8)).astype(np.float32)
+    for want, got in zip(_session(src).run(None, {"x": x}), _session(rewritten.SerializeToString()).run(None, {"x": x})):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_rewrites_are_written_once_per_source_graph(tmp_path):
+    src = tmp_path / "model.onnx"
+    src.write_bytes(_hard_swish_model().SerializeToString())
+    out = tmp_path / "models"
+    first = ensure(src, out)
+    assert first == rewritten_path(src, out) and first.parent == out
+    assert stat.S_IMODE(first.stat().st_mode) == 0o644
+    before = first.stat().st_mtime_ns
+    os.utime(first, ns=(before - 10**9, before - 10**9))
+    assert ensure(src, out) == first and first.stat().st_mtime_ns == before - 10**9   # not written again
+    src.write_bytes(_hard_swish_model(swapped=True).SerializeToString())               # another source graph
+    second = ensure(src, out)
+    assert second != first and sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
+    ops = collections.Counter(n.op_type for n in onnx.load(str(second)).graph.node)
+    assert ops["HardSigmoid"] == 1 and ops["Clip"] == 0
