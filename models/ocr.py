@@ -44,6 +44,12 @@ REC_BATCH = 6
 # text and the dev logo evaluation lost 3 true positives and 1 false positive (472 / 14 ->
 # 469 / 13): not kept.
 REC_IMAGE_SHAPE = (3, 48, 320)
+# The detector's input normalisation ((x / 255 - mean) / std, RapidOCR's own), given as float32
+# arrays: RapidOCR keeps them as it gets them, and its default lists made it compute in float64
+# (3.8 ms of a photo's ~90 ms OCR on the dev photos). The same input to the model within one
+# float32 rounding: the same lines, boxes and scores on the 96 dev photos, OCR 1.02x cheaper.
+DET_MEAN = np.full(3, 0.5, np.float32)
+DET_STD = np.full(3, 0.5, np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,7 @@ class TextReader:
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1,
                              det_use_cuda=cuda, rec_use_cuda=cuda, cls_use_cuda=cuda, rec_batch_num=REC_BATCH,
                              rec_img_shape=list(REC_IMAGE_SHAPE), det_model_path=str(det), rec_model_path=str(rec),
-                             det_limit_type="max", det_limit_side_len=det_limit_side,
+                             det_limit_type="max", det_limit_side_len=det_limit_side, det_mean=DET_MEAN, det_std=DET_STD,
                              text_score=MIN_TEXT_SCORE, use_cls=USE_ANGLE_CLASSIFIER, print_verbose=False)
         self.upscale = upscale
         self.device = device

@@ -136,3 +136,24 @@ def test_rewrites_are_written_once_per_source_graph(tmp_path):
     assert second != first and sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
     ops = collections.Counter(n.op_type for n in onnx.load(str(second)).graph.node)
     assert ops["HardSigmoid"] == 1 and ops["Clip"] == 0
+
+
+def test_float32_normalisation_gives_the_readings_of_rapidocrs_own():
+    """The reader hands RapidOCR its detection mean and std as float32 arrays (models/ocr.py
+    DET_MEAN): the same lines, boxes and scores as RapidOCR's own float64 normalisation."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    from models.ocr import MIN_TEXT_SCORE, REC_BATCH, REC_IMAGE_SHAPE, TextReader
+
+    reader = TextReader(threads=1)
+    det, rec = reader.graphs
+    own = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, rec_batch_num=REC_BATCH,
+                   rec_img_shape=list(REC_IMAGE_SHAPE), det_model_path=str(det), rec_model_path=str(rec),
+                   det_limit_type="max", det_limit_side_len=960, det_mean=[0.5, 0.5, 0.5], det_std=[0.5, 0.5, 0.5],
+                   text_score=MIN_TEXT_SCORE, use_cls=False, print_verbose=False)
+    photos = _photos()
+    ours = reader.read(photos)
+    for photo, lines in zip(photos, ours):
+        result, _ = own(np.ascontiguousarray(photo[:, :, ::-1]))
+        assert [(line.text, round(line.score, 6)) for line in lines] == [(t, round(float(s), 6)) for _, t, s in result or ()]
+    assert sum(map(len, ours)) >= 6
