@@ -280,7 +280,8 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 
 # The job's Java functions (pipelines/java; the jar is on `pipeline.jars`, see make_table_env).
 JAVA_FUNCTIONS = {"zs_content_fingerprint": "dev.zeroscan.flink.ContentFingerprint",
-                  "zs_byte_length": "dev.zeroscan.flink.ByteLength"}
+                  "zs_byte_length": "dev.zeroscan.flink.ByteLength",
+                  "zs_changed_here": "dev.zeroscan.flink.ChangedHere"}
 
 
 def register_java_functions(t_env: TableEnvironment) -> None:
@@ -302,9 +303,11 @@ def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
     return f"""CASE WHEN is_listing THEN CONCAT(zs_content_fingerprint(body), '/', CAST({period} AS STRING)) END"""
 
 
-def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> None:
+def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()",
+                       cache_slots: int = 1 << 20) -> None:
     """The view `keyed_in` over `raw_in`: every record keyed by listing_id, with the newest
-    listing offset and the feedback context; unchanged re-posts stopped (fingerprint_sql)."""
+    listing offset and the feedback context; unchanged re-posts stopped (fingerprint_sql), most
+    of them before the keyed exchange (`cache_slots` > 0: the view `changed_here`)."""
     # Key every record by listing_id on the Java side (a cheap JSON read; the OVER aggregates
     # below, partitioned by listing_id, keep what the job needs per listing: the newest listing
     # offset, the last fingerprint, the latest update), so a listing's updates and the feedback
@@ -317,19 +320,39 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
     # (listings are keyed by listing_id, so one listing's records share a partition).
     # One keyed step for all three (a second one after the filter, for the context alone, cost
     # more in its exchange than it saved: benchmarks in the README, "Throughput").
+    # Before that step, where each record is read (no exchange yet), most unchanged re-posts
+    # stop already: a cache per source subtask (zs_changed_here, pipelines/java ChangedHere)
+    # holds the fingerprint of the last record per slot of listing ids, and a record whose
+    # fingerprint its slot holds stops there. It stops only what the keyed step would stop
+    # when a listing's records are all read by one subtask, as the contract's keying by
+    # listing_id gives for `listings`. Feedback and rescans are other topics, read perhaps by
+    # another subtask: an identical re-post after them then stops here, where the keyed step
+    # alone would scan it once more (the feedback's and the rescan's own scans have written
+    # their brands' state; the period still re-scans it). What the stopped re-posts do not
+    # update in the keyed step: the newest listing offset (a rescan of their content is then
+    # not stale, and scans that same content) and the kept update for feedback (the same
+    # content, an older event_time). The function keeps state, so it is not deterministic: it
+    # gives "" for a record that stops, so that it is evaluated once, in the step that reads.
     register_java_functions(t_env)
+    fp = fingerprint_sql(unchanged_recheck_s, now_s)
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW changed_here AS
+        SELECT * FROM (
+            SELECT *, {f"zs_changed_here(lid, {fp}, {int(cache_slots)})" if cache_slots > 0 and unchanged_recheck_s > 0
+                       else fp} AS fp
+            FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
+                         CASE WHEN input_kind = 'rescan'
+                              THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
+                  FROM (SELECT *, {BODY_SQL} AS body, {IS_LISTING_SQL} AS is_listing,
+                               {IS_FEEDBACK_SQL} AS is_feedback, PROCTIME() AS pt FROM raw_in)))
+        WHERE fp IS NULL OR fp <> ''""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW fingerprinted AS
         SELECT `value`, src, part, pos, input_kind, lid, content_pos,
                MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER w AS listing_pos,
                fp, LAG(fp) OVER w AS prev_fp,
                {LISTING_CONTEXT_SQL} AS context_raw
-        FROM (SELECT *, {fingerprint_sql(unchanged_recheck_s, now_s)} AS fp
-              FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
-                           CASE WHEN input_kind = 'rescan'
-                                THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
-                    FROM (SELECT *, {BODY_SQL} AS body, {IS_LISTING_SQL} AS is_listing,
-                                 {IS_FEEDBACK_SQL} AS is_feedback, PROCTIME() AS pt FROM raw_in)))
+        FROM changed_here
         WINDOW w AS (PARTITION BY lid ORDER BY pt)""")
     t_env.execute_sql("""
         CREATE TEMPORARY VIEW keyed_in AS
@@ -337,12 +360,13 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
         FROM fingerprinted WHERE fp IS NULL OR prev_fp IS NULL OR fp <> prev_fp""")
 
 
-def define_scan(t_env: TableEnvironment, config: ScanConfig, unchanged_recheck_s: int = 0) -> None:
+def define_scan(t_env: TableEnvironment, config: ScanConfig, unchanged_recheck_s: int = 0,
+                unchanged_cache_slots: int = 0) -> None:
     """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
     over `raw_in`. `unchanged_recheck_s` > 0: unchanged re-posts stop on the Java side and are
     scanned again once per that period (see fingerprint_sql); 0: every record is scanned."""
     t_env.create_temporary_function("scan", scan_udf(config))
-    define_keyed_input(t_env, unchanged_recheck_s)
+    define_keyed_input(t_env, unchanged_recheck_s, cache_slots=unchanged_cache_slots)
     cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW scanned AS
@@ -480,7 +504,8 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
         define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(brands.resolve())), settings.signals,
                                       files=(("listing", str(listings.resolve())),
                                              ("feedback", str(feedback.resolve()) if feedback else "")),
-                                      images=images, udf=settings.scan_udf), settings.unchanged_recheck_s)
+                                      images=images, udf=settings.scan_udf), settings.unchanged_recheck_s,
+                    settings.unchanged_cache_slots)
         results = file_results(t_env)
         counts = {"decision": 0, "dead": 0, "ledger": 0}
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -511,7 +536,7 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
                                   images=image_config(settings), udf=settings.scan_udf),
-               settings.unchanged_recheck_s)
+               settings.unchanged_recheck_s, settings.unchanged_cache_slots)
     stmts = t_env.create_statement_set()
     # Both topics from one Table: a query is converted once, so the two inserts share its plan
     # nodes and the transition runs once. Two INSERT ... SELECT statements would each expand

@@ -59,6 +59,10 @@ class Settings:
     # again at least once per this many seconds (new learned signals, image fetches that failed).
     # 0: every update is scanned.
     unchanged_recheck_s: int = 86_400
+    # Slots per source subtask of the cache that stops an unchanged re-post where it is read,
+    # before the keyed exchange (pipelines/java ChangedHere; 24 bytes each, rounded down to a
+    # power of two). 0: only the keyed step stops them.
+    unchanged_cache_slots: int = 1 << 20
     # How the scan's records cross into Python: pandas (Arrow batches) or row (one per call,
     # only to measure the crossing: pipelines.operators.ScanRowFunction).
     scan_udf: str = "pandas"
@@ -145,6 +149,7 @@ class Settings:
             parallelism=_int_env("PARALLELISM", 1),
             retro_processes=_int_env("RETRO_PROCESSES", 1),
             unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
+            unchanged_cache_slots=_cache_slots(_int_env("UNCHANGED_CACHE_SLOTS", 1 << 20, minimum=0)),
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
@@ -204,6 +209,16 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
         what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
         raise ValueError(f"ZEROSCAN_{name} must be {what}, got {raw[:40]!r}")
     return int(raw)
+
+
+MAX_UNCHANGED_CACHE_SLOTS = 1 << 26
+
+
+def _cache_slots(n: int) -> int:
+    if n > MAX_UNCHANGED_CACHE_SLOTS:
+        raise ValueError(f"ZEROSCAN_UNCHANGED_CACHE_SLOTS must be at most {MAX_UNCHANGED_CACHE_SLOTS} "
+                         f"(1.5 GiB per source subtask), got {n}")
+    return n
 
 
 def _switch(name: str, allowed: tuple[str, ...]) -> str:

@@ -64,3 +64,27 @@ def test_unchanged_re_posts_stop_before_the_scan(tmp_path):
     assert stop is not None, below[:3000]
     lag = below.index("LAG(fp) AS " + stop.group(1))
     assert stop.start() < lag < below.index("zs_content_fingerprint(")
+
+
+def test_most_unchanged_re_posts_stop_before_the_keyed_exchange(tmp_path):
+    """The cache in front of the keyed step (zs_changed_here) is evaluated once per record, in
+    the step that reads it, below the keyed exchange: a re-post it stops never crosses to
+    another task. Evaluated twice, its second call would stop every record."""
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state", bootstrap="127.0.0.1:9")
+    assert settings.unchanged_cache_slots > 0
+    _t_env, stmts = build_kafka_statements(settings, 1)
+    opt = _optimised(stmts.explain())
+    assert opt.count("zs_changed_here(") == 1, opt
+    assert opt.count("zs_content_fingerprint(") == 1, opt
+    keyed = opt.index("Exchange(distribution=[hash[lid]])")
+    assert keyed < opt.index("zs_changed_here(") < opt.index("TableSourceScan(")
+    assert re.search(r"where=\[SEARCH\(fp, Sarg\[\(-∞\.\._UTF-16LE''", opt[keyed:]) or \
+        re.search(r"where=\[\(fp IS NULL OR \(fp <> ''\)\)\]", opt[keyed:]), opt[keyed:][:3000]
+
+
+def test_without_the_cache_only_the_keyed_step_stops_them(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state", bootstrap="127.0.0.1:9",
+                                   unchanged_cache_slots=0)
+    _t_env, stmts = build_kafka_statements(settings, 1)
+    opt = _optimised(stmts.explain())
+    assert "zs_changed_here(" not in opt and opt.count("zs_content_fingerprint(") == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 
 import pytest
 from pyflink.table import DataTypes
@@ -25,9 +26,11 @@ def listing(lid: str = "x1", t: int = 1, **fields) -> str:
 
 
 def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY,
-                  clock: list[int] | None = None, select: str = "pos") -> list:
+                  clock: list[int] | None = None, select: str = "pos", slots: int = 1 << 20,
+                  view: str = "keyed_in") -> list:
     """The offsets (1, 2, ...) of the (input_kind, text) records that reach the scan; `select`:
-    another column of `keyed_in` (ordered by offset)."""
+    another column of `keyed_in` (ordered by offset); `slots`: the cache before the keyed step
+    (0: none); `view`: `changed_here` for what that cache lets through to the keyed step."""
     settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
     t_env = make_table_env(settings, 1, kafka=False, overrides={"state.backend.type": "hashmap",
                                                                 "execution.checkpointing.interval": None})
@@ -43,8 +46,8 @@ def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY
     t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, CAST(`value` AS STRING) AS `text`, "
                       "'listings' AS src, 0 AS part, pos, "
                       "input_kind, now_s FROM raw_src")
-    define_keyed_input(t_env, recheck_s, now_s="now_s")
-    with t_env.sql_query(f"SELECT pos, {select} FROM keyed_in").execute().collect() as res:
+    define_keyed_input(t_env, recheck_s, now_s="now_s", cache_slots=slots)
+    with t_env.sql_query(f"SELECT pos, {select} FROM {view}").execute().collect() as res:
         return [r[1] for r in sorted(res, key=lambda r: r[0])]
 
 
@@ -157,3 +160,46 @@ def test_the_length_is_part_of_the_fingerprint(tmp_path):
     recs = [("listing", listing(t=9)), ("listing", listing(t=10)), ("listing", listing(t=11)),
             ("listing", listing(t=99)), ("listing", listing(t=100))]
     assert reaching_scan(tmp_path, recs) == [1, 2, 5]
+
+
+def test_most_re_posts_stop_before_the_keyed_step_and_it_stops_the_same(tmp_path):
+    """The cache where records are read (zs_changed_here) stops the unchanged re-posts of a
+    listing whose records one subtask reads, as the keyed step would; what it lets through the
+    keyed step still judges, so what reaches the scan is the same with it, with a cache of two
+    slots that 30 listings keep evicting from each other, and without it."""
+    rng = random.Random(20261207)
+    fb = '{"listing_id":"%s","brand_id":"b1","action":"removed","event_time":3}'
+    recs, content = [], {}
+    for i in range(600):
+        lid = f"x{rng.randrange(30)}"
+        roll = rng.random()
+        if roll < 0.05:
+            recs.append(("feedback", fb % lid))
+            continue
+        if roll < 0.25 or lid not in content:
+            content[lid] = rng.choice(["Leather bag", "Leather bag ", "Canvas bag", "Leather  bag"])
+        t = i if rng.random() < 0.95 else "-1"                           # -1: not fingerprinted
+        recs.append(("listing", listing(lid, t=t, title=content[lid])))
+    clock = [1_767_225_600 + 200 * i for i in range(len(recs))]          # crosses a period end
+    keyed = reaching_scan(tmp_path / "a", recs, clock=clock, slots=0)
+    assert reaching_scan(tmp_path / "b", recs, clock=clock) == keyed
+    assert reaching_scan(tmp_path / "c", recs, clock=clock, slots=2) == keyed
+    here = reaching_scan(tmp_path / "d", recs, clock=clock, view="changed_here")
+    assert set(keyed) <= set(here)
+    assert len(here) < len(keyed) + 0.1 * (len(recs) - len(keyed)), (len(recs), len(keyed), len(here))
+    assert len(keyed) < 0.6 * len(recs)
+    small = reaching_scan(tmp_path / "e", recs, clock=clock, slots=2, view="changed_here")
+    assert set(here) <= set(small) and len(small) > len(here)
+    assert reaching_scan(tmp_path / "f", recs, clock=clock, slots=0, view="changed_here") == list(range(1, len(recs) + 1))
+
+
+def test_what_a_re_post_stopped_before_the_keyed_step_does_not_update(tmp_path):
+    """A re-post stopped by the cache does not reach the keyed step: the newest listing offset
+    and the update kept for feedback stay those of the first of the identical records (the
+    same content; a rescan naming it is not stale)."""
+    fb = json.dumps({"listing_id": "x1", "brand_id": "b1", "action": "removed", "event_time": 9})
+    recs = [("listing", listing(t=1)), ("listing", listing(t=2)), ("listing", listing(t=3)), ("feedback", fb)]
+    assert reaching_scan(tmp_path / "a", recs, select="listing_pos") == [1, 1]
+    assert reaching_scan(tmp_path / "b", recs, select="context_raw") == [None, listing(t=1)]
+    assert reaching_scan(tmp_path / "c", recs, select="listing_pos", slots=0) == [1, 3]
+    assert reaching_scan(tmp_path / "d", recs, select="context_raw", slots=0) == [None, listing(t=3)]

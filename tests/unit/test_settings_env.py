@@ -24,10 +24,13 @@ pytestmark = pytest.mark.unit
     ({"ZEROSCAN_TOKEN": "t0k"}, "token", "t0k"),
     ({}, "stop_timeout_s", 60),
     ({"ZEROSCAN_STOP_TIMEOUT_S": "0"}, "stop_timeout_s", 0),                  # stop by cancelling
+    ({}, "unchanged_cache_slots", 1 << 20),
+    ({"ZEROSCAN_UNCHANGED_CACHE_SLOTS": "0"}, "unchanged_cache_slots", 0),     # only the keyed step
 ])
 def test_read_from_the_environment(monkeypatch, env, field, value):
     for k in ("ZEROSCAN_IMAGES", "ZEROSCAN_IMAGE_OCR", "ZEROSCAN_SIGNALS", "ZEROSCAN_WORKER_PYTHON",
-              "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN", "ZEROSCAN_STOP_TIMEOUT_S"):
+              "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN", "ZEROSCAN_STOP_TIMEOUT_S",
+              "ZEROSCAN_UNCHANGED_CACHE_SLOTS"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -40,6 +43,7 @@ def test_read_from_the_environment(monkeypatch, env, field, value):
     ("ZEROSCAN_FLINK_OPTS", "novalue", "key=value"),          # not a pair
     ("ZEROSCAN_PARALLELISM", "0", "positive whole number"),
     ("ZEROSCAN_STOP_TIMEOUT_S", "-1", "whole number >= 0"),
+    ("ZEROSCAN_UNCHANGED_CACHE_SLOTS", str((1 << 26) + 1), "at most 67108864"),   # 1.5 GiB
 ])
 def test_bad_values_are_refused(monkeypatch, name, value, why):
     monkeypatch.setenv(name, value)
