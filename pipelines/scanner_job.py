@@ -281,7 +281,8 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 # The job's Java functions (pipelines/java; the jar is on `pipeline.jars`, see make_table_env).
 JAVA_FUNCTIONS = {"zs_content_fingerprint": "dev.zeroscan.flink.ContentFingerprint",
                   "zs_byte_length": "dev.zeroscan.flink.ByteLength",
-                  "zs_changed_here": "dev.zeroscan.flink.ChangedHere"}
+                  "zs_changed_here": "dev.zeroscan.flink.ChangedHere",
+                  "zs_listing_id": "dev.zeroscan.flink.ListingId"}
 
 
 def register_java_functions(t_env: TableEnvironment) -> None:
@@ -308,7 +309,9 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
     """The view `keyed_in` over `raw_in`: every record keyed by listing_id, with the newest
     listing offset and the feedback context; unchanged re-posts stopped (fingerprint_sql), most
     of them before the keyed exchange (`cache_slots` > 0: the view `changed_here`)."""
-    # Key every record by listing_id on the Java side (a cheap JSON read; the OVER aggregates
+    # Key every record by listing_id on the Java side (one pass over the record's bytes,
+    # zs_listing_id in pipelines/java: what JSON_VALUE gives for a string listing_id, without
+    # building the record's tree, which cost most of the reading step; the OVER aggregates
     # below, partitioned by listing_id, keep what the job needs per listing: the newest listing
     # offset, the last fingerprint, the latest update), so a listing's updates and the feedback
     # about it always reach the same scan subtask; no aggregate exists only to force the keying.
@@ -340,7 +343,7 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
         SELECT * FROM (
             SELECT *, {f"zs_changed_here(lid, {fp}, {int(cache_slots)})" if cache_slots > 0 and unchanged_recheck_s > 0
                        else fp} AS fp
-            FROM (SELECT *, JSON_VALUE(body, '$.listing_id') AS lid,
+            FROM (SELECT *, zs_listing_id(body) AS lid,
                          CASE WHEN input_kind = 'rescan'
                               THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
                   FROM (SELECT *, {BODY_SQL} AS body, {IS_LISTING_SQL} AS is_listing,
