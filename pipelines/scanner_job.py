@@ -195,7 +195,8 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     # One source over the keyed inputs: listing updates, feedback events, and the retro worker's
     # re-checks of live listings after a brand change (their own input_kind, so no filter meant
     # for re-posted listings drops them). The record is read as a string (the raw format keeps
-    # its bytes as they are, invalid UTF-8 included; the cast back gives the same bytes), so the
+    # its bytes as they are, invalid UTF-8 included; the cast back gives the same bytes, taken
+    # by define_keyed_input only for records that go on, so `value` is NULL here), so the
     # keying, the fingerprint and the feedback context all read one string value, decoded to
     # Java's form once per record: Flink 2.2 evaluates each `CAST(value AS STRING)` anew, and
     # the steps before the keyed exchange held ten of them.
@@ -205,7 +206,7 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
         "`offset` BIGINT METADATA VIRTUAL", source_options(settings)))
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW raw_in AS
-        SELECT CAST(`text` AS BYTES) AS `value`, `text`, `topic` AS src, `partition` AS part, `offset` AS pos,
+        SELECT CAST(NULL AS BYTES) AS `value`, `text`, `topic` AS src, `partition` AS part, `offset` AS pos,
                CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' WHEN `topic` = '{t.rescan}' THEN 'rescan'
                     ELSE 'listing' END AS input_kind
         FROM inputs_kafka""")
@@ -243,10 +244,14 @@ IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND `text`
 # skips NULLs, so feedback and deletions leave the kept record as it is).
 # A delete is told as the scanner tells it, by the parsed `op`; the cheap test before the parse
 # only skips records that cannot hold the key: one that does holds `"op"` as written, or a JSON
-# escape (`"\u006fp"` is the same key to a parser, tests/pipeline/test_unchanged.py).
+# escape (`"\u006fp"` is the same key to a parser, tests/pipeline/test_unchanged.py). It looks
+# for both in the record's bytes (POSITION); a regular expression for them decoded the record
+# to a Java string and tried the alternation at every character, the largest cost of the step
+# for the records that go on.
 LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
          THEN LAST_VALUE(CASE WHEN is_listing
-                                   AND NOT (REGEXP(body, '"op"|\\\\u') AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
+                                   AND NOT ((POSITION('"op"' IN body) > 0 OR POSITION('\\u' IN body) > 0)
+                                            AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
                                    AND zs_byte_length(body) <= 1048576 THEN body END) OVER w END"""
 
 
@@ -336,11 +341,17 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
     # not stale, and scans that same content) and the kept update for feedback (the same
     # content, an older event_time). The function keeps state, so it is not deterministic: it
     # gives "" for a record that stops, so that it is evaluated once, in the step that reads.
+    # The record's bytes for the scan are taken after it, so a record that stops is not copied
+    # for them: from the text in Kafka mode (the raw format's string holds the record's bytes
+    # as they came, invalid UTF-8 included; `raw_in` gives no `value` there), the file's own
+    # bytes in file mode (a cast of its text would not keep invalid UTF-8).
     register_java_functions(t_env)
     fp = fingerprint_sql(unchanged_recheck_s, now_s)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW changed_here AS
-        SELECT * FROM (
+        SELECT COALESCE(`value`, CAST(`text` AS BYTES)) AS `value`, src, part, pos, input_kind, is_listing,
+               is_feedback, pt, body,
+               lid, content_pos, fp FROM (
             SELECT *, {f"zs_changed_here(lid, {fp}, {int(cache_slots)})" if cache_slots > 0 and unchanged_recheck_s > 0
                        else fp} AS fp
             FROM (SELECT *, zs_listing_id(body) AS lid,
