@@ -575,6 +575,29 @@ def latest_restore_point(settings: Settings) -> str | None:
     return str(max(candidates, key=lambda p: p.stat().st_mtime).parent)
 
 
+# Flink's words when a restore point holds state of an operator the job's plan does not have.
+_PLAN_MISMATCH = "Cannot map checkpoint/savepoint state for operator"
+
+
+def plan_mismatch(exc: BaseException) -> bool:
+    """Whether the job failed to start because its restore point was taken by another plan."""
+    return _PLAN_MISMATCH in str(exc)
+
+
+def restore_mismatch_help(resume: str, settings: Settings) -> str:
+    """What to do when the restore point was taken by a job of another plan (a version whose SQL
+    differs: Flink maps a SQL job's state by operator ids derived from its plan)."""
+    return (f"cannot resume from {resume}: it holds state of an operator this version's plan does not have "
+            "(it was taken by a version of the job whose plan differs: Flink restores a SQL job's state only "
+            "into operators of the same plan). Nothing was read or written. Either run the version that took "
+            "it, or start this version keeping the state that still maps and dropping the rest with "
+            "ZEROSCAN_FLINK_OPTS=execution.state-recovery.ignore-unclaimed-state=true (what a dropped step held "
+            "starts empty: unchanged re-posts are scanned once more, a decision already written may be written "
+            "again, and a listing flagged before that is clean now is not cleared), or start fresh by moving "
+            f"{_local_dir(settings.savepoint_uri) or settings.savepoint_uri} and "
+            f"{_local_dir(settings.checkpoint_uri) or settings.checkpoint_uri} aside")
+
+
 def _local_dir(uri: str) -> Path | None:
     """The folder behind a file:// URI; None for remote storage (s3://, hdfs://), where the
     embedded job does not look for restore points itself: pass execution.state-recovery.path."""

@@ -97,7 +97,8 @@ def cmd_job(args, settings: Settings) -> int:
     if args.action == "status":
         return _job_status(args, settings)
     from connectors.job_ops import arm_exit_deadline, find_web_ui, record_job
-    from pipelines.scanner_job import CANCEL_TIMEOUT_S, latest_restore_point, run_kafka_job
+    from pipelines.scanner_job import (CANCEL_TIMEOUT_S, latest_restore_point, plan_mismatch, restore_mismatch_help,
+                                       run_kafka_job)
 
     def started(job_id: str) -> None:
         web_ui = find_web_ui(job_id)
@@ -116,6 +117,11 @@ def cmd_job(args, settings: Settings) -> int:
     except RuntimeError as e:   # ended without being asked (cancelled from outside, failed for good)
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
+    except Exception as e:      # noqa: BLE001 - a restore point of another plan; anything else re-raised
+        if resume is None or not plan_mismatch(e):
+            raise
+        print(f"error: {restore_mismatch_help(resume, settings)}", file=sys.stderr, flush=True)
+        return 2
     if ended.savepoint:
         print(f"scanner job stopped; savepoint {ended.savepoint}", flush=True)
     else:
@@ -262,7 +268,11 @@ def cmd_consume(args, settings: Settings) -> int:
 def cmd_demo(args, settings: Settings) -> int:
     from zeroscan.demo import run_demo
 
-    return run_demo(settings, keep_running=args.keep_running)
+    try:
+        return run_demo(settings, keep_running=args.keep_running)
+    except RuntimeError as e:   # the job ended early or too slowly: its own error line is in the message
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

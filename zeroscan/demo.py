@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 
@@ -20,6 +21,18 @@ SAMPLE = ROOT / "samples"
 JOB_TIMEOUT_S = 300.0
 
 
+def _last_error(log: Path) -> str:
+    """The job's own last `error:` line in its log (the log's last 64 KiB), to show with its exit."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 65536))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in tail if line.startswith("error: ")]
+    return f"\n{errors[-1]}" if errors else ""
+
+
 def _wait_scanned(settings: Settings, job: subprocess.Popen, timeout_s: float) -> None:
     """Until the job's committed offsets reach the end of `listings` (Flink commits them when a
     checkpoint completes, i.e. when the matching output transactions are committed)."""
@@ -27,7 +40,8 @@ def _wait_scanned(settings: Settings, job: subprocess.Popen, timeout_s: float) -
     target = end_offsets(settings.kafka, settings.topics.listings)
     while time.monotonic() < deadline:
         if job.poll() is not None:
-            raise RuntimeError(f"scanner job exited early with {job.returncode}; see {settings.state_dir}/job.log")
+            raise RuntimeError(f"scanner job exited early with {job.returncode}; see {settings.state_dir}/job.log"
+                               + _last_error(settings.state_dir / "job.log"))
         done = committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings)
         if all(done.get(p, 0) >= off for p, off in target.items()):
             return
