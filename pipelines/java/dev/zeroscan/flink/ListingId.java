@@ -136,29 +136,21 @@ public final class ListingId extends ScalarFunction {
                 }
                 stack[++top] = b[i];
                 i = ws(b, i + 1);
-                if (i >= n) {
-                    return -1;
-                }
-                if (b[i] == closer(stack[top])) {
-                    i++;
-                    if (--top < 0) {
-                        return i;
-                    }
-                    open = false;
-                    continue;
-                }
             } else {
                 i = ws(b, i);
-                if (i >= n) {
-                    return -1;
+            }
+            if (i >= n) {
+                return -1;
+            }
+            if (b[i] == closer(stack[top])) {   // an empty container's end, or one after its last member
+                i++;
+                if (--top < 0) {
+                    return i;
                 }
-                if (b[i] == closer(stack[top])) {
-                    i++;
-                    if (--top < 0) {
-                        return i;
-                    }
-                    continue;
-                }
+                open = false;
+                continue;
+            }
+            if (!open) {
                 if (b[i] != ',') {
                     return -1;
                 }
