@@ -42,7 +42,7 @@ from pipelines import worker_teardown
 from pipelines.operators import SCAN_RESULT, scan_udf
 from pipelines.scan_config import BrandInput, ImageScan, ScanConfig, image_scan
 from pipelines.steps import RESCAN, RowKind
-from zeroscan.settings import Settings
+from zeroscan.settings import DEFAULT_UNCHANGED_CACHE_SLOTS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
 
 
 def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()",
-                       cache_slots: int = 1 << 20) -> None:
+                       cache_slots: int = DEFAULT_UNCHANGED_CACHE_SLOTS) -> None:
     """The view `keyed_in` over `raw_in`: every record keyed by listing_id, with the newest
     listing offset and the feedback context; unchanged re-posts stopped (fingerprint_sql), most
     of them before the keyed exchange (`cache_slots` > 0: the view `changed_here`)."""

@@ -29,6 +29,10 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"ZEROSCAN_{name}", default)
 
 
+# Slots per source subtask of the cache before the keyed step (Settings.unchanged_cache_slots).
+DEFAULT_UNCHANGED_CACHE_SLOTS = 1 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     bootstrap: str
@@ -62,7 +66,7 @@ class Settings:
     # Slots per source subtask of the cache that stops an unchanged re-post where it is read,
     # before the keyed exchange (pipelines/java ChangedHere; 24 bytes each, rounded down to a
     # power of two). 0: only the keyed step stops them.
-    unchanged_cache_slots: int = 1 << 20
+    unchanged_cache_slots: int = DEFAULT_UNCHANGED_CACHE_SLOTS
     # How the scan's records cross into Python: pandas (Arrow batches) or row (one per call,
     # only to measure the crossing: pipelines.operators.ScanRowFunction).
     scan_udf: str = "pandas"
@@ -149,7 +153,7 @@ class Settings:
             parallelism=_int_env("PARALLELISM", 1),
             retro_processes=_int_env("RETRO_PROCESSES", 1),
             unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
-            unchanged_cache_slots=_cache_slots(_int_env("UNCHANGED_CACHE_SLOTS", 1 << 20, minimum=0)),
+            unchanged_cache_slots=_cache_slots(_int_env("UNCHANGED_CACHE_SLOTS", DEFAULT_UNCHANGED_CACHE_SLOTS, minimum=0)),
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,

@@ -69,17 +69,22 @@ RECORDS: list[bytes] = [
 ]
 
 
-def test_the_fingerprint_is_the_replaced_sqls_and_the_specified_one(tmp_path):
+def over_texts(tmp_path, records: list[bytes], columns: str) -> dict[int, tuple]:
+    """`columns` (SQL over `text`, the job's Java functions registered) for each record, by its
+    index; the records are read as bytes and cast to text, as the job reads them."""
     settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
     t_env = make_table_env(settings, 1, kafka=False, overrides={"execution.checkpointing.interval": None})
     register_java_functions(t_env)
-    src = t_env.from_elements([(bytearray(r), i) for i, r in enumerate(RECORDS)], DataTypes.ROW([
+    src = t_env.from_elements([(bytearray(r), i) for i, r in enumerate(records)], DataTypes.ROW([
         DataTypes.FIELD("value", DataTypes.BYTES()), DataTypes.FIELD("i", DataTypes.BIGINT())]))
     t_env.create_temporary_view("src", src)
     t_env.execute_sql("CREATE TEMPORARY VIEW texts AS SELECT i, CAST(`value` AS STRING) AS `text` FROM src")
-    q = f"SELECT i, zs_content_fingerprint(`text`), {REPLACED_SQL}, zs_byte_length(`text`) FROM texts"
-    with t_env.sql_query(q).execute().collect() as res:
-        got = {r[0]: (r[1], r[2], r[3]) for r in res}
+    with t_env.sql_query(f"SELECT i, {columns} FROM texts").execute().collect() as res:
+        return {r[0]: tuple(r[1:]) for r in res}
+
+
+def test_the_fingerprint_is_the_replaced_sqls_and_the_specified_one(tmp_path):
+    got = over_texts(tmp_path, RECORDS, f"zs_content_fingerprint(`text`), {REPLACED_SQL}, zs_byte_length(`text`)")
     assert sorted(got) == list(range(len(RECORDS)))
     fingerprinted = 0
     for i, raw in enumerate(RECORDS):
@@ -131,19 +136,6 @@ NOT_STRINGS = [b'{"listing_id":12}', b'{"listing_id":1.50}', b'{"listing_id":tru
                b'{"listing_id":"\\ud83d"}', b'{"listing_id":"\\udc5c"}', b'{"listing_id":"\\ud83dx"}']
 
 
-def _json_values(tmp_path, records: list[bytes]) -> dict[int, tuple]:
-    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
-    t_env = make_table_env(settings, 1, kafka=False, overrides={"execution.checkpointing.interval": None})
-    register_java_functions(t_env)
-    src = t_env.from_elements([(bytearray(r), i) for i, r in enumerate(records)], DataTypes.ROW([
-        DataTypes.FIELD("value", DataTypes.BYTES()), DataTypes.FIELD("i", DataTypes.BIGINT())]))
-    t_env.create_temporary_view("src", src)
-    t_env.execute_sql("CREATE TEMPORARY VIEW texts AS SELECT i, CAST(`value` AS STRING) AS `text` FROM src")
-    q = "SELECT i, zs_listing_id(`text`), JSON_VALUE(`text`, '$.listing_id') FROM texts"
-    with t_env.sql_query(q).execute().collect() as res:
-        return {r[0]: (r[1], r[2]) for r in res}
-
-
 def _mutations(rng: random.Random, base: list[bytes], n: int) -> list[bytes]:
     """Records one to three edits away from valid ones: a byte dropped, doubled or replaced by
     one that JSON gives meaning to."""
@@ -182,7 +174,7 @@ def test_the_listing_id_is_json_values_for_every_string(tmp_path):
     rng = random.Random(20261207)
     generated = list(Traffic(brand_records(200)).lines(400))
     records = LISTING_IDS + NOT_STRINGS + generated + _mutations(rng, generated + LISTING_IDS[:12], 3000)
-    got = _json_values(tmp_path, records)
+    got = over_texts(tmp_path, records, "zs_listing_id(`text`), JSON_VALUE(`text`, '$.listing_id')")
     assert sorted(got) == list(range(len(records)))
     differ = []
     for i, raw in enumerate(records):
