@@ -197,10 +197,13 @@ class Scanner:
 
     def scan_all(self, catalog: Catalog, listings: Sequence[Listing], now_ms: int,
                  feedback: FeedbackState | None = None,
-                 contexts: ContextStore | None = None) -> list[list[Decision]]:
+                 contexts: ContextStore | None = None, quiet: list[bool] | None = None) -> list[list[Decision]]:
         """Per listing of a batch, its decisions: one per brand it is flagged for, the strongest
         last (`decide_all`). With `feedback`, evidence learned from removals is added and
-        reinstated listings are exempt; with `contexts`, what each listing presented is kept."""
+        reinstated listings are exempt; with `contexts`, what each listing presented is kept.
+        `quiet`, when given, is filled with one flag per listing: an upsert for which no source
+        found any evidence (content or learned), so the POLICY sources (price, seller) were not
+        asked and its price could not have changed what it is decided (the job's price loop)."""
         self.feedback = feedback
         evidence = self.evidence(catalog, listings)
         learned = feedback is not None and feedback.has_confirmed()
@@ -233,6 +236,10 @@ class Scanner:
         if contexts is not None and live:   # absences too: a removal of it is then refused, not held
             contexts.remember_many([ListingContext(listings[i].listing_id, listings[i].seller_id, presented[i],
                                                    fps[i] if presented[i] else NO_FINGERPRINT) for i in live])
+        if quiet is not None:
+            quiet[:] = [False] * n
+            for i in live:
+                quiet[i] = not evidence[i]
         self._ask(Stage.POLICY, catalog, listings, evidence, [i for i in live if evidence[i]], presented=presented,
                   fingerprints=fps, images=seen)
         return [decide_all(listing, ev, catalog.brands, now_ms, self.model_version, self.signals, facts=False)

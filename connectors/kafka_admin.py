@@ -41,6 +41,9 @@ def contract_topics(t: Topics, partitions: int = 4) -> dict[str, dict]:
         # Re-check requests of the retro worker, keyed by listing_id like the listings; consumed
         # by the job within minutes, so a day's retention is plenty.
         t.rescan: {"partitions": partitions, "config": {"retention.ms": "86400000"}},
+        # The job's verdicts on its own scans, keyed by listing_id: the latest per listing is all
+        # it reads (a verdict older than the listing's current run is ignored).
+        t.quiet: {"partitions": partitions, "config": {"cleanup.policy": "compact"}},
     }
 
 
@@ -146,8 +149,9 @@ class Role:
 ROLES: dict[str, Role] = {
     # The scanner principal runs the job and the retro worker (which reads listing-status and
     # writes the rescans the job reads).
-    "scanner": Role(reads=("listings", "feedback", "brands", "ledger", "rescan", "status"),
-                    writes=("decisions", "status", "dead_letter", "ledger", "rescan"), runs_job=True),
+    # Only it reads or writes `quiet`: a verdict there stops scans, so no other principal may.
+    "scanner": Role(reads=("listings", "feedback", "brands", "ledger", "rescan", "status", "quiet"),
+                    writes=("decisions", "status", "dead_letter", "ledger", "rescan", "quiet"), runs_job=True),
     "api": Role(reads=("decisions", "ledger"), writes=("brands", "feedback", "ledger")),
     "cli": Role(reads=("listings", "brands", "feedback", "decisions", "status", "dead_letter", "ledger"),
                 writes=("listings", "brands", "feedback", "ledger"), watches_job=True),

@@ -123,6 +123,11 @@ class Topics:
     # Internal: re-check requests of live listings after a brand change (the retro worker
     # writes them, the job reads them beside listings; connectors/retro_worker.py).
     rescan: str = "rescans"
+    # Internal, compacted: per listing, what the job's latest scan of it said of its content
+    # without the price (it presents no brand, or "-"); the job writes it and reads it back, so
+    # that price-only re-posts of such listings stop before the scan (pipelines/java RepostStop;
+    # schema: brand_signals/schemas/project/quiet-listings.schema.json).
+    quiet: str = "quiet-listings"
 
     @classmethod
     def prefixed(cls, prefix: str) -> "Topics":

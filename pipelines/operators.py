@@ -52,6 +52,7 @@ SCAN_RESULT = DataTypes.ROW([
     DataTypes.FIELD("decided_at", DataTypes.BIGINT()),
     DataTypes.FIELD("dead", DataTypes.STRING()),
     DataTypes.FIELD("ledger", DataTypes.STRING()),
+    DataTypes.FIELD("quiet", DataTypes.BOOLEAN()),
 ])
 TAGGED = "tagged"
 # A rescan is made right after its brand change reached the `brands` topic, which this worker's
@@ -215,7 +216,7 @@ def row_values(r: OutRow) -> tuple:
     return (r.kind.value, r.listing_id, ([None] if r.sweep else []) + [f.brand_id for f in r.flags],
             [(f.brand_id, f.action.value) for f in r.flags], [(f.brand_id, f.removed) for f in r.flags],
             [(f.brand_id, f.decision) for f in r.flags], list(r.flagged), r.state_key, r.seller_id, r.event_time,
-            *src, r.reason, r.decided_at, r.payload, r.ledger)
+            *src, r.reason, r.decided_at, r.payload, r.ledger, r.quiet)
 
 
 _INT_COLUMNS = frozenset(("event_time", "src_partition", "src_offset", "src_line", "decided_at"))

@@ -33,6 +33,7 @@ from py4j.protocol import Py4JJavaError
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
 from pyflink.table.expressions import col
 
+from brand_signals.contract import MAX_RECORD_BYTES
 from brand_signals.records import Action
 from brand_signals.scanner import MODEL_VERSION
 from connectors.file_input import merge_tagged
@@ -200,20 +201,22 @@ def register_kafka_io(t_env: TableEnvironment, settings: Settings) -> None:
     # keying, the fingerprint and the feedback context all read one string value, decoded to
     # Java's form once per record: Flink 2.2 evaluates each `CAST(value AS STRING)` anew, and
     # the steps before the keyed exchange held ten of them.
+    # With the price loop, the job's own verdicts too (`quiet`: pipelines/java RepostStop).
+    loop = f";{t.quiet}" if _price_loop(settings) else ""
     t_env.execute_sql(_kafka_table(
-        "inputs_kafka", f"{t.listings};{t.feedback};{t.rescan}", settings,
+        "inputs_kafka", f"{t.listings};{t.feedback};{t.rescan}{loop}", settings,
         "`text` STRING, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL, "
         "`offset` BIGINT METADATA VIRTUAL", source_options(settings)))
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW raw_in AS
         SELECT CAST(NULL AS BYTES) AS `value`, `text`, `topic` AS src, `partition` AS part, `offset` AS pos,
                CASE WHEN `topic` = '{t.feedback}' THEN 'feedback' WHEN `topic` = '{t.rescan}' THEN 'rescan'
-                    ELSE 'listing' END AS input_kind
+                    {f"WHEN `topic` = '{t.quiet}' THEN 'quiet' " if loop else ""}ELSE 'listing' END AS input_kind
         FROM inputs_kafka""")
     sink_opts = {"key.format": "raw", "key.fields": "k", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
                  **EXACTLY_ONCE_SINK}
     for name, topic in (("decisions_kafka", t.decisions), ("status_kafka", t.status),
-                        ("dead_letter_kafka", t.dead_letter), ("ledger_kafka", t.ledger)):
+                        ("dead_letter_kafka", t.dead_letter), ("ledger_kafka", t.ledger), ("quiet_kafka", t.quiet)):
         t_env.execute_sql(_kafka_table(
             name, topic, settings, "`k` STRING, `v` STRING",
             {**sink_opts, "sink.transactional-id-prefix": f"{settings.transactional_id_prefix}-{topic}"}))
@@ -287,7 +290,9 @@ LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
 JAVA_FUNCTIONS = {"zs_content_fingerprint": "dev.zeroscan.flink.ContentFingerprint",
                   "zs_byte_length": "dev.zeroscan.flink.ByteLength",
                   "zs_changed_here": "dev.zeroscan.flink.ChangedHere",
-                  "zs_listing_id": "dev.zeroscan.flink.ListingId"}
+                  "zs_listing_id": "dev.zeroscan.flink.ListingId",
+                  "zs_price_free_fingerprint": "dev.zeroscan.flink.PriceFreeFingerprint",
+                  "zs_repost_stop": "dev.zeroscan.flink.RepostStop"}
 
 
 def register_java_functions(t_env: TableEnvironment) -> None:
@@ -295,25 +300,48 @@ def register_java_functions(t_env: TableEnvironment) -> None:
         t_env.create_java_temporary_system_function(name, cls)
 
 
-def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
-    """The unchanged-content fingerprint of a listing record (NULL: not fingerprinted); `now_s`
-    the clock, in epoch seconds (tests give a column)."""
-    if recheck_s <= 0:
-        return "CAST(NULL AS STRING)"
+def _period_sql(recheck_s: int, now_s: str) -> str:
+    """The re-check period a record is read in, as a string."""
     # The phase: from the Kafka partition (a listing's records share one: the topic is keyed
     # by listing_id), so a period's re-checks are spread over the partitions. Not from the
     # record: Flink 2.2 evaluates every call of an expression anew (no reuse of common
     # sub-expressions: a JSON_VALUE parses the record again, a length walks it again).
     phase = f"MOD(CAST(COALESCE(part, 0) AS BIGINT) * 7919, {recheck_s})"
-    period = f"CAST(({now_s} + {phase}) / {recheck_s} AS BIGINT)"
-    return f"""CASE WHEN is_listing THEN CONCAT(zs_content_fingerprint(body), '/', CAST({period} AS STRING)) END"""
+    return f"CAST(CAST(({now_s} + {phase}) / {recheck_s} AS BIGINT) AS STRING)"
+
+
+def fingerprint_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
+    """The unchanged-content fingerprint of a listing record (NULL: not fingerprinted); `now_s`
+    the clock, in epoch seconds (tests give a column)."""
+    if recheck_s <= 0:
+        return "CAST(NULL AS STRING)"
+    return f"""CASE WHEN is_listing THEN CONCAT(zs_content_fingerprint(body), '/', {_period_sql(recheck_s, now_s)}) END"""
+
+
+def price_free_sql(recheck_s: int, now_s: str = "UNIX_TIMESTAMP()") -> str:
+    """A listing record's fingerprint without its price, in its re-check period (NULL: none;
+    pipelines/java PriceFreeFingerprint says when)."""
+    if recheck_s <= 0:
+        return "CAST(NULL AS STRING)"
+    return (f"CASE WHEN is_listing THEN CONCAT(zs_price_free_fingerprint(body, {MAX_RECORD_BYTES}), '/', "
+            f"{_period_sql(recheck_s, now_s)}) END")
+
+
+# A verdict of the price loop (topic `quiet`, brand_signals/schemas/project/quiet-listings.schema.json):
+# `<verdict>\t<offset>\t<listing_id>`, read with string functions (no JSON parse).
+_TAB = "CHR(9)"
+QUIET_LID_SQL = f"SUBSTRING(body FROM LOCATE({_TAB}, body, LOCATE({_TAB}, body) + 1) + 1)"
+QUIET_VERDICT_SQL = f"SPLIT_INDEX(body, {_TAB}, 0)"
+QUIET_POS_SQL = f"TRY_CAST(SPLIT_INDEX(body, {_TAB}, 1) AS BIGINT)"
 
 
 def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s: str = "UNIX_TIMESTAMP()",
-                       cache_slots: int = DEFAULT_UNCHANGED_CACHE_SLOTS) -> None:
+                       cache_slots: int = DEFAULT_UNCHANGED_CACHE_SLOTS, price_loop: bool = False) -> None:
     """The view `keyed_in` over `raw_in`: every record keyed by listing_id, with the newest
     listing offset and the feedback context; unchanged re-posts stopped (fingerprint_sql), most
-    of them before the keyed exchange (`cache_slots` > 0: the view `changed_here`)."""
+    of them before the keyed exchange (`cache_slots` > 0: the view `changed_here`); with
+    `price_loop`, also price-only re-posts whose content the job's scans found presents no brand
+    (the `quiet` records of `raw_in`, pipelines/java RepostStop)."""
     # Key every record by listing_id on the Java side (one pass over the record's bytes,
     # zs_listing_id in pipelines/java: what JSON_VALUE gives for a string listing_id, without
     # building the record's tree, which cost most of the reading step; the OVER aggregates
@@ -345,16 +373,30 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
     # for them: from the text in Kafka mode (the raw format's string holds the record's bytes
     # as they came, invalid UTF-8 included; `raw_in` gives no `value` there), the file's own
     # bytes in file mode (a cast of its text would not keep invalid UTF-8).
+    # With `price_loop`, a listing record also carries its price-free fingerprint, and the
+    # verdicts of the job's own scans come back as `quiet` records (the loop through Kafka that a
+    # SQL graph has no edge for: a verdict is read a checkpoint after its scan). The keyed step
+    # stops a price-only re-post when the listing's latest verdict says its content, price
+    # apart, presents no brand (zs_repost_stop, pipelines/java RepostStop, which also stops the
+    # unchanged re-posts the cache let through: its fingerprint equals the record's before).
+    # A price counts only against the floor of a brand the listing presents, so such a re-post's
+    # scan could state nothing new. What that costs and what it keeps: the README, "Price-only
+    # re-posts".
     register_java_functions(t_env)
     fp = fingerprint_sql(unchanged_recheck_s, now_s)
+    pfp = price_free_sql(unchanged_recheck_s, now_s) if price_loop else "CAST(NULL AS STRING)"
+    quiet = "input_kind = 'quiet'"
+    cached = (f"zs_changed_here(CASE WHEN {quiet} THEN CAST(NULL AS STRING) ELSE lid END, {fp}, {int(cache_slots)})"
+              if cache_slots > 0 and unchanged_recheck_s > 0 else fp)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW changed_here AS
         SELECT COALESCE(`value`, CAST(`text` AS BYTES)) AS `value`, src, part, pos, input_kind, is_listing,
                is_feedback, pt, body,
-               lid, content_pos, fp FROM (
-            SELECT *, {f"zs_changed_here(lid, {fp}, {int(cache_slots)})" if cache_slots > 0 and unchanged_recheck_s > 0
-                       else fp} AS fp
-            FROM (SELECT *, zs_listing_id(body) AS lid,
+               lid, content_pos, fp, {pfp} AS pfp,
+               CASE WHEN {quiet} THEN {QUIET_VERDICT_SQL} END AS verdict,
+               CASE WHEN {quiet} THEN {QUIET_POS_SQL} END AS verdict_pos FROM (
+            SELECT *, {cached} AS fp
+            FROM (SELECT *, CASE WHEN {quiet} THEN {QUIET_LID_SQL} ELSE zs_listing_id(body) END AS lid,
                          CASE WHEN input_kind = 'rescan'
                               THEN CAST(JSON_VALUE(body, '$.source.offset') AS BIGINT) END AS content_pos
                   FROM (SELECT *, {BODY_SQL} AS body, {IS_LISTING_SQL} AS is_listing,
@@ -362,31 +404,49 @@ def define_keyed_input(t_env: TableEnvironment, unchanged_recheck_s: int, now_s:
         WHERE fp IS NULL OR fp <> ''""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW fingerprinted AS
-        SELECT `value`, src, part, pos, input_kind, lid, content_pos,
+        SELECT `value`, src, part, pos, input_kind, lid, content_pos, pfp,
                MAX(CASE WHEN input_kind = 'listing' THEN pos END) OVER w AS listing_pos,
-               fp, LAG(fp) OVER w AS prev_fp,
+               zs_repost_stop(CASE WHEN is_listing THEN 'listing' WHEN {quiet} THEN 'quiet' ELSE 'other' END,
+                              fp, pfp, pos, verdict, verdict_pos) OVER w AS stop,
                {LISTING_CONTEXT_SQL} AS context_raw
         FROM changed_here
         WINDOW w AS (PARTITION BY lid ORDER BY pt)""")
-    t_env.execute_sql("""
+    t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW keyed_in AS
-        SELECT `value`, src, part, pos, input_kind, lid, listing_pos, content_pos, context_raw
-        FROM fingerprinted WHERE fp IS NULL OR prev_fp IS NULL OR fp <> prev_fp""")
+        SELECT `value`, src, part, pos, input_kind, lid, listing_pos, content_pos, context_raw, pfp
+        FROM fingerprinted WHERE NOT stop AND NOT {quiet}""")
 
 
 def define_scan(t_env: TableEnvironment, config: ScanConfig, unchanged_recheck_s: int = 0,
-                unchanged_cache_slots: int = 0) -> None:
+                unchanged_cache_slots: int = 0, price_loop: bool = False) -> None:
     """Views `decisions_out(k, v)`, `status_out(k, v)`, `dead_out(k, v)` and `ledger_out(k, v)`
     over `raw_in`. `unchanged_recheck_s` > 0: unchanged re-posts stop on the Java side and are
-    scanned again once per that period (see fingerprint_sql); 0: every record is scanned."""
+    scanned again once per that period (see fingerprint_sql); 0: every record is scanned. With
+    `price_loop` (Kafka mode, `raw_in` holding the `quiet` topic's records), also `quiet_out(k,
+    v)`: the verdicts the job reads back (define_keyed_input)."""
     t_env.create_temporary_function("scan", scan_udf(config))
-    define_keyed_input(t_env, unchanged_recheck_s, cache_slots=unchanged_cache_slots)
+    define_keyed_input(t_env, unchanged_recheck_s, cache_slots=unchanged_cache_slots, price_loop=price_loop)
     cols = ", ".join(f"r.{name} AS {name}" for name in SCAN_RESULT.names)
+    # The record's key, offset and price-free fingerprint pass beside the scan on the Java side
+    # (forwarded by the Python step, not sent to Python); only `quiet_out` reads them.
     t_env.execute_sql(f"""
-        CREATE TEMPORARY VIEW scanned AS
-        SELECT {cols} FROM (SELECT scan(`value`, src, part, pos,
-                                        CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
-                                             ELSE input_kind END, context_raw, lid) AS r FROM keyed_in) AS s""")
+        CREATE TEMPORARY VIEW scanned_in AS
+        SELECT {cols}, s.lid AS in_lid, s.pos AS in_pos, s.pfp AS in_pfp, s.input_kind AS in_kind
+        FROM (SELECT scan(`value`, src, part, pos,
+                          CASE WHEN input_kind = 'rescan' AND content_pos < listing_pos THEN 'rescan-stale'
+                               ELSE input_kind END, context_raw, lid) AS r, lid, pos, pfp, input_kind
+              FROM keyed_in) AS s""")
+    t_env.execute_sql(f"CREATE TEMPORARY VIEW scanned AS SELECT {', '.join(SCAN_RESULT.names)} FROM scanned_in")
+    if price_loop:
+        # A verdict for every scanned listing record with a price-free fingerprint: its content
+        # presents no brand (`quiet`), or "-" (it presented one, or was refused), which revokes
+        # the listing's earlier verdicts.
+        t_env.execute_sql(f"""
+            CREATE TEMPORARY VIEW quiet_out AS
+            SELECT in_lid AS k, CONCAT(CASE WHEN quiet THEN in_pfp ELSE '-' END, {_TAB}, CAST(in_pos AS STRING),
+                                       {_TAB}, in_lid) AS v
+            FROM scanned_in WHERE in_kind = 'listing' AND in_pfp IS NOT NULL AND in_lid IS NOT NULL
+                                  AND in_pos IS NOT NULL""")
     for sql in transition_views():
         t_env.execute_sql(sql)
     # `decisions` is keyed by listing_id. The compacted `listing-status` topic holds the latest
@@ -550,7 +610,7 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
                                   images=image_config(settings), udf=settings.scan_udf),
-               settings.unchanged_recheck_s, settings.unchanged_cache_slots)
+               settings.unchanged_recheck_s, settings.unchanged_cache_slots, price_loop=_price_loop(settings))
     stmts = t_env.create_statement_set()
     # Both topics from one Table: a query is converted once, so the two inserts share its plan
     # nodes and the transition runs once. Two INSERT ... SELECT statements would each expand
@@ -561,7 +621,13 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     stmts.add_insert("status_kafka", changes.select(col("status_key").alias("k"), col("v")))
     stmts.add_insert_sql("INSERT INTO dead_letter_kafka SELECT k, v FROM dead_out")
     stmts.add_insert_sql("INSERT INTO ledger_kafka SELECT k, v FROM ledger_out")
+    if _price_loop(settings):
+        stmts.add_insert_sql("INSERT INTO quiet_kafka SELECT k, v FROM quiet_out")
     return t_env, stmts
+
+
+def _price_loop(settings: Settings) -> bool:
+    return settings.price_loop and settings.unchanged_recheck_s > 0
 
 
 def latest_restore_point(settings: Settings) -> str | None:

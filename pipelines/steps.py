@@ -68,6 +68,9 @@ class OutRow:
     decided_at: int | None = None
     payload: str | None = None    # DEAD: the dead-letter JSON
     ledger: str | None = None
+    # A listing update (not a rescan) in which no signal source found any evidence: its price
+    # could not have changed its decision (the job's price loop, pipelines/java RepostStop).
+    quiet: bool = False
 
     @property
     def flagged(self) -> tuple[str, ...]:
@@ -226,8 +229,9 @@ def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow 
     rescan, the listing record it re-checked, and `rescan` the brand change)."""
     if not listings:
         return
-    decided = ctx.scanner.scan_all(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts)
-    for i, listing, ds in zip(ok_idx, listings, decided):
+    quiet: list[bool] = []
+    decided = ctx.scanner.scan_all(ctx.catalog, listings, now_ms, ctx.feedback, ctx.contexts, quiet)
+    for i, listing, ds, q in zip(ok_idx, listings, decided, quiet):
         r = rescans.get(i) if rescans else None
         origin = origins[i] if r is None else Origin(r.source["topic"], r.source["partition"], r.source["offset"])
         scope = None if r is None else {"brand_id": r.brand_id, "brand_version": r.brand_version, "reason": r.reason}
@@ -237,7 +241,8 @@ def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow 
             reason = "listing deleted" if listing.op is Op.DELETE else "no longer presents the brand"
         rows[i] = OutRow(RowKind.DECISION if ds else RowKind.PASS, listing.listing_id,
                          tuple(_flag(d, origin, scope) for d in ds), sweep=True, seller_id=listing.seller_id,
-                         event_time=listing.event_time_ms, origin=origin, reason=reason, decided_at=now_ms)
+                         event_time=listing.event_time_ms, origin=origin, reason=reason, decided_at=now_ms,
+                         quiet=q and r is None and not ds)
     ok_idx.clear()
     listings.clear()
     if rescans:

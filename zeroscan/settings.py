@@ -67,6 +67,10 @@ class Settings:
     # before the keyed exchange (pipelines/java ChangedHere; 24 bytes each, rounded down to a
     # power of two). 0: only the keyed step stops them.
     unchanged_cache_slots: int = DEFAULT_UNCHANGED_CACHE_SLOTS
+    # Price-only re-posts of a listing whose content presents no brand stop on the Java side too
+    # (ZEROSCAN_PRICE_LOOP, on or off): the job's scans say which contents present none on the
+    # `quiet` topic, which it reads back (pipelines/java RepostStop). Kafka mode only.
+    price_loop: bool = True
     # How the scan's records cross into Python: pandas (Arrow batches) or row (one per call,
     # only to measure the crossing: pipelines.operators.ScanRowFunction).
     scan_udf: str = "pandas"
@@ -154,6 +158,7 @@ class Settings:
             retro_processes=_int_env("RETRO_PROCESSES", 1),
             unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
             unchanged_cache_slots=_cache_slots(_int_env("UNCHANGED_CACHE_SLOTS", DEFAULT_UNCHANGED_CACHE_SLOTS, minimum=0)),
+            price_loop=_switch("PRICE_LOOP", ("on", "off")) == "on",
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,

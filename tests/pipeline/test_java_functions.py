@@ -196,3 +196,133 @@ def test_the_listing_id_is_json_values_for_every_string(tmp_path):
     assert [by_raw[_nested(d)] for d in (999, 1000, 1001, 1010)] == ["x1", "x1", None, None]
     assert by_raw[b'{"listing_id":"x1","listing_id":"x2"}'] == "x2"
     assert by_raw[b'{"listing_id":"\\ud83d\\udc5c"}'] == "\U0001F45C"
+
+
+# --- the price-free fingerprint (PriceFreeFingerprint) ------------------------------------------
+
+_WS = "[ \t\n\r]*"
+_AMOUNT = f'"amount"{_WS}:{_WS}(0|[1-9][0-9]{{0,11}})(\\.[0-9]{{1,8}})?'
+_CURRENCY = f'"currency"{_WS}:{_WS}"[A-Z]{{3}}"'
+PLAIN_MONEY_RE = re.compile(f"\\{{{_WS}({_AMOUNT}{_WS},{_WS}{_CURRENCY}|{_CURRENCY}{_WS},{_WS}{_AMOUNT}){_WS}\\}}")
+LIMIT = 4096
+
+
+def _last_top_member(text: str, name: str) -> tuple[int, int] | None:
+    """The span of the last top-level member `name`'s value (keys decoded), as Python's json
+    module reads the object; None when it is not an object or has no such member."""
+    dec = json.JSONDecoder()
+    ws = re.compile(_WS)
+    try:
+        i = ws.match(text, 0).end()
+        if text[i:i + 1] != "{":
+            return None
+        i = ws.match(text, i + 1).end()
+        span = None
+        if text[i:i + 1] == "}":
+            return None
+        while True:
+            key, i = dec.raw_decode(text, i)
+            i = ws.match(text, i).end()
+            if text[i:i + 1] != ":":
+                return None
+            start = ws.match(text, i + 1).end()
+            _, end = dec.raw_decode(text, start)
+            if key == name:
+                span = (start, end)
+            i = ws.match(text, end).end()
+            if text[i:i + 1] == "}":
+                return span
+            if text[i:i + 1] != ",":
+                return None
+            i = ws.match(text, i + 1).end()
+    except (ValueError, RecursionError):
+        return None
+
+
+def price_free_specified(raw: bytes, limit: int = LIMIT) -> str | None:
+    """The price-free fingerprint as PriceFreeFingerprint's documentation specifies it."""
+    if len(raw) > limit or not _valid_utf8(raw):
+        return None
+    text = raw.decode("utf-8")
+    span = _last_top_member(text, "price") if "\ufffd" not in text else None
+    if span is None or not PLAIN_MONEY_RE.fullmatch(text, *span):
+        return None
+    head = _RE.sub('"event_time":0', text[:span[0]]).encode()
+    tail = _RE.sub('"event_time":0', text[span[1]:]).encode()
+    return hashlib.sha256(str(len(head)).encode() + b":" + head + tail).hexdigest() + "/p"
+
+
+def _priced(price: str, t: int = 1, title: str = "Leather bag", tail: str = "") -> bytes:
+    return ('{"listing_id":"x1","title":"%s","event_time":%d,"price":%s%s}' % (title, t, price, tail)).encode()
+
+
+PLAIN_PRICES = ['{"amount":10.0,"currency":"USD"}', '{"amount":9.5,"currency":"USD"}',
+                '{"currency":"EUR","amount":0}', '{ "amount" : 123456789012.12345678 ,\n"currency":"JPY" }',
+                '{"amount":7,"currency":"USD"}']
+OTHER_PRICES = ['{"amount":-1,"currency":"USD"}', '{"amount":1e3,"currency":"USD"}', '{"amount":"10","currency":"USD"}',
+                '{"amount":01,"currency":"USD"}', '{"amount":1234567890123,"currency":"USD"}',
+                '{"amount":1.123456789,"currency":"USD"}', '{"amount":10,"currency":"usd"}',
+                '{"amount":10,"currency":"US"}', '{"amount":10,"currency":"\\u0055SD"}', '{"amount":10}',
+                '{"amount":10,"currency":"USD","note":"x"}', '{"amount":10,"amount":11,"currency":"USD"}',
+                '{"\\u0061mount":10,"currency":"USD"}', '{"amount":null,"currency":"USD"}', '10', '"10 USD"',
+                'null', '[10,"USD"]', '{"amount":10.,"currency":"USD"}', '{"amount":.5,"currency":"USD"}']
+
+
+def test_the_price_free_fingerprint_is_the_specified_one(tmp_path):
+    """zs_price_free_fingerprint gives what its documentation specifies (a Python reading of it)
+    on handmade records and on the bench's generated listings with their prices changed; records
+    that differ only in a plain price (and event_time integers) share one, anything else tells
+    them apart, and a price the plain form does not cover (the contract's refusals among them)
+    gives none, so such a re-post is compared whole and reaches its dead letter."""
+    from benchmarks.traffic import Traffic, brand_records
+    rng = random.Random(20261207)
+    generated = list(Traffic(brand_records(200)).lines(300))
+    repriced = []
+    for raw in generated:
+        rec = orjson.loads(raw)
+        if "price" in rec:
+            rec["price"] = {"amount": round(rng.uniform(0, 1000), 2), "currency": "USD"}
+            rec["event_time"] += rng.randrange(1, 10**9)
+        repriced.append(orjson.dumps(rec))
+    handmade = ([_priced(p) for p in PLAIN_PRICES] + [_priced(p, t=99) for p in PLAIN_PRICES]
+                + [_priced(p) for p in OTHER_PRICES]
+                + [_priced(PLAIN_PRICES[0], title="Leather bags"), _priced(PLAIN_PRICES[1], title="Leather bags"),
+                   # duplicate keys: the last price is the one a parser keeps, the first is content
+                   _priced(PLAIN_PRICES[0], tail=',"price":' + PLAIN_PRICES[1]),
+                   _priced(PLAIN_PRICES[0], tail=',"price":' + PLAIN_PRICES[2]),
+                   _priced(PLAIN_PRICES[3], tail=',"price":' + PLAIN_PRICES[2]),
+                   _priced(PLAIN_PRICES[0], tail=',"price":"free"'),
+                   b'{"listing_id":"x1","pr\\u0069ce":{"amount":1,"currency":"USD"},"event_time":1}',
+                   b'{"listing_id":"x1","pr\\u0069ce":{"amount":2,"currency":"USD"},"event_time":1}',
+                   b'{"listing_id":"x1","a":{"price":{"amount":1,"currency":"USD"}},"event_time":1}',
+                   b'{"listing_id":"x1","event_time":1}', b'{"listing_id":"x1","price":{"amount":1,"currency":"USD"}',
+                   b'{"price":{"amount":1,"currency":"USD"},"title":"\xff"}',
+                   b'{"price":{"amount":1,"currency":"USD"},"title":"\xef\xbf\xbd"}',
+                   _priced(PLAIN_PRICES[0], tail=',"d":"' + "x" * LIMIT + '"'),
+                   # the same text with the price elsewhere is another record
+                   b'{"price":{"amount":1,"currency":"USD"},"listing_id":"x1","title":"Leather bag","event_time":1}'])
+    records = handmade + generated + repriced
+    got = over_texts(tmp_path, records, f"zs_price_free_fingerprint(`text`, {LIMIT})")
+    assert sorted(got) == list(range(len(records)))
+    by_raw = {raw: got[i][0] for i, raw in enumerate(records)}
+    for raw, java in by_raw.items():
+        assert java == price_free_specified(raw), raw
+    same = {by_raw[_priced(p, t=t)] for p in PLAIN_PRICES for t in (1, 99)}
+    assert len(same) == 1 and None not in same
+    assert all(by_raw[_priced(p)] is None for p in OTHER_PRICES)
+    assert by_raw[_priced(PLAIN_PRICES[0], title="Leather bags")] == by_raw[_priced(PLAIN_PRICES[1], title="Leather bags")]
+    assert by_raw[_priced(PLAIN_PRICES[0], title="Leather bags")] not in same
+    dup = [by_raw[_priced(PLAIN_PRICES[a], tail=',"price":' + PLAIN_PRICES[b])] for a, b in ((0, 1), (0, 2), (3, 2))]
+    assert dup[0] == dup[1] != dup[2] and dup[0] is not None
+    assert by_raw[_priced(PLAIN_PRICES[0], tail=',"price":"free"')] is None
+    # keys are read decoded, as the scan's parser reads them
+    escaped = [by_raw[r] for r in records if b"pr\\u0069ce" in r]
+    assert escaped[0] == escaped[1] is not None
+    for a, b in zip(generated, repriced):
+        if b'"price"' in a:
+            assert by_raw[a] == by_raw[b] is not None, a
+    by_listing: dict[str, set] = {}
+    for raw in generated:
+        by_listing.setdefault(orjson.loads(raw)["listing_id"], set()).add(by_raw[raw])
+    seen = [fp for fps in by_listing.values() for fp in fps if fp is not None]
+    assert len(seen) == len(set(seen)) and len(by_listing) > 10   # no two listings share one

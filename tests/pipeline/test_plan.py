@@ -53,17 +53,33 @@ def test_file_mode_scans_each_record_once(tmp_path):
 
 
 def test_unchanged_re_posts_stop_before_the_scan(tmp_path):
-    """The fingerprint comparison is a Java filter below the Python scan: a re-post that stops
-    there never crosses into Python."""
+    """The keyed step's verdict (zs_repost_stop: an unchanged re-post, or a price-only one of a
+    quiet listing) is a Java filter below the Python scan: a re-post that stops there never
+    crosses into Python; nor does any record of the price loop's own topic."""
     settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state", bootstrap="127.0.0.1:9")
     _t_env, stmts = build_kafka_statements(settings, 1)
     opt = _optimised(stmts.explain())
     scan = opt.index("PythonCalc(")
     below = opt[scan:]
-    stop = re.search(r"where=\[\(fp IS NULL OR (w0\$o\d+) IS NULL OR \(fp <> \1\)\)\]", below)
+    stop = re.search(r"where=\[\(\(input_kind <> 'quiet'\) AND NOT\((w0\$o\d+)\)\)\]", below)
     assert stop is not None, below[:3000]
-    lag = below.index("LAG(fp) AS " + stop.group(1))
-    assert stop.start() < lag < below.index("zs_content_fingerprint(")
+    verdict = below.index("zs_repost_stop($")
+    assert below.index(" AS " + stop.group(1), verdict) < below.index("])", verdict)
+    assert stop.start() < verdict < below.index("zs_content_fingerprint(")
+    # the price-free fingerprint: once per record, for those the cache lets through
+    assert opt.count("zs_price_free_fingerprint(") == 1
+    assert below.index("Exchange(distribution=[hash[lid]])") < below.index("zs_price_free_fingerprint(") \
+        < below.index("zs_changed_here(")
+    assert "Sink(table=[default_catalog.default_database.quiet_kafka]" in opt
+
+
+def test_without_the_price_loop_no_verdict_is_read_or_written(tmp_path):
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state", bootstrap="127.0.0.1:9",
+                                   price_loop=False)
+    _t_env, stmts = build_kafka_statements(settings, 1)
+    plan = stmts.explain()
+    assert "quiet_kafka]" not in _optimised(plan) and "zs_price_free_fingerprint(" not in plan
+    assert settings.topics.quiet not in plan
 
 
 def test_most_unchanged_re_posts_stop_before_the_keyed_exchange(tmp_path):

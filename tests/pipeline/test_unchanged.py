@@ -27,10 +27,11 @@ def listing(lid: str = "x1", t: int = 1, **fields) -> str:
 
 def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY,
                   clock: list[int] | None = None, select: str = "pos", slots: int = 1 << 20,
-                  view: str = "keyed_in") -> list:
+                  view: str = "keyed_in", price_loop: bool = False) -> list:
     """The offsets (1, 2, ...) of the (input_kind, text) records that reach the scan; `select`:
     another column of `keyed_in` (ordered by offset); `slots`: the cache before the keyed step
-    (0: none); `view`: `changed_here` for what that cache lets through to the keyed step."""
+    (0: none); `view`: `changed_here` for what that cache lets through to the keyed step;
+    `price_loop`: price-only re-posts stop on the `quiet` records among them."""
     settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path / "state")
     t_env = make_table_env(settings, 1, kafka=False, overrides={"state.backend.type": "hashmap",
                                                                 "execution.checkpointing.interval": None})
@@ -46,7 +47,7 @@ def reaching_scan(tmp_path, records: list[tuple[str, str]], recheck_s: int = DAY
     t_env.execute_sql("CREATE TEMPORARY VIEW raw_in AS SELECT `value`, CAST(`value` AS STRING) AS `text`, "
                       "'listings' AS src, 0 AS part, pos, "
                       "input_kind, now_s FROM raw_src")
-    define_keyed_input(t_env, recheck_s, now_s="now_s", cache_slots=slots)
+    define_keyed_input(t_env, recheck_s, now_s="now_s", cache_slots=slots, price_loop=price_loop)
     with t_env.sql_query(f"SELECT pos, {select} FROM {view}").execute().collect() as res:
         return [r[1] for r in sorted(res, key=lambda r: r[0])]
 

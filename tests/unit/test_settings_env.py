@@ -26,11 +26,13 @@ pytestmark = pytest.mark.unit
     ({"ZEROSCAN_STOP_TIMEOUT_S": "0"}, "stop_timeout_s", 0),                  # stop by cancelling
     ({}, "unchanged_cache_slots", 1 << 20),
     ({"ZEROSCAN_UNCHANGED_CACHE_SLOTS": "0"}, "unchanged_cache_slots", 0),     # only the keyed step
+    ({}, "price_loop", True),
+    ({"ZEROSCAN_PRICE_LOOP": "off"}, "price_loop", False),                    # a price change is content
 ])
 def test_read_from_the_environment(monkeypatch, env, field, value):
     for k in ("ZEROSCAN_IMAGES", "ZEROSCAN_IMAGE_OCR", "ZEROSCAN_SIGNALS", "ZEROSCAN_WORKER_PYTHON",
               "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN", "ZEROSCAN_STOP_TIMEOUT_S",
-              "ZEROSCAN_UNCHANGED_CACHE_SLOTS"):
+              "ZEROSCAN_UNCHANGED_CACHE_SLOTS", "ZEROSCAN_PRICE_LOOP"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -43,6 +45,7 @@ def test_read_from_the_environment(monkeypatch, env, field, value):
     ("ZEROSCAN_FLINK_OPTS", "novalue", "key=value"),          # not a pair
     ("ZEROSCAN_PARALLELISM", "0", "positive whole number"),
     ("ZEROSCAN_STOP_TIMEOUT_S", "-1", "whole number >= 0"),
+    ("ZEROSCAN_PRICE_LOOP", "1", "on or off"),
     ("ZEROSCAN_UNCHANGED_CACHE_SLOTS", str((1 << 26) + 1), "at most 67108864"),   # 1.5 GiB
 ])
 def test_bad_values_are_refused(monkeypatch, name, value, why):

@@ -325,3 +325,20 @@ def test_a_flag_writes_what_the_decision_with_its_source_writes(rescan):
         own = dataclasses.replace(d, rescan={"brand_id": "b0", "brand_version": 1, "reason": "older"})
         assert _flag(own, origin, rescan).decision == decision_json(
             dataclasses.replace(own, source=origin.to_json(), rescan=rescan))
+
+
+def test_quiet_is_a_listing_update_no_source_found_evidence_in():
+    """`quiet` (the job's price loop writes a verdict from it): only a listing update in which no
+    source found anything for any brand, so its price could not have changed its decision; not
+    one that presents a brand from an authorized seller, nor a weak presentation a price under the
+    floor would make a takedown, a delete or a dead letter."""
+    floor = {**BRAND, "min_price": {"amount": 100, "currency": "USD"}}
+    price = {"price": {"amount": 150, "currency": "USD"}}
+    raws = [rec(1, title="Leather bag", **price), rec(2, seller="vx-store", **price),
+            rec(3, title="Veltrlx cordless drill", **price), rec(4, title="Cordless drill", description="Fits Veltrix batteries"),
+            json.dumps({"listing_id": "l5", "seller_id": "s-1", "event_time": 5, "op": "delete"}).encode(),
+            rec(6, title="Leather bag", price={"amount": -1, "currency": "USD"})]
+    rows = run(raws, cat=catalog(floor))
+    assert [r.quiet for r in rows] == [True, False, False, True, False, False]
+    assert [r.kind for r in rows] == [RowKind.PASS, RowKind.PASS, RowKind.DECISION, RowKind.PASS, RowKind.PASS,
+                                      RowKind.DEAD]

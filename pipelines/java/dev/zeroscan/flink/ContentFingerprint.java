@@ -114,7 +114,7 @@ public final class ContentFingerprint extends ScalarFunction {
         return i;
     }
 
-    private static int indexOf(byte[] b, byte[] key, int from) {
+    static int indexOf(byte[] b, byte[] key, int from) {
         int last = b.length - key.length;
         outer:
         for (int i = from; i <= last; i++) {
@@ -180,7 +180,7 @@ public final class ContentFingerprint extends ScalarFunction {
         return n;
     }
 
-    private static MessageDigest newSha() {
+    static MessageDigest newSha() {
         try {
             return MessageDigest.getInstance("SHA-256");
         } catch (NoSuchAlgorithmException e) {

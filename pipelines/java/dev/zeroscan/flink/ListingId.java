@@ -46,63 +46,73 @@ public final class ListingId extends ScalarFunction {
 
     /** The listing_id's UTF-8 bytes, or null. */
     static byte[] read(byte[] b, byte[] stack) {
+        long span = lastMember(b, KEY, stack);
+        if (span < 0) {
+            return null;
+        }
+        int from = (int) (span >>> 32);
+        int end = (int) span;
+        return b[from] != '"' ? null : decode(b, from + 1, end - 1);
+    }
+
+    /**
+     * Where the value of the last top-level member named {@code key} lies: {@code from << 32 |
+     * end} (its first byte, the byte after it), or -1 when the record is not a well-formed object
+     * up to its end, or has no such member. Keys are compared with their escapes decoded.
+     */
+    static long lastMember(byte[] b, byte[] key, byte[] stack) {
         int n = b.length;
         int i = ws(b, 0);
         if (i >= n || b[i] != '{') {
-            return null;
+            return -1;
         }
         i = ws(b, i + 1);
         if (i < n && b[i] == '}') {
-            return null;
+            return -1;
         }
-        int from = -1;
-        int to = -1;
-        boolean isString = false;
+        long span = -1;
         while (true) {
             if (i >= n || b[i] != '"') {
-                return null;
+                return -1;
             }
             int keyEnd = stringEnd(b, i);
             if (keyEnd < 0) {
-                return null;
+                return -1;
             }
-            boolean ours = isKey(b, i + 1, keyEnd - 1);
+            boolean ours = isKey(b, i + 1, keyEnd - 1, key);
             i = ws(b, keyEnd);
             if (i >= n || b[i] != ':') {
-                return null;
+                return -1;
             }
             i = ws(b, i + 1);
             if (i >= n) {
-                return null;
+                return -1;
             }
             int end = skipValue(b, i, stack);
             if (end < 0) {
-                return null;
+                return -1;
             }
             if (ours) {
-                isString = b[i] == '"';
-                from = i + 1;
-                to = end - 1;
+                span = ((long) i << 32) | end;
             }
             i = ws(b, end);
             if (i >= n) {
-                return null;
+                return -1;
             }
             if (b[i] == '}') {
-                break;
+                return span;
             }
             if (b[i] != ',') {
-                return null;
+                return -1;
             }
             i = ws(b, i + 1);
         }
-        return from < 0 || !isString ? null : decode(b, from, to);
     }
 
-    private static boolean isKey(byte[] b, int from, int to) {
-        if (to - from == KEY.length) {
-            for (int k = 0; k < KEY.length; k++) {
-                if (b[from + k] != KEY[k]) {
+    private static boolean isKey(byte[] b, int from, int to, byte[] key) {
+        if (to - from == key.length) {
+            for (int k = 0; k < key.length; k++) {
+                if (b[from + k] != key[k]) {
                     return false;
                 }
             }
@@ -110,8 +120,8 @@ public final class ListingId extends ScalarFunction {
         }
         for (int k = from; k < to; k++) {
             if (b[k] == '\\') {   // escaped: decode, then compare
-                byte[] key = decode(b, from, to);
-                return key != null && java.util.Arrays.equals(key, KEY);
+                byte[] decoded = decode(b, from, to);
+                return decoded != null && java.util.Arrays.equals(decoded, key);
             }
         }
         return false;
@@ -346,7 +356,7 @@ public final class ListingId extends ScalarFunction {
         return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
     }
 
-    private static int ws(byte[] b, int i) {
+    static int ws(byte[] b, int i) {
         while (i < b.length && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) {
             i++;
         }
