@@ -99,6 +99,23 @@ class Traffic:
             self._new()
 
 
+def current_price_wave(wave: list[bytes]) -> list[bytes]:
+    """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
+    in `wave` with a new price and event time: price-only updates of what each listing says now.
+    (`wave` itself, re-priced record by record, replays its listings' edits too: most of its
+    records change content back and forth.)"""
+    ids = [orjson.loads(x)["listing_id"] for x in wave]
+    latest = dict(zip(ids, wave))
+    out = []
+    for i, lid in enumerate(ids):
+        rec = orjson.loads(latest[lid])
+        if isinstance(rec.get("price"), dict):
+            rec["price"] = {**rec["price"], "amount": round(rec["price"]["amount"] * (0.5 + (i % 997) / 1994), 2)}
+        rec["event_time"] += 30_000_000 + i
+        out.append(orjson.dumps(rec))
+    return out
+
+
 def identical_wave(wave: list[bytes]) -> list[bytes]:
     """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
     in `wave` with a new event time only (stock updates, refreshes): byte for byte what the

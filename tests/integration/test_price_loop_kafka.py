@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import time
 
+import jsonschema
 import pytest
 
 from connectors.kafka_admin import committed_offsets
 from connectors.kafka_io import consume, produce_lines
+from tests.conftest import ROOT
 from tests.integration.test_kafka_job import POLL_S, read, start_job, stop, wait_committed
 
 pytestmark = pytest.mark.integration
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.integration
 BRAND = {"brand_id": "veltrix", "name": "Veltrix", "trademarks": ["Veltrix"], "authorized_sellers": ["vx-store"],
          "enforcement": "takedown", "version": 1, "min_price": {"amount": 100, "currency": "USD"}}
 VERDICT_WAIT_S = 60
+SCHEMA = json.loads((ROOT / "brand_signals/schemas/project/quiet-listings.schema.json").read_text())
 
 
 def rec(lid: str, title: str, amount: float, t: int, **kw) -> bytes:
@@ -30,6 +33,7 @@ def verdicts(settings, ends: dict[int, int] | None = None) -> dict[str, list[tup
     gets the offset after each partition's last verdict."""
     out: dict[str, list[tuple[str, int]]] = {}
     for k, v, p, o in consume(settings.bootstrap, settings.topics.quiet, stop_at_end=True):
+        jsonschema.validate(v.decode(), SCHEMA)
         verdict, offset, lid = v.decode().split("\t", 2)
         assert lid == k.decode()
         out.setdefault(lid, []).append((verdict, int(offset)))
