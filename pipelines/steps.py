@@ -242,7 +242,7 @@ def _scan_pending(ok_idx: list[int], listings: list[Listing], rows: list[OutRow 
         rows[i] = OutRow(RowKind.DECISION if ds else RowKind.PASS, listing.listing_id,
                          tuple(_flag(d, origin, scope) for d in ds), sweep=True, seller_id=listing.seller_id,
                          event_time=listing.event_time_ms, origin=origin, reason=reason, decided_at=now_ms,
-                         quiet=q and r is None and not ds)
+                         quiet=q and r is None)
     ok_idx.clear()
     listings.clear()
     if rescans:

@@ -249,7 +249,7 @@ def price_free_specified(raw: bytes, limit: int = LIMIT) -> str | None:
         return None
     head = _RE.sub('"event_time":0', text[:span[0]]).encode()
     tail = _RE.sub('"event_time":0', text[span[1]:]).encode()
-    return hashlib.sha256(str(len(head)).encode() + b":" + head + tail).hexdigest() + "/p"
+    return hashlib.sha256(head + tail + b":" + str(len(head)).encode()).hexdigest() + "/p"
 
 
 def _priced(price: str, t: int = 1, title: str = "Leather bag", tail: str = "") -> bytes:

@@ -50,40 +50,55 @@ public final class ContentFingerprint extends ScalarFunction {
         if (chars < 0) {
             return null;
         }
-        // Matches, left to right, as the regular expression engine finds them: a failed attempt
-        // at one "event_time" key moves on to the next occurrence of the key.
         if (sha == null) {
             sha = newSha();
         }
         MessageDigest md = sha;
         md.reset();
-        int pos = 0;
-        boolean any = false;
-        for (int at = indexOf(b, KEY, 0); at >= 0; at = indexOf(b, KEY, at + 1)) {
+        if (canonical(md, b, 0, b.length) >>> 32 == 0) {
+            return null;
+        }
+        byte[] count = Long.toString(chars).getBytes(StandardCharsets.US_ASCII);
+        byte[] out = hex(md.digest(), 1 + count.length);
+        out[64] = '/';
+        System.arraycopy(count, 0, out, 65, count.length);
+        return StringData.fromBytes(out);
+    }
+
+    /**
+     * Feeds {@code md} the canonical text of b[from, to): each integer event_time rewritten to
+     * {@code "event_time":0}, matched left to right as the regular expression engine finds them
+     * (a failed attempt at one "event_time" key moves on to the next occurrence of the key), a
+     * match wholly inside the range. Returns {@code matches << 32 | bytes fed}.
+     */
+    static long canonical(MessageDigest md, byte[] b, int from, int to) {
+        int pos = from;
+        long matches = 0;
+        long fed = 0;
+        for (int at = indexOf(b, KEY, from); at >= 0 && at < to; at = indexOf(b, KEY, at + 1)) {
             int end = matchEnd(b, at + KEY.length);
-            if (end < 0) {
+            if (end < 0 || end > to) {
                 continue;
             }
             md.update(b, pos, at - pos);
             md.update(CANON);
+            fed += at - pos + CANON.length;
             pos = end;
-            any = true;
+            matches++;
             at = end - 1;
         }
-        if (!any) {
-            return null;
-        }
-        md.update(b, pos, b.length - pos);
-        byte[] digest = md.digest();
-        byte[] count = Long.toString(chars).getBytes(StandardCharsets.US_ASCII);
-        byte[] out = new byte[digest.length * 2 + 1 + count.length];
+        md.update(b, pos, to - pos);
+        return matches << 32 | (fed + to - pos);
+    }
+
+    /** The digest in lower-case hex, with {@code extra} bytes left at the end for the caller. */
+    static byte[] hex(byte[] digest, int extra) {
+        byte[] out = new byte[digest.length * 2 + extra];
         for (int i = 0; i < digest.length; i++) {
             out[2 * i] = HEX[(digest[i] >> 4) & 0xf];
             out[2 * i + 1] = HEX[digest[i] & 0xf];
         }
-        out[digest.length * 2] = '/';
-        System.arraycopy(count, 0, out, digest.length * 2 + 1, count.length);
-        return StringData.fromBytes(out);
+        return out;
     }
 
     /** After the key: the end of the integer of a match, or -1 where there is no match. */

@@ -8,10 +8,10 @@ import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
- * A listing record's fingerprint without its price: {@code sha256hex(at + ":" + canonical) +
+ * A listing record's fingerprint without its price: {@code sha256hex(canonical + ":" + at) +
  * "/p"}, where the canonical text is {@link ContentFingerprint}'s (every integer {@code
  * event_time} rewritten to 0) with the value of the top-level {@code price} cut out, and {@code
- * at} the canonical text's length where it was cut. Two records with one such fingerprint are
+ * at} the canonical text's length where it was cut (in decimal: the digits after the last ":"). Two records with one such fingerprint are
  * the same record but for their event_time integers and that one price, so a scan that found
  * one of them presents no brand finds the same of the other: a price counts only against the
  * floor of a brand the listing presents (brand_signals.sources.price).
@@ -32,9 +32,6 @@ public final class PriceFreeFingerprint extends ScalarFunction {
     private static final long serialVersionUID = 1L;
 
     private static final byte[] PRICE = "price".getBytes(StandardCharsets.US_ASCII);
-    private static final byte[] KEY = "\"event_time\"".getBytes(StandardCharsets.US_ASCII);
-    private static final byte[] CANON = "\"event_time\":0".getBytes(StandardCharsets.US_ASCII);
-    private static final byte[] HEX = "0123456789abcdef".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] SUFFIX = "/p".getBytes(StandardCharsets.US_ASCII);
     private static final int MAX_INT_DIGITS = 12;
     private static final int MAX_FRACTION_DIGITS = 8;
@@ -64,44 +61,18 @@ public final class PriceFreeFingerprint extends ScalarFunction {
         if (!plainMoney(b, from, end)) {
             return null;
         }
-        // The canonical text in three parts: before the price, the cut, after it. No event_time
-        // match lies in the price (two members, neither of them event_time) or across its ends
-        // (before it stands `"price":`, after it a `,` or `}`).
-        byte[] head = canonical(b, 0, from);
-        byte[] tail = canonical(b, end, b.length);
+        // The canonical text in two parts, either side of the cut, fed to the digest as they are
+        // read. No event_time match lies in the price (two members, neither of them event_time)
+        // or across its ends (before it stands `"price":`, after it a `,` or `}`).
         MessageDigest md = sha;
         md.reset();
-        md.update(Integer.toString(head.length).getBytes(StandardCharsets.US_ASCII));
+        long at = ContentFingerprint.canonical(md, b, 0, from) & 0xffffffffL;
+        ContentFingerprint.canonical(md, b, end, b.length);
         md.update((byte) ':');
-        md.update(head);
-        md.update(tail);
-        byte[] digest = md.digest();
-        byte[] out = new byte[digest.length * 2 + SUFFIX.length];
-        for (int i = 0; i < digest.length; i++) {
-            out[2 * i] = HEX[(digest[i] >> 4) & 0xf];
-            out[2 * i + 1] = HEX[digest[i] & 0xf];
-        }
-        System.arraycopy(SUFFIX, 0, out, digest.length * 2, SUFFIX.length);
+        md.update(Long.toString(at).getBytes(StandardCharsets.US_ASCII));
+        byte[] out = ContentFingerprint.hex(md.digest(), SUFFIX.length);
+        System.arraycopy(SUFFIX, 0, out, 64, SUFFIX.length);
         return StringData.fromBytes(out);
-    }
-
-    /** b[from, to) with each integer event_time rewritten as {@link ContentFingerprint} does. */
-    private static byte[] canonical(byte[] b, int from, int to) {
-        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(to - from);
-        int pos = from;
-        for (int at = ContentFingerprint.indexOf(b, KEY, from); at >= 0 && at < to;
-                at = ContentFingerprint.indexOf(b, KEY, at + 1)) {
-            int e = ContentFingerprint.matchEnd(b, at + KEY.length);
-            if (e < 0 || e > to) {
-                continue;
-            }
-            out.write(b, pos, at - pos);
-            out.write(CANON, 0, CANON.length);
-            pos = e;
-            at = e - 1;
-        }
-        out.write(b, pos, to - pos);
-        return out.toByteArray();
     }
 
     /** b[from, to) is {"amount": A, "currency": "XYZ"} (either order) in the plain form above. */

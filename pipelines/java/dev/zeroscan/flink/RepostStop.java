@@ -3,7 +3,7 @@ package dev.zeroscan.flink;
 import org.apache.flink.table.functions.AggregateFunction;
 
 /**
- * Whether a listing update stops before the scan, as an OVER aggregate per listing (ROWS from
+ * Whether a listing update stops before the scan, as an OVER aggregate per listing (from
  * the listing's first record to this one, in arrival order): TRUE for
  * <ul>
  * <li>an unchanged re-post: its fingerprint ({@link ContentFingerprint}) is that of the record
