@@ -32,6 +32,11 @@ public final class ListingId extends ScalarFunction {
     /** Open containers while a value is skipped; made on first use, in the task. */
     private transient byte[] stack;
 
+    @Override
+    public boolean isDeterministic() {
+        return false;
+    }
+
     public @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData eval(
             @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData text) {
         if (text == null) {
