@@ -32,7 +32,7 @@ from benchmarks.traffic import SEED, Mix, Traffic, brand_records, current_price_
 from brand_signals.catalog import Catalog
 from brand_signals.contract import listing_from_obj, parse_brand
 from brand_signals.scanner import Scanner
-from connectors.brand_feed import freeze_long_lived
+from connectors.brand_feed import freeze_long_lived, space_young_collections
 from connectors.kafka_admin import ensure_topics
 from connectors.serde import Origin
 from pipelines.steps import ScanContext, scan_records
@@ -64,11 +64,12 @@ def _scan_all(ctx: ScanContext, lines: list[bytes]) -> float:
 
 
 def _context(brands: list[dict]) -> ScanContext:
-    # As the scan operator at its start: word lists and frequencies loaded before timing, and
-    # what is loaded then kept out of the cyclic collector's walks.
+    # As the scan operator at its start: word lists and frequencies loaded before timing, what
+    # is loaded then kept out of the cyclic collector's walks, and its young collections spaced.
     Scanner.load_reference_data()
     ctx = ScanContext(Catalog.build([parse_brand(orjson.dumps(b)) for b in brands], version=1), Scanner("bench"))
     freeze_long_lived()
+    space_young_collections()
     return ctx
 
 

@@ -15,7 +15,8 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 from brand_signals.records import Action
 from brand_signals.scanner import Scanner
 from brand_signals.sources import load as load_sources
-from connectors.brand_feed import CatchUpError, LedgerFeed, freeze_long_lived, open_brand_feed
+from connectors.brand_feed import (CatchUpError, LedgerFeed, freeze_long_lived, open_brand_feed,
+                                   space_young_collections)
 from connectors.file_input import split_tag
 from connectors.serde import Origin
 from connectors.worker_slot import claim_slot
@@ -92,6 +93,7 @@ class ScanFunction(ScalarFunction):
         self.metrics = _Metrics(group)
         self._files = dict(cfg.files)
         freeze_long_lived()   # what came after the feed's build: the ledger replica, the scanner
+        space_young_collections()
 
     def eval(self, value: pd.Series, source, part, pos, stream, context_raw, key) -> pd.DataFrame:
         # `context_raw`: on a feedback event, the listing's latest update (None: never seen). It
