@@ -63,20 +63,36 @@ def load_word_frequencies() -> None:
         zipf_frequency("the", lang)
 
 
-@functools.lru_cache(maxsize=262_144)   # words recur listing after listing (as word_rarity's)
 def _shingle(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
 
 
+# word -> (shingle, rarity): words recur listing after listing, so one dict look-up per word
+# (two caches' calls before). Bounded: emptied when full, so a stream of invented words costs
+# misses, never memory.
+_WORDS: dict[str, tuple[int, float]] = {}
+MAX_REMEMBERED_WORDS = 262_144
+
+
+def _word(t: str) -> tuple[int, float]:
+    if len(_WORDS) >= MAX_REMEMBERED_WORDS:
+        _WORDS.clear()
+    v = _WORDS[t] = (_shingle(t), word_rarity(t))
+    return v
+
+
 def fingerprint(listing: Listing, image_digests: Iterable[str] = ()) -> Fingerprint:
-    """`image_digests`: sha256 of the listing's image bytes as fetched and hashed by the scanner."""
-    text = unicodedata.normalize("NFKC", f"{listing.title} {listing.brand}").casefold()
+    """`image_digests`: sha256 of the listing's image bytes as fetched and hashed by the scanner.
+    The words are those of the NFKC-normalised, case-folded title and brand (for ASCII text,
+    both are its lower case)."""
+    raw = f"{listing.title} {listing.brand}"
+    text = raw.lower() if raw.isascii() else unicodedata.normalize("NFKC", raw).casefold()
     shingles: set[int] = set()
     rarity: dict[int, float] = {}
+    known = _WORDS.get
     for t in _TOKEN.findall(text)[:MAX_FINGERPRINT_TOKENS]:
-        s = _shingle(t)
+        s, w = known(t) or _word(t)
         shingles.add(s)
-        w = word_rarity(t)
         if w > 0:
             rarity[s] = w
     return Fingerprint(frozenset(shingles), frozenset(image_digests), rarity)

@@ -287,3 +287,53 @@ def test_ledger_events_follow_the_documented_schema():
         jsonschema.validate(led.to_json(), schema)
     assert refused.to_json() | {} == {**refused.to_json(), "actor": "owner", "actor_reason": "fake",
                                       "judged_at": T0 + 5, "refusal": "not_presented"}
+
+
+def _fingerprint_as_specified(listing, image_digests=()):
+    """The fingerprint's words as written before its fast path: NFKC, case fold, the word
+    pattern, at most MAX_FINGERPRINT_TOKENS words, each hashed and rated."""
+    import unicodedata
+
+    from brand_signals.feedback import fingerprints as fps
+
+    text = unicodedata.normalize("NFKC", f"{listing.title} {listing.brand}").casefold()
+    shingles, rarity = set(), {}
+    for t in fps._TOKEN.findall(text)[:fps.MAX_FINGERPRINT_TOKENS]:
+        s = fps._shingle(t)
+        shingles.add(s)
+        if fps.word_rarity(t) > 0:
+            rarity[s] = fps.word_rarity(t)
+    return fps.Fingerprint(frozenset(shingles), frozenset(image_digests), rarity)
+
+
+def test_the_fingerprint_is_the_specified_one_and_its_word_memory_is_bounded(monkeypatch):
+    """ASCII titles take the lower-case path, others NFKC and case folding: the same
+    fingerprint either way, on the bench's generated titles and on titles where the two differ
+    (full-width letters, ligatures, the German sharp s, Turkish dotted I, Greek final sigma,
+    combining marks, digits of other scripts, underscores, 300 words); the memory of words is
+    emptied when full, and the answers stay the same."""
+    import random
+
+    import orjson
+
+    from benchmarks.traffic import Traffic, brand_records
+    from brand_signals.contract import listing_from_obj
+    from brand_signals.feedback import fingerprints as fps
+
+    titles = ["ＶＥＬＴＲＩＸ Ｐｒｏ", "ﬁne Straße", "İstanbul ΣΟΦΟΣ σοφος", "Cafe\u0301 café CAFÉ", "١٢٣ ४५६ 123",
+              "snake_case-Word  tabs\tand\nlines", " ".join(f"w{i}" for i in range(300)), "", "Ǆemal ǅ ǆ",
+              "ＡＢＣ_ｄｅｆ", "MiXeD CaSe ASCII only", "ẞ capital sharp s", "ℌ𝔢𝔩𝔩𝔬 mathematical"]
+    traffic = Traffic(brand_records(100))
+    traffic.warm(300)
+    records = [orjson.loads(x) for x in traffic.lines(300)]
+    rng = random.Random(5)
+    records += [{"listing_id": f"u{i}", "seller_id": "s", "title": t, "brand": rng.choice(["", "ACME", "Ａｃｍｅ"]),
+                 "price": {"amount": 1, "currency": "USD"}, "event_time": 1} for i, t in enumerate(titles)]
+    listings = [listing_from_obj(r) for r in records]
+    for listing in listings:
+        assert fingerprint(listing, ("d1",)) == _fingerprint_as_specified(listing, ("d1",)), listing.title
+    monkeypatch.setattr(fps, "MAX_REMEMBERED_WORDS", 50)
+    fps._WORDS.clear()
+    for listing in listings:
+        assert fingerprint(listing) == _fingerprint_as_specified(listing)
+        assert len(fps._WORDS) <= 50
