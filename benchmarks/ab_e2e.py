@@ -17,6 +17,9 @@ With `--waves N`, each job instead reads everything on the topic (so it is warm)
 identical re-posts (the listings' latest records with a new event time only, which stop on the
 Java side) are produced and each is measured from its production to its last commit: listings
 per CPU-second of the job's process tree, and the threads that took that CPU (/proc task times).
+With `--wave-kind price`, the waves are price-only re-posts of the listings' latest records
+instead (`benchmarks.traffic.current_price_wave`, new prices in every wave), which the price
+loop stops once the scans' verdicts are back.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from benchmarks import kafka_measures as km
 from benchmarks.kafka_measures import bench_kafka, publish_traffic
-from benchmarks.traffic import Mix, identical_wave
+from benchmarks.traffic import Mix, current_price_wave, identical_wave
 from connectors.kafka_admin import end_offsets
 from connectors.kafka_io import produce_lines
 from zeroscan.settings import Settings
@@ -48,8 +51,8 @@ def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int
     return out
 
 
-def wave_rates(settings: Settings, checkout: str, env: dict[str, str], wave: list[bytes], waves: int,
-               log: str) -> list[float]:
+def wave_rates(settings: Settings, checkout: str, env: dict[str, str], wave: list[bytes] | list[list[bytes]],
+               waves: int, log: str) -> list[float]:
     """Run that checkout's job over everything on the topic, then produce `wave` `waves` times,
     measuring each in turn; the rate per wave (and the busiest threads, printed)."""
     job = km.start_job(settings, 1, log, Path(checkout), env)
@@ -57,16 +60,17 @@ def wave_rates(settings: Settings, checkout: str, env: dict[str, str], wave: lis
         first = sum(end_offsets(settings.kafka, settings.topics.listings).values())
         km.poll_committed(settings, job, 0, first, log)
         out = []
-        for _ in range(waves):
+        for w in range(waves):
+            this = wave[w] if isinstance(wave[0], list) else wave
             cpu0, threads0 = km.cpu_seconds(job.pid), km.thread_cpu(job.pid)
-            produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
-            km.poll_committed(settings, job, first, first + len(wave), log)
+            produce_lines(settings.kafka, settings.topics.listings, this, "listing_id")
+            km.poll_committed(settings, job, first, first + len(this), log)
             cpu = km.cpu_seconds(job.pid) - cpu0
             threads = km.thread_cpu(job.pid)
-            first += len(wave)
-            out.append(round(len(wave) / cpu))
+            first += len(this)
+            out.append(round(len(this) / cpu))
             busiest = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads.items()), reverse=True)[:8]
-            print(f"  {round(len(wave) / cpu)} per CPU-second; " +
+            print(f"  {round(len(this) / cpu)} per CPU-second; " +
                   ", ".join(f"{k} {100 * v / cpu:.0f} %" for v, k in busiest), flush=True)
         return out
     finally:
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of unchanged re-posts that change nothing but event_time (benchmarks.traffic.Mix)")
     ap.add_argument("--waves", type=int, default=0,
                     help="measure this many warm waves of identical re-posts per job instead (see above)")
+    ap.add_argument("--wave-kind", choices=("identical", "price"), default="identical",
+                    help="the waves' re-posts: identical, or price-only ones of the listings' current content")
     ap.add_argument("trees", nargs="+", metavar="NAME=CHECKOUT[,VAR=VALUE...]")
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the `finally` below stops the running job and the broker
@@ -102,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, float]]] = {}
     try:
         _, _, lines = publish_traffic(s0, args.marks, Mix(identical=args.identical), args.listings)
-        wave = identical_wave(lines) if args.waves else []
+        wave: list[bytes] | list[list[bytes]] = []
+        if args.waves and args.wave_kind == "price":
+            wave = [current_price_wave(lines, w) for w in range(args.waves)]
+        elif args.waves:
+            wave = identical_wave(lines)
         for r in range(args.rounds):
             for name, path, env in trees:
                 s = km.job_settings(s0, f"{name}{r}")
