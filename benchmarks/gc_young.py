@@ -14,6 +14,7 @@ import argparse
 import gc
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(r), flush=True)
         res.append(r)
     if args.results:
-        args.results.write_text(json.dumps({"command": "python -m benchmarks.gc_young " + " ".join(argv or []),
+        args.results.write_text(json.dumps({"command": "python -m benchmarks.gc_young " + " ".join(sys.argv[1:] if argv is None else argv),
                                             "results": res}, indent=1) + "\n")
     return 0
 
