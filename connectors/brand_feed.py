@@ -167,18 +167,22 @@ def freeze_long_lived() -> None:
 YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
-def space_young_collections() -> int:
-    """Set the young generation's threshold of the cyclic collector to `ZEROSCAN_GC_YOUNG`
-    (YOUNG_COLLECTION_THRESHOLD unless set; 700 is CPython's own), keeping the older
-    generations' thresholds; the threshold set. A value that is not a whole number from 1 to
-    10,000,000 is refused at the start, naming the variable."""
+def young_collection_threshold() -> int:
+    """`ZEROSCAN_GC_YOUNG` (YOUNG_COLLECTION_THRESHOLD unless set; 700 is CPython's own). A value
+    that is not a whole number from 1 to 10,000,000 is refused, naming the variable: by
+    `Settings.from_env` when the job starts, and by the scan operator where it runs."""
     raw = os.environ.get("ZEROSCAN_GC_YOUNG", "").strip() or str(YOUNG_COLLECTION_THRESHOLD)
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
+    n = int(raw) if raw.isdigit() else 0
     if not 1 <= n <= 10_000_000:
-        raise ValueError(f"ZEROSCAN_GC_YOUNG={raw!r}: expected a whole number of allocations from 1 to 10000000")
+        raise ValueError(f"ZEROSCAN_GC_YOUNG={raw[:40]!r}: expected a whole number of allocations from 1 to 10000000")
+    return n
+
+
+def space_young_collections() -> int:
+    """Set the young generation's threshold of the cyclic collector to
+    `young_collection_threshold()`, keeping the older generations' thresholds; the threshold
+    set."""
+    n = young_collection_threshold()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(n, middle, old)
     return n

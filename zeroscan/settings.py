@@ -109,6 +109,9 @@ class Settings:
     parallelism: int = 1
     # An account's API token for the command line (a secret: kept out of the repr).
     token: str | None = field(default=None, repr=False)
+    # The scan worker's young-collection threshold (ZEROSCAN_GC_YOUNG; the worker reads it from
+    # its environment, connectors.brand_feed.space_young_collections).
+    gc_young: int = 50_000
 
     @property
     def jar_dir(self) -> Path:
@@ -162,6 +165,7 @@ class Settings:
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
+            gc_young=_gc_young(),
         )
 
     @property
@@ -210,6 +214,14 @@ def _pairs(value: str, name: str) -> dict:
             raise ValueError(f"{name}: expected key=number pairs separated by ';', got {item!r}")
         out[key.strip()] = int(num) if num.is_integer() and key.strip() in ("threads", "per_host", "negative_entries", "batch_bytes") else num
     return out
+
+
+def _gc_young() -> int:
+    """The scan worker's young-collection threshold (it reads the variable itself), checked here
+    so that a wrong value stops the job before it starts."""
+    from connectors.brand_feed import young_collection_threshold
+
+    return young_collection_threshold()
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:

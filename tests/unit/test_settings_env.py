@@ -28,11 +28,13 @@ pytestmark = pytest.mark.unit
     ({"ZEROSCAN_UNCHANGED_CACHE_SLOTS": "0"}, "unchanged_cache_slots", 0),     # only the keyed step
     ({}, "price_loop", True),
     ({"ZEROSCAN_PRICE_LOOP": "off"}, "price_loop", False),                    # a price change is content
+    ({}, "gc_young", 50_000),
+    ({"ZEROSCAN_GC_YOUNG": "700"}, "gc_young", 700),                           # CPython's own
 ])
 def test_read_from_the_environment(monkeypatch, env, field, value):
     for k in ("ZEROSCAN_IMAGES", "ZEROSCAN_IMAGE_OCR", "ZEROSCAN_SIGNALS", "ZEROSCAN_WORKER_PYTHON",
               "ZEROSCAN_FLINK_OPTS", "ZEROSCAN_PARALLELISM", "ZEROSCAN_TOKEN", "ZEROSCAN_STOP_TIMEOUT_S",
-              "ZEROSCAN_UNCHANGED_CACHE_SLOTS", "ZEROSCAN_PRICE_LOOP"):
+              "ZEROSCAN_UNCHANGED_CACHE_SLOTS", "ZEROSCAN_PRICE_LOOP", "ZEROSCAN_GC_YOUNG"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -47,6 +49,8 @@ def test_read_from_the_environment(monkeypatch, env, field, value):
     ("ZEROSCAN_STOP_TIMEOUT_S", "-1", "whole number >= 0"),
     ("ZEROSCAN_PRICE_LOOP", "1", "on or off"),
     ("ZEROSCAN_UNCHANGED_CACHE_SLOTS", str((1 << 26) + 1), "at most 67108864"),   # 1.5 GiB
+    ("ZEROSCAN_GC_YOUNG", "0", "from 1 to 10000000"),
+    ("ZEROSCAN_GC_YOUNG", "50k", "from 1 to 10000000"),
 ])
 def test_bad_values_are_refused(monkeypatch, name, value, why):
     monkeypatch.setenv(name, value)
