@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, float]]] = {}
     try:
         _, _, lines = publish_traffic(s0, args.marks, Mix(identical=args.identical), args.listings)
-        wave: list[bytes] | list[list[bytes]] = []
-        if args.waves and args.wave_kind == "price":
-            wave = [current_price_wave(lines, w) for w in range(args.waves)]
-        elif args.waves:
-            wave = identical_wave(lines)
+        wave: list[bytes] | list[list[bytes]] = identical_wave(lines) if args.waves else []
         for r in range(args.rounds):
-            for name, path, env in trees:
+            for j, (name, path, env) in enumerate(trees):
+                if args.waves and args.wave_kind == "price":
+                    # prices of this job's own: the topic is shared, and a job after this one
+                    # must not find its waves' records already there, byte for byte
+                    first_n = (r * len(trees) + j) * args.waves
+                    wave = [current_price_wave(lines, first_n + w) for w in range(args.waves)]
                 s = km.job_settings(s0, f"{name}{r}")
                 if args.waves:
                     rates = dict(zip((f"wave {w}" for w in range(args.waves)),

@@ -160,8 +160,8 @@ def freeze_long_lived() -> None:
 # Container allocations (net of deallocations) between two young collections of the scan
 # worker, where CPython's default is 700. A batch of 2,000 listings keeps its parsed records,
 # evidence and decisions alive until its results are written, and each young collection (and
-# every tenth, of the middle generation) walks all of them again: 4-9 % of the scan's CPU at
-# 700 (`benchmarks/gc_young.py`). Only garbage in reference cycles waits for a collection (the
+# every tenth, of the middle generation) walks all of them again: 4-7 % of the scan's CPU at
+# 700 by the collector's own clock (`benchmarks/gc_young.py`). Only garbage in reference cycles waits for a collection (the
 # rest is freed by its reference count at once), so a larger count holds back at most that
 # many cyclic objects between two collections.
 YOUNG_COLLECTION_THRESHOLD = 50_000
@@ -172,7 +172,8 @@ def young_collection_threshold() -> int:
     that is not a whole number from 1 to 10,000,000 is refused, naming the variable: by
     `Settings.from_env` when the job starts, and by the scan operator where it runs."""
     raw = os.environ.get("ZEROSCAN_GC_YOUNG", "").strip() or str(YOUNG_COLLECTION_THRESHOLD)
-    n = int(raw) if raw.isdigit() else 0
+    digits = raw.replace("_", "")
+    n = int(digits) if digits.isascii() and digits.isdigit() else 0
     if not 1 <= n <= 10_000_000:
         raise ValueError(f"ZEROSCAN_GC_YOUNG={raw[:40]!r}: expected a whole number of allocations from 1 to 10000000")
     return n

@@ -109,8 +109,9 @@ class Settings:
     parallelism: int = 1
     # An account's API token for the command line (a secret: kept out of the repr).
     token: str | None = field(default=None, repr=False)
-    # The scan worker's young-collection threshold (ZEROSCAN_GC_YOUNG; the worker reads it from
-    # its environment, connectors.brand_feed.space_young_collections).
+    # The scan worker's young-collection threshold (ZEROSCAN_GC_YOUNG), read here only to refuse
+    # a wrong value at start: the worker reads it from its own environment
+    # (connectors.brand_feed.space_young_collections).
     gc_young: int = 50_000
 
     @property
