@@ -2,7 +2,7 @@
 (`pipeline_bench`'s steady measure: warm word caches, no content memo, every listing matched)
 with the cyclic collector's young threshold at CPython's 700 and at larger counts
 (`connectors.brand_feed.space_young_collections`, ZEROSCAN_GC_YOUNG), alternating pass by pass
-in one process per catalogue size, with the time the collector itself took (gc.callbacks).
+in one process per catalogue size (in reverse order every other round), with the time the collector itself took (gc.callbacks).
 
     .venv/bin/python -m benchmarks.gc_young [--marks 1000 1000000] [--rounds 3] [--results benchmarks/results/gc_young.json]
 
@@ -38,8 +38,8 @@ def measure(marks: int, rounds: int) -> dict:
     out: dict[int, dict[str, list[float]]] = {t: {"us": [], "gc_us": []} for t in THRESHOLDS}
     gc.callbacks.append(timer)
     try:
-        for _ in range(rounds):
-            for t in THRESHOLDS:
+        for r in range(rounds):
+            for t in THRESHOLDS if r % 2 == 0 else THRESHOLDS[::-1]:   # each order half the rounds
                 gc.set_threshold(t, *before[1:])
                 gc.collect()
                 spent[0] = 0.0
