@@ -37,7 +37,7 @@ from connectors.kafka_admin import ensure_topics
 from connectors.serde import Origin
 from pipelines.steps import ScanContext, scan_records
 from zeroscan.progress import bar
-from zeroscan.settings import ROOT
+from zeroscan.settings import DEFAULT_GC_YOUNG, ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
 # Project Zero's volume: 8 billion listing updates a day.
@@ -69,7 +69,7 @@ def _context(brands: list[dict]) -> ScanContext:
     Scanner.load_reference_data()
     ctx = ScanContext(Catalog.build([parse_brand(orjson.dumps(b)) for b in brands], version=1), Scanner("bench"))
     freeze_long_lived()
-    space_young_collections()
+    space_young_collections(DEFAULT_GC_YOUNG)
     return ctx
 
 

@@ -157,36 +157,18 @@ def freeze_long_lived() -> None:
             _frozen_after_full = gc.get_freeze_count()
 
 
-# Container allocations (net of deallocations) between two young collections of the scan
-# worker, where CPython's default is 700. A batch of 2,000 listings keeps its parsed records,
-# evidence and decisions alive until its results are written, and each young collection (and
-# every tenth, of the middle generation) walks all of them again: 4-7 % of the scan's CPU at
-# 700 by the collector's own clock (`benchmarks/gc_young.py`). Only garbage in reference cycles waits for a collection (the
-# rest is freed by its reference count at once), so a larger count holds back at most that
-# many cyclic objects between two collections.
-YOUNG_COLLECTION_THRESHOLD = 50_000
-
-
-def young_collection_threshold() -> int:
-    """`ZEROSCAN_GC_YOUNG` (YOUNG_COLLECTION_THRESHOLD unless set; 700 is CPython's own). A value
-    that is not a whole number from 1 to 10,000,000 is refused, naming the variable: by
-    `Settings.from_env` when the job starts, and by the scan operator where it runs."""
-    raw = os.environ.get("ZEROSCAN_GC_YOUNG", "").strip() or str(YOUNG_COLLECTION_THRESHOLD)
-    digits = raw.replace("_", "")
-    n = int(digits) if digits.isascii() and digits.isdigit() else 0
-    if not 1 <= n <= 10_000_000:
-        raise ValueError(f"ZEROSCAN_GC_YOUNG={raw[:40]!r}: expected a whole number of allocations from 1 to 10000000")
-    return n
-
-
-def space_young_collections() -> int:
-    """Set the young generation's threshold of the cyclic collector to
-    `young_collection_threshold()`, keeping the older generations' thresholds; the threshold
-    set."""
-    n = young_collection_threshold()
+def space_young_collections(threshold: int) -> None:
+    """Set the young generation's threshold of the cyclic collector to `threshold` container
+    allocations (net of deallocations), keeping the older generations' (the scan worker's
+    ZEROSCAN_GC_YOUNG, `ScanConfig.gc_young`; CPython's own is 700). A scan batch of 2,000
+    listings keeps its parsed records, evidence and decisions alive until its results are
+    written, and each young collection (and every tenth, of the middle generation) walks all of
+    them again: 4-7 % of the scan's CPU at 700 by the collector's own clock
+    (`benchmarks/gc_young.py`). Only garbage in reference cycles waits for a collection (the rest
+    is freed by its reference count at once), so a larger count holds back at most that many
+    cyclic objects between two collections."""
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(n, middle, old)
-    return n
+    gc.set_threshold(threshold, middle, old)
 
 
 def load_brands_file(path: Path) -> list[BrandReference]:

@@ -93,7 +93,7 @@ class ScanFunction(ScalarFunction):
         self.metrics = _Metrics(group)
         self._files = dict(cfg.files)
         freeze_long_lived()   # what came after the feed's build: the ledger replica, the scanner
-        space_young_collections()
+        space_young_collections(cfg.gc_young)
 
     def eval(self, value: pd.Series, source, part, pos, stream, context_raw, key) -> pd.DataFrame:
         # `context_raw`: on a feedback event, the listing's latest update (None: never seen). It

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from brand_signals.sources import DEFAULT as DEFAULT_SIGNALS
 from connectors.egress import EgressPolicy
 from connectors.image_fetch import FetchBudgets
+from zeroscan.settings import DEFAULT_GC_YOUNG
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class ScanConfig:
     # How records cross into Python: `pandas` (Arrow batches, the default) or `row` (one record
     # per call: only to measure the crossing, see operators.ScanRowFunction).
     udf: str = "pandas"
+    # The young-collection threshold of the workers' cyclic collector (ZEROSCAN_GC_YOUNG).
+    gc_young: int = DEFAULT_GC_YOUNG
 
     def __repr__(self) -> str:
         return (f"ScanConfig(model_version={self.model_version!r}, signals={self.signals!r}, "

@@ -578,7 +578,8 @@ def run_file_scan(settings: Settings, brands: Path, listings: Path, out: Path, d
         define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(path=str(brands.resolve())), settings.signals,
                                       files=(("listing", str(listings.resolve())),
                                              ("feedback", str(feedback.resolve()) if feedback else "")),
-                                      images=images, udf=settings.scan_udf), settings.unchanged_recheck_s,
+                                      images=images, udf=settings.scan_udf, gc_young=settings.gc_young),
+                    settings.unchanged_recheck_s,
                     settings.unchanged_cache_slots)
         results = file_results(t_env)
         counts = {"decision": 0, "dead": 0, "ledger": 0}
@@ -609,7 +610,7 @@ def build_kafka_statements(settings: Settings, parallelism: int, *, cluster: boo
     register_kafka_io(t_env, settings)
     define_scan(t_env, ScanConfig(MODEL_VERSION, BrandInput(kafka=settings.kafka, topic=settings.topics.brands),
                                   settings.signals, ledger_kafka=settings.kafka, ledger_topic=settings.topics.ledger,
-                                  images=image_config(settings), udf=settings.scan_udf),
+                                  images=image_config(settings), udf=settings.scan_udf, gc_young=settings.gc_young),
                settings.unchanged_recheck_s, settings.unchanged_cache_slots, price_loop=_price_loop(settings))
     stmts = t_env.create_statement_set()
     # Both topics from one Table: a query is converted once, so the two inserts share its plan

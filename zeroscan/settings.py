@@ -31,6 +31,10 @@ def _env(name: str, default: str) -> str:
 
 # Slots per source subtask of the cache before the keyed step (Settings.unchanged_cache_slots).
 DEFAULT_UNCHANGED_CACHE_SLOTS = 1 << 20
+# Container allocations between two young collections in the scan worker (CPython: 700); see
+# connectors.brand_feed.space_young_collections.
+DEFAULT_GC_YOUNG = 50_000
+MAX_GC_YOUNG = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +113,9 @@ class Settings:
     parallelism: int = 1
     # An account's API token for the command line (a secret: kept out of the repr).
     token: str | None = field(default=None, repr=False)
-    # The scan worker's young-collection threshold (ZEROSCAN_GC_YOUNG), read here only to refuse
-    # a wrong value at start: the worker reads it from its own environment
-    # (connectors.brand_feed.space_young_collections).
-    gc_young: int = 50_000
+    # The scan worker's young-collection threshold of the cyclic collector (ZEROSCAN_GC_YOUNG;
+    # it travels to the workers in the job's ScanConfig: connectors.brand_feed.space_young_collections).
+    gc_young: int = DEFAULT_GC_YOUNG
 
     @property
     def jar_dir(self) -> Path:
@@ -166,7 +169,7 @@ class Settings:
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
-            gc_young=_gc_young(),
+            gc_young=_gc_young(_int_env("GC_YOUNG", DEFAULT_GC_YOUNG)),
         )
 
     @property
@@ -217,17 +220,15 @@ def _pairs(value: str, name: str) -> dict:
     return out
 
 
-def _gc_young() -> int:
-    """The scan worker's young-collection threshold (it reads the variable itself), checked here
-    so that a wrong value stops the job before it starts."""
-    from connectors.brand_feed import young_collection_threshold
-
-    return young_collection_threshold()
+def _gc_young(n: int) -> int:
+    if n > MAX_GC_YOUNG:
+        raise ValueError(f"ZEROSCAN_GC_YOUNG must be at most {MAX_GC_YOUNG}, got {n}")
+    return n
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
     raw = _env(name, str(default)).replace("_", "")
-    if not raw.isdigit() or int(raw) < minimum:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
         what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
         raise ValueError(f"ZEROSCAN_{name} must be {what}, got {raw[:40]!r}")
     return int(raw)

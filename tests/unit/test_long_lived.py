@@ -11,6 +11,7 @@ import pytest
 
 from connectors import brand_feed
 from connectors.brand_feed import FULL_SETTLE_GROWTH, FileBrandFeed, freeze_long_lived
+from zeroscan.settings import DEFAULT_GC_YOUNG
 
 pytestmark = pytest.mark.unit
 
@@ -116,14 +117,13 @@ def thresholds():
     gc.set_threshold(*before)
 
 
-def test_young_collections_are_spaced_and_cyclic_garbage_is_still_freed(monkeypatch, thresholds):
-    """The scan worker's young generation (`space_young_collections`, ZEROSCAN_GC_YOUNG):
-    collections come after YOUNG_COLLECTION_THRESHOLD allocations instead of 700, and a
-    reference cycle that became garbage is freed by the collections that do come, with no
+def test_young_collections_are_spaced_and_cyclic_garbage_is_still_freed(thresholds):
+    """The scan worker's young generation (`space_young_collections(ScanConfig.gc_young)`,
+    ZEROSCAN_GC_YOUNG): collections come after DEFAULT_GC_YOUNG allocations instead of 700, and
+    a reference cycle that became garbage is freed by the collections that do come, with no
     explicit collect: 100,000 more two-node cycles allocated, the first one gone."""
-    monkeypatch.delenv("ZEROSCAN_GC_YOUNG", raising=False)
-    assert brand_feed.space_young_collections() == brand_feed.YOUNG_COLLECTION_THRESHOLD
-    assert gc.get_threshold() == (brand_feed.YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
+    brand_feed.space_young_collections(DEFAULT_GC_YOUNG)
+    assert gc.get_threshold() == (DEFAULT_GC_YOUNG, *thresholds[1:])
     gc.collect()
     collections = []
     gc.callbacks.append(cb := lambda phase, info: phase == "stop" and collections.append(info["generation"]))
@@ -142,16 +142,4 @@ def test_young_collections_are_spaced_and_cyclic_garbage_is_still_freed(monkeypa
     assert gone() is None
     # at most 400,000 tracked allocations (each node, and its instance dict where one is made)
     # over a threshold of 50,000: a few young collections, where 700 gives hundreds
-    assert 0 < len(collections) <= 400_000 // brand_feed.YOUNG_COLLECTION_THRESHOLD + 2, collections
-
-
-def test_the_young_threshold_is_set_by_the_variable_and_refused_when_not_a_count(monkeypatch, thresholds):
-    monkeypatch.setenv("ZEROSCAN_GC_YOUNG", "700")
-    assert brand_feed.space_young_collections() == 700 and gc.get_threshold()[0] == 700
-    monkeypatch.setenv("ZEROSCAN_GC_YOUNG", "50_000")
-    assert brand_feed.space_young_collections() == 50_000
-    for bad in ("0", "-5", "lots", "1e6", "10000001", "²", "５００００"):
-        monkeypatch.setenv("ZEROSCAN_GC_YOUNG", bad)
-        with pytest.raises(ValueError, match="ZEROSCAN_GC_YOUNG"):
-            brand_feed.space_young_collections()
-        assert gc.get_threshold()[0] == 50_000
+    assert 0 < len(collections) <= 400_000 // DEFAULT_GC_YOUNG + 2, collections

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.unit
     ({"ZEROSCAN_PRICE_LOOP": "off"}, "price_loop", False),                    # a price change is content
     ({}, "gc_young", 50_000),
     ({"ZEROSCAN_GC_YOUNG": "700"}, "gc_young", 700),                           # CPython's own
+    ({"ZEROSCAN_GC_YOUNG": "50_000"}, "gc_young", 50_000),
 ])
 def test_read_from_the_environment(monkeypatch, env, field, value):
     for k in ("ZEROSCAN_IMAGES", "ZEROSCAN_IMAGE_OCR", "ZEROSCAN_SIGNALS", "ZEROSCAN_WORKER_PYTHON",
@@ -49,8 +50,13 @@ def test_read_from_the_environment(monkeypatch, env, field, value):
     ("ZEROSCAN_STOP_TIMEOUT_S", "-1", "whole number >= 0"),
     ("ZEROSCAN_PRICE_LOOP", "1", "on or off"),
     ("ZEROSCAN_UNCHANGED_CACHE_SLOTS", str((1 << 26) + 1), "at most 67108864"),   # 1.5 GiB
-    ("ZEROSCAN_GC_YOUNG", "0", "from 1 to 10000000"),
-    ("ZEROSCAN_GC_YOUNG", "50k", "from 1 to 10000000"),
+    ("ZEROSCAN_GC_YOUNG", "0", "positive whole number"),
+    ("ZEROSCAN_GC_YOUNG", "-5", "positive whole number"),
+    ("ZEROSCAN_GC_YOUNG", "50k", "positive whole number"),
+    ("ZEROSCAN_GC_YOUNG", "1e6", "positive whole number"),
+    ("ZEROSCAN_GC_YOUNG", "²", "positive whole number"),          # a digit, not an ASCII one
+    ("ZEROSCAN_GC_YOUNG", "５００００", "positive whole number"),
+    ("ZEROSCAN_GC_YOUNG", "10000001", "at most 10000000"),
 ])
 def test_bad_values_are_refused(monkeypatch, name, value, why):
     monkeypatch.setenv(name, value)
