@@ -3,7 +3,6 @@
 fetched, and the Jaccard similarity that finds near-duplicates of a confirmed removal."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import unicodedata
@@ -47,8 +46,8 @@ RARITY_CEIL = 3.0
 RARITY_LANGUAGES = ("en",)
 
 
-@functools.lru_cache(maxsize=262_144)
 def word_rarity(word: str) -> float:
+    """Remembered by the fingerprint's word table (`_WORDS`), its one caller."""
     from wordfreq import zipf_frequency
 
     return max(0.0, RARITY_CEIL - max(zipf_frequency(word, lang) for lang in RARITY_LANGUAGES))
