@@ -114,7 +114,7 @@ public final class ListingId extends ScalarFunction {
         }
     }
 
-    private static boolean isKey(byte[] b, int from, int to, byte[] key) {
+    static boolean isKey(byte[] b, int from, int to, byte[] key) {
         if (to - from == key.length) {
             for (int k = 0; k < key.length; k++) {
                 if (b[from + k] != key[k]) {

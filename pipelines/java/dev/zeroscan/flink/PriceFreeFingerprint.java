@@ -33,6 +33,8 @@ public final class PriceFreeFingerprint extends ScalarFunction {
 
     private static final byte[] PRICE = "price".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] SUFFIX = "/p".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] AMOUNT = "amount".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] CURRENCY = "currency".getBytes(StandardCharsets.US_ASCII);
     private static final int MAX_INT_DIGITS = 12;
     private static final int MAX_FRACTION_DIGITS = 8;
 
@@ -94,8 +96,8 @@ public final class PriceFreeFingerprint extends ScalarFunction {
             if (name < 0) {
                 return false;
             }
-            boolean isAmount = is(b, i + 1, name - 1, "amount");
-            boolean isCurrency = is(b, i + 1, name - 1, "currency");
+            boolean isAmount = ListingId.isKey(b, i + 1, name - 1, AMOUNT);
+            boolean isCurrency = ListingId.isKey(b, i + 1, name - 1, CURRENCY);
             if ((!isAmount && !isCurrency) || (isAmount && amount) || (isCurrency && currency)) {
                 return false;
             }
@@ -129,18 +131,6 @@ public final class PriceFreeFingerprint extends ScalarFunction {
             }
         }
         return -1;
-    }
-
-    private static boolean is(byte[] b, int from, int to, String name) {
-        if (to - from != name.length()) {
-            return false;
-        }
-        for (int k = 0; k < name.length(); k++) {
-            if (b[from + k] != name.charAt(k)) {
-                return false;
-            }
-        }
-        return true;
     }
 
     /** After (0|[1-9][0-9]{0,11})(\.[0-9]{1,8})? at i, followed by a non-digit; or -1. */
