@@ -51,17 +51,16 @@ def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int
     return out
 
 
-def wave_rates(settings: Settings, checkout: str, env: dict[str, str], wave: list[bytes] | list[list[bytes]],
-               waves: int, log: str) -> list[float]:
-    """Run that checkout's job over everything on the topic, then produce `wave` `waves` times,
+def wave_rates(settings: Settings, checkout: str, env: dict[str, str], waves: list[list[bytes]],
+               log: str) -> list[float]:
+    """Run that checkout's job over everything on the topic, then produce each of `waves`,
     measuring each in turn; the rate per wave (and the busiest threads, printed)."""
     job = km.start_job(settings, 1, log, Path(checkout), env)
     try:
         first = sum(end_offsets(settings.kafka, settings.topics.listings).values())
         km.poll_committed(settings, job, 0, first, log)
         out = []
-        for w in range(waves):
-            this = wave[w] if isinstance(wave[0], list) else wave
+        for this in waves:
             cpu0, threads0 = km.cpu_seconds(job.pid), km.thread_cpu(job.pid)
             produce_lines(settings.kafka, settings.topics.listings, this, "listing_id")
             km.poll_committed(settings, job, first, first + len(this), log)
@@ -108,18 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, float]]] = {}
     try:
         _, _, lines = publish_traffic(s0, args.marks, Mix(identical=args.identical), args.listings)
-        wave: list[bytes] | list[list[bytes]] = identical_wave(lines) if args.waves else []
+        same = [identical_wave(lines)] * args.waves if args.waves and args.wave_kind == "identical" else []
         for r in range(args.rounds):
             for j, (name, path, env) in enumerate(trees):
+                waves = same
                 if args.waves and args.wave_kind == "price":
                     # prices of this job's own: the topic is shared, and a job after this one
                     # must not find its waves' records already there, byte for byte
                     first_n = (r * len(trees) + j) * args.waves
-                    wave = [current_price_wave(lines, first_n + w) for w in range(args.waves)]
+                    waves = [current_price_wave(lines, first_n + w) for w in range(args.waves)]
                 s = km.job_settings(s0, f"{name}{r}")
                 if args.waves:
                     rates = dict(zip((f"wave {w}" for w in range(args.waves)),
-                                     wave_rates(s, path, env, wave, args.waves, f"{name}{r}.log")))
+                                     wave_rates(s, path, env, waves, f"{name}{r}.log")))
                 else:
                     rates = job_rates(s, path, env, args.listings, f"{name}{r}.log")
                 results.setdefault(name, []).append(rates)
