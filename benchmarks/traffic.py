@@ -99,34 +99,37 @@ class Traffic:
             self._new()
 
 
+def _latest_reposts(wave: list[bytes], edit) -> list[bytes]:
+    """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
+    in `wave` as `edit(record, i)` leaves it."""
+    ids = [orjson.loads(x)["listing_id"] for x in wave]
+    latest = dict(zip(ids, wave))
+    out = []
+    for i, lid in enumerate(ids):
+        rec = orjson.loads(latest[lid])
+        edit(rec, i)
+        out.append(orjson.dumps(rec))
+    return out
+
+
 def current_price_wave(wave: list[bytes], n: int = 0) -> list[bytes]:
     """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
     in `wave` with a new price and event time: price-only updates of what each listing says now.
     (`wave` itself, re-priced record by record, replays its listings' edits too: most of its
     records change content back and forth.) `n` numbers waves of these: each has prices and
     event times of its own, so none repeats a record of another byte for byte."""
-    ids = [orjson.loads(x)["listing_id"] for x in wave]
-    latest = dict(zip(ids, wave))
-    out = []
-    for i, lid in enumerate(ids):
-        rec = orjson.loads(latest[lid])
+    def reprice(rec: dict, i: int) -> None:
         if isinstance(rec.get("price"), dict):
             rec["price"] = {**rec["price"], "amount": round(rec["price"]["amount"] * (0.5 + ((i + 331 * n) % 997) / 1994)
                                                             + 0.01 * n, 2)}
         rec["event_time"] += 30_000_000 * (n + 1) + i
-        out.append(orjson.dumps(rec))
-    return out
+    return _latest_reposts(wave, reprice)
 
 
 def identical_wave(wave: list[bytes]) -> list[bytes]:
     """As many re-posts as `wave`, in its listings' order, each the latest record of its listing
     in `wave` with a new event time only (stock updates, refreshes): byte for byte what the
     listing's previous record said, but for event_time."""
-    ids = [orjson.loads(x)["listing_id"] for x in wave]
-    latest = dict(zip(ids, wave))
-    out = []
-    for i, lid in enumerate(ids):
-        rec = orjson.loads(latest[lid])
+    def refresh(rec: dict, i: int) -> None:
         rec["event_time"] += 20_000_000 + i
-        out.append(orjson.dumps(rec))
-    return out
+    return _latest_reposts(wave, refresh)
