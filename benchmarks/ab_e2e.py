@@ -9,14 +9,15 @@ CHECKOUT is the folder of a checkout whose own `python -m zeroscan job run` star
 from that folder (a worktree of the commit to compare, sharing this virtualenv); VAR=VALUE pairs
 are set in that job's environment only (ZEROSCAN_FLINK_OPTS="key=value;..." for Flink options,
 say). Each job reads the same listings topic from its own consumer group. Rates are listings per CPU-second of the job's process tree
-(as `make bench`), in windows of the committed offsets: 10-90 % (the bench's), 10-40, 40-70 and
+(as `make bench`), in windows of where the job's source reads (`kafka_measures.SourceReads`): 10-90 % (the bench's), 10-40, 40-70 and
 70-95 % and 50-95 %, so JIT warm-up in the first minute shows (the JIT compilers are the JVM's largest CPU user in the first minutes: read the later windows, with more listings, for the warm rate). Prints one line per job and the ratios to the
 first NAME; writes nothing else.
 
 With `--waves N`, each job instead reads everything on the topic (so it is warm), then N waves of
 identical re-posts (the listings' latest records with a new event time only, which stop on the
-Java side) are produced and each is measured from its production to its last commit: listings
-per CPU-second of the job's process tree, and the threads that took that CPU (/proc task times).
+Java side) are produced and each is measured between 10 % and 90 % of it read (as `make bench`):
+listings per CPU-second of the job's process tree; and the threads that took the CPU from the
+wave's production to its last commit (/proc task times).
 With `--wave-kind price`, the waves are price-only re-posts of the listings' latest records
 instead (`benchmarks.traffic.current_price_wave`, new prices in every wave), which the price
 loop stops once the scans' verdicts are back.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import time
 from pathlib import Path
 
 from benchmarks import kafka_measures as km
@@ -47,7 +49,7 @@ def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int
     out = {}
     for lo, hi in WINDOWS:
         a, b = km.window(marks, 0, total, lo, hi)
-        out[f"{round(lo * 100)}-{round(hi * 100)}%"] = round((b[1] - a[1]) / (b[2] - a[2]))
+        out[f"{round(lo * 100)}-{round(hi * 100)}%"] = round((b.read - a.read) / (b.cpu - a.cpu))
     return out
 
 
@@ -61,15 +63,17 @@ def wave_rates(settings: Settings, checkout: str, env: dict[str, str], waves: li
         km.poll_committed(settings, job, 0, first, log)
         out = []
         for this in waves:
-            cpu0, threads0 = km.cpu_seconds(job.pid), km.thread_cpu(job.pid)
+            start = km.Mark(time.monotonic(), first, km.cpu_seconds(job.pid), first)
+            threads0 = km.thread_cpu(job.pid)
             produce_lines(settings.kafka, settings.topics.listings, this, "listing_id")
-            km.poll_committed(settings, job, first, first + len(this), log)
-            cpu = km.cpu_seconds(job.pid) - cpu0
+            marks, peak, _t0 = km.poll_committed(settings, job, first, first + len(this), log)
+            cpu = km.cpu_seconds(job.pid) - start.cpu
             threads = km.thread_cpu(job.pid)
+            rate = km.window_rates(*km.window([start] + marks, first, first + len(this)), peak)["listings_per_cpu_s"]
             first += len(this)
-            out.append(round(len(this) / cpu))
+            out.append(rate)
             busiest = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads.items()), reverse=True)[:8]
-            print(f"  {round(len(this) / cpu)} per CPU-second; " +
+            print(f"  {rate} per CPU-second; " +
                   ", ".join(f"{k} {100 * v / cpu:.0f} %" for v, k in busiest), flush=True)
         return out
     finally:

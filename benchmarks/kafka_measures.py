@@ -8,13 +8,15 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import orjson
 
@@ -175,17 +177,70 @@ def _job_env(settings: Settings) -> dict[str, str]:
             "ZEROSCAN_TOPIC_PREFIX": settings.topics.listings[: -len("listings")]}
 
 
+class JobProcess(subprocess.Popen):
+    """A bench job's process, with `reads`: where its Kafka source is reading."""
+    reads: "SourceReads"
+
+
 def start_job(settings: Settings, parallelism: int, log_name: str, checkout: Path = ROOT,
-              env: Mapping[str, str] | None = None, module: list[str] | None = None) -> subprocess.Popen:
+              env: Mapping[str, str] | None = None, module: list[str] | None = None) -> JobProcess:
     """`python -m zeroscan job run` of `checkout` (another checkout's job for a side by side: run
     from its folder, which `-m` puts first on the module path), with `env` added; `module`: run
-    `python -m <module...>` instead (another job on the same settings)."""
+    `python -m <module...>` instead (another job on the same settings). The job reports its
+    source's read offsets to a reporter of its own (`SourceReads`)."""
     job_env = {**_job_env(settings), **({"PYTHONPATH": str(checkout)} if checkout != ROOT else {}), **(env or {})}
+    reads = SourceReads(settings.topics.listings)
+    job_env["ZEROSCAN_FLINK_OPTS"] = ";".join(filter(None, [job_env.get("ZEROSCAN_FLINK_OPTS", ""), reads.flink_opts()]))
     argv = module or ["zeroscan", "job", "run", "--parallelism", str(parallelism)]
     with open(settings.state_dir / log_name, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", *argv],
-                                cwd=checkout, env=job_env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        job = JobProcess([sys.executable, "-m", *argv],
+                         cwd=checkout, env=job_env, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    job.reads = reads
+    return job
+
+
+class SourceReads:
+    """Where a job's Kafka source is reading the listings topic: the sum over its partitions of
+    the offset after the record it last handed on (Flink's `KafkaSourceReader...currentOffset`
+    gauges, plus one), from a Prometheus reporter of the bench's own on a free loopback port that
+    reports only those gauges (the job's own reporter renders ~1 MB of every metric per scrape;
+    this one a few lines).
+
+    Why not the committed offsets alone: the source commits a checkpoint's offsets from its
+    fetcher thread, after the fetcher's poll of the consumer returns, and that poll waits up to
+    10 s when there is nothing to read (flink-connector-kafka 5.0's fixed timeout). So once a job
+    has drained a wave, its last commits come up to ~12 s late, and a window that ended on them
+    charged the job that long idle (the bench's identical-re-post wave: 12.6 s for a wave the job
+    had read in about two). A record the source has handed on has passed the steps chained to
+    it; the ones behind the first exchange (the keyed step, the Python scan) hold at most their
+    buffers, which are as full at a window's start as at its end once the job is busy."""
+
+    def __init__(self, topic: str):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        # Prometheus label values: Flink's reporter writes any other character as "_".
+        self._label = 'topic="' + re.sub(r"[^a-zA-Z0-9:_]", "_", topic) + '"'
+
+    def flink_opts(self) -> str:
+        r = "metrics.reporter.zsbenchreads"
+        return (f"{r}.factory.class=org.apache.flink.metrics.prometheus.PrometheusReporterFactory;"
+                f"{r}.port={self.port};{r}.filter.includes=*:currentOffset:gauge")
+
+    def read(self) -> int | None:
+        """The read position, or None while the job reports none (starting, or not reading)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                body = r.read().decode()
+        except OSError:
+            return None
+        total, seen = 0, False
+        for line in body.splitlines():
+            if line.startswith("flink_") and "currentOffset" in line and self._label in line:
+                seen = True
+                total += max(0, int(float(line.rsplit(" ", 1)[1])) + 1)   # -1: nothing read yet
+        return total if seen else None
 
 
 def stop_job(job: subprocess.Popen) -> None:
@@ -198,56 +253,80 @@ def stop_job(job: subprocess.Popen) -> None:
         job.wait()
 
 
-def poll_committed(settings: Settings, job: subprocess.Popen, first: int, last: int, log: str
-                   ) -> tuple[list[tuple[float, int, float]], float, float]:
-    """Poll committed offsets every 0.5 s until `last`: (marks of (time, committed, job tree's
-    CPU seconds), peak RSS MiB, start time)."""
-    marks: list[tuple[float, int, float]] = []
-    peak = 0.0
+class Mark(NamedTuple):
+    """One poll of a running job."""
+    t: float           # time.monotonic()
+    committed: int     # the job's committed offsets on the listings topic, summed
+    cpu: float         # the job tree's CPU seconds
+    read: int          # where its source is reading (SourceReads; never below `committed`)
+
+
+def poll_committed(settings: Settings, job: JobProcess, first: int, last: int, log: str
+                   ) -> tuple[list[Mark], float, float]:
+    """Poll the job every 0.25 s until `last` is committed: (its marks, peak RSS MiB, start time)."""
+    marks: list[Mark] = []
+    peak, reported = 0.0, False
     t_start = time.monotonic()
     with bar(last - first, log.removesuffix(".log"), "rec") as shown:  # committed so far (stderr, terminals only)
         while True:
             if job.poll() is not None:
                 raise RuntimeError(f"job exited; see {settings.state_dir}/{log}")
+            read = job.reads.read()
+            reported |= read is not None
             done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
-            marks.append((time.monotonic(), done, cpu_seconds(job.pid)))
+            marks.append(Mark(time.monotonic(), done, cpu_seconds(job.pid), max(done, read or 0)))
             peak = max(peak, rss_mib(job.pid))
             shown.update(max(0, min(done, last) - first - shown.n))
             if done >= last:
                 break
             if time.monotonic() - t_start > 1800:
                 raise RuntimeError("job too slow: over 30 min")
-            time.sleep(0.5)
+            time.sleep(0.25)
+    if last > first and not reported:   # windows would fall back to the late commits unseen
+        raise RuntimeError(f"the job reported no source offsets on port {job.reads.port}; see {settings.state_dir}/{log}")
     return marks, peak, t_start
 
 
-def window(marks: list[tuple[float, int, float]], first: int, last: int, lo: float = 0.1, hi: float = 0.9
-           ) -> tuple[tuple[float, int, float], tuple[float, int, float]]:
-    """Committed offsets advance once per checkpoint: the last poll at or below `lo` and the
-    first at or above `hi` of the way from `first` to `last` (at least one checkpoint apart)."""
+def window(marks: list[Mark], first: int, last: int, lo: float = 0.1, hi: float = 0.9) -> tuple[Mark, Mark]:
+    """The last poll at or below `lo` and the first at or above `hi` of the way from `first` to
+    `last`, by where the job's source is reading (`SourceReads`)."""
     span = last - first
-    a = [m for m in marks if m[1] <= first + lo * span][-1]
-    b = next(m for m in marks if m[1] >= first + hi * span)
+    a = [m for m in marks if m.read <= first + lo * span][-1]
+    b = next(m for m in marks if m.read >= first + hi * span)
     return a, b
 
 
-def _measure(settings: Settings, job: subprocess.Popen, first: int, last: int, log: str) -> tuple[dict, float]:
-    """Poll committed offsets until `last`; rates between 10 % and 90 % of the way from `first`."""
+def _measure(settings: Settings, job: JobProcess, first: int, last: int, log: str) -> tuple[dict, float]:
+    """Poll the job until `last` is committed; rates between 10 % and 90 % of the way from
+    `first`, by where its source reads."""
     marks, peak, t_start = poll_committed(settings, job, first, last, log)
     a, b = window(marks, first, last)
-    return _rates(a, b, peak), a[0] - t_start
+    return {**window_rates(a, b, peak), "by_commits": by_commits(marks, first, last)}, a.t - t_start
 
 
-def _rates(a: tuple[float, int, float], b: tuple[float, int, float], peak: float) -> dict:
-    """The rates between two polls (time, committed, job tree's CPU seconds)."""
-    n, wall, cpu = b[1] - a[1], b[0] - a[0], b[2] - a[2]
+def by_commits(marks: list[Mark], first: int, last: int, wave: bool = False) -> dict:
+    """What a window on the committed offsets gave over the same polls (the bench's windows
+    until the read positions: from the last poll at or below 10 % committed, or for a `wave`
+    from the mark before its production, to the first at or above 90 %), and how much later
+    than the read position's 90 % the commits showed it."""
+    span = last - first
+    a = marks[0] if wave else [m for m in marks if m.committed <= first + 0.1 * span][-1]
+    b = next(m for m in marks if m.committed >= first + 0.9 * span)
+    read_b = next(m for m in marks if m.read >= first + 0.9 * span)
+    return {"listings_per_cpu_s": round((b.committed - a.committed) / (b.cpu - a.cpu)), "wall_s": round(b.t - a.t, 2),
+            "lag_s": round(b.t - read_b.t, 2)}
+
+
+def window_rates(a: Mark, b: Mark, peak: float) -> dict:
+    """The rates between two polls: the records the source read between them, per wall and CPU second."""
+    n, wall, cpu = b.read - a.read, b.t - a.t, b.cpu - a.cpu
     return {"listings": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "listings_per_s": round(n / wall),
             "listings_per_cpu_s": round(n / cpu), "cores_busy": round(cpu / wall, 2), "peak_rss_mib": round(peak)}
 
 
 def e2e(settings: Settings, parallelism: int, total: int) -> dict:
     """Start the job on a topic already holding `total` updates; measure between 10 % and 90 %
-    committed (start-up excluded)."""
+    read (start-up excluded)."""
     log = f"bench-job-p{parallelism}.log"
     job = start_job(settings, parallelism, log)
     try:
@@ -273,13 +352,11 @@ def marginal_us(rates: dict, idle: float) -> float:
 def fast_path_e2e(settings: Settings, waves: list[list[bytes]], idle_s: float = 0.0,
                   module: list[str] | None = None) -> list[dict]:
     """The job reads everything already on the topic (so its memo knows that content), then
-    each wave of re-posts is produced and measured on its own, in turn, by the same job. One
-    rate per wave, from just before the wave is produced until 90 % of it is committed: a job
-    that keeps up with the producer has committed more than the first 10 % by the time
-    producing ends, so the window's start is taken before (a rate on the safe side: the CPU of
-    the first records' wait for the producer is in it; the last 10 % are left out as in
-    `_measure`, since they wait for the checkpoint that commits them). With `idle_s`, the job's
-    idle cost is measured that long before the first wave, and each wave's CPU above it too."""
+    each wave of re-posts is produced and measured on its own, in turn, by the same job, until it
+    is all committed. One rate per wave, between 10 % and 90 % of it read, as in `_measure` (a
+    mark taken just before the wave is produced stands for its start, where a job that keeps up
+    with the producer is past 10 % at its first poll). With `idle_s`, the job's idle cost is
+    measured that long before the first wave, and each wave's CPU above it too."""
     base = sum(end_offsets(settings.kafka, settings.topics.listings).values())
     log = "bench-job-fastpath.log"
     job = start_job(settings, 1, log, module=module)
@@ -288,11 +365,12 @@ def fast_path_e2e(settings: Settings, waves: list[list[bytes]], idle_s: float = 
         _measure(settings, job, 0, base, log)
         idle = idle_cores(job, idle_s) if idle_s else None
         for wave in waves:
-            start = (time.monotonic(), base, cpu_seconds(job.pid))
+            start = Mark(time.monotonic(), base, cpu_seconds(job.pid), base)
             produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
             marks, peak, _ = poll_committed(settings, job, base, base + len(wave), log)
-            _, b = window([start] + marks, base, base + len(wave), lo=0.0)   # a mark at or below `base`
-            r = {**_rates(start, b, peak), "window": "produced..90 %"}
+            marks = [start] + marks
+            r = {**window_rates(*window(marks, base, base + len(wave)), peak), "window": "read 10..90 %",
+                 "by_commits": by_commits(marks, base, base + len(wave), wave=True)}
             if idle is not None:
                 r.update(idle_cores=idle, marginal_us=marginal_us(r, idle))
             out.append(r)

@@ -258,6 +258,15 @@ def write_results(res: dict, results: Path = RESULTS) -> None:
                 ("Flink SQL copy", "flink_copy"), ("price-only re-post", "fast_path_e2e"),
                 ("price-only re-post of current content", "current_price_e2e"),
                 ("identical re-post", "identical_e2e")) if key in res) + "."]
+    runs = [("the mix", res["e2e"][0])] + [(name, res[key]) for name, key in (
+        ("the Flink SQL copy", "flink_copy"), ("price-only re-posts", "fast_path_e2e"),
+        ("price-only re-posts of current content", "current_price_e2e"), ("identical re-posts", "identical_e2e"))
+        if key in res]
+    if all("by_commits" in r for _, r in runs):
+        md += ["", "Windows: 10-90 % of each run read by the job's Kafka source. Over the same polls, windows on the "
+                   "committed offsets would have read: " + ", ".join(
+                       f"{name} {r['by_commits']['listings_per_cpu_s']:,} per CPU-second (commits "
+                       f"{r['by_commits']['lag_s']} s behind the reads)" for name, r in runs) + "."]
     md += ["", f"8 billion updates a day = {DAILY_UPDATES / 86_400:,.0f}/s: {res['cores_for_8b_per_day']} cores at the "
                f"end-to-end rate per core.", "", f"Command: `{res['command']}`; seed {res['seed']}; "
                f"machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, Python {res['machine']['python']}."]

@@ -1,0 +1,94 @@
+"""The bench's job rates are windowed on where the job's Kafka source reads (its
+`currentOffset` gauges on a Prometheus reporter of the bench's own), not on the committed
+offsets, which come up to ~12 s late once a job has drained what it reads."""
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+
+from benchmarks.kafka_measures import Mark, SourceReads, window, window_rates
+
+pytestmark = pytest.mark.unit
+
+GAUGE = "flink_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_currentOffset"
+
+
+def _line(topic_label: str, partition: int, value: float) -> str:
+    return (f'{GAUGE}{{task_attempt_num="0",partition="{partition}",topic="{topic_label}",'
+            f'operator_name="Source:_inputs_kafka_1_",subtask_index="0",}} {value}')
+
+
+def _serve(reads: SourceReads, body: str) -> http.server.HTTPServer:
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = body.encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", reads.port), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_read_position_sums_the_listings_partitions_and_nothing_else():
+    reads = SourceReads("b1a2c3-listings")
+    assert reads.read() is None                       # nothing listening yet: the job is starting
+    body = "\n".join([
+        "# HELP flink_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_currentOffset currentOffset",
+        "# TYPE flink_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_currentOffset gauge",
+        _line("b1a2c3_listings", 0, 4995.0),          # the record at offset 4995 handed on: 4996 read
+        _line("b1a2c3_listings", 1, 5003.0),
+        _line("b1a2c3_listings", 2, -1.0),            # nothing read from this partition yet
+        _line("b1a2c3_listings", 3, 12.0),
+        _line("b1a2c3_quiet_listings", 0, 3434.0),    # another input of the same source
+        _line("b1a2c3_feedback", 1, 77.0),
+        _line("x_b1a2c3_listings", 0, 99.0),          # another bench's topic, named alike
+    ]) + "\n"
+    server = _serve(reads, body)
+    try:
+        assert reads.read() == 4996 + 5004 + 0 + 13
+    finally:
+        server.shutdown()
+        server.server_close()
+    opts = dict(item.split("=", 1) for item in reads.flink_opts().split(";"))
+    assert opts["metrics.reporter.zsbenchreads.port"] == str(reads.port)
+    assert opts["metrics.reporter.zsbenchreads.filter.includes"] == "*:currentOffset:gauge"
+
+
+def test_a_source_that_reports_no_listings_offsets_reads_as_none():
+    reads = SourceReads("t-listings")
+    server = _serve(reads, _line("t_feedback", 0, 10.0) + "\n")
+    try:
+        assert reads.read() is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_window_follows_reads_while_commits_lag():
+    # A wave of 1,000 records from offset 10,000: the job reads it in 2 s, the commits show it
+    # only at 12 s (the fetcher's idle poll). The rate is over the reading, not the wait.
+    marks = [Mark(0.0, 10_000, 100.0, 10_000), Mark(0.5, 10_000, 100.1, 10_050),
+             Mark(1.0, 10_000, 100.6, 10_500), Mark(2.0, 10_000, 101.1, 10_950),
+             Mark(2.5, 10_000, 101.15, 11_000), Mark(12.0, 11_000, 102.1, 11_000)]
+    a, b = window(marks, 10_000, 11_000)
+    assert (a.t, b.t) == (0.5, 2.0)
+    r = window_rates(a, b, peak=1_000.0)
+    assert r["listings"] == 900 and r["wall_s"] == 1.5 and r["listings_per_cpu_s"] == 900
+
+
+def test_the_commit_window_over_the_same_polls_is_reported_with_its_lag():
+    from benchmarks.kafka_measures import by_commits
+
+    marks = [Mark(0.0, 10_000, 100.0, 10_000), Mark(0.5, 10_000, 100.1, 10_050),
+             Mark(1.0, 10_000, 100.6, 10_500), Mark(2.0, 10_000, 101.1, 10_950),
+             Mark(2.5, 10_000, 101.15, 11_000), Mark(12.0, 11_000, 102.1, 11_000)]
+    # A wave's: from the mark before its production to 90 % committed, 10 s after 90 % was read.
+    assert by_commits(marks, 10_000, 11_000, wave=True) == {"listings_per_cpu_s": 476, "wall_s": 12.0, "lag_s": 10.0}
