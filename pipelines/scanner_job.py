@@ -248,12 +248,14 @@ IS_FEEDBACK_SQL = "(input_kind = 'feedback' OR (input_kind = 'tagged' AND `text`
 # A delete is told as the scanner tells it, by the parsed `op`; the cheap test before the parse
 # only skips records that cannot hold the key: one that does holds `"op"` as written, or a JSON
 # escape (`"\u006fp"` is the same key to a parser, tests/pipeline/test_unchanged.py). It looks
-# for both in the record's bytes (POSITION); a regular expression for them decoded the record
-# to a Java string and tried the alternation at every character, the largest cost of the step
-# for the records that go on.
+# for both in one pass over the record's bytes where they are (zs_may_hold_op, pipelines/java
+# MayHoldOp). A regular expression for them decoded the record to a Java string and tried the
+# alternation at every character; then two POSITIONs, which compare the pattern at every byte
+# through a memory-segment call, walked the record twice: 39 % of the JVM's CPU samples in a
+# wave of price-only re-posts (benchmarks in the README, "Throughput").
 LISTING_CONTEXT_SQL = """CASE WHEN is_feedback
          THEN LAST_VALUE(CASE WHEN is_listing
-                                   AND NOT ((POSITION('"op"' IN body) > 0 OR POSITION('\\u' IN body) > 0)
+                                   AND NOT (zs_may_hold_op(body)
                                             AND COALESCE(JSON_VALUE(body, '$.op'), '') = 'delete')
                                    AND zs_byte_length(body) <= 1048576 THEN body END) OVER w END"""
 
@@ -291,6 +293,7 @@ JAVA_FUNCTIONS = {"zs_content_fingerprint": "dev.zeroscan.flink.ContentFingerpri
                   "zs_byte_length": "dev.zeroscan.flink.ByteLength",
                   "zs_changed_here": "dev.zeroscan.flink.ChangedHere",
                   "zs_listing_id": "dev.zeroscan.flink.ListingId",
+                  "zs_may_hold_op": "dev.zeroscan.flink.MayHoldOp",
                   "zs_price_free_fingerprint": "dev.zeroscan.flink.PriceFreeFingerprint",
                   "zs_repost_stop": "dev.zeroscan.flink.RepostStop"}
 

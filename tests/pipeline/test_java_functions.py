@@ -326,3 +326,36 @@ def test_the_price_free_fingerprint_is_the_specified_one(tmp_path):
         by_listing.setdefault(orjson.loads(raw)["listing_id"], set()).add(by_raw[raw])
     seen = [fp for fps in by_listing.values() for fp in fps if fp is not None]
     assert len(seen) == len(set(seen)) and len(by_listing) > 10   # no two listings share one
+
+
+# Records built to tell a byte search for `"op"` and `\u` from POSITION's: the patterns at the
+# first and last bytes, cut short at the end, next to multi-byte and invalid UTF-8, escaped.
+MAY_HOLD_OP: list[bytes] = [
+    b'', b'"', b'"o', b'"op', b'"op"', b'x"op"', b'"op"x', b'\\', b'\\u', b'x\\u', b'\\ux', b'\\\\u', b'u\\',
+    b'{"listing_id":"x1","op":"delete"}', b'{"listing_id":"x1","o":"p"}', b'{"listing_id":"x1","top":1}',
+    b'{"listing_id":"x1","ops":1}', b'{"listing_id":"x1","t":"\\"op\\""}', b'{"listing_id":"x1","\\u006fp":"delete"}',
+    b'{"listing_id":"x1","o\\u0070":"delete"}', b'{"listing_id":"x1","t":"\\n\\t"}', b'{"listing_id":"x1","t":"\\U0041"}',
+    b'{"listing_id":"x1","OP":"delete"}', b'{"listing_id":"x1", "op" :"delete"}', b"{'op':'delete'}",
+    '{"t":"caf\u00e9\u65e5\U0001F45C","op":1}'.encode(), '{"t":"\u00e9\\u00e9"}'.encode(), '"\u00e9op"'.encode(),
+    b'{"t":"\xff"op"}', b'{"t":"\xff\\u"}', b'{"t":"\xe6\x97"op"', b'{"t":"x"}\xf0\x9f\x91\\u', b'\x80"op"\x80',
+]
+
+
+def test_may_hold_op_is_the_two_positions_it_replaced(tmp_path):
+    """zs_may_hold_op gives what POSITION('"op"') > 0 OR POSITION('\\u') > 0 gave, on handmade
+    records, the bench's generated listings and 2,000 records a few edits from them, and NULL
+    for NULL."""
+    from benchmarks.traffic import Traffic, brand_records
+    rng = random.Random(20261207)
+    generated = list(Traffic(brand_records(200)).lines(300))
+    records = MAY_HOLD_OP + generated + _mutations(rng, generated + [r for r in MAY_HOLD_OP if len(r) > 3], 2000)
+    got = over_texts(tmp_path, records,
+                     "zs_may_hold_op(`text`), POSITION('\"op\"' IN `text`) > 0 OR POSITION('\\u' IN `text`) > 0")
+    assert sorted(got) == list(range(len(records)))
+    for i, raw in enumerate(records):
+        ours, positions = got[i]
+        assert ours is positions, raw
+        if _valid_utf8(raw):      # invalid: the cast from bytes put U+FFFD in the text
+            assert ours is (b'"op"' in raw or b"\\u" in raw), raw
+    assert sum(v[0] for v in got.values()) > 40 and sum(not v[0] for v in got.values()) > 300
+    assert over_texts(tmp_path, [b"x"], "zs_may_hold_op(CAST(NULL AS STRING))") == {0: (None,)}
