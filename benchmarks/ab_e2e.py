@@ -16,8 +16,9 @@ first NAME; writes nothing else.
 With `--waves N`, each job instead reads everything on the topic (so it is warm), then N waves of
 identical re-posts (the listings' latest records with a new event time only, which stop on the
 Java side) are produced and each is measured between 10 % and 90 % of it read (as `make bench`):
-listings per CPU-second of the job's process tree; and the threads that took the CPU from the
-wave's production to its last commit (/proc task times).
+listings per CPU-second of the job's process tree; and the CPU of the job's steps per record, and the
+threads that took it, from the wave's production to its last commit (/proc task times): a
+change to one step shows there through the JIT's and the machine's noise.
 With `--wave-kind price`, the waves are price-only re-posts of the listings' latest records
 instead (`benchmarks.traffic.current_price_wave`, new prices in every wave), which the price
 loop stops once the scans' verdicts are back.
@@ -72,12 +73,31 @@ def wave_rates(settings: Settings, checkout: str, env: dict[str, str], waves: li
             rate = km.window_rates(*km.window([start] + marks, first, first + len(this)), peak)["listings_per_cpu_s"]
             first += len(this)
             out.append(rate)
-            busiest = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads.items()), reverse=True)[:8]
-            print(f"  {rate} per CPU-second; " +
+            spent = {k: v - threads0.get(k, 0.0) for k, v in threads.items()}
+            busiest = sorted(((v, k) for k, v in spent.items()), reverse=True)[:8]
+            steps: dict[str, float] = {}
+            for k, v in spent.items():
+                steps[_step(k)] = steps.get(_step(k), 0.0) + v
+            print(f"  {rate} per CPU-second; µs per record over the wave: " +
+                  ", ".join(f"{k} {1e6 * v / len(this):.1f}" for k, v in sorted(steps.items())) + "; " +
                   ", ".join(f"{k} {100 * v / cpu:.0f} %" for v, k in busiest), flush=True)
         return out
     finally:
         km.stop_job(job)
+
+
+def _step(thread: str) -> str:
+    """What a thread of the job (`kafka_measures.thread_cpu`'s key) works for: the source step
+    (its chained Java functions), the keyed step (the OVER aggregate and the steps chained to
+    it), the JIT compilers, the Python workers, or the rest (fetchers, producers, checkpoints)."""
+    proc, name = thread.split("|", 1)
+    if proc.startswith("python"):
+        return "python"
+    if name.startswith("Source: inputs"):
+        return "source"
+    if name.startswith("OverAggregate"):
+        return "keyed"
+    return "jit" if "Compiler" in name else "other"
 
 
 def _interrupt(*_args) -> None:
