@@ -69,25 +69,46 @@ class Traffic:
         return rec
 
     def next(self) -> dict:
-        rng = self.rng
-        r = rng.random()
+        r = self.rng.random()
         if not self.live or r < self.mix.new:
-            rec = self._new()
-        else:
-            rec = dict(self.live[rng.randrange(len(self.live))])
-            if r < self.mix.new + self.mix.edited:
-                words = rec["title"].split()
-                words[rng.randrange(len(words))] = rng.choice(("New", "2024", "Pro", "Sale", "Black", "XL"))
-                rec["title"] = " ".join(words)
-                self.live[int(rec["listing_id"][1:])] = rec
-            if not self.mix.identical:
-                rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
-            elif r < self.mix.new + self.mix.edited or rng.random() >= self.mix.identical:
-                # the listing's price is now the new one: a later identical re-post keeps it
-                rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
-                self.live[int(rec["listing_id"][1:])] = rec
+            return self._stamped(self._new())
+        return self._stamped(self._update(self.rng.randrange(len(self.live)), r < self.mix.new + self.mix.edited))
+
+    def _update(self, at: int, edited: bool) -> dict:
+        """Listing `at`'s next record: its title edited, or not; its price as the mix says."""
+        rng = self.rng
+        rec = dict(self.live[at])
+        if edited:
+            words = rec["title"].split()
+            words[rng.randrange(len(words))] = rng.choice(("New", "2024", "Pro", "Sale", "Black", "XL"))
+            rec["title"] = " ".join(words)
+            self.live[at] = rec
+        if not self.mix.identical:
+            rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
+        elif edited or rng.random() >= self.mix.identical:
+            # the listing's price is now the new one: a later identical re-post keeps it
+            rec["price"] = {"amount": round(rng.uniform(3, 300), 2), "currency": "USD"}
+            self.live[at] = rec
+        return rec
+
+    def _stamped(self, rec: dict) -> dict:
         self.n += 1
         return {**rec, "event_time": self.t0 + self.n}
+
+    def spaced_wave(self) -> list[bytes]:
+        """One update of each live listing, of the mix's kinds (edited or not, priced as the mix
+        says), and as many new listings as the mix brings beside them, in a shuffled order: a
+        marketplace's stream over an interval in which each listing is re-posted once. `lines`
+        re-posts a few tens of thousands of listings within seconds, so a listing's next update
+        comes before the job's verdict on its last; a marketplace's come hours apart."""
+        rng = self.rng
+        live = len(self.live)
+        reposted = self.mix.unchanged + self.mix.edited
+        kinds = [rng.random() * reposted < self.mix.edited for _ in range(live)]
+        turns: list[int | None] = list(range(live)) + [None] * round(live * self.mix.new / reposted)
+        rng.shuffle(turns)
+        return [orjson.dumps(self._stamped(self._new() if at is None else self._update(at, kinds[at])))
+                for at in turns]
 
     def lines(self, n: int) -> Iterator[bytes]:
         for _ in range(n):
