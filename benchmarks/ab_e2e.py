@@ -50,7 +50,7 @@ def job_rates(settings: Settings, checkout: str, env: dict[str, str], total: int
     out = {}
     for lo, hi in WINDOWS:
         a, b = km.window(marks, 0, total, lo, hi)
-        out[f"{round(lo * 100)}-{round(hi * 100)}%"] = round((b.read - a.read) / (b.cpu - a.cpu))
+        out[f"{round(lo * 100)}-{round(hi * 100)}%"] = km.window_rates(a, b, 0.0)["listings_per_cpu_s"]
     return out
 
 
@@ -78,7 +78,7 @@ def wave_rates(settings: Settings, checkout: str, env: dict[str, str], waves: li
             steps: dict[str, float] = {}
             for k, v in spent.items():
                 steps[_step(k)] = steps.get(_step(k), 0.0) + v
-            print(f"  {rate} per CPU-second; µs per record over the wave: " +
+            print(f"  {rate} per CPU-second; µs per record from the wave's production to its last commit: " +
                   ", ".join(f"{k} {1e6 * v / len(this):.1f}" for k, v in sorted(steps.items())) + "; " +
                   ", ".join(f"{k} {100 * v / cpu:.0f} %" for v, k in busiest), flush=True)
         return out

@@ -203,9 +203,10 @@ def start_job(settings: Settings, parallelism: int, log_name: str, checkout: Pat
 class SourceReads:
     """Where a job's Kafka source is reading the listings topic: the sum over its partitions of
     the offset after the record it last handed on (Flink's `KafkaSourceReader...currentOffset`
-    gauges, plus one), from a Prometheus reporter of the bench's own on a free loopback port that
-    reports only those gauges (the job's own reporter renders ~1 MB of every metric per scrape;
-    this one a few lines).
+    gauges, plus one), from a Prometheus reporter of the bench's own that reports only those
+    gauges (the job's own reporter renders ~1 MB of every metric per scrape; this one a few
+    lines), on a port free on loopback, where the bench reads it (Flink's reporter listens on
+    every interface, as the job's own does).
 
     Why not the committed offsets alone: the source commits a checkpoint's offsets from its
     fetcher thread, after the fetcher's poll of the consumer returns, and that poll waits up to
@@ -271,10 +272,13 @@ def poll_committed(settings: Settings, job: JobProcess, first: int, last: int, l
         while True:
             if job.poll() is not None:
                 raise RuntimeError(f"job exited; see {settings.state_dir}/{log}")
-            read = job.reads.read()
+            # The time and CPU with the read position; the commits, asked of the broker after them,
+            # only fall further behind. A scrape that fails keeps the last position read.
+            read, t, cpu = job.reads.read(), time.monotonic(), cpu_seconds(job.pid)
             reported |= read is not None
             done = sum(committed_offsets(settings.kafka, settings.consumer_group, settings.topics.listings).values())
-            marks.append(Mark(time.monotonic(), done, cpu_seconds(job.pid), max(done, read or 0)))
+            last_read = marks[-1].read if marks else 0
+            marks.append(Mark(t, done, cpu, max(done, last_read if read is None else read)))
             peak = max(peak, rss_mib(job.pid))
             shown.update(max(0, min(done, last) - first - shown.n))
             if done >= last:

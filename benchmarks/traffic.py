@@ -101,6 +101,8 @@ class Traffic:
         marketplace's stream over an interval in which each listing is re-posted once. `lines`
         re-posts a few tens of thousands of listings within seconds, so a listing's next update
         comes before the job's verdict on its last; a marketplace's come hours apart."""
+        if not self.live or self.mix.unchanged + self.mix.edited <= 0:
+            raise ValueError("a spaced wave re-posts live listings: warm the traffic first, with a mix that re-posts")
         rng = self.rng
         live = len(self.live)
         reposted = self.mix.unchanged + self.mix.edited

@@ -40,3 +40,8 @@ def test_the_spaced_wave_updates_each_live_listing_once(mix):
     assert same_price < 0.01 if not mix.identical else 0.3 < same_price < 0.5
     times = [r["event_time"] for r in wave]
     assert times == sorted(times) and len(set(times)) == len(times)
+
+
+def test_a_spaced_wave_needs_live_listings():
+    with pytest.raises(ValueError, match="warm the traffic first"):
+        Traffic(brand_records(100)).spaced_wave()
