@@ -6,7 +6,11 @@ ratio taken within one run does not).
     .venv/bin/python -m benchmarks.ab_e2e [--listings 300000] [--rounds 2] [--identical 0.5] NAME=CHECKOUT[,VAR=VALUE...] ...
 
 CHECKOUT is the folder of a checkout whose own `python -m zeroscan job run` starts its job, run
-from that folder (a worktree of the commit to compare, sharing this virtualenv); VAR=VALUE pairs
+from that folder (a worktree of the commit to compare, sharing this virtualenv; build its Java
+functions with `make -o .venv/.installed .cache/jars/flink-udf/zeroscan-flink-udf.jar`: without
+`-o`, make may reinstall the shared virtualenv from the worktree, and its editable install then
+points every `zeroscan` import that does not start in this checkout's folder, a cluster
+client's among them, at the worktree's code); VAR=VALUE pairs
 are set in that job's environment only (ZEROSCAN_FLINK_OPTS="key=value;..." for Flink options,
 say). Each job reads the same listings topic from its own consumer group. Rates are listings per CPU-second of the job's process tree
 (as `make bench`), in windows of where the job's source reads (`kafka_measures.SourceReads`): 10-90 % (the bench's), 10-40, 40-70 and
