@@ -164,12 +164,13 @@ class Settings:
             parallelism=_int_env("PARALLELISM", 1),
             retro_processes=_int_env("RETRO_PROCESSES", 1),
             unchanged_recheck_s=_int_env("UNCHANGED_RECHECK_S", 86_400, minimum=0),
-            unchanged_cache_slots=_cache_slots(_int_env("UNCHANGED_CACHE_SLOTS", DEFAULT_UNCHANGED_CACHE_SLOTS, minimum=0)),
+            unchanged_cache_slots=_int_env("UNCHANGED_CACHE_SLOTS", DEFAULT_UNCHANGED_CACHE_SLOTS, minimum=0,
+                                           maximum=MAX_UNCHANGED_CACHE_SLOTS, why_max=" (1.5 GiB per source subtask)"),
             price_loop=_switch("PRICE_LOOP", ("on", "off")) == "on",
             scan_udf=_switch("SCAN_UDF", ("pandas", "row")),
             stop_timeout_s=_int_env("STOP_TIMEOUT_S", 60, minimum=0),
             token=os.environ.get("ZEROSCAN_TOKEN") or None,
-            gc_young=_gc_young(_int_env("GC_YOUNG", DEFAULT_GC_YOUNG)),
+            gc_young=_int_env("GC_YOUNG", DEFAULT_GC_YOUNG, maximum=MAX_GC_YOUNG),
         )
 
     @property
@@ -220,28 +221,17 @@ def _pairs(value: str, name: str) -> dict:
     return out
 
 
-def _gc_young(n: int) -> int:
-    if n > MAX_GC_YOUNG:
-        raise ValueError(f"ZEROSCAN_GC_YOUNG must be at most {MAX_GC_YOUNG}, got {n}")
-    return n
-
-
-def _int_env(name: str, default: int, minimum: int = 1) -> int:
+def _int_env(name: str, default: int, minimum: int = 1, maximum: int | None = None, why_max: str = "") -> int:
     raw = _env(name, str(default)).replace("_", "")
     if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
         what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
         raise ValueError(f"ZEROSCAN_{name} must be {what}, got {raw[:40]!r}")
+    if maximum is not None and int(raw) > maximum:
+        raise ValueError(f"ZEROSCAN_{name} must be at most {maximum}{why_max}, got {int(raw)}")
     return int(raw)
 
 
 MAX_UNCHANGED_CACHE_SLOTS = 1 << 26
-
-
-def _cache_slots(n: int) -> int:
-    if n > MAX_UNCHANGED_CACHE_SLOTS:
-        raise ValueError(f"ZEROSCAN_UNCHANGED_CACHE_SLOTS must be at most {MAX_UNCHANGED_CACHE_SLOTS} "
-                         f"(1.5 GiB per source subtask), got {n}")
-    return n
 
 
 def _switch(name: str, allowed: tuple[str, ...]) -> str:
