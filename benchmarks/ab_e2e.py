@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import argparse
 import signal
-import time
 from pathlib import Path
 
 from benchmarks import kafka_measures as km
 from benchmarks.kafka_measures import bench_kafka, publish_traffic
 from benchmarks.traffic import Mix, current_price_wave, identical_wave
 from connectors.kafka_admin import end_offsets
-from connectors.kafka_io import produce_lines
 from zeroscan.settings import Settings
 
 WINDOWS = ((0.1, 0.9), (0.1, 0.4), (0.4, 0.7), (0.7, 0.95), (0.5, 0.95))
@@ -68,13 +66,9 @@ def wave_rates(settings: Settings, checkout: str, env: dict[str, str], waves: li
         km.poll_committed(settings, job, 0, first, log)
         out = []
         for this in waves:
-            start = km.Mark(time.monotonic(), first, km.cpu_seconds(job.pid), first)
-            threads0 = km.thread_cpu(job.pid)
-            produce_lines(settings.kafka, settings.topics.listings, this, "listing_id")
-            marks, peak, _t0 = km.poll_committed(settings, job, first, first + len(this), log)
-            cpu = km.cpu_seconds(job.pid) - start.cpu
-            threads = km.thread_cpu(job.pid)
-            rate = km.window_rates(*km.window([start] + marks, first, first + len(this)), peak)["listings_per_cpu_s"]
+            cpu0, threads0 = km.cpu_seconds(job.pid), km.thread_cpu(job.pid)
+            rate = km.measure_wave(settings, job, first, this, log)["listings_per_cpu_s"]
+            cpu, threads = km.cpu_seconds(job.pid) - cpu0, km.thread_cpu(job.pid)
             first += len(this)
             out.append(rate)
             spent = {k: v - threads0.get(k, 0.0) for k, v in threads.items()}

@@ -353,14 +353,25 @@ def marginal_us(rates: dict, idle: float) -> float:
     return round((rates["cpu_s"] - idle * rates["wall_s"]) / rates["listings"] * 1e6, 1)
 
 
+def measure_wave(settings: Settings, job: JobProcess, base: int, wave: list[bytes], log: str) -> dict:
+    """Produce `wave` after the `base` records the job has committed and poll until it is all
+    committed; its rates between 10 % and 90 % of it read, as in `_measure` (a mark taken just
+    before the wave is produced stands for its start, where a job that keeps up with the
+    producer is past 10 % at its first poll)."""
+    start = Mark(time.monotonic(), base, cpu_seconds(job.pid), base)
+    produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
+    marks, peak, _ = poll_committed(settings, job, base, base + len(wave), log)
+    marks = [start] + marks
+    return {**window_rates(*window(marks, base, base + len(wave)), peak), "window": "read 10..90 %",
+            "by_commits": by_commits(marks, base, base + len(wave), wave=True)}
+
+
 def fast_path_e2e(settings: Settings, waves: list[list[bytes]], idle_s: float = 0.0,
                   module: list[str] | None = None) -> list[dict]:
     """The job reads everything already on the topic (so its memo knows that content), then
-    each wave of re-posts is produced and measured on its own, in turn, by the same job, until it
-    is all committed. One rate per wave, between 10 % and 90 % of it read, as in `_measure` (a
-    mark taken just before the wave is produced stands for its start, where a job that keeps up
-    with the producer is past 10 % at its first poll). With `idle_s`, the job's idle cost is
-    measured that long before the first wave, and each wave's CPU above it too."""
+    each wave of re-posts is produced and measured on its own, in turn, by the same job
+    (`measure_wave`). With `idle_s`, the job's idle cost is measured that long before the first
+    wave, and each wave's CPU above it too."""
     base = sum(end_offsets(settings.kafka, settings.topics.listings).values())
     log = "bench-job-fastpath.log"
     job = start_job(settings, 1, log, module=module)
@@ -369,12 +380,7 @@ def fast_path_e2e(settings: Settings, waves: list[list[bytes]], idle_s: float = 
         _measure(settings, job, 0, base, log)
         idle = idle_cores(job, idle_s) if idle_s else None
         for wave in waves:
-            start = Mark(time.monotonic(), base, cpu_seconds(job.pid), base)
-            produce_lines(settings.kafka, settings.topics.listings, wave, "listing_id")
-            marks, peak, _ = poll_committed(settings, job, base, base + len(wave), log)
-            marks = [start] + marks
-            r = {**window_rates(*window(marks, base, base + len(wave)), peak), "window": "read 10..90 %",
-                 "by_commits": by_commits(marks, base, base + len(wave), wave=True)}
+            r = measure_wave(settings, job, base, wave, log)
             if idle is not None:
                 r.update(idle_cores=idle, marginal_us=marginal_us(r, idle))
             out.append(r)
