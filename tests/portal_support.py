@@ -83,16 +83,33 @@ def sign_in(driver, base: str, token: str) -> None:
     wait_for(driver, lambda d: d.current_url.endswith("/ui/brands"))
 
 
+# What chromedriver answers, in place of a stale element reference, for an element of a page
+# that a navigation has just replaced (SeleniumHQ/selenium#15401, #12221): an "unknown error"
+# carrying the DevTools protocol's message.
+_STALE_AS_UNKNOWN = ("Node with given id does not belong to the document", "No node with given id found")
+
+
+def _stale(exc) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    return isinstance(exc, StaleElementReferenceException) or any(m in (exc.msg or "") for m in _STALE_AS_UNKNOWN)
+
+
 def wait_for(driver, cond, timeout_s: float = 20.0, reload: bool = False, every_s: float = 0.25):
     """Until `cond(driver)` is truthy (reloading the page between tries when asked); an element
-    not there yet (the next page still loading) is a falsy try."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    not there yet, or one of the page being replaced (the next page still loading), is a falsy
+    try. Any other driver error is raised."""
+    from selenium.common.exceptions import NoSuchElementException, WebDriverException
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             got = cond(driver)
-        except (NoSuchElementException, StaleElementReferenceException, IndexError):
+        except (NoSuchElementException, IndexError):
+            got = None
+        except WebDriverException as exc:
+            if not _stale(exc):
+                raise
             got = None
         if got:
             return got
