@@ -41,7 +41,7 @@ from brand_signals.retro import PreFilter, brand_delta, rescan_record, select_ba
 from brand_signals.scanner import Scanner
 from connectors.retro_worker import LiveListings
 from connectors.serde import Origin
-from pipelines.steps import RESCAN, ScanContext, scan_records
+from pipelines.steps import RESCAN, RowKind, ScanContext, scan_records
 from zeroscan.settings import ROOT
 
 NEW_BRAND = {"brand_id": "zentarox", "name": "Zentarox", "trademarks": ["Zentarox", "Quilvane Pro"],
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk = rescans[i:i + SCAN_BATCH]
         rows = scan_records(chunk, [Origin("rescans", 0, i + k) for k in range(len(chunk))], ctx, 0,
                             [RESCAN] * len(chunk))
-        flagged |= {r.listing_id for r in rows if r.kind.value == "decision" and r.brand_id == "zentarox"}
+        flagged |= {r.listing_id for r in rows if r.kind is RowKind.DECISION and "zentarox" in r.flagged}
     job_s, job_cpu = time.perf_counter() - w0, time.process_time() - c0
     print(f"job: {len(rescans):,} rescans scanned in {job_s:.2f}s; {len(flagged & presenting):,} of "
           f"{len(presenting):,} presenting listings flagged", flush=True)
