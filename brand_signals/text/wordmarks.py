@@ -245,7 +245,7 @@ class WordMarkIndex:
 
     __slots__ = ("_brands", "_marks", "_automaton", "_collisions", "_max_tokens", "_exact",
                  "_words", "_in_multi", "_deletes", "_squeezed", "_cache", "_cache_any_first", "_key_words",
-                 "_solo", "_pairs", "_part_cache")
+                 "_solo", "_pairs", "_part_cache", "_token_touch")
 
     def __init__(self, brands: Mapping[str, BrandReference], marks: tuple[Mark, ...]) -> None:
         if 2 * len(marks) >= _COLLISION_BASE:
@@ -318,6 +318,7 @@ class WordMarkIndex:
         self._cache_any_first: dict[str, tuple[tuple[str, int], ...]] = {}
         self._key_words: frozenset[str] | None = None   # prefixes of mark words, for `touches`
         self._part_cache: dict[str, bool] = {}   # `_may_hit`'s answers: a word or "a b" pair -> in a key
+        self._token_touch: dict[str, bool] = {}  # `touches`: a token is a mark word or reads as one
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -402,9 +403,19 @@ class WordMarkIndex:
             tokens = tn.TOKEN_RE.findall(t)
             if not tokens:
                 continue
+            # a token that is a mark word, or that a typo, padding or look-alike reading turns
+            # into one: answered once per token (titles differ, their words repeat)
+            touch = self._token_touch
+            for tok in tokens:
+                hit = touch.get(tok)
+                if hit is None:
+                    if len(touch) >= TOKEN_CACHE_MAX:
+                        touch.clear()
+                    hit = touch[tok] = tok in self._exact or bool(
+                        self._words and len(tok) >= FUZZY_MIN_LEN - 1 and self._correct(tok, True))
+                if hit:
+                    return True
             exact = self._exact
-            if any(tok in exact for tok in tokens):
-                return True
             plain = _Stream(tokens, 0, t)
             # a join starts with a token that begins a mark word or joined mark
             if (_MAYBE_GLUED_RE.search(t) is not None and any(tok in keys for tok in tokens)
@@ -412,8 +423,6 @@ class WordMarkIndex:
                 return True
             if (not folded.original.isascii() and tn.OTHER_CJK_RE.search(t) is not None
                     and _kanji_prefix_stream(plain, exact.__contains__, CJK_CUES_AFTER) is not None):
-                return True
-            if self._words and any(len(tok) >= FUZZY_MIN_LEN - 1 and self._correct(tok, True) for tok in tokens):
                 return True
             # no reading, no join, no cut: what is left are the streams every text is searched
             # in, and any key found in them (before any check of the hit) counts

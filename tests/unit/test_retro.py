@@ -73,6 +73,27 @@ def test_prefilter_keeps_what_the_changed_brand_could_match_and_only_that():
     assert [chr(ord("a") + i) for i in pre.select(raws)] == ["a", "b", "c", "d", "g"]
 
 
+def test_prefilter_answers_the_same_from_its_token_memo(monkeypatch):
+    """`touches` remembers each token's answer (a mark word, or a typo or look-alike of one);
+    titles read again, and read with the memo cleared at every token, get the same answers."""
+    from brand_signals.text import wordmarks
+
+    v2 = dataclasses.replace(ACME, version=2, trademarks=("Acme", "Roadrunner"))
+    titles = ["Roadrunner shoes", "Roadrunnr trainers", "R0adrunner trainers", "shoes trainers", "Plain shoes",
+              "trainers Roadrunner", "running shoes", "Roadrunnr"]
+    want = ["Roadrunner shoes", "Roadrunnr trainers", "R0adrunner trainers", "trainers Roadrunner", "Roadrunnr"]
+    pre = PreFilter(v2, brand_delta(ACME, v2))
+    raws = [raw(str(i), t) for i, t in enumerate(titles)]
+    assert [titles[i] for i in pre.select(raws)] == want
+    assert pre.index._token_touch["roadrunnr"] and not pre.index._token_touch["shoes"]
+    pre._seen.clear()                          # the whole-text memo: make the tokens answer again
+    assert [titles[i] for i in pre.select(raws)] == want
+    monkeypatch.setattr(wordmarks, "TOKEN_CACHE_MAX", 1)
+    small = PreFilter(v2, brand_delta(ACME, v2))
+    assert [titles[i] for i in small.select(raws)] == want
+    assert len(small.index._token_touch) <= 1
+
+
 def test_prefilter_is_conservative_against_the_full_scan():
     """Every listing the full scan flags for the new mark is a candidate."""
     from brand_signals.text.wordmarks import WordMarkIndex
