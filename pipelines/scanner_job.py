@@ -98,15 +98,27 @@ def embedded_cluster_options(settings: Settings) -> dict[str, str]:
     return {"rest.bind-port": f"{EMBEDDED_REST_PORTS.start}-{EMBEDDED_REST_PORTS.stop - 1}"}
 
 
+def gateway_environment(environ=os.environ) -> None:
+    """What the launch of PyFlink's gateway JVM reads, made safe to launch from.
+    A local job runs its Python workers in this process (PyFlink's loopback mode), and their
+    start copies the Java side's worker settings into this process's environment, among them
+    PYFLINK_GATEWAY_DISABLED, which stays set: with it, this process (or a job it starts as a
+    child, which inherits it) could not launch its own gateway for the next job.
+    An empty JAVA_HOME is dropped: Flink's own scripts take it as unset (the `java` on PATH), but
+    PyFlink's launcher joins it into `bin/java`, a relative path that fails the launch (job
+    tests failed so once, on two pytest workers; the worker settings copied in are one way for
+    such a value to arrive)."""
+    environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    if environ.get("JAVA_HOME") == "":
+        del environ["JAVA_HOME"]
+
+
 def make_table_env(settings: Settings, parallelism: int, *, kafka: bool,
                    overrides: dict[str, str | None] | None = None, cluster: bool = False) -> TableEnvironment:
     """A streaming TableEnvironment with flink-conf/config.yaml applied; an override of None
     removes a key. `cluster`: submitted to a cluster (`flink run`), which owns checkpoint and
     savepoint storage."""
-    # A local job runs its Python workers in this process (PyFlink's loopback mode), and their
-    # start sets PYFLINK_GATEWAY_DISABLED here and leaves it set; with it, this process (or a job
-    # it starts as a child, which inherits it) could not launch its own gateway for the next job.
-    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    gateway_environment()
     os.environ.setdefault("FLINK_LOG_DIR", str(settings.state_dir / "flink-logs"))
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
     embedded = {} if cluster else embedded_cluster_options(settings)  # before the JVM is launched
