@@ -14,8 +14,13 @@ UDF_DIRS := $(shell find pipelines/java -type d)
 run: setup
 	$(BIN)/zeroscan demo
 
+# The suite on TEST_WORKERS pytest-xdist processes, each test file on one (a file's module
+# fixtures, the Flink cluster's, start once): its integration tests mostly wait (job starts,
+# checkpoints, the source's commits), so two share 2 cores. TEST_WORKERS=0 runs it serially.
+TEST_WORKERS ?= 2
+
 test: setup browser
-	$(BIN)/pytest -q -m "not faults"
+	$(BIN)/pytest -q -m "not faults" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # The portal's browser tests drive Debian's headless Chromium through its chromedriver; installed
 # from Debian's packages where missing (these machines and CI run as root).
