@@ -319,6 +319,9 @@ class FoldedText:
         return self.original[o_start:o_end]
 
 
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
+
+
 def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
     """Fold a field: confusables, compatibility forms, diacritics, invisibles, case."""
     if len(text) > max_chars:
@@ -330,7 +333,21 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
     flags: list[int] = []
     pending = 0   # folds of removed characters, credited to the next character kept
     n = len(text)
-    for i, c in enumerate(text):
+    i = -1
+    while i + 1 < n:
+        i += 1
+        c = text[i]
+        if c < "\x80" and (not pieces or pieces[-1][-1] < "\u3040"):
+            # A run of ASCII after no kana folds as a whole: each character is its lower case,
+            # with no fold (fold_char), and none of them can join a kana before it.
+            j = _ASCII_RUN.match(text, i).end()
+            pieces.append(text[i:j].lower())
+            origin.extend(range(i, j))
+            flags.append(pending)
+            flags.extend([0] * (j - i - 1))
+            pending = 0
+            i = j - 1
+            continue
         if pieces and pieces[-1][-1] >= "\u3040" and (_is_katakana(pieces[-1][-1]) or pieces[-1][-1] <= "\u309f"):
             mark = _VOICED_MARKS.get(c)
             if mark is not None:
