@@ -320,6 +320,8 @@ class FoldedText:
 
 
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
+# Off: every character is folded on its own, as before runs were folded whole (the tests compare).
+FOLD_ASCII_RUNS = True
 
 
 def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
@@ -333,11 +335,12 @@ def fold(text: str, max_chars: int = MAX_FIELD_CHARS) -> FoldedText:
     flags: list[int] = []
     pending = 0   # folds of removed characters, credited to the next character kept
     n = len(text)
+    runs = FOLD_ASCII_RUNS
     i = -1
     while i + 1 < n:
         i += 1
         c = text[i]
-        if c < "\x80" and (not pieces or pieces[-1][-1] < "\u3040"):
+        if runs and c < "\x80" and (not pieces or pieces[-1][-1] < "\u3040"):
             # A run of ASCII after no kana folds as a whole: each character is its lower case,
             # with no fold (fold_char), and none of them can join a kana before it.
             j = _ASCII_RUN.match(text, i).end()
