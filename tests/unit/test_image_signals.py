@@ -314,28 +314,63 @@ def test_geometric_logo_flags_on_its_own(extractor):
 
 
 @pytest.mark.parametrize("params", ["logos", "products"])
-def test_geometry_hnsw_neighbours_agree_with_an_exact_search(params):
+def test_geometry_index_neighbours_agree_with_an_exact_search(params):
     """The approximate descriptor index of a LogoGeometryIndex built with each index's
-    parameters (its efSearch) against faiss IndexFlatL2 on seeded descriptors: the nearest
-    neighbour the ratio test relies on is found for nearly every query."""
+    parameters (logos: an inverted file probing LOGO_IVF_PROBE lists; products: HNSW at their
+    efSearch) against faiss IndexFlatL2 on seeded descriptors: the nearest neighbour the ratio
+    test relies on is found for nearly every query, and most of the twelve it reads."""
     import faiss
     import numpy as np
 
-    from brand_signals.images.logo_geometry import LOGO_PARAMS, PRODUCT_PARAMS, LogoGeometryIndex
+    from brand_signals.images.logo_geometry import KNN, LOGO_PARAMS, PRODUCT_PARAMS, LogoGeometryIndex
 
     prm = LOGO_PARAMS if params == "logos" else PRODUCT_PARAMS
     rng = np.random.default_rng(20261128)
-    base = rng.random((20_000, 128), dtype=np.float32)
+    # clustered like descriptors (a flat uniform cube has no structure for any index to use)
+    centres = rng.random((400, 128), dtype=np.float32)
+    base = centres[rng.integers(0, len(centres), 40_000)] + rng.normal(0, 0.08, (40_000, 128)).astype(np.float32)
     queries = base[rng.choice(len(base), 500, replace=False)] + rng.normal(0, 0.02, (500, 128)).astype(np.float32)
     index = LogoGeometryIndex([("b", "b.png", (64, 64))], np.zeros(len(base), np.int32),
                               np.zeros((len(base), 2), np.float32), base, prm)
-    assert index._index.hnsw.efSearch == prm.ef_search
+    if params == "logos":
+        ivf = faiss.extract_index_ivf(index._index)
+        assert ivf.nprobe == prm.ivf_probe and ivf.nlist == 800      # 4 x sqrt(40,000)
+    else:
+        assert index._index.hnsw.efSearch == prm.ef_search
     exact = faiss.IndexFlatL2(128)
     exact.add(base)
-    _, approx_ids = index._index.search(queries, 1)
-    _, exact_ids = exact.search(queries, 1)
-    recall = float((approx_ids[:, 0] == exact_ids[:, 0]).mean())
-    assert recall >= 0.95, recall
+    _, approx_ids = index._index.search(queries, KNN)
+    _, exact_ids = exact.search(queries, KNN)
+    assert float((approx_ids[:, 0] == exact_ids[:, 0]).mean()) >= 0.95
+    assert np.mean([len(set(a) & set(e)) / KNN for a, e in zip(approx_ids, exact_ids)]) >= 0.8
+
+
+def test_a_small_logo_catalogue_is_searched_exactly():
+    """Too few logo descriptors for more lists than are probed: the search is exact (the same
+    neighbours as IndexFlatL2); just over that size it is an inverted file."""
+    import faiss
+    import numpy as np
+
+    from brand_signals.images.logo_geometry import (IVF_LISTS_PER_ROOT, IVF_MIN_TRAIN_PER_LIST, LOGO_PARAMS,
+                                                    LogoGeometryIndex)
+
+    rng = np.random.default_rng(7)
+
+    def build(n):
+        base = rng.random((n, 128), dtype=np.float32)
+        return base, LogoGeometryIndex([("b", "b.png", (64, 64))], np.zeros(n, np.int32),
+                                       np.zeros((n, 2), np.float32), base, LOGO_PARAMS)
+
+    small = IVF_MIN_TRAIN_PER_LIST * (LOGO_PARAMS.ivf_probe + 1) - 1      # at most ivf_probe lists
+    base, index = build(small)
+    assert isinstance(index._index, faiss.IndexFlatL2)
+    exact = faiss.IndexFlatL2(128)
+    exact.add(base)
+    q = base[:50] + 0.01
+    assert (index._index.search(q, 12)[1] == exact.search(q, 12)[1]).all()
+    assert min(int(IVF_LISTS_PER_ROOT * (small + 1) ** 0.5), (small + 1) // IVF_MIN_TRAIN_PER_LIST) > LOGO_PARAMS.ivf_probe
+    assert faiss.extract_index_ivf(build(small + 1)[1]._index).nlist == LOGO_PARAMS.ivf_probe + 1
+    assert len(build(0)[1]) == 0
 
 
 def test_digests_are_only_those_computed_here(extractor):
