@@ -68,7 +68,8 @@ class TextReader:
                  device: str = "cpu", graphs: str = "rewritten"):
         """`device`: "cpu" or "cuda" (both OCR models on onnxruntime's CUDA provider).
         `graphs`: "rewritten" (models.ocr_graphs: the same models, hard-swish in two nodes
-        instead of four; made once into the cache folder) or "wheel" (the wheel's own files)."""
+        instead of four and the scalar affine steps folded into the convolutions; made once
+        into the cache folder) or "wheel" (the wheel's own files)."""
         if graphs not in ("rewritten", "wheel"):
             raise ValueError(f"graphs must be 'rewritten' or 'wheel', got {graphs!r}")
         if threads < 1:

@@ -1,7 +1,8 @@
 """The OCR graphs as the job runs them (models/ocr_graphs.py): every hard-swish of the wheel's
-detection and recognition graphs written as HardSigmoid * x and nothing else changed, the same
-outputs and the same text read, patterns that cannot be rewritten left alone, and the files
-written once per source graph."""
+detection and recognition graphs written as HardSigmoid * x and nothing else changed, the
+scalar affine steps folded into the convolutions beside them, the same outputs and the same
+text read, patterns that cannot be rewritten left alone, and the files written once per source
+graph."""
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from models.ocr_graphs import WHEEL_GRAPHS, ensure, fuse_hard_swish, rewrite, rewritten_path, wheel_graph
+from models.ocr_graphs import (WHEEL_GRAPHS, _constants, ensure, fold_affine, fuse_hard_swish, rewrite,
+                               rewritten_path, wheel_graph)
 
 pytestmark = pytest.mark.unit
 
@@ -30,7 +32,8 @@ def _session(model_bytes: bytes) -> ort.InferenceSession:
 @pytest.mark.parametrize("name", WHEEL_GRAPHS)
 def test_every_hard_swish_becomes_two_nodes_and_nothing_else_changes(name):
     src = wheel_graph(name).read_bytes()
-    before, after = onnx.load_from_string(src), onnx.load_from_string(rewrite(src))
+    before, after = onnx.load_from_string(src), onnx.load_from_string(src)
+    fuse_hard_swish(after.graph)
     ops_before = collections.Counter(n.op_type for n in before.graph.node)
     ops_after = collections.Counter(n.op_type for n in after.graph.node)
     k = ops_before["Clip"]            # every Clip of these graphs is a hard-swish's
@@ -44,6 +47,55 @@ def test_every_hard_swish_becomes_two_nodes_and_nothing_else_changes(name):
     assert {p.key: p.value for p in after.metadata_props} == {p.key: p.value for p in before.metadata_props}
     assert [i.name for i in after.graph.input] == [i.name for i in before.graph.input]
     assert [o.name for o in after.graph.output] == [o.name for o in before.graph.output]
+
+
+def _scalar_steps(graph) -> list[tuple[object, list, object]]:
+    """(node, its readers, its producer) of every Mul and Add with a one-element constant."""
+    consts = _constants(graph)
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = collections.defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            readers[i].append(n)
+    return [(n, readers[n.output[0]], next((producer[i] for i in n.input if i in producer), None))
+            for n in graph.node
+            if n.op_type in ("Mul", "Add") and any(i in consts and consts[i].size == 1 for i in n.input)]
+
+
+def _kernel(node) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [])
+
+
+@pytest.mark.parametrize("name", WHEEL_GRAPHS)
+def test_affine_steps_are_folded_where_a_convolution_can_take_them(name):
+    """PP-LCNetV3's learnable affine blocks (a scalar Mul and Add after each convolution and
+    after each hard-swish) go into the convolutions; what is left feeds what cannot take them:
+    a padded kxk convolution, pooling, a sigmoid, the attention's MatMul."""
+    src = wheel_graph(name).read_bytes()
+    hs = onnx.load_from_string(src)
+    fuse_hard_swish(hs.graph)
+    after = onnx.load_from_string(rewrite(src))
+    steps_before, steps_after = _scalar_steps(hs.graph), _scalar_steps(after.graph)
+    assert len(steps_before) >= 100 and len(steps_after) <= 0.3 * len(steps_before)
+    made = {o: n for n in after.graph.node for o in n.output}
+
+    def hard_swish_of_conv(node) -> bool:       # node = Mul(x, HardSigmoid(x)), x a Conv's output
+        gates = [made.get(i) for i in node.input]
+        return node.op_type == "Mul" and any(
+            g is not None and g.op_type == "HardSigmoid" and g.input[0] in node.input
+            and made.get(g.input[0]) is not None and made[g.input[0]].op_type == "Conv" for g in gates)
+
+    for node, readers, producer in steps_after:
+        assert producer is None or producer.op_type != "Conv", node.name       # into the Conv before it
+        assert not (node.op_type == "Mul" and producer is not None and hard_swish_of_conv(producer)), node.name
+        assert not (len(readers) == 1 and readers[0].op_type == "Conv" and set(_kernel(readers[0])) == {1}), node.name
+    ops_hs = collections.Counter(n.op_type for n in hs.graph.node)
+    ops_after = collections.Counter(n.op_type for n in after.graph.node)
+    for op in set(ops_hs) - {"Mul", "Add", "Constant"}:
+        assert ops_after[op] == ops_hs[op], op           # only Mul and Add nodes go
+    assert "affine steps folded" in after.doc_string
+    assert [i.name for i in after.graph.input] == [i.name for i in hs.graph.input]
+    assert [o.name for o in after.graph.output] == [o.name for o in hs.graph.output]
 
 
 @pytest.mark.parametrize("name, shape", [(WHEEL_GRAPHS[0], (1, 3, 320, 448)), (WHEEL_GRAPHS[1], (6, 3, 48, 320))])
@@ -157,3 +209,68 @@ def test_float32_normalisation_gives_the_readings_of_rapidocrs_own():
         result, _ = own(np.ascontiguousarray(photo[:, :, ::-1]))
         assert [(line.text, round(line.score, 6)) for line in lines] == [(t, round(float(s), 6)) for _, t, s in result or ()]
     assert sum(map(len, ours)) >= 6
+
+
+def _affine_model(*, scale_shape: tuple = (1,), also_output: bool = False, second_kernel: int = 1,
+                  s2: float = 0.8) -> onnx.ModelProto:
+    """PP-LCNetV3's pattern twice: conv -> affine -> hard-swish -> affine -> conv, the second
+    convolution `second_kernel` wide (3: padded, so the Add before it must stay), ending in a
+    padded depthwise convolution. `scale_shape`: the first scale's constant shape ((4, 1, 1): one
+    per channel, which the folds leave alone); `also_output`: the first scaled value is also a
+    graph output."""
+    rng = np.random.default_rng(7)
+
+    def tensor(name, shape, low=-1.0, high=1.0):
+        return helper.make_tensor(name, TensorProto.FLOAT, list(shape), rng.uniform(low, high, shape).ravel().tolist())
+
+    k2 = second_kernel
+    inits = [tensor("w1", (4, 3, 3, 3)), tensor("c1", (4,)), tensor("w2", (6, 4, k2, k2)), tensor("c2", (6,)),
+             tensor("w3", (6, 1, 3, 3)), tensor("c3", (6,))]
+    values = {"s1": (scale_shape, 1.3), "b1": ((1,), 0.2), "s2": ((1,), s2), "b2": ((1,), -0.4),
+              "s3": ((1,), 0.9), "b3": ((1,), 0.1), "s4": ((1,), -1.1), "b4": ((1,), 0.3)}
+    consts = [helper.make_node("Constant", [], [n], value=helper.make_tensor(n, TensorProto.FLOAT, list(shape),
+                                                                           [v] * int(np.prod(shape))))
+              for n, (shape, v) in values.items()]
+
+    def hard_swish(x, y, k):
+        return [helper.make_node("HardSigmoid", [x], [f"g{k}"], alpha=1.0 / 6, beta=0.5),
+                helper.make_node("Mul", [x, f"g{k}"], [y])]
+
+    nodes = consts + [
+        helper.make_node("Conv", ["x", "w1", "c1"], ["a1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["a1", "s1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["h1"]),
+        *hard_swish("h1", "q1", 1),
+        helper.make_node("Mul", ["q1", "s2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["h2"]),
+        helper.make_node("Conv", ["h2", "w2", "c2"], ["a2"], kernel_shape=[k2, k2], pads=[k2 // 2] * 4),
+        helper.make_node("Mul", ["s3", "a2"], ["m3"]), helper.make_node("Add", ["b3", "m3"], ["h3"]),
+        *hard_swish("h3", "q3", 3),
+        helper.make_node("Mul", ["q3", "s4"], ["m4"]), helper.make_node("Add", ["m4", "b4"], ["h4"]),
+        helper.make_node("Conv", ["h4", "w3", "c3"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=6),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 10, 10])]
+    if also_output:
+        outputs.append(helper.make_tensor_value_info("m1", TensorProto.FLOAT, [1, 4, 10, 10]))
+    graph = helper.make_graph(nodes, "lab", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10, 10])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+
+
+@pytest.mark.parametrize("kw, left", [
+    ({}, {"b4"}),                                   # only the Add before the padded depthwise convolution
+    ({"second_kernel": 3}, {"b2", "b4"}),           # a padded convolution keeps the Add before it
+    ({"scale_shape": (4, 1, 1)}, {"s1", "b1", "b4"}),   # a per-channel scale is not a scalar step
+    ({"also_output": True}, {"b1", "b4"}),          # the scaled value is an output: the Conv writes it
+    ({"s2": 0.0}, {"b4"}),                          # a zero scale: into the 1x1 convolution after it
+])
+def test_affine_folds_keep_the_function(kw, left):
+    model = _affine_model(**kw)
+    src = model.SerializeToString()
+    folded = onnx.load_from_string(src)
+    removed = fold_affine(folded.graph)
+    onnx.checker.check_model(folded)
+    kept = {i for n in folded.graph.node if n.op_type in ("Mul", "Add") for i in n.input if i[0] in "sb" and len(i) == 2}
+    assert kept == left and removed == 8 - len(left)
+    x = np.random.default_rng(5).uniform(-2, 2, (1, 3, 10, 10)).astype(np.float32)
+    for want, got in zip(_session(src).run(None, {"x": x}), _session(folded.SerializeToString()).run(None, {"x": x})):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    assert fold_affine(folded.graph) == 0            # nothing left to fold a second time
