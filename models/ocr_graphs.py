@@ -103,12 +103,9 @@ def rewrite(model_bytes: bytes) -> bytes:
 def fuse_hard_swish(graph) -> int:
     """Replace every `Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)` (either operand order of the Add
     and the Mul) whose intermediate values feed nothing else; returns how many."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    consts = _constants(graph)
     producer = {o: n for n in graph.node for o in n.output}
     uses: dict[str, int] = defaultdict(int)
     for n in graph.node:
@@ -165,10 +162,12 @@ def fuse_hard_swish(graph) -> int:
 
 
 def _constants(graph) -> dict:
-    """Constant values by name: initializers and Constant nodes' tensors."""
+    """Constant values by name: initializers (those that are not also graph inputs, which a
+    caller may feed) and Constant nodes' tensors."""
     from onnx import numpy_helper
 
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    fed = {i.name for i in graph.input}
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name not in fed}
     for n in graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
             consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
@@ -198,21 +197,24 @@ class _Graph:
             for i in n.input:
                 self.readers[i].append(n)
         self.outputs = {o.name for o in graph.output}
-        self.made = sum(1 for i in graph.initializer if i.name.startswith("zs_fold_"))
+        self.names = ({i.name for i in graph.initializer} | {i.name for i in graph.input} | self.outputs
+                      | {v for n in graph.node for v in (*n.input, *n.output)})
+        self.made = 0
 
     def only_reader(self, value: str):
         """The one node that reads `value`, or None (several readers, or a graph output)."""
         r = self.readers.get(value, [])
         return r[0] if len(r) == 1 and value not in self.outputs else None
 
-    def scalar_operand(self, node, op: str):
+    def scalar_operand(self, node, op: str, rank: int):
         """(the other input, the scalar) of a two-input `op` node one of whose inputs is a
-        finite one-element float constant; else None."""
+        finite one-element float constant of at most `rank` dimensions (the other input's rank:
+        a constant of more would broadcast the result to more); else None."""
         if node is None or node.op_type != op or len(node.input) != 2:
             return None
         for k in (0, 1):
             a = self.consts.get(node.input[k])
-            if (a is not None and a.size == 1 and a.dtype == np.float32 and np.isfinite(a).all()
+            if (a is not None and a.size == 1 and a.ndim <= rank and a.dtype == np.float32 and np.isfinite(a).all()
                     and node.input[1 - k] not in self.consts):
                 return node.input[1 - k], float(a.reshape(()))
         return None
@@ -233,9 +235,13 @@ class _Graph:
     def set_conv_params(self, conv, w, b) -> None:
         from onnx import numpy_helper
 
-        k = self.made
-        self.made += 2
-        names = (f"zs_fold_{k}", f"zs_fold_{k + 1}")
+        names = []
+        while len(names) < 2:             # names nothing in the graph has
+            name = f"zs_fold_{self.made}"
+            self.made += 1
+            if name not in self.names:
+                names.append(name)
+                self.names.add(name)
         for name, value in zip(names, (w, b)):
             arr = value.astype(np.float32)
             self.graph.initializer.append(numpy_helper.from_array(arr, name))
@@ -253,12 +259,11 @@ def _attr(node, name: str, default):
     return default
 
 
-def _is_pointwise(conv) -> bool:
-    """A 1x1 convolution without padding: each output reads one input position."""
-    w_shape = _attr(conv, "kernel_shape", None)
+def _unpadded(conv) -> bool:
+    """A convolution without padding: every tap of every output reads an input position, so a
+    constant added to its input adds the same (b times the weights' sum) to each output."""
     pads = _attr(conv, "pads", None)
-    return (w_shape is not None and all(k == 1 for k in w_shape) and (pads is None or not any(pads))
-            and _attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID", "NOTSET", "VALID"))
+    return (pads is None or not any(pads)) and _attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
 
 
 def fold_affine(graph) -> int:
@@ -270,8 +275,14 @@ def fold_affine(graph) -> int:
     - `Add(Mul(Conv(x; W, c), s), b)` -> `Conv(x; s*W, s*c + b)` (either step alone too);
     - `Mul(x * HardSigmoid(x; a, beta), s)` with x a Conv's output -> the Conv scaled by s and
       `HardSigmoid(x; a/s, beta)`: s*x * hs((s*x)/s) is s * (x * hs(x));
-    - `Conv1x1(Add(Mul(x, s), b); W, c)` without padding -> `Conv1x1(x; s*W, c + b*sum(W))`
-      (padding would add zeros where the Add had b, so kxk convolutions keep their Add)."""
+    - `Conv(Add(Mul(x, s), b); W, c)` without padding (1x1 in these graphs) -> `Conv(x; s*W,
+      c + b*sum(W))` (padding would add zeros where the Add had b, so padded kxk convolutions
+      keep their Add).
+    A graph with subgraphs (If, Loop, Scan: their reads are not followed here) is left as it is."""
+    from onnx import AttributeProto
+
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        return 0
     removed = 0
     # 1: affine steps after a convolution
     g = _Graph(graph)
@@ -284,7 +295,7 @@ def fold_affine(graph) -> int:
         chain = []
         node = g.only_reader(conv.output[0])
         for op in ("Mul", "Add"):
-            hit = g.scalar_operand(node, op)
+            hit = g.scalar_operand(node, op, w.ndim)
             if hit is None or hit[0] != (chain[-1].output[0] if chain else conv.output[0]):
                 continue
             chain.append(node)
@@ -314,14 +325,14 @@ def fold_affine(graph) -> int:
         if (params is None or mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, hs.output[0]])
                 or x in g.outputs or {id(n) for n in g.readers[x]} != {id(hs), id(mul)}):
             continue
-        scale = g.scalar_operand(g.only_reader(mul.output[0]), "Mul")
-        if scale is None or scale[1] == 0.0:
+        scale = g.scalar_operand(g.only_reader(mul.output[0]), "Mul", params[0].ndim)
+        alpha = float(_attr(hs, "alpha", 0.2))       # ONNX's default
+        if scale is None or scale[1] == 0.0 or not np.isfinite(np.float32(alpha / scale[1])):
             continue
         after = g.only_reader(mul.output[0])
         s = scale[1]
         w, b = params
         g.set_conv_params(conv, w * s, b * s)
-        alpha = float(_attr(hs, "alpha", 0.2))
         for a in hs.attribute:
             if a.name == "alpha":
                 a.f = alpha / s
@@ -333,18 +344,18 @@ def fold_affine(graph) -> int:
         drop.add(id(after))
         removed += 1
     _remove(graph, drop)
-    # 3: affine steps before a 1x1 convolution without padding, into it
+    # 3: affine steps before a convolution without padding, into it
     g = _Graph(graph)
     drop = set()
     for conv in list(graph.node):
-        params = g.conv_params(conv) if conv.op_type == "Conv" and _is_pointwise(conv) else None
+        params = g.conv_params(conv) if conv.op_type == "Conv" and _unpadded(conv) else None
         if params is None:
             continue
         w, b = params
         value, chain = conv.input[0], []
         for op in ("Add", "Mul"):           # walking back from the convolution
             node = g.producer.get(value)
-            hit = g.scalar_operand(node, op)
+            hit = g.scalar_operand(node, op, w.ndim)
             if hit is None or g.only_reader(value) is not (chain[-1] if chain else conv):
                 continue
             if op == "Add":

@@ -57,7 +57,7 @@ def _scalar_steps(graph) -> list[tuple[object, list, object]]:
     for n in graph.node:
         for i in n.input:
             readers[i].append(n)
-    return [(n, readers[n.output[0]], next((producer[i] for i in n.input if i in producer), None))
+    return [(n, readers[n.output[0]], next((producer[i] for i in n.input if i in producer and i not in consts), None))
             for n in graph.node
             if n.op_type in ("Mul", "Add") and any(i in consts and consts[i].size == 1 for i in n.input)]
 
@@ -212,18 +212,23 @@ def test_float32_normalisation_gives_the_readings_of_rapidocrs_own():
 
 
 def _affine_model(*, scale_shape: tuple = (1,), also_output: bool = False, second_kernel: int = 1,
-                  s2: float = 0.8) -> onnx.ModelProto:
+                  second_padded: bool | None = None, s2: float = 0.8, default_alpha: bool = False,
+                  conv_read_twice: bool = False, swish_input_read_twice: bool = False) -> onnx.ModelProto:
     """PP-LCNetV3's pattern twice: conv -> affine -> hard-swish -> affine -> conv, the second
-    convolution `second_kernel` wide (3: padded, so the Add before it must stay), ending in a
-    padded depthwise convolution. `scale_shape`: the first scale's constant shape ((4, 1, 1): one
-    per channel, which the folds leave alone); `also_output`: the first scaled value is also a
-    graph output."""
+    convolution `second_kernel` wide and padded to keep its size when `second_padded` (default:
+    when wider than 1; a padded one must keep the Add before it), ending in a padded depthwise
+    convolution. `scale_shape`: the first scale's constant shape ((4, 1, 1): one per channel,
+    which the folds leave alone); `also_output`: the first scaled value is also a graph output;
+    `default_alpha`: the first HardSigmoid without attributes (ONNX's 0.2 and 0.5);
+    `conv_read_twice`: the first convolution's output is also read by a Relu (an output);
+    `swish_input_read_twice`: so is the second hard-swish's input."""
     rng = np.random.default_rng(7)
 
     def tensor(name, shape, low=-1.0, high=1.0):
         return helper.make_tensor(name, TensorProto.FLOAT, list(shape), rng.uniform(low, high, shape).ravel().tolist())
 
     k2 = second_kernel
+    pad2 = (k2 // 2 if second_padded is None else int(second_padded))
     inits = [tensor("w1", (4, 3, 3, 3)), tensor("c1", (4,)), tensor("w2", (6, 4, k2, k2)), tensor("c2", (6,)),
              tensor("w3", (6, 1, 3, 3)), tensor("c3", (6,))]
     values = {"s1": (scale_shape, 1.3), "b1": ((1,), 0.2), "s2": ((1,), s2), "b2": ((1,), -0.4),
@@ -233,23 +238,28 @@ def _affine_model(*, scale_shape: tuple = (1,), also_output: bool = False, secon
               for n, (shape, v) in values.items()]
 
     def hard_swish(x, y, k):
-        return [helper.make_node("HardSigmoid", [x], [f"g{k}"], alpha=1.0 / 6, beta=0.5),
-                helper.make_node("Mul", [x, f"g{k}"], [y])]
+        gate = (helper.make_node("HardSigmoid", [x], [f"g{k}"]) if default_alpha and k == 1 else
+                helper.make_node("HardSigmoid", [x], [f"g{k}"], alpha=1.0 / 6, beta=0.5))
+        return [gate, helper.make_node("Mul", [x, f"g{k}"], [y])]
 
     nodes = consts + [
         helper.make_node("Conv", ["x", "w1", "c1"], ["a1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         helper.make_node("Mul", ["a1", "s1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["h1"]),
         *hard_swish("h1", "q1", 1),
         helper.make_node("Mul", ["q1", "s2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["h2"]),
-        helper.make_node("Conv", ["h2", "w2", "c2"], ["a2"], kernel_shape=[k2, k2], pads=[k2 // 2] * 4),
+        helper.make_node("Conv", ["h2", "w2", "c2"], ["a2"], kernel_shape=[k2, k2], pads=[pad2] * 4),
         helper.make_node("Mul", ["s3", "a2"], ["m3"]), helper.make_node("Add", ["b3", "m3"], ["h3"]),
         *hard_swish("h3", "q3", 3),
         helper.make_node("Mul", ["q3", "s4"], ["m4"]), helper.make_node("Add", ["m4", "b4"], ["h4"]),
         helper.make_node("Conv", ["h4", "w3", "c3"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=6),
     ]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 10, 10])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, None, None])]
     if also_output:
         outputs.append(helper.make_tensor_value_info("m1", TensorProto.FLOAT, [1, 4, 10, 10]))
+    for read, value in ((conv_read_twice, "a1"), (swish_input_read_twice, "h3")):
+        if read:
+            nodes.append(helper.make_node("Relu", [value], [f"relu_{value}"]))
+            outputs.append(helper.make_tensor_value_info(f"relu_{value}", TensorProto.FLOAT, [1, None, None, None]))
     graph = helper.make_graph(nodes, "lab", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10, 10])],
                               outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
@@ -261,6 +271,11 @@ def _affine_model(*, scale_shape: tuple = (1,), also_output: bool = False, secon
     ({"scale_shape": (4, 1, 1)}, {"s1", "b1", "b4"}),   # a per-channel scale is not a scalar step
     ({"also_output": True}, {"b1", "b4"}),          # the scaled value is an output: the Conv writes it
     ({"s2": 0.0}, {"b4"}),                          # a zero scale: into the 1x1 convolution after it
+    ({"second_kernel": 3, "second_padded": False}, {"b4"}),   # an unpadded 3x3 convolution takes the Add
+    ({"second_padded": True}, {"b2", "b4"}),        # a padded 1x1 convolution does not
+    ({"default_alpha": True}, {"b4"}),              # HardSigmoid's default slope, scaled as well
+    ({"conv_read_twice": True}, {"s1", "b1", "b4"}),      # the convolution's output is read elsewhere
+    ({"swish_input_read_twice": True}, {"s4", "b4"}),     # so is the hard-swish's input: its scale stays
 ])
 def test_affine_folds_keep_the_function(kw, left):
     model = _affine_model(**kw)
@@ -274,3 +289,41 @@ def test_affine_folds_keep_the_function(kw, left):
     for want, got in zip(_session(src).run(None, {"x": x}), _session(folded.SerializeToString()).run(None, {"x": x})):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
     assert fold_affine(folded.graph) == 0            # nothing left to fold a second time
+
+
+def test_a_size_one_constant_of_higher_rank_is_not_folded():
+    """`Conv(x) * s` with s of shape (1, 1, 1, 1, 1) broadcasts the output to five dimensions;
+    folding s into the convolution would drop one."""
+    nodes = [helper.make_node("Constant", [], ["s"], value=helper.make_tensor("s", TensorProto.FLOAT, [1] * 5, [2.0])),
+             helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Mul", ["c", "s"], ["y"])]
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 1, 1], np.linspace(-1, 1, 6).tolist())
+    graph = helper.make_graph(nodes, "rank", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 4, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+    assert fold_affine(model.graph) == 0
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 4, 4)).astype(np.float32)
+    assert _session(model.SerializeToString()).run(None, {"x": x})[0].shape == (1, 1, 2, 4, 4)
+
+
+def test_folded_weights_get_names_nothing_else_has():
+    """A second fold over a folded graph, and a graph whose own values are named like the
+    folds' weights, still give a valid graph with the same function."""
+    consts = [helper.make_node("Constant", [], [n], value=helper.make_tensor(n, TensorProto.FLOAT, [], [v]))
+              for n, v in (("s0", 1.5), ("s1", -0.5), ("s2", 3.0))]
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 1, 1], np.linspace(-1, 1, 6).tolist())
+    nodes = consts + [helper.make_node("Mul", ["x", "s0"], ["zs_fold_0"]),
+                      helper.make_node("Conv", ["zs_fold_0", "w"], ["c"]),
+                      helper.make_node("Mul", ["c", "s1"], ["zs_fold_2"]), helper.make_node("Mul", ["zs_fold_2", "s2"], ["y"])]
+    graph = helper.make_graph(nodes, "names", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+    src = model.SerializeToString()
+    folded = onnx.load_from_string(src)
+    total = 0
+    for _ in range(3):
+        total += fold_affine(folded.graph)
+        onnx.checker.check_model(folded)
+    assert total == 3 and not [n for n in folded.graph.node if n.op_type == "Mul"]
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(_session(folded.SerializeToString()).run(None, {"x": x})[0],
+                               _session(src).run(None, {"x": x})[0], atol=1e-5)
