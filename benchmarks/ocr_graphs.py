@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brand_signals.images.image_decode import decode_rgb  # noqa: E402
-from models import ocr as ocr_module  # noqa: E402
+from models.ocr import TextReader  # noqa: E402
 from models.ocr_graphs import WHEEL_GRAPHS, fuse_hard_swish, ocr_models, wheel_graph  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev" / "logos"
@@ -44,16 +44,10 @@ def hard_swish_only(out_dir: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def readers(tmp: Path) -> dict[str, ocr_module.TextReader]:
+def readers(tmp: Path) -> dict[str, TextReader]:
     """name -> reader, the job's graphs first."""
-    out = {"rewritten": ocr_module.TextReader(threads=1), "wheel": ocr_module.TextReader(threads=1, graphs="wheel")}
-    graphs = hard_swish_only(tmp)
-    made = ocr_module.ocr_models
-    ocr_module.ocr_models = lambda: graphs          # the reader's "rewritten" graphs, for this one
-    try:
-        out["hard_swish_only"] = ocr_module.TextReader(threads=1)
-    finally:
-        ocr_module.ocr_models = made
+    out = {"rewritten": TextReader(threads=1), "wheel": TextReader(threads=1, graphs="wheel"),
+           "hard_swish_only": TextReader(threads=1, graphs=hard_swish_only(tmp))}
     assert out["rewritten"].graphs == ocr_models()
     return out
 

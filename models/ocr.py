@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -65,20 +66,23 @@ class TextReader:
     time scaled up and the lines of both readings are returned (boxes in source pixels)."""
 
     def __init__(self, threads: int = 1, det_limit_side: int = DET_LIMIT_SIDE, upscale: bool = False,
-                 device: str = "cpu", graphs: str = "rewritten"):
+                 device: str = "cpu", graphs: str | tuple[Path, Path] = "rewritten"):
         """`device`: "cpu" or "cuda" (both OCR models on onnxruntime's CUDA provider).
         `graphs`: "rewritten" (models.ocr_graphs: the same models, hard-swish in two nodes
         instead of four and the scalar affine steps folded into the convolutions; made once
-        into the cache folder) or "wheel" (the wheel's own files)."""
-        if graphs not in ("rewritten", "wheel"):
-            raise ValueError(f"graphs must be 'rewritten' or 'wheel', got {graphs!r}")
+        into the cache folder), "wheel" (the wheel's own files), or the (detection,
+        recognition) files themselves (benchmarks comparing versions of the graphs)."""
+        if not isinstance(graphs, tuple) and graphs not in ("rewritten", "wheel"):
+            raise ValueError(f"graphs must be 'rewritten', 'wheel' or (detection, recognition) files, got {graphs!r}")
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         threads = min(threads, os.cpu_count() or 1)
         from rapidocr_onnxruntime import RapidOCR
 
         cuda = providers(device)[0] == CUDA_PROVIDER     # raises where CUDA was asked for and is missing
-        if graphs == "rewritten":
+        if isinstance(graphs, tuple):
+            det, rec = (Path(p) for p in graphs)
+        elif graphs == "rewritten":
             det, rec = ocr_models()
         else:
             det, rec = (wheel_graph(n) for n in WHEEL_GRAPHS)

@@ -105,21 +105,15 @@ def fuse_hard_swish(graph) -> int:
     and the Mul) whose intermediate values feed nothing else; returns how many."""
     from onnx import helper
 
-    consts = _constants(graph)
-    producer = {o: n for n in graph.node for o in n.output}
-    uses: dict[str, int] = defaultdict(int)
-    for n in graph.node:
-        for i in n.input:
-            uses[i] += 1
-    for o in graph.output:
-        uses[o.name] += 1
+    g = _Graph(graph)
+    producer = g.producer
 
     def is_scalar(name: str, value: float) -> bool:
-        a = consts.get(name)
+        a = g.consts.get(name)
         return a is not None and a.size == 1 and float(a.reshape(())) == value
 
     def only_used_once(node) -> bool:
-        return uses[node.output[0]] == 1
+        return g.only_reader(node.output[0]) is not None
 
     replaced: dict[int, list] = {}
     dropped: set[int] = set()
@@ -325,11 +319,11 @@ def fold_affine(graph) -> int:
         if (params is None or mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, hs.output[0]])
                 or x in g.outputs or {id(n) for n in g.readers[x]} != {id(hs), id(mul)}):
             continue
-        scale = g.scalar_operand(g.only_reader(mul.output[0]), "Mul", params[0].ndim)
+        after = g.only_reader(mul.output[0])
+        scale = g.scalar_operand(after, "Mul", params[0].ndim)
         alpha = float(_attr(hs, "alpha", 0.2))       # ONNX's default
         if scale is None or scale[1] == 0.0 or not np.isfinite(np.float32(alpha / scale[1])):
             continue
-        after = g.only_reader(mul.output[0])
         s = scale[1]
         w, b = params
         g.set_conv_params(conv, w * s, b * s)
