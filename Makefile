@@ -9,7 +9,7 @@ UDF_SRC := $(shell find pipelines/java -name '*.java')
 # Its folders too: removing a source changes its folder, so the jar is built again without it.
 UDF_DIRS := $(shell find pipelines/java -type d)
 
-.PHONY: run test test-faults setup venv jars models browser bench bench-text bench-images bench-images-ab bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling kafka-up kafka-down clean
+.PHONY: run test test-faults setup venv jars models browser bench bench-text bench-images bench-images-ab bench-restart bench-hostile bench-faults bench-churn bench-retro bench-ceiling bench-state kafka-up kafka-down clean
 
 run: setup
 	$(BIN)/zeroscan demo
@@ -102,6 +102,10 @@ bench-retro: setup
 # and zeroscan's identical re-posts, one broker, two rounds (~6 min; benchmarks/results/flink_ceiling.json).
 bench-ceiling: setup
 	$(BIN)/python -m benchmarks.flink_ceiling
+
+# A listing update's cost with 50,000 and 1,000,000 live listings in the job's keyed state (~15 min; variants side by side: README, Throughput).
+bench-state: setup
+	$(BIN)/python -m benchmarks.state_scale
 
 kafka-up: setup
 	$(BIN)/zeroscan kafka up

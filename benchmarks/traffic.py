@@ -112,6 +112,27 @@ class Traffic:
         return [orjson.dumps(self._stamped(self._new() if at is None else self._update(at, kinds[at])))
                 for at in turns]
 
+    def sampled_wave(self, k: int) -> list[bytes]:
+        """One update of each of k live listings drawn at random (without repeats), of the mix's
+        kinds, and as many new listings as the mix brings beside them, shuffled: `spaced_wave`
+        over part of a catalogue too large to re-post whole, so its keys are spread over all of
+        the job's state."""
+        if not self.live or self.mix.unchanged + self.mix.edited <= 0:
+            raise ValueError("a sampled wave re-posts live listings: warm the traffic first, with a mix that re-posts")
+        rng = self.rng
+        reposted = self.mix.unchanged + self.mix.edited
+        picked = rng.sample(range(len(self.live)), min(k, len(self.live)))
+        turns: list[int | None] = picked + [None] * round(len(picked) * self.mix.new / reposted)
+        rng.shuffle(turns)
+        return [orjson.dumps(self._stamped(self._new() if at is None
+                                           else self._update(at, rng.random() * reposted < self.mix.edited)))
+                for at in turns]
+
+    def first_records(self) -> list[bytes]:
+        """Each live listing's record once, in creation order: a topic that gives a job all of
+        them as new listings."""
+        return [orjson.dumps(self._stamped(rec)) for rec in self.live]
+
     def lines(self, n: int) -> Iterator[bytes]:
         for _ in range(n):
             yield orjson.dumps(self.next())

@@ -45,3 +45,26 @@ def test_the_spaced_wave_updates_each_live_listing_once(mix):
 def test_a_spaced_wave_needs_live_listings():
     with pytest.raises(ValueError, match="warm the traffic first"):
         Traffic(brand_records(100)).spaced_wave()
+
+
+def test_a_sampled_wave_updates_k_live_listings_at_random_once_each():
+    t = Traffic(brand_records(1000), Mix())
+    t.warm(5000)
+    first = [orjson.loads(x) for x in t.first_records()]
+    assert [r["listing_id"] for r in first] == [r["listing_id"] for r in t.live]
+    before = {r["listing_id"]: r for r in t.live}
+    wave = [orjson.loads(x) for x in t.sampled_wave(1000)]
+    ids = collections.Counter(r["listing_id"] for r in wave)
+    assert max(ids.values()) == 1
+    reposts = [r for r in wave if r["listing_id"] in before]
+    assert len(reposts) == 1000
+    assert len(wave) - len(reposts) == round(1000 * 0.05 / 0.95)
+    # drawn over the whole catalogue, not its first listings
+    positions = sorted(list(before).index(r["listing_id"]) for r in reposts)
+    assert positions[0] < 500 and positions[-1] > 4500
+    edited = [r for r in reposts if r["title"] != before[r["listing_id"]]["title"]]
+    assert 0.10 < len(edited) / len(reposts) < 0.22
+    times = [r["event_time"] for r in first + wave]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    with pytest.raises(ValueError, match="warm the traffic first"):
+        Traffic(brand_records(100)).sampled_wave(10)

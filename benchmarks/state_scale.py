@@ -1,0 +1,202 @@
+"""A listing update's cost against the job's state: the same job, the same kinds of update,
+with a small and a large number of live listings in its keyed state. A marketplace's job holds
+every live listing (its last fingerprint, the kept record for judging feedback, its brands'
+flag state) for as long as the listing lives, so what an update costs when that state no
+longer fits in memory is what a deployment pays, not what a bench that starts empty measures.
+
+For each catalogue size (`--live`), each variant (NAME=FLINK_OPTS, '' for the job as
+configured; alternating, the order reversed every other round) and each round: fresh topics
+holding one record of each of the live listings (all new to the job), the job started and left
+to read them, then `--waves` waves of `--wave` updates of the mix (benchmarks.traffic
+`Traffic.sampled_wave`: listings drawn at random over the whole state, so its reads land
+everywhere) produced and measured one at a time, each between 10 % and 90 % of it read, as
+`make bench` measures its spaced waves. Per wave also the CPU per record of the job's threads
+by role (`/proc` task times): the keyed step (the OVER aggregate that keeps the state, chained
+with the Java side of the crossing into Python), RocksDB's own threads (flushes, compactions),
+the Python workers, the source step, the JIT compilers.
+
+    .venv/bin/python -m benchmarks.state_scale [--live 50000,1000000] [--wave 40000] [--waves 4]
+        [--rounds 2] [NAME=FLINK_OPTS ...]
+
+Writes benchmarks/results/state_scale.json (or --out). One broker; images off, as in every
+end-to-end bench.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+
+from benchmarks.kafka_measures import _measure, _tree, bench_kafka, job_settings, measure_wave, start_job, stop_job
+from benchmarks.traffic import Mix, Traffic, brand_records
+from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
+from connectors.kafka_io import produce_lines
+from zeroscan.settings import ROOT, Topics
+
+RESULTS = ROOT / "benchmarks" / "results" / "state_scale.json"
+MARKS = 1000
+LOG = "bench-job-state.log"
+
+
+def task_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of every thread of the process tree, by thread id: (process name|thread
+    name, seconds). Linux cuts thread names at 15 characters (`java_names` has them whole)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for p in _tree(pid):
+        try:
+            proc = Path(f"/proc/{p}/comm").read_text().strip()
+            for t in os.listdir(f"/proc/{p}/task"):
+                st = Path(f"/proc/{p}/task/{t}/stat").read_text()
+                fields = st.rsplit(")", 1)[1].split()
+                out[int(t)] = (f"{proc}|{st[st.index('(') + 1:st.rindex(')')]}", (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def java_names(pid: int) -> dict[int, str]:
+    """The whole names of the job JVM's threads by thread id (`jcmd Thread.print`, nid)."""
+    names: dict[int, str] = {}
+    for p in _tree(pid):
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() != "java":
+                continue
+        except OSError:
+            continue
+        dump = subprocess.run(["jcmd", str(p), "Thread.print"], capture_output=True, text=True, timeout=60).stdout
+        for m in re.finditer(r'^"(.*?)".*?nid=(0x[0-9a-f]+)', dump, re.M):
+            names[int(m.group(2), 16)] = m.group(1)
+    return names
+
+
+def roles(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds between two `task_cpu` readings by role: the keyed step is the thread whose
+    chain holds the scan's Python operator (the OVER aggregate that keeps the state, chained
+    with the Java side of the crossing into Python)."""
+    out = {"keyed_step": 0.0, "rocksdb": 0.0, "python": 0.0, "source": 0.0, "jit": 0.0, "other": 0.0}
+    for tid, (short, cpu) in after.items():
+        v = cpu - before.get(tid, (short, 0.0))[1]
+        proc, _, name = short.partition("|")
+        name = names.get(tid, name)
+        if name.startswith("OverAggregate") and "PythonCalc" in name:
+            out["keyed_step"] += v
+        elif "rocksdb" in name.lower():
+            out["rocksdb"] += v
+        elif proc.startswith("python"):
+            out["python"] += v
+        elif name.startswith("Source"):
+            out["source"] += v
+        elif "Compiler" in name:
+            out["jit"] += v
+        else:
+            out["other"] += v
+    return out
+
+
+def disk_mib(path: Path) -> float:
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return round(total / 2**20, 1)
+
+
+def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, tag: str) -> dict:
+    st = dataclasses.replace(settings, topics=Topics.prefixed(f"{tag}-"), consumer_group=tag, transactional_id_prefix=tag)
+    ensure_topics(st.kafka, contract_topics(st.topics, partitions=4))
+    brands = brand_records(MARKS)
+    produce_lines(st.kafka, st.topics.brands, (orjson.dumps(b) for b in brands), "brand_id")
+    traffic = Traffic(brands, Mix())
+    traffic.warm(live)
+    produce_lines(st.kafka, st.topics.listings, traffic.first_records(), "listing_id")
+    s = job_settings(st, name)
+    base = sum(end_offsets(s.kafka, s.topics.listings).values())
+    job = start_job(s, 1, LOG, env={"ZEROSCAN_FLINK_OPTS": opts} if opts else None)
+    out: dict = {"variant": name, "flink_opts": opts, "live": live}
+    try:
+        first, _ = _measure(s, job, 0, base, LOG)
+        out["first_read"] = {k: first[k] for k in ("listings", "listings_per_cpu_s")}
+        out["waves"] = []
+        for _ in range(waves):
+            records = traffic.sampled_wave(wave)
+            names = java_names(job.pid)
+            c0 = task_cpu(job.pid)
+            r = measure_wave(s, job, base, records, LOG)
+            c1 = task_cpu(job.pid)
+            base += len(records)
+            by_role = roles(c0, c1, names)
+            out["waves"].append({"records": len(records), "listings_per_cpu_s": r["listings_per_cpu_s"],
+                                 "us_per_record": {k: round(v / len(records) * 1e6, 1) for k, v in by_role.items()},
+                                 "checkpoint_mib": disk_mib(s.state_dir / "checkpoints")})
+    finally:
+        stop_job(job)
+    w = out["waves"]
+    out["us_per_record"] = round(statistics.mean(1e6 / x["listings_per_cpu_s"] for x in w), 1)
+    out["keyed_step_us"] = round(statistics.mean(x["us_per_record"]["keyed_step"] for x in w), 1)
+    out["rocksdb_us"] = round(statistics.mean(x["us_per_record"]["rocksdb"] for x in w), 1)
+    return out
+
+
+def summary(runs: list[dict]) -> list[dict]:
+    rows = []
+    for live in sorted({r["live"] for r in runs}):
+        for name in dict.fromkeys(r["variant"] for r in runs):
+            sel = [r for r in runs if r["live"] == live and r["variant"] == name]
+            if sel:
+                rows.append({"live": live, "variant": name,
+                             "us_per_record": [r["us_per_record"] for r in sel],
+                             "keyed_step_us": [r["keyed_step_us"] for r in sel],
+                             "rocksdb_us": [r["rocksdb_us"] for r in sel]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("variants", nargs="*", metavar="NAME=FLINK_OPTS")
+    ap.add_argument("--live", type=lambda s: [int(x) for x in s.split(",")], default=[50_000, 1_000_000])
+    ap.add_argument("--wave", type=int, default=40_000)
+    ap.add_argument("--waves", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    variants = dict(v.split("=", 1) for v in args.variants) if args.variants else {"job": ""}
+    broker, settings = bench_kafka("state-scale", "z")
+    runs = []
+    try:
+        for rnd in range(args.rounds):
+            order = list(variants) if rnd % 2 == 0 else list(variants)[::-1]
+            for live in args.live:
+                for name in order:
+                    r = one_run(settings, live, args.wave, args.waves, f"{name}-{live}-{rnd}", variants[name],
+                                f"z{uuid.uuid4().hex[:6]}")
+                    r.update(variant=name, round=rnd)
+                    runs.append(r)
+                    print(json.dumps({k: r[k] for k in ("round", "variant", "live", "us_per_record", "keyed_step_us",
+                                                        "rocksdb_us")}), flush=True)
+    finally:
+        broker.down()
+    res = {"command": "python -m benchmarks.state_scale " + " ".join(sys.argv[1:] if argv is None else argv),
+           "machine": {"platform": platform.platform(), "python": platform.python_version()},
+           "marks": MARKS, "wave": args.wave, "waves": args.waves, "summary": summary(runs), "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    for row in res["summary"]:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
