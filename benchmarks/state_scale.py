@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,7 @@ import orjson
 from benchmarks.kafka_measures import _measure, _tree, bench_kafka, job_settings, measure_wave, start_job, stop_job
 from benchmarks.traffic import Mix, Traffic, brand_records
 from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
+from connectors.kafka_client import admin
 from connectors.kafka_io import produce_lines
 from zeroscan.settings import ROOT, Topics
 
@@ -144,6 +146,11 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
                                  "checkpoint_mib": disk_mib(s.state_dir / "checkpoints")})
     finally:
         stop_job(job)
+        # A million listings' topic and checkpoints are a few GB: gone before the next run.
+        client = admin(st.kafka)   # held until its futures are done
+        for f in client.delete_topics(list(contract_topics(st.topics)), operation_timeout=30).values():
+            f.result()
+        shutil.rmtree(s.state_dir / "checkpoints", ignore_errors=True)
     w = out["waves"]
     out["us_per_record"] = round(statistics.mean(1e6 / x["listings_per_cpu_s"] for x in w), 1)
     out["keyed_step_us"] = round(statistics.mean(x["us_per_record"]["keyed_step"] for x in w), 1)
