@@ -103,7 +103,8 @@ bench-retro: setup
 bench-ceiling: setup
 	$(BIN)/python -m benchmarks.flink_ceiling
 
-# A listing update's cost with 50,000 and 1,000,000 live listings in the job's keyed state (~15 min; variants side by side: README, Throughput).
+# A listing update's cost with 50,000 and 1,000,000 live listings in the job's keyed state
+# (~15 min; variants side by side: README, Throughput).
 bench-state: setup
 	$(BIN)/python -m benchmarks.state_scale
 

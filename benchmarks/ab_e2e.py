@@ -75,27 +75,14 @@ def wave_rates(settings: Settings, checkout: str, env: dict[str, str], waves: li
             busiest = sorted(((v, k) for k, v in spent.items()), reverse=True)[:8]
             steps: dict[str, float] = {}
             for k, v in spent.items():
-                steps[_step(k)] = steps.get(_step(k), 0.0) + v
+                role = km.thread_role(*k.split("|", 1))
+                steps[role] = steps.get(role, 0.0) + v
             print(f"  {rate} per CPU-second; µs per record from the wave's production to its last commit: " +
                   ", ".join(f"{k} {1e6 * v / len(this):.1f}" for k, v in sorted(steps.items())) + "; " +
                   ", ".join(f"{k} {100 * v / cpu:.0f} %" for v, k in busiest), flush=True)
         return out
     finally:
         km.stop_job(job)
-
-
-def _step(thread: str) -> str:
-    """What a thread of the job (`kafka_measures.thread_cpu`'s key) works for: the source step
-    (its chained Java functions), the keyed step (the OVER aggregate and the steps chained to
-    it), the JIT compilers, the Python workers, or the rest (fetchers, producers, checkpoints)."""
-    proc, name = thread.split("|", 1)
-    if proc.startswith("python"):
-        return "python"
-    if name.startswith("Source: inputs"):
-        return "source"
-    if name.startswith("OverAggregate"):
-        return "keyed"
-    return "jit" if "Compiler" in name else "other"
 
 
 def _interrupt(*_args) -> None:

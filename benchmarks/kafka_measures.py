@@ -102,11 +102,12 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread of the process tree, by process and thread name (numbers in
-    thread names folded, but for Flink's operator threads, which the name tells apart)."""
+def task_times(pid: int) -> dict[int, tuple[str, str, float]]:
+    """CPU seconds of every thread of the process tree, by thread id: (process name, thread
+    name, seconds). Linux cuts thread names at 15 characters (`java_thread_names` has them
+    whole)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out: dict[int, tuple[str, str, float]] = {}
     for p in _tree(pid):
         try:
             with open(f"/proc/{p}/comm") as f:
@@ -114,15 +115,57 @@ def thread_cpu(pid: int) -> dict[str, float]:
             for t in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{t}/stat") as f:
                     st = f.read()
-                name = st[st.index("(") + 1:st.rindex(")")]
-                if not name.startswith(("Over", "Source", "Calc", "Python", "Sink")):
-                    name = re.sub(r"[0-9]+", "#", name)
                 fields = st.rsplit(")", 1)[1].split()
-                key = f"{proc}|{name}"
-                out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+                out[int(t)] = (proc, st[st.index("(") + 1:st.rindex(")")], (int(fields[11]) + int(fields[12])) / tick)
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of the process tree, by process and thread name (numbers in
+    thread names folded, but for Flink's operator threads, which the name tells apart)."""
+    out: dict[str, float] = {}
+    for proc, name, cpu in task_times(pid).values():
+        if not name.startswith(("Over", "Source", "Calc", "Python", "Sink")):
+            name = re.sub(r"[0-9]+", "#", name)
+        key = f"{proc}|{name}"
+        out[key] = out.get(key, 0.0) + cpu
+    return out
+
+
+def java_thread_names(pid: int) -> dict[int, str]:
+    """The whole names of the process tree's JVM threads by thread id (`jcmd Thread.print`)."""
+    names: dict[int, str] = {}
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                if f.read().strip() != "java":
+                    continue
+        except OSError:
+            continue
+        dump = subprocess.run(["jcmd", str(p), "Thread.print"], capture_output=True, text=True, timeout=60).stdout
+        for m in re.finditer(r'^"(.*?)".*?nid=(0x[0-9a-f]+)', dump, re.M):
+            names[int(m.group(2), 16)] = m.group(1)
+    return names
+
+
+def thread_role(proc: str, name: str) -> str:
+    """What a thread of the job works for: the source step (its chained Java functions), the
+    keyed step (the OVER aggregate that keeps the listing's state, with the Java side of the
+    crossing into Python chained to it), RocksDB's own threads (flushes, compactions), the JIT
+    compilers, the Python workers, or the rest (fetchers, producers, checkpoints, the per-brand
+    steps). From a cut name (`/proc`) every OVER aggregate's thread counts as the keyed step;
+    from a whole one (`java_thread_names`) only the one chained to the Python scan."""
+    if proc.startswith("python"):
+        return "python"
+    if name.startswith("Source: inputs"):
+        return "source"
+    if name.startswith("OverAggregate") and ("PythonCalc" in name or " -> " not in name):
+        return "keyed_step"
+    if "rocksdb" in name.lower():
+        return "rocksdb"
+    return "jit" if "Compiler" in name else "other"
 
 
 def rss_mib(pid: int) -> float:

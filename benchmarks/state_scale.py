@@ -11,9 +11,10 @@ to read them, then `--waves` waves of `--wave` updates of the mix (benchmarks.tr
 `Traffic.sampled_wave`: listings drawn at random over the whole state, so its reads land
 everywhere) produced and measured one at a time, each between 10 % and 90 % of it read, as
 `make bench` measures its spaced waves. Per wave also the CPU per record of the job's threads
-by role (`/proc` task times): the keyed step (the OVER aggregate that keeps the state, chained
-with the Java side of the crossing into Python), RocksDB's own threads (flushes, compactions),
-the Python workers, the source step, the JIT compilers.
+by role (`/proc` task times, the names whole from `jcmd`; `kafka_measures.thread_role`): the
+keyed step (the OVER aggregate that keeps the state, chained with the Java side of the crossing
+into Python), RocksDB's own threads (flushes, compactions), the Python workers, the source
+step, the JIT compilers.
 
     .venv/bin/python -m benchmarks.state_scale [--live 50000,1000000] [--wave 40000] [--waves 4]
         [--rounds 2] [NAME=FLINK_OPTS ...]
@@ -26,19 +27,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import orjson
 
-from benchmarks.kafka_measures import _measure, _tree, bench_kafka, job_settings, measure_wave, start_job, stop_job
+from benchmarks.kafka_measures import (_measure, bench_kafka, java_thread_names, job_settings, measure_wave, start_job,
+                                       stop_job, task_times, thread_role)
 from benchmarks.traffic import Mix, Traffic, brand_records
 from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
 from connectors.kafka_client import admin
@@ -50,59 +49,16 @@ MARKS = 1000
 LOG = "bench-job-state.log"
 
 
-def task_cpu(pid: int) -> dict[int, tuple[str, float]]:
-    """CPU seconds of every thread of the process tree, by thread id: (process name|thread
-    name, seconds). Linux cuts thread names at 15 characters (`java_names` has them whole)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[str, float]] = {}
-    for p in _tree(pid):
-        try:
-            proc = Path(f"/proc/{p}/comm").read_text().strip()
-            for t in os.listdir(f"/proc/{p}/task"):
-                st = Path(f"/proc/{p}/task/{t}/stat").read_text()
-                fields = st.rsplit(")", 1)[1].split()
-                out[int(t)] = (f"{proc}|{st[st.index('(') + 1:st.rindex(')')]}", (int(fields[11]) + int(fields[12])) / tick)
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
+ROLES = ("keyed_step", "rocksdb", "python", "source", "jit", "other")
 
 
-def java_names(pid: int) -> dict[int, str]:
-    """The whole names of the job JVM's threads by thread id (`jcmd Thread.print`, nid)."""
-    names: dict[int, str] = {}
-    for p in _tree(pid):
-        try:
-            if Path(f"/proc/{p}/comm").read_text().strip() != "java":
-                continue
-        except OSError:
-            continue
-        dump = subprocess.run(["jcmd", str(p), "Thread.print"], capture_output=True, text=True, timeout=60).stdout
-        for m in re.finditer(r'^"(.*?)".*?nid=(0x[0-9a-f]+)', dump, re.M):
-            names[int(m.group(2), 16)] = m.group(1)
-    return names
-
-
-def roles(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], names: dict[int, str]) -> dict[str, float]:
-    """CPU seconds between two `task_cpu` readings by role: the keyed step is the thread whose
-    chain holds the scan's Python operator (the OVER aggregate that keeps the state, chained
-    with the Java side of the crossing into Python)."""
-    out = {"keyed_step": 0.0, "rocksdb": 0.0, "python": 0.0, "source": 0.0, "jit": 0.0, "other": 0.0}
-    for tid, (short, cpu) in after.items():
-        v = cpu - before.get(tid, (short, 0.0))[1]
-        proc, _, name = short.partition("|")
-        name = names.get(tid, name)
-        if name.startswith("OverAggregate") and "PythonCalc" in name:
-            out["keyed_step"] += v
-        elif "rocksdb" in name.lower():
-            out["rocksdb"] += v
-        elif proc.startswith("python"):
-            out["python"] += v
-        elif name.startswith("Source"):
-            out["source"] += v
-        elif "Compiler" in name:
-            out["jit"] += v
-        else:
-            out["other"] += v
+def roles(before: dict[int, tuple[str, str, float]], after: dict[int, tuple[str, str, float]],
+          names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds between two `task_times` readings by `thread_role`, from the threads' whole
+    names where `names` has them."""
+    out = dict.fromkeys(ROLES, 0.0)
+    for tid, (proc, name, cpu) in after.items():
+        out[thread_role(proc, names.get(tid, name))] += cpu - before.get(tid, (proc, name, 0.0))[2]
     return out
 
 
@@ -133,12 +89,12 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
         first, _ = _measure(s, job, 0, base, LOG)
         out["first_read"] = {k: first[k] for k in ("listings", "listings_per_cpu_s")}
         out["waves"] = []
+        names = java_thread_names(job.pid)   # the job's threads are all running by now
         for _ in range(waves):
             records = traffic.sampled_wave(wave)
-            names = java_names(job.pid)
-            c0 = task_cpu(job.pid)
+            c0 = task_times(job.pid)
             r = measure_wave(s, job, base, records, LOG)
-            c1 = task_cpu(job.pid)
+            c1 = task_times(job.pid)
             base += len(records)
             by_role = roles(c0, c1, names)
             out["waves"].append({"records": len(records), "listings_per_cpu_s": r["listings_per_cpu_s"],

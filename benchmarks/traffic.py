@@ -101,31 +101,29 @@ class Traffic:
         marketplace's stream over an interval in which each listing is re-posted once. `lines`
         re-posts a few tens of thousands of listings within seconds, so a listing's next update
         comes before the job's verdict on its last; a marketplace's come hours apart."""
-        if not self.live or self.mix.unchanged + self.mix.edited <= 0:
-            raise ValueError("a spaced wave re-posts live listings: warm the traffic first, with a mix that re-posts")
-        rng = self.rng
         live = len(self.live)
-        reposted = self.mix.unchanged + self.mix.edited
-        kinds = [rng.random() * reposted < self.mix.edited for _ in range(live)]
-        turns: list[int | None] = list(range(live)) + [None] * round(live * self.mix.new / reposted)
-        rng.shuffle(turns)
-        return [orjson.dumps(self._stamped(self._new() if at is None else self._update(at, kinds[at])))
-                for at in turns]
+        reposted = self._reposted()
+        kinds = [self.rng.random() * reposted < self.mix.edited for _ in range(live)]
+        return self._wave(list(range(live)), kinds)
 
     def sampled_wave(self, k: int) -> list[bytes]:
-        """One update of each of k live listings drawn at random (without repeats), of the mix's
-        kinds, and as many new listings as the mix brings beside them, shuffled: `spaced_wave`
-        over part of a catalogue too large to re-post whole, so its keys are spread over all of
-        the job's state."""
+        """`spaced_wave` over k live listings drawn at random (without repeats): a catalogue too
+        large to re-post whole, with the wave's keys spread over all of the job's state."""
+        reposted = self._reposted()
+        picked = self.rng.sample(range(len(self.live)), min(k, len(self.live)))
+        return self._wave(picked, {at: self.rng.random() * reposted < self.mix.edited for at in picked})
+
+    def _reposted(self) -> float:
         if not self.live or self.mix.unchanged + self.mix.edited <= 0:
-            raise ValueError("a sampled wave re-posts live listings: warm the traffic first, with a mix that re-posts")
-        rng = self.rng
-        reposted = self.mix.unchanged + self.mix.edited
-        picked = rng.sample(range(len(self.live)), min(k, len(self.live)))
-        turns: list[int | None] = picked + [None] * round(len(picked) * self.mix.new / reposted)
-        rng.shuffle(turns)
-        return [orjson.dumps(self._stamped(self._new() if at is None
-                                           else self._update(at, rng.random() * reposted < self.mix.edited)))
+            raise ValueError("a wave re-posts live listings: warm the traffic first, with a mix that re-posts")
+        return self.mix.unchanged + self.mix.edited
+
+    def _wave(self, picked: list[int], edited) -> list[bytes]:
+        """One update of each `picked` listing (`edited[at]`: its title edited) and as many new
+        listings as the mix brings beside them, shuffled."""
+        turns: list[int | None] = picked + [None] * round(len(picked) * self.mix.new / self._reposted())
+        self.rng.shuffle(turns)
+        return [orjson.dumps(self._stamped(self._new() if at is None else self._update(at, edited[at])))
                 for at in turns]
 
     def first_records(self) -> list[bytes]:

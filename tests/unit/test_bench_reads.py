@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from benchmarks.kafka_measures import Mark, SourceReads, window, window_rates
+from benchmarks.kafka_measures import Mark, SourceReads, thread_role, window, window_rates
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +92,18 @@ def test_the_commit_window_over_the_same_polls_is_reported_with_its_lag():
              Mark(2.5, 10_000, 101.15, 11_000), Mark(12.0, 11_000, 102.1, 11_000)]
     # A wave's: from the mark before its production to 90 % committed, 10 s after 90 % was read.
     assert by_commits(marks, 10_000, 11_000, wave=True) == {"listings_per_cpu_s": 476, "wall_s": 12.0, "lag_s": 10.0}
+
+
+def test_thread_roles_from_cut_and_whole_names():
+    # /proc cuts names at 15 characters: every OVER aggregate's thread is the keyed step there
+    assert thread_role("java", "OverAggregate[6") == "keyed_step"
+    assert thread_role("java", "OverAggregate[1") == "keyed_step"
+    # whole names (jcmd): only the one chained to the Python scan
+    assert thread_role("java", "OverAggregate[6] -> Calc[7] -> PythonCalc[8] -> Calc[9]") == "keyed_step"
+    assert thread_role("java", "OverAggregate[13] -> Calc[14] -> Correlate[15]") == "other"
+    assert thread_role("java", "Source: inputs_kafka[1] -> Calc[2]") == "source"
+    assert thread_role("java", "rocksdb:low") == "rocksdb"
+    assert thread_role("java", "Flink-RocksDBStateDataTransferHelper") == "rocksdb"
+    assert thread_role("java", "C2 CompilerThre") == "jit"
+    assert thread_role("python", "python") == "python"
+    assert thread_role("java", "kafka-producer-network-thread") == "other"

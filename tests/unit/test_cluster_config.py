@@ -150,7 +150,7 @@ def test_kafka_sinks_keep_incrementing_transactional_ids():
 def test_flink_conf_keeps_a_state_larger_than_its_cache_cheap_to_read():
     # A marketplace's keyed state outgrows RocksDB's cache; without these, each update's read
     # re-read whole index blocks the data blocks had evicted (benchmarks/state_scale.py: the
-    # keyed step ~9x dearer at 1 M live listings on 128 MB of managed memory).
+    # keyed step ~10x dearer at 1 M live listings on 128 MB of managed memory).
     conf = load_flink_conf(FLINK_CONF)
     assert conf["state.backend.type"] == "rocksdb"
     assert conf["state.backend.rocksdb.use-bloom-filter"] == "true"
