@@ -14,7 +14,13 @@ everywhere) produced and measured one at a time, each between 10 % and 90 % of i
 by role (`/proc` task times, the names whole from `jcmd`; `kafka_measures.thread_role`): the
 keyed step (the OVER aggregate that keeps the state, chained with the Java side of the crossing
 into Python), RocksDB's own threads (flushes, compactions), the Python workers, the source
-step, the JIT compilers.
+step, the JIT compilers. And the disk the state takes: the job's RocksDB working folder
+(`state.backend.rocksdb.localdir`, its own per run) sampled every half second, its peak and its
+size at each wave's end, beside the retained checkpoints' size; the peak against the size at a
+wave's end is the compaction style's space amplification as this traffic drives it; and the
+bytes RocksDB wrote into SST files in the waves (flushes and compactions, from its own log's
+`table_file_creation` events): its write amplification, and an upper bound of what the
+incremental checkpoints had to upload.
 
     .venv/bin/python -m benchmarks.state_scale [--live 50000,1000000] [--wave 40000] [--waves 4]
         [--rounds 2] [NAME=FLINK_OPTS ...]
@@ -27,10 +33,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
+import re
 import shutil
 import statistics
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -63,14 +72,57 @@ def roles(before: dict[int, tuple[str, str, float]], after: dict[int, tuple[str,
 
 
 def disk_mib(path: Path) -> float:
+    """The size of the files under `path`; files and folders that go while it is read (RocksDB
+    deletes what a compaction replaced) are skipped."""
     total = 0
-    for p in path.rglob("*"):
+    for folder, _dirs, files in os.walk(path):   # errors (a folder gone) are skipped
+        for f in files:
+            try:
+                total += os.stat(os.path.join(folder, f)).st_size
+            except OSError:
+                continue
+    return round(total / 2**20, 1)
+
+
+SST_CREATED = re.compile(rb'"event": "table_file_creation".*?"file_size": (\d+)')
+
+
+def sst_written_mib(logs: Path) -> float:
+    """The bytes of every SST file RocksDB's logs under `logs` tell it created (the job writes
+    them beside Flink's log, one per RocksDB instance)."""
+    total = 0
+    for log in logs.glob("*_LOG*"):
         try:
-            if p.is_file():
-                total += p.stat().st_size
+            total += sum(int(m) for m in SST_CREATED.findall(log.read_bytes()))
         except OSError:
             continue
     return round(total / 2**20, 1)
+
+
+class DiskPeak:
+    """The largest size `disk_mib` read of a folder, sampled every `every_s` in a thread, from
+    `start()` on; `take()` gives the peak since the last take and starts the next window."""
+
+    def __init__(self, path: Path, every_s: float = 0.5):
+        self.path, self.every_s, self.peak = path, every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-peak", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, disk_mib(self.path))
+
+    def start(self) -> DiskPeak:
+        self._thread.start()
+        return self
+
+    def take(self) -> float:
+        peak, self.peak = max(self.peak, disk_mib(self.path)), 0.0
+        return peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, tag: str) -> dict:
@@ -83,11 +135,17 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     produce_lines(st.kafka, st.topics.listings, traffic.first_records(), "listing_id")
     s = job_settings(st, name)
     base = sum(end_offsets(s.kafka, s.topics.listings).values())
-    job = start_job(s, 1, LOG, env={"ZEROSCAN_FLINK_OPTS": opts} if opts else None)
+    local = s.state_dir / "rocksdb"
+    job_opts = ";".join(filter(None, [opts, f"state.backend.rocksdb.localdir={local}"]))
+    job = start_job(s, 1, LOG, env={"ZEROSCAN_FLINK_OPTS": job_opts})
+    disk = DiskPeak(local).start()
     out: dict = {"variant": name, "flink_opts": opts, "live": live}
     try:
         first, _ = _measure(s, job, 0, base, LOG)
         out["first_read"] = {k: first[k] for k in ("listings", "listings_per_cpu_s")}
+        out["first_read"]["local_peak_mib"] = disk.take()
+        written = sst_written_mib(s.state_dir / "flink-logs")
+        out["first_read"]["sst_written_mib"] = written
         out["waves"] = []
         names = java_thread_names(job.pid)   # the job's threads are all running by now
         for _ in range(waves):
@@ -97,20 +155,35 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
             c1 = task_times(job.pid)
             base += len(records)
             by_role = roles(c0, c1, names)
+            now_written = sst_written_mib(s.state_dir / "flink-logs")
             out["waves"].append({"records": len(records), "listings_per_cpu_s": r["listings_per_cpu_s"],
                                  "us_per_record": {k: round(v / len(records) * 1e6, 1) for k, v in by_role.items()},
-                                 "checkpoint_mib": disk_mib(s.state_dir / "checkpoints")})
+                                 "us_all_threads": round(sum(by_role.values()) / len(records) * 1e6, 1),
+                                 "sst_written_mib": round(now_written - written, 1),
+                                 "checkpoint_mib": disk_mib(s.state_dir / "checkpoints"),
+                                 "local_peak_mib": disk.take(), "local_end_mib": disk_mib(local)})
+            written = now_written
     finally:
+        disk.stop()
         stop_job(job)
         # A million listings' topic and checkpoints are a few GB: gone before the next run.
         client = admin(st.kafka)   # held until its futures are done
         for f in client.delete_topics(list(contract_topics(st.topics)), operation_timeout=30).values():
             f.result()
         shutil.rmtree(s.state_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
     w = out["waves"]
     out["us_per_record"] = round(statistics.mean(1e6 / x["listings_per_cpu_s"] for x in w), 1)
     out["keyed_step_us"] = round(statistics.mean(x["us_per_record"]["keyed_step"] for x in w), 1)
     out["rocksdb_us"] = round(statistics.mean(x["us_per_record"]["rocksdb"] for x in w), 1)
+    # The job's threads over each whole wave, from its first record produced to its last
+    # committed: the compactions a wave sets off mostly run in it (or in the next), where the
+    # window of 10-90 % read may or may not hold them.
+    out["all_threads_us"] = round(statistics.mean(x["us_all_threads"] for x in w), 1)
+    out["sst_written_mib"] = round(sum(x["sst_written_mib"] for x in w), 1)
+    out["local_peak_mib"] = max(x["local_peak_mib"] for x in w)
+    out["local_end_mib"] = w[-1]["local_end_mib"]
+    out["checkpoint_mib"] = w[-1]["checkpoint_mib"]
     return out
 
 
@@ -123,7 +196,12 @@ def summary(runs: list[dict]) -> list[dict]:
                 rows.append({"live": live, "variant": name,
                              "us_per_record": [r["us_per_record"] for r in sel],
                              "keyed_step_us": [r["keyed_step_us"] for r in sel],
-                             "rocksdb_us": [r["rocksdb_us"] for r in sel]})
+                             "rocksdb_us": [r["rocksdb_us"] for r in sel],
+                             "all_threads_us": [r["all_threads_us"] for r in sel],
+                             "sst_written_mib": [r["sst_written_mib"] for r in sel],
+                             "local_peak_mib": [r["local_peak_mib"] for r in sel],
+                             "local_end_mib": [r["local_end_mib"] for r in sel],
+                             "checkpoint_mib": [r["checkpoint_mib"] for r in sel]})
     return rows
 
 
@@ -149,7 +227,9 @@ def main(argv: list[str] | None = None) -> None:
                     r.update(variant=name, round=rnd)
                     runs.append(r)
                     print(json.dumps({k: r[k] for k in ("round", "variant", "live", "us_per_record", "keyed_step_us",
-                                                        "rocksdb_us")}), flush=True)
+                                                        "rocksdb_us", "all_threads_us", "sst_written_mib",
+                                                        "local_peak_mib", "local_end_mib",
+                                                        "checkpoint_mib")}), flush=True)
     finally:
         broker.down()
     res = {"command": "python -m benchmarks.state_scale " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -107,3 +107,41 @@ def test_thread_roles_from_cut_and_whole_names():
     assert thread_role("java", "C2 CompilerThre") == "jit"
     assert thread_role("python", "python") == "python"
     assert thread_role("java", "kafka-producer-network-thread") == "other"
+
+
+def test_the_state_bench_counts_the_sst_bytes_rocksdb_logs_it_created(tmp_path):
+    from benchmarks.state_scale import sst_written_mib
+
+    def event(kind: str, size: int) -> str:
+        return (f'2026/12/08-03:28:06.416708 1402 EVENT_LOG_v1 {{"time_micros": 1, "cf_name": "x", "job": 6, '
+                f'"event": "{kind}", "file_number": 36, "file_size": {size}, "file_checksum": ""}}\n')
+
+    logs = tmp_path / "flink-logs"
+    logs.mkdir()
+    (logs / "tmp_state_rocksdb_job_a_op_KeyedProcessOperator_1_db_LOG").write_text(
+        event("table_file_creation", 3 * 2**20) + event("flush_finished", 99 * 2**20) + "not an event\n")
+    (logs / "tmp_state_rocksdb_job_a_op_KeyedProcessOperator_2_db_LOG.old.1796700486").write_text(
+        event("table_file_creation", 2**20))
+    (logs / "flink-root-python-vm.log").write_text(event("table_file_creation", 50 * 2**20))   # not RocksDB's
+    assert sst_written_mib(logs) == 4.0
+
+
+def test_the_state_bench_reads_the_peak_of_a_folder_that_changes_under_it(tmp_path):
+    import time
+
+    from benchmarks.state_scale import DiskPeak, disk_mib
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "big.sst").write_bytes(b"\0" * 3 * 2**20)
+    peak = DiskPeak(tmp_path, every_s=0.02).start()
+    try:
+        deadline = time.monotonic() + 5
+        while peak.peak < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (tmp_path / "a" / "big.sst").unlink()           # a compaction replaced it
+        (tmp_path / "a" / "small.sst").write_bytes(b"\0" * 2**20)
+        assert peak.take() == 3.0 and disk_mib(tmp_path) == 1.0
+        time.sleep(0.1)
+        assert peak.take() == 1.0                       # each take starts a new window
+    finally:
+        peak.stop()
