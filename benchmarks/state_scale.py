@@ -25,6 +25,9 @@ incremental checkpoints had to upload.
     .venv/bin/python -m benchmarks.state_scale [--live 50000,1000000] [--wave 40000] [--waves 4]
         [--rounds 2] [NAME=FLINK_OPTS ...]
 
+In FLINK_OPTS, `{state}` stands for the run's own state folder (for options that need a path,
+e.g. `state.changelog.dstl.dfs.base-path=file://{state}/changelog`).
+
 Writes benchmarks/results/state_scale.json (or --out). One broker; images off, as in every
 end-to-end bench.
 """
@@ -136,7 +139,10 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     s = job_settings(st, name)
     base = sum(end_offsets(s.kafka, s.topics.listings).values())
     local = s.state_dir / "rocksdb"
-    job_opts = ";".join(filter(None, [opts, f"state.backend.rocksdb.localdir={local}"]))
+    # "{state}" in a variant's options stands for the run's own state folder (a path an option
+    # needs, e.g. state.changelog.dstl.dfs.base-path=file://{state}/changelog).
+    job_opts = ";".join(filter(None, [opts.replace("{state}", str(s.state_dir)),
+                                      f"state.backend.rocksdb.localdir={local}"]))
     job = start_job(s, 1, LOG, env={"ZEROSCAN_FLINK_OPTS": job_opts})
     disk = DiskPeak(local).start()
     out: dict = {"variant": name, "flink_opts": opts, "live": live}
@@ -161,6 +167,7 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
                                  "us_all_threads": round(sum(by_role.values()) / len(records) * 1e6, 1),
                                  "sst_written_mib": round(now_written - written, 1),
                                  "checkpoint_mib": disk_mib(s.state_dir / "checkpoints"),
+                                 "changelog_mib": disk_mib(s.state_dir / "changelog"),
                                  "local_peak_mib": disk.take(), "local_end_mib": disk_mib(local)})
             written = now_written
     finally:
@@ -172,6 +179,7 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
             f.result()
         shutil.rmtree(s.state_dir / "checkpoints", ignore_errors=True)
         shutil.rmtree(local, ignore_errors=True)
+        shutil.rmtree(s.state_dir / "changelog", ignore_errors=True)
     w = out["waves"]
     out["us_per_record"] = round(statistics.mean(1e6 / x["listings_per_cpu_s"] for x in w), 1)
     out["keyed_step_us"] = round(statistics.mean(x["us_per_record"]["keyed_step"] for x in w), 1)
