@@ -89,6 +89,19 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def storage_read_bytes(pid: int) -> int:
+    """The bytes the process tree of `pid` had read from storage (`/proc/<pid>/io` read_bytes:
+    page-cache misses, not reads the page cache answered)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/io") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("read_bytes:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")

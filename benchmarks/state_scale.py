@@ -27,6 +27,11 @@ incremental checkpoints had to upload.
 
 In FLINK_OPTS, `{state}` stands for the run's own state folder (for options that need a path,
 e.g. `state.changelog.dstl.dfs.base-path=file://{state}/changelog`).
+`bench.evict-every=S` in a variant's options (taken out before the job sees them) drops the
+state's SST files from the page cache every S seconds (`posix_fadvise(DONTNEED)`), so that reads
+RocksDB's cache misses go to the disk as they do when the state is many times larger than the
+machine's memory; each wave then also reports the bytes the job read from storage and its
+rate per wall second.
 
 Writes benchmarks/results/state_scale.json (or --out). One broker; images off, as in every
 end-to-end bench.
@@ -49,7 +54,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks.kafka_measures import (_measure, bench_kafka, java_thread_names, job_settings, measure_wave, start_job,
-                                       stop_job, task_times, thread_role)
+                                       stop_job, storage_read_bytes, task_times, thread_role)
 from benchmarks.traffic import Mix, Traffic, brand_records
 from connectors.kafka_admin import contract_topics, end_offsets, ensure_topics
 from connectors.kafka_client import admin
@@ -91,8 +96,8 @@ SST_CREATED = re.compile(rb'"event": "table_file_creation".*?"file_size": (\d+)'
 
 
 def sst_written_mib(logs: Path) -> float:
-    """The bytes of every SST file RocksDB's logs under `logs` tell it created (the job writes
-    them beside Flink's log, one per RocksDB instance)."""
+    """The bytes of every SST file RocksDB's logs in `logs` tell it created (one log per RocksDB
+    instance, named after its folder; `state.backend.rocksdb.log.dir`)."""
     total = 0
     for log in logs.glob("*_LOG*"):
         try:
@@ -100,6 +105,52 @@ def sst_written_mib(logs: Path) -> float:
         except OSError:
             continue
     return round(total / 2**20, 1)
+
+
+class PageCacheEvictor:
+    """Every `every_s`, drop the page cache of every SST file under `path` (clean pages only:
+    SST files are written once), from `start()` to `stop()`."""
+
+    def __init__(self, path: Path, every_s: float):
+        self.path, self.every_s, self.passes = path, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="evict", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            for folder, _dirs, files in os.walk(self.path):
+                for f in files:
+                    if f.endswith(".sst"):
+                        try:
+                            fd = os.open(os.path.join(folder, f), os.O_RDONLY)
+                        except OSError:
+                            continue
+                        try:
+                            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        finally:
+                            os.close(fd)
+            self.passes += 1
+
+    def start(self) -> PageCacheEvictor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def bench_options(opts: str) -> tuple[str, dict[str, str]]:
+    """A variant's options split into Flink's and the bench's own (`bench.*`)."""
+    flink, own = [], {}
+    for item in filter(None, opts.split(";")):
+        key, _, value = item.partition("=")
+        if key.startswith("bench."):
+            own[key] = value
+        else:
+            flink.append(item)
+    return ";".join(flink), own
 
 
 class DiskPeak:
@@ -141,36 +192,47 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     local = s.state_dir / "rocksdb"
     # "{state}" in a variant's options stands for the run's own state folder (a path an option
     # needs, e.g. state.changelog.dstl.dfs.base-path=file://{state}/changelog).
-    job_opts = ";".join(filter(None, [opts.replace("{state}", str(s.state_dir)),
-                                      f"state.backend.rocksdb.localdir={local}"]))
+    flink_opts, own = bench_options(opts)
+    logs = s.state_dir / "rocksdb-logs"      # RocksDB's own logs, read for the SST bytes written
+    logs.mkdir(parents=True, exist_ok=True)
+    job_opts = ";".join(filter(None, [flink_opts.replace("{state}", str(s.state_dir)),
+                                      f"state.backend.rocksdb.localdir={local}",
+                                      f"state.backend.rocksdb.log.dir={logs}"]))
     job = start_job(s, 1, LOG, env={"ZEROSCAN_FLINK_OPTS": job_opts})
     disk = DiskPeak(local).start()
+    evict = PageCacheEvictor(local, float(own["bench.evict-every"])) if "bench.evict-every" in own else None
     out: dict = {"variant": name, "flink_opts": opts, "live": live}
     try:
         first, _ = _measure(s, job, 0, base, LOG)
         out["first_read"] = {k: first[k] for k in ("listings", "listings_per_cpu_s")}
         out["first_read"]["local_peak_mib"] = disk.take()
-        written = sst_written_mib(s.state_dir / "flink-logs")
+        written = sst_written_mib(logs)
         out["first_read"]["sst_written_mib"] = written
         out["waves"] = []
         names = java_thread_names(job.pid)   # the job's threads are all running by now
+        if evict is not None:
+            evict.start()
         for _ in range(waves):
             records = traffic.sampled_wave(wave)
-            c0 = task_times(job.pid)
+            c0, read0 = task_times(job.pid), storage_read_bytes(job.pid)
             r = measure_wave(s, job, base, records, LOG)
-            c1 = task_times(job.pid)
+            c1, read1 = task_times(job.pid), storage_read_bytes(job.pid)
             base += len(records)
             by_role = roles(c0, c1, names)
-            now_written = sst_written_mib(s.state_dir / "flink-logs")
+            now_written = sst_written_mib(logs)
             out["waves"].append({"records": len(records), "listings_per_cpu_s": r["listings_per_cpu_s"],
                                  "us_per_record": {k: round(v / len(records) * 1e6, 1) for k, v in by_role.items()},
                                  "us_all_threads": round(sum(by_role.values()) / len(records) * 1e6, 1),
+                                 "listings_per_s": r["listings_per_s"], "cores_busy": r["cores_busy"],
+                                 "storage_read_kib_per_record": round((read1 - read0) / len(records) / 1024, 2),
                                  "sst_written_mib": round(now_written - written, 1),
                                  "checkpoint_mib": disk_mib(s.state_dir / "checkpoints"),
                                  "changelog_mib": disk_mib(s.state_dir / "changelog"),
                                  "local_peak_mib": disk.take(), "local_end_mib": disk_mib(local)})
             written = now_written
     finally:
+        if evict is not None:
+            evict.stop()
         disk.stop()
         stop_job(job)
         # A million listings' topic and checkpoints are a few GB: gone before the next run.
@@ -180,6 +242,7 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
         shutil.rmtree(s.state_dir / "checkpoints", ignore_errors=True)
         shutil.rmtree(local, ignore_errors=True)
         shutil.rmtree(s.state_dir / "changelog", ignore_errors=True)
+        shutil.rmtree(logs, ignore_errors=True)
     w = out["waves"]
     out["us_per_record"] = round(statistics.mean(1e6 / x["listings_per_cpu_s"] for x in w), 1)
     out["keyed_step_us"] = round(statistics.mean(x["us_per_record"]["keyed_step"] for x in w), 1)
@@ -187,6 +250,8 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     # The job's threads over each whole wave, from its first record produced to its last
     # committed: the compactions a wave sets off mostly run in it (or in the next), where the
     # window of 10-90 % read may or may not hold them.
+    out["listings_per_s"] = round(statistics.mean(x["listings_per_s"] for x in w))
+    out["storage_read_kib_per_record"] = round(statistics.mean(x["storage_read_kib_per_record"] for x in w), 2)
     out["all_threads_us"] = round(statistics.mean(x["us_all_threads"] for x in w), 1)
     out["sst_written_mib"] = round(sum(x["sst_written_mib"] for x in w), 1)
     out["local_peak_mib"] = max(x["local_peak_mib"] for x in w)
@@ -206,6 +271,8 @@ def summary(runs: list[dict]) -> list[dict]:
                              "keyed_step_us": [r["keyed_step_us"] for r in sel],
                              "rocksdb_us": [r["rocksdb_us"] for r in sel],
                              "all_threads_us": [r["all_threads_us"] for r in sel],
+                             "listings_per_s": [r["listings_per_s"] for r in sel],
+                             "storage_read_kib_per_record": [r["storage_read_kib_per_record"] for r in sel],
                              "sst_written_mib": [r["sst_written_mib"] for r in sel],
                              "local_peak_mib": [r["local_peak_mib"] for r in sel],
                              "local_end_mib": [r["local_end_mib"] for r in sel],
@@ -235,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
                     r.update(variant=name, round=rnd)
                     runs.append(r)
                     print(json.dumps({k: r[k] for k in ("round", "variant", "live", "us_per_record", "keyed_step_us",
-                                                        "rocksdb_us", "all_threads_us", "sst_written_mib",
+                                                        "rocksdb_us", "all_threads_us", "listings_per_s",
+                                                        "storage_read_kib_per_record", "sst_written_mib",
                                                         "local_peak_mib", "local_end_mib",
                                                         "checkpoint_mib")}), flush=True)
     finally:

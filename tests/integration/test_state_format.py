@@ -36,8 +36,8 @@ def records(batch: int, title: str = "Veltrix cordless drill {i} 18V") -> list[b
 
 
 def compacted_below_l0(logs: Path) -> bool:
-    """Whether RocksDB's own log (the job writes it beside Flink's) tells of a compaction whose
-    output went below level 0."""
+    """Whether RocksDB's own log (one per instance, named after its folder) tells of a compaction
+    whose output went below level 0."""
     for log in logs.glob("*_LOG*"):
         if COMPACTED_BELOW_L0.search(log.read_text(errors="replace")):
             return True
@@ -51,10 +51,13 @@ def kill(job) -> None:
 
 def test_checkpoint_restores_across_compaction_styles(kafka_settings):
     s = kafka_settings
-    local = s.state_dir / "rocksdb"
+    local, logs = s.state_dir / "rocksdb", s.state_dir / "rocksdb-logs"
+    logs.mkdir(parents=True)
 
     def env(style: str) -> dict[str, str]:
-        return {"ZEROSCAN_FLINK_OPTS": f"state.backend.rocksdb.localdir={local};"
+        # RocksDB's logs in a folder of this test's own (they follow FLINK_LOG_DIR otherwise,
+        # which a test run before in this process may have set for itself).
+        return {"ZEROSCAN_FLINK_OPTS": f"state.backend.rocksdb.localdir={local};state.backend.rocksdb.log.dir={logs};"
                                        f"state.backend.rocksdb.compaction.style={style}"}
 
     produce_lines(s.bootstrap, s.topics.brands, [json.dumps(BRAND).encode()], "brand_id")
@@ -64,10 +67,10 @@ def test_checkpoint_restores_across_compaction_styles(kafka_settings):
             produce_lines(s.bootstrap, s.topics.listings, records(b), "listing_id")
             wait_committed(s, job)          # committed at a checkpoint, which flushes what it read
         deadline = time.monotonic() + 60
-        while not compacted_below_l0(s.state_dir / "flink-logs") and time.monotonic() < deadline:
+        while not compacted_below_l0(logs) and time.monotonic() < deadline:
             produce_lines(s.bootstrap, s.topics.listings, records(BATCHES), "listing_id")
             wait_committed(s, job)
-        assert compacted_below_l0(s.state_dir / "flink-logs"), "no compaction into level 1: the state is all in level 0"
+        assert compacted_below_l0(logs), "no compaction into level 1: the state is all in level 0"
         # One more checkpoint, so that the one restored holds the compacted files.
         produce_lines(s.bootstrap, s.topics.listings, records(BATCHES + 1), "listing_id")
         wait_committed(s, job)

@@ -145,3 +145,48 @@ def test_the_state_bench_reads_the_peak_of_a_folder_that_changes_under_it(tmp_pa
         assert peak.take() == 1.0                       # each take starts a new window
     finally:
         peak.stop()
+
+
+def test_the_state_bench_evicts_sst_files_from_the_page_cache_so_reads_go_to_storage(tmp_path):
+    """Performed on a real file: read once it is cached (no storage read), then evicted by the
+    bench's evictor, read again: the bytes come from storage (`/proc/self/io`). Not on tmpfs,
+    where there is no storage to read."""
+    import os
+    import time
+
+    from benchmarks.kafka_measures import storage_read_bytes
+    from benchmarks.state_scale import PageCacheEvictor, bench_options
+
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1:3] for line in f]
+    where = max((m for m in mounts if str(tmp_path).startswith(m[0].rstrip("/") + "/")), key=lambda m: len(m[0]))
+    if where[1] in ("tmpfs", "ramfs"):
+        pytest.skip(f"the temporary folder is on {where[1]}: no storage behind its page cache")
+    sst, other = tmp_path / "db" / "000012.sst", tmp_path / "db" / "MANIFEST-000005"
+    sst.parent.mkdir()
+    for f in (sst, other):
+        with open(f, "wb") as out:
+            out.write(os.urandom(8 * 2**20))
+            out.flush()
+            os.fsync(out.fileno())          # clean pages: what DONTNEED drops
+
+    def read_from_storage(f) -> int:
+        before = storage_read_bytes(os.getpid())
+        with open(f, "rb", buffering=0) as src:
+            while src.read(2**20):
+                pass
+        return storage_read_bytes(os.getpid()) - before
+
+    read_from_storage(sst), read_from_storage(other)       # cached now
+    assert read_from_storage(sst) < 2**20
+    ev = PageCacheEvictor(tmp_path, every_s=0.01).start()
+    try:
+        deadline = time.monotonic() + 5
+        while ev.passes < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        ev.stop()
+    assert ev.passes >= 2
+    assert read_from_storage(sst) >= 7 * 2**20            # evicted: read from the disk again
+    assert read_from_storage(other) < 2**20               # only SST files are evicted
+    assert bench_options("a=1;bench.evict-every=0.5;b=x=y") == ("a=1;b=x=y", {"bench.evict-every": "0.5"})

@@ -156,3 +156,5 @@ def test_flink_conf_keeps_a_state_larger_than_its_cache_cheap_to_read():
     assert conf["state.backend.rocksdb.use-bloom-filter"] == "true"
     assert conf["state.backend.rocksdb.memory.partitioned-index-filters"] == "true"
     assert conf.get("state.backend.rocksdb.memory.managed", "true") == "true"   # partitioning needs it
+    # Fewer rewrites, and reads of a state out of the page cache ~3x fewer bytes (the README).
+    assert conf["state.backend.rocksdb.compaction.style"] == "UNIVERSAL"
