@@ -95,6 +95,10 @@ def settings_env(settings) -> dict[str, str]:
         "ZEROSCAN_TOPIC_PREFIX": prefix,
         "ZEROSCAN_FLINK_REST_PORT": str(settings.flink_rest_port),
         "ZEROSCAN_FLINK_RPC_PORT": str(settings.flink_rpc_port),
+        # The job's Flink and RocksDB logs in its own state folder: a job built in this process
+        # before (the pipeline tests) set FLINK_LOG_DIR here for itself, which a subprocess would
+        # otherwise inherit, writing into that test's folder.
+        "FLINK_LOG_DIR": str(settings.state_dir / "flink-logs"),
     }
 
 
