@@ -107,40 +107,6 @@ def sst_written_mib(logs: Path) -> float:
     return round(total / 2**20, 1)
 
 
-class PageCacheEvictor:
-    """Every `every_s`, drop the page cache of every SST file under `path` (clean pages only:
-    SST files are written once), from `start()` to `stop()`."""
-
-    def __init__(self, path: Path, every_s: float):
-        self.path, self.every_s, self.passes = path, every_s, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="evict", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            for folder, _dirs, files in os.walk(self.path):
-                for f in files:
-                    if f.endswith(".sst"):
-                        try:
-                            fd = os.open(os.path.join(folder, f), os.O_RDONLY)
-                        except OSError:
-                            continue
-                        try:
-                            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                        finally:
-                            os.close(fd)
-            self.passes += 1
-
-    def start(self) -> PageCacheEvictor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-
 def bench_options(opts: str) -> tuple[str, dict[str, str]]:
     """A variant's options split into Flink's and the bench's own (`bench.*`)."""
     flink, own = [], {}
@@ -153,30 +119,68 @@ def bench_options(opts: str) -> tuple[str, dict[str, str]]:
     return ";".join(flink), own
 
 
-class DiskPeak:
-    """The largest size `disk_mib` read of a folder, sampled every `every_s` in a thread, from
-    `start()` on; `take()` gives the peak since the last take and starts the next window."""
+class Periodic:
+    """`tick()` every `every_s` in a daemon thread, from `start()` to `stop()`."""
 
-    def __init__(self, path: Path, every_s: float = 0.5):
-        self.path, self.every_s, self.peak = path, every_s, 0.0
+    def __init__(self, every_s: float, name: str):
+        self.every_s = every_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="disk-peak", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def tick(self) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, disk_mib(self.path))
+            self.tick()
 
-    def start(self) -> DiskPeak:
+    def start(self):
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class PageCacheEvictor(Periodic):
+    """Drops the page cache of every SST file under `path` (clean pages only: SST files are
+    written once) at each tick; `passes` counts them."""
+
+    def __init__(self, path: Path, every_s: float):
+        super().__init__(every_s, "evict")
+        self.path, self.passes = path, 0
+
+    def tick(self) -> None:
+        for folder, _dirs, files in os.walk(self.path):
+            for f in files:
+                if f.endswith(".sst"):
+                    try:
+                        fd = os.open(os.path.join(folder, f), os.O_RDONLY)
+                    except OSError:
+                        continue
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
+        self.passes += 1
+
+
+class DiskPeak(Periodic):
+    """The largest size `disk_mib` read of a folder at its ticks; `take()` gives the peak since
+    the last take and starts the next window."""
+
+    def __init__(self, path: Path, every_s: float = 0.5):
+        super().__init__(every_s, "disk-peak")
+        self.path, self.peak = path, 0.0
+
+    def tick(self) -> None:
+        self.peak = max(self.peak, disk_mib(self.path))
 
     def take(self) -> float:
         peak, self.peak = max(self.peak, disk_mib(self.path)), 0.0
         return peak
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, tag: str) -> dict:
@@ -190,8 +194,6 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     s = job_settings(st, name)
     base = sum(end_offsets(s.kafka, s.topics.listings).values())
     local = s.state_dir / "rocksdb"
-    # "{state}" in a variant's options stands for the run's own state folder (a path an option
-    # needs, e.g. state.changelog.dstl.dfs.base-path=file://{state}/changelog).
     flink_opts, own = bench_options(opts)
     logs = s.state_dir / "rocksdb-logs"      # RocksDB's own logs, read for the SST bytes written
     logs.mkdir(parents=True, exist_ok=True)
@@ -247,11 +249,11 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     out["us_per_record"] = round(statistics.mean(1e6 / x["listings_per_cpu_s"] for x in w), 1)
     out["keyed_step_us"] = round(statistics.mean(x["us_per_record"]["keyed_step"] for x in w), 1)
     out["rocksdb_us"] = round(statistics.mean(x["us_per_record"]["rocksdb"] for x in w), 1)
+    out["listings_per_s"] = round(statistics.mean(x["listings_per_s"] for x in w))
+    out["storage_read_kib_per_record"] = round(statistics.mean(x["storage_read_kib_per_record"] for x in w), 2)
     # The job's threads over each whole wave, from its first record produced to its last
     # committed: the compactions a wave sets off mostly run in it (or in the next), where the
     # window of 10-90 % read may or may not hold them.
-    out["listings_per_s"] = round(statistics.mean(x["listings_per_s"] for x in w))
-    out["storage_read_kib_per_record"] = round(statistics.mean(x["storage_read_kib_per_record"] for x in w), 2)
     out["all_threads_us"] = round(statistics.mean(x["us_all_threads"] for x in w), 1)
     out["sst_written_mib"] = round(sum(x["sst_written_mib"] for x in w), 1)
     out["local_peak_mib"] = max(x["local_peak_mib"] for x in w)
@@ -260,23 +262,18 @@ def one_run(settings, live: int, wave: int, waves: int, name: str, opts: str, ta
     return out
 
 
+# What each run reports for the summary and the line printed after it, in this order.
+SUMMARY = ("us_per_record", "keyed_step_us", "rocksdb_us", "all_threads_us", "listings_per_s",
+           "storage_read_kib_per_record", "sst_written_mib", "local_peak_mib", "local_end_mib", "checkpoint_mib")
+
+
 def summary(runs: list[dict]) -> list[dict]:
     rows = []
     for live in sorted({r["live"] for r in runs}):
         for name in dict.fromkeys(r["variant"] for r in runs):
             sel = [r for r in runs if r["live"] == live and r["variant"] == name]
             if sel:
-                rows.append({"live": live, "variant": name,
-                             "us_per_record": [r["us_per_record"] for r in sel],
-                             "keyed_step_us": [r["keyed_step_us"] for r in sel],
-                             "rocksdb_us": [r["rocksdb_us"] for r in sel],
-                             "all_threads_us": [r["all_threads_us"] for r in sel],
-                             "listings_per_s": [r["listings_per_s"] for r in sel],
-                             "storage_read_kib_per_record": [r["storage_read_kib_per_record"] for r in sel],
-                             "sst_written_mib": [r["sst_written_mib"] for r in sel],
-                             "local_peak_mib": [r["local_peak_mib"] for r in sel],
-                             "local_end_mib": [r["local_end_mib"] for r in sel],
-                             "checkpoint_mib": [r["checkpoint_mib"] for r in sel]})
+                rows.append({"live": live, "variant": name, **{k: [r[k] for r in sel] for k in SUMMARY}})
     return rows
 
 
@@ -301,11 +298,7 @@ def main(argv: list[str] | None = None) -> None:
                                 f"z{uuid.uuid4().hex[:6]}")
                     r.update(variant=name, round=rnd)
                     runs.append(r)
-                    print(json.dumps({k: r[k] for k in ("round", "variant", "live", "us_per_record", "keyed_step_us",
-                                                        "rocksdb_us", "all_threads_us", "listings_per_s",
-                                                        "storage_read_kib_per_record", "sst_written_mib",
-                                                        "local_peak_mib", "local_end_mib",
-                                                        "checkpoint_mib")}), flush=True)
+                    print(json.dumps({k: r[k] for k in ("round", "variant", "live", *SUMMARY)}), flush=True)
     finally:
         broker.down()
     res = {"command": "python -m benchmarks.state_scale " + " ".join(sys.argv[1:] if argv is None else argv),
